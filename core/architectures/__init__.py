@@ -1,0 +1,89 @@
+"""What each tensor means: a registry of declarative family specs plus the inferred MLP.
+
+``detect(source)`` picks the spec from ``config.json``'s ``model_type`` (or infers the generic
+MLP when there is no config); ``describe(source)`` labels every tensor with its role, layer and
+named dimensions.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from core.architectures.mlp import infer_mlp
+from core.architectures.spec import ArchitectureSpec, Axis, MatchedTensor, TensorRule
+from core.errors import ArchitectureError
+
+__all__ = ["ArchitectureSpec", "TensorRule", "MatchedTensor", "TensorRole", "detect", "describe",
+           "all_families", "supported_model_types"]
+
+_FAMILY_MODULES = ("bert", "llama", "gpt2", "vit")
+
+
+def all_families() -> dict[str, ArchitectureSpec]:
+    """Every registered family spec by family name (the MLP is inferred, not registered)."""
+    return {m: importlib.import_module(f"core.architectures.families.{m}").SPEC for m in _FAMILY_MODULES}
+
+
+def supported_model_types() -> list[str]:
+    return sorted({t for spec in all_families().values() for t in spec.model_types}) + ["generic MLP (no config.json)"]
+
+
+def spec_for_config(config: dict) -> ArchitectureSpec:
+    model_type = config.get("model_type")
+    for spec in all_families().values():
+        if model_type in spec.model_types:
+            return spec
+    raise ArchitectureError(
+        f"architecture {model_type!r} is not supported; supported: {', '.join(supported_model_types())}"
+    )
+
+
+def detect(source) -> tuple[ArchitectureSpec, dict]:
+    """The spec and the (pseudo-)config of an opened source.
+
+    Raises:
+        ArchitectureError: unknown family, or tensors the spec does not describe.
+    """
+    if source.config is None:
+        shapes = {n: t.shape for n, t in source.tensors.items()}
+        try:
+            return infer_mlp(shapes, source.metadata)
+        except ArchitectureError as exc:
+            raise ArchitectureError(
+                f"{source.display_name} has no config.json and is not a plain MLP ({exc}); add the model's "
+                f"config.json next to the weights (supported: {', '.join(supported_model_types())})"
+            ) from None
+    if "model_type" not in source.config:
+        raise ArchitectureError("config.json has no 'model_type'; is this a transformers checkpoint?")
+    return spec_for_config(source.config), source.config
+
+
+@dataclass(frozen=True)
+class TensorRole:
+    """A source tensor with its meaning."""
+
+    name: str
+    role: str
+    layer: int | None
+    axes: tuple[Axis, ...]
+    fan_in: int | None
+    kind: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def dims_label(self) -> str:
+        return " × ".join("·".join(a) if a else "()" for a in self.axes)
+
+
+def describe(source, spec: ArchitectureSpec | None = None) -> list[TensorRole]:
+    """Label every tensor of ``source`` (in file order)."""
+    if spec is None:
+        spec, _ = detect(source)
+    matched = spec.ensure_matches(list(source.tensors))
+    out = []
+    for name, info in source.tensors.items():
+        m = matched[name]
+        out.append(TensorRole(name, m.rule.role, m.layer, m.rule.axes, m.rule.fan_in, m.rule.kind, info.shape, info.dtype))
+    return out

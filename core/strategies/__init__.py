@@ -1,0 +1,9 @@
+"""Transfer strategies, found by name through one registry (see ``base.py``).
+
+Adding a strategy is adding a module here and its tests: import it below so it registers.
+"""
+
+from core.strategies import index, select  # noqa: F401  (registration side effects)
+from core.strategies.base import get, make_params, names, params_to_dict
+
+__all__ = ["get", "make_params", "names", "params_to_dict"]

@@ -1,0 +1,175 @@
+"""Materialise a plan: fill every target tensor, one at a time, with its strategy.
+
+Memory streams: each target tensor is produced from slices of its source tensor and released
+before the next, so peak memory follows the largest tensor, not the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from core.errors import PlanError, StrategyError
+from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.plan import Plan, TensorPlan, composite_index
+from core.strategies import base as registry
+
+log = logging.getLogger(__name__)
+
+TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
+                "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, TORCH_DTYPES.get(name, name))
+
+
+class FillContext:
+    """Everything a value strategy may use to fill one target tensor.
+
+    Attributes:
+        plan, tensor (its :class:`TensorPlan`), source, device, cache (shared by one run).
+    """
+
+    def __init__(self, plan: Plan, tensor: TensorPlan, source, *, device: str = "cpu", cache: dict | None = None):
+        self.plan = plan
+        self.tensor = tensor
+        self.source = source
+        self.device = device
+        self.cache = cache if cache is not None else {}
+        self._index: dict[int, object] = {}
+
+    # -- facts -------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.tensor.shape)
+
+    @property
+    def source_shape(self) -> tuple[int, ...]:
+        return tuple(self.tensor.source_shape)
+
+    def index(self, axis: int):
+        """Flat source index (LongTensor of the target axis length) for ``axis``, or None if identity."""
+        if axis not in self._index:
+            self._index[axis] = composite_index(self.plan, self.tensor.axes[axis])
+        return self._index[axis]
+
+    def fan_in_ratio(self) -> float:
+        """N / Ñ along the fan-in axis (1.0 when there is none or it keeps its size)."""
+        a = self.tensor.fan_in
+        if a is None:
+            return 1.0
+        return self.tensor.source_shape[a] / self.tensor.shape[a]
+
+    def fan_in_counts(self):
+        """For each target position of the fan-in axis, how many target positions copy its source.
+
+        Dividing the fan-in columns by these counts keeps the next layer's input unchanged when
+        neurons are duplicated (Net2WiderNet); all ones for a pure selection.
+        """
+        import torch
+
+        a = self.tensor.fan_in
+        if a is None:
+            return None
+        idx = self.index(a)
+        if idx is None:
+            return torch.ones(self.tensor.shape[a])
+        counts = torch.bincount(idx, minlength=self.tensor.source_shape[a])
+        return counts[idx].to(torch.float32)
+
+    # -- randomness --------------------------------------------------------------------------
+    def generator(self, *parts: object):
+        """A generator seeded by the recipe seed, this tensor's name and ``parts``."""
+        return registry.generator(self.plan.seed, "value", self.tensor.name, *parts)
+
+    def layer_generator(self, *parts: object):
+        """A generator shared by the tensors of one target layer (e.g. q and k of mimetic init)."""
+        return registry.generator(self.plan.seed, "value-layer", self.tensor.layer, *parts)
+
+    # -- data --------------------------------------------------------------------------------
+    def read(self, name: str | None = None):
+        """A whole source tensor (default: this tensor's source) on ``device``."""
+        name = name or self.tensor.source_name
+        if name is None:
+            raise StrategyError(f"{self.tensor.name} has no source tensor; choose a strategy that needs none")
+        return self.source.read(name).to(self.device)
+
+    def gather(self, name: str | None = None):
+        """The source tensor gathered through the dimension maps: shape ``self.shape``.
+
+        Reads only the rows spanned by the first axis's map (one slice read), then gathers.
+        """
+        import torch
+
+        name = name or self.tensor.source_name
+        if name is None:
+            raise StrategyError(f"{self.tensor.name} has no source tensor; choose a strategy that needs none")
+        idx0 = self.index(0) if self.tensor.shape else None
+        if idx0 is not None:
+            lo, hi = int(idx0.min()), int(idx0.max()) + 1
+            data = self.source.read_slice(name, (slice(lo, hi),)).to(self.device)
+            data = data.index_select(0, (idx0 - lo).to(self.device))
+        else:
+            data = self.source.read(name).to(self.device)
+        for axis in range(1, data.dim()):
+            idx = self.index(axis)
+            if idx is not None:
+                data = data.index_select(axis, idx.to(self.device))
+        if tuple(data.shape) != self.shape:
+            raise PlanError(f"{self.tensor.name}: gathered shape {tuple(data.shape)} differs from the planned {self.shape}")
+        return data
+
+    def same_role_sources(self) -> list[str]:
+        """Source names of this tensor's rule in every source layer (for pooled fits, templates)."""
+        suffix = self.tensor.source_name
+        layer = self.tensor.source_layer
+        if suffix is None or layer is None:
+            return [suffix] if suffix else []
+        marker = f".{layer}."
+        head, _, tail = suffix.partition(marker)
+        out = []
+        for n in range(self.plan.source_sizes["layers"]):
+            candidate = f"{head}.{n}.{tail}"
+            if candidate in self.source.tensors:
+                out.append(candidate)
+        return out
+
+
+def fill_tensor(plan: Plan, tensor: TensorPlan, source, *, device: str = "cpu", cache: dict | None = None):
+    """Produce one target tensor with its strategy (in its computed dtype)."""
+    strategy = registry.get(tensor.strategy)
+    params = registry.make_params(tensor.strategy, tensor.params)
+    ctx = FillContext(plan, tensor, source, device=device, cache=cache)
+    out = strategy.fill(params, ctx)
+    if tuple(out.shape) != tuple(tensor.shape):
+        raise StrategyError(f"strategy {tensor.strategy} produced {tuple(out.shape)} for {tensor.name}, expected {tuple(tensor.shape)}")
+    return out
+
+
+def output_dtype(tensor: TensorPlan, dtype: str | None):
+    """The dtype a tensor is exported in: the source's, unless ``dtype`` overrides floats."""
+    if dtype is None or not tensor.dtype.startswith(("F", "BF")):
+        return torch_dtype(tensor.dtype)
+    return torch_dtype(dtype)
+
+
+def materialize(plan: Plan, source, *, device: str = "cpu", dtype: str | None = None,
+                progress: ProgressFn = no_progress, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[tuple[str, object]]:
+    """Yield ``(name, tensor)`` for every target tensor in file order, one at a time."""
+    cache: dict = {}
+    total = sum(t.numel for t in plan.tensors) or 1
+    done = 0
+    for tensor in plan.tensors:
+        cancel.check()
+        out = fill_tensor(plan, tensor, source, device=device, cache=cache).to(output_dtype(tensor, dtype))
+        done += tensor.numel
+        progress(done / total, tensor.name)
+        yield tensor.name, out.cpu()
+
+
+def build_state_dict(plan: Plan, source, *, device: str = "cpu", dtype: str | None = None, **kw) -> dict:
+    """The whole target state dict in memory (small models: previews, validation runs, tests)."""
+    return dict(materialize(plan, source, device=device, dtype=dtype, **kw))
