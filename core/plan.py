@@ -406,7 +406,14 @@ def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: 
         if blocked:
             raise PlanError(f"strategy {', '.join(blocked)} cannot fill inserted layers; use {GROWING_HINT}")
 
-    target_config = spec.target_config(config, tgt) if spec.family != "mlp" else _mlp_config(config, tgt, spec)
+    if spec.family == "mlp":
+        target_config = _mlp_config(config, tgt, spec)
+    else:
+        target_config = spec.target_config(config, tgt)
+        # Per-layer config lists (Qwen2's layer_types, …) follow the layer map.
+        for key, value in config.items():
+            if isinstance(value, list) and len(value) == src["layers"] and key != "architectures":
+                target_config[key] = [value[link.source] for link in layer_map]
     return Plan(family=spec.family, seed=seed, source_sizes=src, target_sizes=tgt, target_config=target_config,
                 layer_map=layer_map, dims=dims, tensors=tensors, index=index, values=values)
 

@@ -102,7 +102,6 @@ class FillContext:
 
         Reads only the rows spanned by the first axis's map (one slice read), then gathers.
         """
-        import torch
 
         name = name or self.tensor.source_name
         if name is None:

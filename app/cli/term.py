@@ -17,12 +17,16 @@ class TerminalProgress:
         self.start = time.monotonic()
         self._last = 0.0
         self._tty = self.stream.isatty()
+        self._done = False
 
     def __call__(self, fraction: float, message: str) -> None:
+        if self._done:
+            return
         now = time.monotonic()
         if fraction < 1.0 and now - self._last < 0.1:
             return
         self._last = now
+        self._done = fraction >= 1.0
         if not self._tty:
             if fraction >= 1.0:
                 self.stream.write(f"{self.label} done in {now - self.start:.1f}s\n")

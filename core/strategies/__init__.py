@@ -3,7 +3,9 @@
 Adding a strategy is adding a module here and its tests: import it below so it registers.
 """
 
-from core.strategies import index, select  # noqa: F401  (registration side effects)
+from core.strategies import (  # noqa: F401  (registration side effects)
+    baseline, covariance, distribution, growth, index, mean_field, mimetic, select, templates,
+)
 from core.strategies.base import get, make_params, names, params_to_dict
 
 __all__ = ["get", "make_params", "names", "params_to_dict"]

@@ -1,6 +1,6 @@
 """Llama and the families with the same tensors: Mistral, Qwen2 (q/k/v biases), Qwen3 (q/k norms), Gemma."""
 
-from core.architectures.families._blocks import F, H, KV, Q, linear, norm
+from core.architectures.families._blocks import KV, F, H, Q, linear, norm
 from core.architectures.spec import ArchitectureSpec, TensorRule
 
 L = "model.layers.{L}"

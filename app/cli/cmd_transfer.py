@@ -1,0 +1,76 @@
+"""``graft plan``, ``graft transfer`` and ``graft demo``: map a source onto a new size and export it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from app.cli.recipe_args import add_recipe_args, recipe_from_args
+from app.cli.term import TerminalProgress
+from core.errors import RecipeError
+
+DEMO_TARGET = {"layers": 4, "hidden": 256, "ffn": 1024, "heads": 8}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("plan", help="print the layer map, dimension maps and tensor table of a transfer")
+    add_recipe_args(p, source_required=False)
+    p.add_argument("--json", action="store_true", help="the plan as JSON")
+    p.add_argument("--limit", type=int, default=None, help="show at most this many tensors")
+    p.set_defaults(func=run_plan)
+
+    t = sub.add_parser("transfer", help="build the target's weights from the source and export an HF folder")
+    add_recipe_args(t, source_required=False)
+    t.add_argument("--out", help="export folder (must not exist or be empty, unless --force)")
+    t.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    t.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
+    t.add_argument("--save-recipe", metavar="FILE", help="also write the recipe to FILE")
+    t.set_defaults(func=run_transfer)
+
+    d = sub.add_parser("demo", help="shrink the bundled all-MiniLM-L6-v2 to 4 layers × 256 by weight selection")
+    d.add_argument("--out", default="out/demo", help="export folder (default: out/demo)")
+    d.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    d.set_defaults(func=run_demo)
+
+
+def run_plan(args) -> int:
+    from core.pipeline import plan_recipe
+    from core.plan import format_plan
+
+    plan, _ = plan_recipe(recipe_from_args(args))
+    print(json.dumps(plan.to_dict(), indent=1) if args.json else format_plan(plan, args.limit))
+    return 0
+
+
+def run_transfer(args) -> int:
+    from core.pipeline import export_recipe, plan_recipe
+    from core.plan import format_plan
+
+    recipe = recipe_from_args(args)
+    plan, source = plan_recipe(recipe)
+    if args.save_recipe:
+        recipe.save(args.save_recipe)
+    if args.dry_run:
+        print(format_plan(plan))
+        return 0
+    if not args.out:
+        raise RecipeError("give --out FOLDER for the export (or --dry-run to only print the plan)")
+    out = export_recipe(recipe, Path(args.out), source=source, plan=plan, force=args.force,
+                        progress=TerminalProgress("export"))
+    print(f"wrote {out} ({plan.num_parameters:,} parameters, {plan.family})")
+    return 0
+
+
+def run_demo(args) -> int:
+    from core.pipeline import export_recipe, plan_recipe
+    from core.recipe import Recipe
+
+    recipe = Recipe(source="demo", target=dict(DEMO_TARGET))
+    plan, source = plan_recipe(recipe)
+    print(f"demo: {source.display_name} → {plan.family} {DEMO_TARGET} by weight selection", file=sys.stderr)
+    out = export_recipe(recipe, Path(args.out), source=source, plan=plan, force=args.force,
+                        progress=TerminalProgress("export"))
+    print(f"wrote {out} ({plan.num_parameters:,} parameters)")
+    print(f"load it with: python -c \"from transformers import AutoModel; AutoModel.from_pretrained('{out}')\"")
+    return 0

@@ -1,0 +1,97 @@
+"""Command-line flags that build a Recipe — shared by ``plan``, ``transfer`` and ``validate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from core.errors import RecipeError
+from core.recipe import DTYPES, Recipe
+
+SIZE_FLAGS = ("layers", "hidden", "ffn", "heads", "kv_heads", "head_dim")
+
+
+def add_recipe_args(parser: argparse.ArgumentParser, *, source_required: bool = True) -> None:
+    parser.add_argument("source", nargs="?" if not source_required else None,
+                        help="'demo', a .safetensors file, a model folder, or a hub repo id (owner/name[@rev])")
+    parser.add_argument("--recipe", help="start from this recipe file; flags override its fields")
+    g = parser.add_argument_group("target sizes (omitted = keep the source's)")
+    for name in SIZE_FLAGS:
+        g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, metavar="N")
+    s = parser.add_argument_group("strategy")
+    s.add_argument("--strategy", help="value strategy for every role (e.g. select, mean_field, growth, distribution)")
+    s.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of --strategy (repeatable)")
+    s.add_argument("--role", action="append", default=[], metavar="ROLE=NAME[:k=v,…]",
+                   help="a strategy for one role prefix, e.g. attn=mimetic or mlp=distribution:family=student_t")
+    s.add_argument("--index", help="index strategy for the dimension maps (first_n, uniform, random, iid, cyclic, by_norm)")
+    s.add_argument("--index-param", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--layer-map", dest="layer_map", metavar="first_n|uniform|last_n|0,2,4",
+                   help="which source layers the target keeps")
+    s.add_argument("--seed", type=int)
+    o = parser.add_argument_group("output")
+    o.add_argument("--dtype", choices=DTYPES, help="export dtype (default: the source's)")
+    o.add_argument("--device", help="cpu, cuda, cuda:1 … (where tensors are computed)")
+    o.add_argument("--max-shard-size", help="e.g. 500MB, 5GB (decimal, like the hub)")
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_pairs(items: list[str], what: str) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RecipeError(f"{what} {item!r} must look like KEY=VALUE")
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def parse_role(item: str) -> tuple[str, dict]:
+    role, sep, rest = item.partition("=")
+    if not sep or not role or not rest:
+        raise RecipeError(f"--role {item!r} must look like ROLE=NAME or ROLE=NAME:key=value,key=value")
+    name, _, params = rest.partition(":")
+    return role.strip(), {"method": name.strip(), "params": parse_pairs([p for p in params.split(",") if p], "--role parameter")}
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    """A Recipe from ``--recipe`` (if any) with every given flag applied on top."""
+    recipe = Recipe.load(args.recipe) if getattr(args, "recipe", None) else Recipe()
+    data = recipe.to_dict()
+    if getattr(args, "source", None):
+        location, _, revision = args.source.partition("@")
+        data["source"], data["revision"] = location, (revision or None)
+    elif not getattr(args, "recipe", None):
+        raise RecipeError("give a source (e.g. 'demo' or a model folder) or --recipe FILE")
+    target = dict(data["target"])
+    for name in SIZE_FLAGS:
+        if getattr(args, name, None) is not None:
+            target[name] = getattr(args, name)
+    data["target"] = target
+    if args.strategy or args.param:
+        default = dict(data["values"]["default"])
+        if args.strategy and args.strategy != default["method"]:
+            default = {"method": args.strategy, "params": {}}
+            data["index"] = None
+        default["params"] = {**default.get("params", {}), **parse_pairs(args.param, "--param")}
+        data["values"] = {**data["values"], "default": default}
+    for item in args.role:
+        role, choice = parse_role(item)
+        data["values"] = {**data["values"], role: choice}
+    if args.index:
+        data["index"] = {"method": args.index, "params": parse_pairs(args.index_param, "--index-param")}
+    elif args.index_param:
+        raise RecipeError("--index-param needs --index")
+    if args.layer_map:
+        lm = args.layer_map
+        data["layers"] = [int(x) for x in lm.split(",")] if lm[:1].isdigit() else lm
+    for key in ("seed", "dtype", "device", "max_shard_size"):
+        if getattr(args, key, None) is not None:
+            data[key] = getattr(args, key)
+    return Recipe.from_dict(data)

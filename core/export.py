@@ -1,0 +1,556 @@
+"""Export: write a Hugging Face checkpoint folder that ``transformers`` loads as-is.
+
+The folder holds ``config.json``, ``model.safetensors`` (or HF-named shards and
+``model.safetensors.index.json``), the tokenizer/generation files copied from the source, the
+recipe (``graft_recipe.json``) and a short model card (``README.md``).
+
+Tensors stream: :func:`export_checkpoint` asks ``produce(name)`` for one tensor at a time, in
+file order, and writes its bytes before asking for the next, so peak memory is one tensor.
+Everything is written to a hidden temporary sibling folder and renamed into place only when
+complete; on an error or a cancel the temporary folder is removed and ``out_dir`` is untouched.
+
+The generic MLP has no ``transformers`` class: its export is the same folder without
+``config.json``, and its safetensors metadata records the layer widths and activation
+(:func:`mlp_metadata`), from which :func:`load_mlp` rebuilds the ``nn.Sequential``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Hub's own decimal size parser ("5GB" = 5 * 10**9), so sizes mean what they mean on the Hub.
+from huggingface_hub.serialization._base import parse_size_to_int
+
+from core import __version__
+from core.errors import ExportError
+from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.safetensors_stream import SafetensorsStreamWriter, build_header, nbytes
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+RECIPE_NAME = "graft_recipe.json"
+CARD_NAME = "README.md"
+INDEX_SUFFIX = ".index.json"
+
+
+@dataclass(frozen=True)
+class ExportEntry:
+    """One tensor of the exported checkpoint, known before its data exists.
+
+    Attributes:
+        name: the tensor's name in the checkpoint (``"encoder.layer.0.attention.self.query.weight"``).
+        shape: its shape in the exported file.
+        dtype: its dtype in the exported file; :func:`export_checkpoint` casts floats to it.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return nbytes(self.shape, self.dtype)
+
+
+def plan_shards(
+    entries: Sequence[ExportEntry],
+    max_shard_size: int | str = "5GB",
+    weights_name: str = "model.safetensors",
+) -> dict[str, list[ExportEntry]]:
+    """Split entries into shard files in entry order, with Hugging Face's rules and names.
+
+    Args:
+        entries: tensors in file order.
+        max_shard_size: bytes, or a decimal size string (``"500MB"``, ``"5GB"``) as on the Hub.
+        weights_name: the single-file name; shards are ``<stem>-00001-of-0000N<suffix>``.
+
+    Returns:
+        File name → its entries in order. One file named ``weights_name`` when everything fits.
+
+    Raises:
+        ExportError: a bad size string, or no entries.
+    """
+    if not entries:
+        raise ExportError("there is nothing to export: the plan produced no tensors")
+    stem, dot, ext = weights_name.rpartition(".")
+    if not dot or not stem:
+        raise ExportError(
+            f"weights name {weights_name!r} needs a file extension, like model.safetensors"
+        )
+    if len({e.name for e in entries}) != len(entries):
+        raise ExportError("two exported tensors have the same name; this is a bug in the plan")
+    try:
+        limit = (
+            parse_size_to_int(max_shard_size)
+            if isinstance(max_shard_size, str)
+            else int(max_shard_size)
+        )
+    except ValueError as exc:
+        raise ExportError(f"invalid max shard size {max_shard_size!r}: {exc}") from exc
+    if limit <= 0:
+        raise ExportError(f"the max shard size must be positive, got {max_shard_size!r}")
+    # Hugging Face's rule (huggingface_hub.split_state_dict_into_shards_factory), except that a
+    # tensor larger than the limit closes the current shard instead of jumping ahead of it, so the
+    # files hold the entries in their given order and produce() is called in that order.
+    groups: list[list[ExportEntry]] = [[]]
+    size = 0
+    for entry in entries:
+        if groups[-1] and size + entry.nbytes > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += entry.nbytes
+    if len(groups) == 1:
+        return {weights_name: groups[0]}
+    n = len(groups)
+    return {f"{stem}-{i + 1:05d}-of-{n:05d}.{ext}": group for i, group in enumerate(groups)}
+
+
+def export_checkpoint(
+    out_dir: Path,
+    *,
+    entries: Sequence[ExportEntry],
+    produce: Callable[[str], torch.Tensor],
+    config: dict | None,
+    aux_files: Sequence[Path] = (),
+    recipe: dict | None = None,
+    model_card: str | None = None,
+    metadata: dict[str, str] | None = None,
+    max_shard_size: int | str = "5GB",
+    weights_name: str = "model.safetensors",
+    force: bool = False,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+) -> Path:
+    """Write a checkpoint folder atomically.
+
+    Args:
+        out_dir: the folder to create. It may exist if empty; a non-empty one needs ``force``,
+            and is then replaced only after the new folder is complete.
+        entries: every tensor, in file order.
+        produce: ``produce(name) -> tensor``, called once per entry, in file order, each call
+            after the previous tensor was written. A floating tensor of another float dtype is
+            cast to ``entry.dtype``; anything else must match exactly.
+        config: written as ``config.json`` when not None.
+        aux_files: tokenizer/generation files copied as-is (by base name).
+        recipe: written as ``graft_recipe.json`` when not None.
+        model_card: written as ``README.md`` when not None.
+        metadata: extra safetensors ``__metadata__`` for every shard (``format: pt`` is added).
+        max_shard_size: bytes or a decimal size string (``"500MB"``, ``"5GB"``).
+        weights_name: name of the single weights file; shards and index derive from it.
+        force: replace a non-empty ``out_dir``.
+        progress: ``progress(fraction, message)`` by bytes written.
+        cancel: checked between tensors.
+
+    Returns:
+        ``out_dir`` as an absolute path.
+
+    Raises:
+        ExportError: the folder cannot be written, or a produced tensor does not fit its entry.
+        Cancelled: ``cancel`` was set; nothing is left behind.
+        Exception: whatever ``produce`` raises, after cleaning up.
+    """
+    out_dir = Path(os.path.abspath(out_dir))
+    shards = plan_shards(entries, max_shard_size, weights_name)
+    aux = _check_aux_files(out_dir, aux_files, weights_name, shards, config, recipe, model_card)
+    _check_target(out_dir, force)
+    try:  # unsupported dtypes, bad shapes or non-string metadata: refuse before writing anything
+        build_header(entries, metadata)
+    except ValueError as exc:
+        raise ExportError(f"cannot export: {exc}") from exc
+    total = sum(e.nbytes for e in entries)
+
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _fresh_sibling(out_dir, "tmp")
+    except OSError as exc:
+        raise ExportError(
+            f"cannot create a folder next to {out_dir}: {exc.strerror or exc}"
+        ) from exc
+    producing = False  # an OSError raised by produce is the source's, not ours: pass it on
+    try:
+        written = 0
+
+        def on_bytes(n: int) -> None:
+            nonlocal written
+            written += n
+            progress(written / total if total else 1.0, f"writing {current}")
+
+        for current, shard_entries in shards.items():
+            with SafetensorsStreamWriter(tmp / current, shard_entries, metadata) as writer:
+                for entry in shard_entries:
+                    cancel.check()
+                    producing = True
+                    tensor = produce(entry.name)
+                    producing = False
+                    tensor = _fit(entry, tensor)
+                    writer.write(entry.name, tensor, on_bytes)
+                    del tensor
+        cancel.check()
+        if len(shards) > 1:
+            index = {
+                "metadata": {"total_size": total},
+                "weight_map": {e.name: f for f, es in shards.items() for e in es},
+            }
+            _write_json(tmp / (weights_name + INDEX_SUFFIX), index)
+        if config is not None:
+            _write_json(tmp / CONFIG_NAME, config)
+        if recipe is not None:
+            _write_json(tmp / RECIPE_NAME, recipe)
+        if model_card is not None:
+            (tmp / CARD_NAME).write_text(model_card, encoding="utf-8")
+        for src in aux:
+            shutil.copyfile(src, tmp / src.name)
+        cancel.check()
+        _move_into_place(tmp, out_dir, force)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if producing:
+            raise
+        raise ExportError(f"cannot write the export to {out_dir}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    progress(1.0, f"exported to {out_dir}")
+    return out_dir
+
+
+def _fit(entry: ExportEntry, tensor: torch.Tensor) -> torch.Tensor:
+    """Cast a produced tensor to its entry's dtype (floats only) after checking its shape."""
+    if not isinstance(tensor, torch.Tensor):
+        raise ExportError(
+            f"tensor {entry.name!r} was produced as {type(tensor).__name__}, not a tensor"
+        )
+    if tuple(tensor.shape) != tuple(entry.shape):
+        raise ExportError(
+            f"tensor {entry.name!r} was produced with shape {tuple(tensor.shape)} but the plan says {entry.shape}"
+        )
+    if tensor.dtype != entry.dtype:
+        if not (tensor.dtype.is_floating_point and entry.dtype.is_floating_point):
+            raise ExportError(
+                f"tensor {entry.name!r} was produced as {tensor.dtype} but the plan says {entry.dtype}; "
+                "only floating-point tensors are cast on export"
+            )
+        tensor = tensor.to(entry.dtype)
+    return tensor
+
+
+def _check_aux_files(
+    out_dir: Path,
+    aux_files: Sequence[Path],
+    weights_name: str,
+    shards: Mapping[str, object],
+    config: dict | None,
+    recipe: dict | None,
+    model_card: str | None,
+) -> list[Path]:
+    """Validate the files to copy: they exist, do not clash, and do not live in ``out_dir``."""
+    generated = set(shards) | {weights_name + INDEX_SUFFIX}
+    generated |= {
+        n
+        for n, v in ((CONFIG_NAME, config), (RECIPE_NAME, recipe), (CARD_NAME, model_card))
+        if v is not None
+    }
+    target = out_dir.resolve()
+    seen: set[str] = set()
+    checked = []
+    for item in aux_files:
+        src = Path(item)
+        if not src.is_file():
+            raise ExportError(f"cannot copy {src}: it is not a file")
+        folder = src.resolve().parent
+        if folder == target or target in folder.parents:
+            raise ExportError(
+                f"cannot export into {out_dir}: it holds the source file {src.name}, which the export "
+                "would overwrite; choose another folder"
+            )
+        if src.name in generated:
+            raise ExportError(
+                f"cannot copy {src.name} from the source: the export writes its own {src.name}"
+            )
+        if src.name in seen:
+            raise ExportError(f"two files to copy are both named {src.name}")
+        seen.add(src.name)
+        checked.append(src)
+    return checked
+
+
+def _check_target(out_dir: Path, force: bool) -> None:
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if not out_dir.is_dir() or out_dir.is_symlink():
+        raise ExportError(
+            f"{out_dir} exists and is not a folder (or is a link); choose another path"
+        )
+    if any(out_dir.iterdir()) and not force:
+        raise ExportError(
+            f"{out_dir} exists and is not empty; choose another folder or pass --force"
+        )
+
+
+def _fresh_sibling(out_dir: Path, tag: str) -> Path:
+    """Create a hidden, uniquely named, empty folder next to ``out_dir`` (same file system)."""
+    while True:
+        path = out_dir.parent / f".{out_dir.name}.graft-{tag}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()  # honours the umask, unlike tempfile.mkdtemp's 0o700
+            return path
+        except FileExistsError:
+            continue
+
+
+def _move_into_place(tmp: Path, out_dir: Path, force: bool) -> None:
+    """Rename the finished ``tmp`` to ``out_dir``; an old non-empty folder goes only afterwards."""
+    if not out_dir.exists():
+        os.rename(tmp, out_dir)
+        return
+    if not any(out_dir.iterdir()):
+        out_dir.rmdir()
+        os.rename(tmp, out_dir)
+        return
+    _check_target(out_dir, force)  # something was put there while we were writing
+    old = out_dir.parent / f".{out_dir.name}.graft-old-{secrets.token_hex(4)}"
+    os.rename(out_dir, old)
+    try:
+        os.rename(tmp, out_dir)
+    except BaseException:
+        os.rename(old, out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    # Sorted keys and a fixed indent, as transformers writes config.json: same input, same bytes.
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+# --- model card --------------------------------------------------------------------------------
+
+
+def default_model_card(facts: Mapping[str, Any]) -> str:
+    """A short markdown model card from a dict of facts.
+
+    Args:
+        facts: any of ``source`` (path or repo id), ``revision``, ``family``, ``target``
+            (a dict of sizes, e.g. ``{"layers": 4, "hidden": 256}``), ``strategy``,
+            ``parameters`` (a dict), ``seed``, ``dtype``, ``graft_version`` (defaults to this
+            Graft's version) and ``mlp`` (True for the generic MLP, whose loader differs).
+
+    Returns:
+        Markdown with Hugging Face front matter.
+    """
+    source = str(facts.get("source", "unknown"))
+    revision = facts.get("revision")
+    is_mlp = bool(facts.get("mlp")) or facts.get("family") == "mlp"
+    lines = [
+        "---",
+        "library_name: " + ("safetensors" if is_mlp else "transformers"),
+        "tags:",
+        "- graft",
+    ]
+    if "/" in source and not Path(source).exists() and not source.startswith((".", "/", "~")):
+        lines.append(f"base_model: {source}")  # looks like a hub repo id
+    lines += ["---", "", "# Model initialised with Graft", ""]
+    lines.append(
+        "The weights of this model were not trained from scratch: Graft built them from a larger or "
+        "different pretrained model by transferring its weights onto a new size."
+    )
+    lines.append("")
+    src = f"`{source}`" + (f" (revision `{revision}`)" if revision else "")
+    rows = [("Source", src)]
+    if facts.get("family"):
+        rows.append(("Architecture", f"`{facts['family']}`"))
+    target = facts.get("target") or {}
+    if target:
+        rows.append(("Target sizes", ", ".join(f"{k} {v}" for k, v in target.items())))
+    if facts.get("strategy"):
+        rows.append(("Strategy", f"`{facts['strategy']}`"))
+    params = facts.get("parameters") or {}
+    if params:
+        rows.append(("Parameters", ", ".join(f"{k}={v}" for k, v in params.items())))
+    if facts.get("seed") is not None:
+        rows.append(("Seed", str(facts["seed"])))
+    if facts.get("dtype"):
+        rows.append(("Dtype", str(facts["dtype"])))
+    rows.append(("Graft version", str(facts.get("graft_version", __version__))))
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    lines += ["", "The full recipe is in `graft_recipe.json`.", "", "## How to load", ""]
+    if is_mlp:
+        lines += [
+            "```python",
+            "from core.export import load_mlp",
+            "",
+            'model = load_mlp("path/to/this/folder")',
+            "```",
+        ]
+    else:
+        lines += [
+            "```python",
+            "from transformers import AutoModel",
+            "",
+            'model = AutoModel.from_pretrained("path/to/this/folder")',
+            "```",
+        ]
+    lines += ["", "These are starting weights: fine-tune before use.", ""]
+    return "\n".join(lines)
+
+
+# --- the generic MLP ---------------------------------------------------------------------------
+
+MLP_WIDTHS_KEY = "graft.mlp.widths"
+MLP_ACTIVATION_KEY = "graft.mlp.activation"
+MLP_ACTIVATIONS: dict[str, Callable[[], torch.nn.Module]] = {
+    "relu": torch.nn.ReLU,
+    "gelu": torch.nn.GELU,
+    "tanh": torch.nn.Tanh,
+    "silu": torch.nn.SiLU,
+    "sigmoid": torch.nn.Sigmoid,
+}
+
+
+def mlp_metadata(widths: list[int], activation: str) -> dict[str, str]:
+    """Safetensors metadata that lets :func:`load_mlp` rebuild an MLP.
+
+    Args:
+        widths: ``[in, hidden_1, …, out]``, at least two positive sizes.
+        activation: one of ``relu``, ``gelu``, ``tanh``, ``silu``, ``sigmoid``.
+    """
+    _check_mlp(widths, activation)
+    return {MLP_WIDTHS_KEY: json.dumps([int(w) for w in widths]), MLP_ACTIVATION_KEY: activation}
+
+
+def mlp_entries(
+    widths: list[int], dtype: torch.dtype = torch.float32, bias: bool = True
+) -> list[ExportEntry]:
+    """The entries of an MLP as ``nn.Sequential(Linear, Act, Linear, …)`` names them."""
+    out = []
+    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        out.append(ExportEntry(f"{2 * i}.weight", (fan_out, fan_in), dtype))
+        if bias:
+            out.append(ExportEntry(f"{2 * i}.bias", (fan_out,), dtype))
+    return out
+
+
+def build_mlp(widths: list[int], activation: str, bias: bool = True) -> torch.nn.Sequential:
+    """``nn.Sequential(Linear, Act, Linear, …, Linear)`` with no activation after the last layer."""
+    _check_mlp(widths, activation)
+    layers: list[torch.nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        if i:
+            layers.append(MLP_ACTIVATIONS[activation]())
+        layers.append(torch.nn.Linear(fan_in, fan_out, bias=bias))
+    return torch.nn.Sequential(*layers)
+
+
+def load_mlp(path: str | os.PathLike[str], activation: str | None = None) -> torch.nn.Sequential:
+    """Rebuild an exported generic MLP and load its weights strictly.
+
+    The widths and activation come from the safetensors metadata Graft writes. A file without
+    that metadata is refused, unless ``activation`` is given: then the widths are inferred from
+    the weight shapes (a warning is logged). Graft never guesses an activation silently.
+
+    Args:
+        path: a ``.safetensors`` file, or an export folder (single file or sharded).
+        activation: overrides the recorded activation; required when none is recorded.
+
+    Returns:
+        The model, in the dtype of the stored weights, in eval mode.
+
+    Raises:
+        ExportError: missing file, missing metadata, or weights that do not fit the widths.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    files = _weight_files(Path(path))
+    try:
+        with safe_open(str(files[0]), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        state = {}
+        for f in files:
+            state.update(load_file(str(f)))
+    except (OSError, RuntimeError, ValueError) as exc:  # safetensors raises its own subclasses
+        raise ExportError(f"cannot read the MLP weights in {path}: {exc}") from exc
+    names = sorted({k.split(".")[0] for k in state}, key=lambda s: int(s) if s.isdigit() else -1)
+    if not names or any(not n.isdigit() or f"{n}.weight" not in state for n in names):
+        raise ExportError(
+            f"{path} is not an nn.Sequential MLP: expected tensors named 0.weight, 2.weight, …"
+        )
+    inferred = [state[f"{names[0]}.weight"].shape[1]] + [
+        state[f"{n}.weight"].shape[0] for n in names
+    ]
+    if MLP_WIDTHS_KEY in meta:
+        try:
+            widths = [int(w) for w in json.loads(meta[MLP_WIDTHS_KEY])]
+        except (ValueError, TypeError) as exc:
+            raise ExportError(
+                f"{path}: unreadable {MLP_WIDTHS_KEY} metadata {meta[MLP_WIDTHS_KEY]!r}"
+            ) from exc
+    elif activation is not None:
+        log.warning("%s records no MLP widths; inferring %s from the weight shapes", path, inferred)
+        widths = inferred
+    else:
+        raise ExportError(
+            f"{path} has no {MLP_WIDTHS_KEY}/{MLP_ACTIVATION_KEY} metadata, so its layers and activation "
+            "are unknown; it was not exported by Graft (pass the activation to load it anyway)"
+        )
+    act = activation or meta.get(MLP_ACTIVATION_KEY)
+    if act is None:
+        raise ExportError(f"{path} records no activation; pass one of {', '.join(MLP_ACTIVATIONS)}")
+    bias = all(f"{n}.bias" in state for n in names)
+    model = build_mlp(widths, act, bias=bias)
+    dtype = state[f"{names[0]}.weight"].dtype
+    model = model.to(dtype)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ExportError(
+            f"the weights in {path} do not fit an MLP of widths {widths}: {exc}"
+        ) from exc
+    return model.eval()
+
+
+def _weight_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        index = path / ("model.safetensors" + INDEX_SUFFIX)
+        if index.is_file():
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            return [path / f for f in dict.fromkeys(weight_map.values())]
+        single = path / "model.safetensors"
+        if single.is_file():
+            return [single]
+    raise ExportError(f"no MLP weights at {path}: expected a .safetensors file or an export folder")
+
+
+def _check_mlp(widths: Sequence[int], activation: str) -> None:
+    if len(widths) < 2 or any(int(w) <= 0 for w in widths):
+        raise ExportError(f"MLP widths must be at least two positive sizes, got {list(widths)}")
+    if activation not in MLP_ACTIVATIONS:
+        raise ExportError(
+            f"unknown MLP activation {activation!r}; choose one of {', '.join(MLP_ACTIVATIONS)}"
+        )
+
+
+__all__ = [
+    "ExportEntry",
+    "build_mlp",
+    "default_model_card",
+    "export_checkpoint",
+    "load_mlp",
+    "mlp_entries",
+    "mlp_metadata",
+    "plan_shards",
+]

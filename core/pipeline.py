@@ -1,0 +1,104 @@
+"""Recipe → source → plan → materialised tensors → export folder: the jobs both faces run."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from core import __version__
+from core.errors import PlanError
+from core.export import ExportEntry, default_model_card, export_checkpoint, mlp_metadata
+from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.plan import Plan, make_plan
+from core.recipe import Recipe
+from core.sources import Source, open_source
+from core.transfer import fill_tensor, output_dtype
+
+log = logging.getLogger(__name__)
+
+
+def open_recipe_source(recipe: Recipe, **kw) -> Source:
+    location = recipe.source if recipe.revision is None else f"{recipe.source}@{recipe.revision}"
+    return open_source(location, **kw)
+
+
+def plan_recipe(recipe: Recipe, source: Source | None = None) -> tuple[Plan, Source]:
+    """Open the recipe's source (unless given) and compute its plan."""
+    source = source or open_recipe_source(recipe)
+    score_fn = _score_fn(recipe, source)
+    plan = make_plan(source, recipe.sizes, values=recipe.values, index=recipe.index,
+                     layers=recipe.layers, seed=recipe.seed, score_fn=score_fn)
+    return plan, source
+
+
+def _score_fn(recipe: Recipe, source: Source):
+    try:
+        from core.strategies.scores import neuron_scores
+    except ImportError:
+        return None
+    return lambda dim, layer: neuron_scores(source, dim, layer)
+
+
+def export_entries(plan: Plan, dtype: str | None) -> list[ExportEntry]:
+    return [ExportEntry(t.name, tuple(t.shape), output_dtype(t, dtype)) for t in plan.tensors]
+
+
+def provenance(source: Source) -> dict:
+    """Identity of the source: where it came from and a SHA-256 of every shard."""
+    return {"identity": dict(source.identity), "shards": source.file_hashes()}
+
+
+def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None = None, plan: Plan | None = None,
+                  force: bool = False, progress: ProgressFn = no_progress,
+                  cancel: CancelToken = NEVER_CANCELLED) -> Path:
+    """Materialise the recipe's target tensor by tensor and write an HF folder atomically.
+
+    Returns:
+        The export folder (absolute).
+    """
+    if plan is None:
+        plan, source = plan_recipe(recipe, source)
+    elif source is None:
+        source = open_recipe_source(recipe)
+    cache: dict = {}
+    by_name = {t.name: t for t in plan.tensors}
+
+    def produce(name: str):
+        return fill_tensor(plan, by_name[name], source, device=recipe.device, cache=cache)
+
+    written = recipe.to_dict()
+    written["provenance"] = provenance(source)
+    metadata = {"graft.version": __version__}
+    config = dict(plan.target_config)
+    if plan.family == "mlp":
+        metadata.update(mlp_metadata(config["widths"], config["activation"]))
+        config = None
+    else:
+        config.pop("_name_or_path", None)
+        if recipe.dtype:
+            config["dtype"] = recipe.dtype
+    default = recipe.values["default"]
+    card = default_model_card({
+        "source": source.display_name,
+        "revision": source.identity.get("revision"),
+        "family": plan.family,
+        "target": {k: v for k, v in plan.target_sizes.items() if k not in ("one", "qkv")},
+        "strategy": default["method"] + "".join(f", {r}: {c['method']}" for r, c in recipe.values.items() if r != "default"),
+        "parameters": default.get("params") or {},
+        "seed": recipe.seed,
+        "dtype": recipe.dtype,
+    })
+    out = export_checkpoint(
+        Path(out_dir), entries=export_entries(plan, recipe.dtype), produce=produce, config=config,
+        aux_files=source.aux_files(), recipe=written, model_card=card, metadata=metadata,
+        max_shard_size=recipe.max_shard_size, force=force, progress=progress, cancel=cancel,
+    )
+    fits = cache.get("fits")
+    if fits:
+        log.debug("fitted parameters for %d tensors", len(fits))
+    return out
+
+
+def check_plan_exportable(plan: Plan) -> None:
+    if not plan.tensors:
+        raise PlanError("the plan has no tensors to export")

@@ -1,0 +1,148 @@
+"""Covariance-aware sampling (Trockman, Willmott & Kolter, ICLR 2023; METHODS.md §5).
+
+Matrices: a matrix-normal draw W̃ = μ + A Z Bᵀ, Z i.i.d. N(0, 1), whose row covariance AAᵀ and
+column covariance BBᵀ are estimated from the source W (out × in, centred by its mean μ):
+U = (W−μ)(W−μ)ᵀ / in and V = (W−μ)ᵀ(W−μ) / out, V normalised to a mean diagonal of 1 so the
+entry variances match the source's. Each is shrunk toward its diagonal (``shrinkage``) and
+carried to the target size through the dimension maps: Ũ = U[i, i'] for the target's source
+indices, so a kept neuron keeps its covariances and a duplicated one gets a duplicated row
+(correlated with its original by 1 − shrinkage; ``jitter`` keeps the Cholesky factor defined).
+An axis longer than ``max_dim`` (a vocabulary, say) uses its diagonal only.
+
+Conv kernels (4-D, e.g. the ViT patch embedding, out × in × kh × kw): every filter is drawn from
+N(μ_taps, Σ_taps), the mean and covariance of the kh·kw spatial taps over all source filters.
+
+Vectors (biases, norms, class tokens) carry no covariance: they are copied through the maps.
+Singleton axes (ViT's (1, patches, hidden) position table) are squeezed first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import StrategyError
+from core.strategies.base import ValueStrategy, param, register
+from core.strategies.mean_field import RESCALES, fan_in_factor
+
+
+@dataclass(frozen=True)
+class CovarianceParams:
+    shrinkage: float = param(0.1, help="shrink each covariance toward its diagonal: (1−λ)Σ + λ·diag(Σ)",
+                             min=0.0, max=1.0)
+    jitter: float = param(1e-6, help="added to the covariance diagonal (relative to its mean) so the Cholesky works",
+                          min=0.0, max=1.0)
+    max_dim: int = param(4096, help="axes longer than this use a diagonal covariance (memory grows as n²)",
+                         min=1, max=65536)
+    rescale: str = param("none", help="fan-in rescaling N→Ñ as in mean_field (none keeps the source's entry variance)",
+                         choices=RESCALES)
+
+
+def _shrunk(cov, shrinkage: float):
+    import torch
+
+    return (1 - shrinkage) * cov + shrinkage * torch.diag(torch.diagonal(cov))
+
+
+def _factor(cov, jitter: float):
+    """Lower Cholesky factor of ``cov`` + jitter·mean(diag)·I (float64), retried with more jitter."""
+    import torch
+
+    n = cov.shape[0]
+    scale = float(torch.diagonal(cov).mean()) or 1.0
+    eye = torch.eye(n, dtype=cov.dtype)
+    eps = max(jitter, 1e-12)
+    for _ in range(8):
+        factor, info = torch.linalg.cholesky_ex(cov + eps * scale * eye)
+        if int(info) == 0:
+            return factor
+        eps *= 10
+    raise StrategyError("the covariance is not positive definite even with jitter; raise the shrinkage")
+
+
+def _axis_factor(x, axis: int, index, params):
+    """Factor of the covariance of ``x`` (2-D, centred) along ``axis``, indexed to the target.
+
+    Returns ``("full", L)`` with L lower-triangular or ``("diag", d)`` with d the std per position.
+    """
+    import torch
+
+    other = x.shape[1 - axis]
+    n = x.shape[axis]
+    if n > params.max_dim or (index is not None and index.numel() > params.max_dim):
+        var = (x * x).sum(1 - axis) / other
+        if index is not None:
+            var = var[index]
+        return "diag", var.clamp_min(0).sqrt()
+    cov = (x @ x.T if axis == 0 else x.T @ x) / other
+    cov = _shrunk(cov, params.shrinkage)
+    if index is not None:
+        cov = cov[index][:, index]
+    return "full", _factor(cov, params.jitter)
+
+
+def _apply(kind, factor, z, axis: int):
+    """Multiply z by the factor on the left (axis 0: A z) or right (axis 1: z Bᵀ)."""
+    if kind == "diag":
+        return z * (factor[:, None] if axis == 0 else factor[None, :])
+    return factor @ z if axis == 0 else z @ factor.T
+
+
+@register
+class Covariance(ValueStrategy):
+    name = "covariance"
+    summary = "matrix-normal sampling with the source's row and column covariances (spatial taps for convs)"
+    Params = CovarianceParams
+    default_index = "first_n"
+    can_grow = True
+
+    def fill(self, params, ctx):
+        import torch
+
+        src_shape, shape = ctx.source_shape, ctx.shape
+        if len(src_shape) == 4:
+            out = self._conv(params, ctx)
+        else:
+            live = [a for a, n in enumerate(src_shape) if n != 1]
+            if len(live) <= 1:
+                return ctx.gather()
+            if len(live) > 2 or any(shape[a] != 1 for a in range(len(shape)) if a not in live):
+                raise StrategyError(f"covariance sampling handles matrices and 4-D conv kernels, not "
+                                    f"{ctx.tensor.name} of shape {tuple(src_shape)}; assign it another strategy")
+            out = self._matrix(params, ctx, live).reshape(shape)
+        factor = fan_in_factor(params.rescale, ctx.fan_in_ratio())
+        return out * factor if factor != 1.0 else out
+
+    def _matrix(self, params, ctx, live):
+        import torch
+
+        w = ctx.read().to(torch.float64).reshape(ctx.source_shape[live[0]], ctx.source_shape[live[1]])
+        mu = w.mean()
+        x = w - mu
+        rows, cols = ctx.index(live[0]), ctx.index(live[1])
+        kind_a, a = _axis_factor(x, 0, rows, params)
+        kind_b, b = _axis_factor(x, 1, cols, params)
+        # normalise B so the mean column variance is 1 and A carries the entry scale
+        col_mean = (b * b).mean() if kind_b == "diag" else (b * b).sum(1).mean()
+        if col_mean > 0:
+            b = b / col_mean.sqrt()
+        m, n = ctx.shape[live[0]], ctx.shape[live[1]]
+        z = torch.randn((m, n), generator=ctx.generator("z"), dtype=torch.float64)
+        out = _apply(kind_b, b, _apply(kind_a, a, z, 0), 1)
+        return (mu + out).to(torch.float32)
+
+    def _conv(self, params, ctx):
+        import torch
+
+        w = ctx.read().to(torch.float64)
+        o, i, kh, kw = w.shape
+        to, ti, tkh, tkw = ctx.shape
+        if (tkh, tkw) != (kh, kw):
+            raise StrategyError(f"{ctx.tensor.name}: the kernel size changes ({kh}×{kw} → {tkh}×{tkw}); "
+                                "covariance sampling keeps the spatial taps")
+        taps = w.reshape(o * i, kh * kw)
+        mu = taps.mean(0)
+        x = taps - mu
+        cov = _shrunk(x.T @ x / max(x.shape[0] - 1, 1), params.shrinkage)
+        factor = _factor(cov, params.jitter)
+        z = torch.randn((to * ti, kh * kw), generator=ctx.generator("z"), dtype=torch.float64)
+        return (mu + z @ factor.T).reshape(to, ti, kh, kw).to(torch.float32)

@@ -1,0 +1,114 @@
+"""Distribution fit and sample (METHODS.md §4; the weight-distribution-transfer seed).
+
+Fit a distribution to the source values and draw a tensor of the target shape from it. The fit
+is per ``tensor``, per ``row`` (slices along axis 0), per ``column`` (slices along axis 1) or
+pooled per ``role`` across every source layer of the same tensor rule. Row and column fits follow
+the dimension maps: target row r is drawn from the fit of source row ``index(0)[r]`` — the
+row–column ansatz with each neuron's marginal kept and the structure between entries lost.
+Vectors (biases, norms) and tensors whose rows/columns hold fewer than 3 values use the tensor
+scope. A pooled role fit reads the layers one at a time and keeps at most ``max_samples``
+values in all (an evenly shared, seeded subsample); it is computed once per run (``ctx.cache``).
+
+The fitted parameters are recorded as a plain dict in ``ctx.cache["fits"][target name]``
+(see :meth:`core.strategies.fits.GroupFit.to_dict`): scalars for one group, mean/min/max over
+the groups of a row/column fit, 21 quantiles for the non-parametric families.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import StrategyError
+from core.strategies import base as registry
+from core.strategies.base import ValueStrategy, param, register
+from core.strategies.fits import FAMILIES, GroupFit, fit
+
+SCOPES = ("tensor", "row", "column", "role")
+
+
+@dataclass(frozen=True)
+class DistributionParams:
+    family: str = param("gaussian", help="distribution fitted to the source values", choices=FAMILIES)
+    scope: str = param("tensor", help="fit per tensor, per row, per column, or pooled over the role's layers",
+                       choices=SCOPES)
+    max_samples: int = param(1_000_000, help="at most this many source values per tensor/role fit "
+                             "(a seeded subsample above it)", min=1000, max=100_000_000)
+
+
+def _subsample(values, limit: int, gen):
+    import torch
+
+    flat = values.reshape(-1)
+    if flat.numel() <= limit:
+        return flat
+    return flat[torch.randperm(flat.numel(), generator=gen)[:limit]]
+
+
+def fit_for(params, ctx) -> tuple[GroupFit, int | None, str]:
+    """The fit used for ``ctx.tensor``, the axis its groups run along (None: one group) and the scope used."""
+    import torch
+
+    scope = params.scope
+    source = None
+    if scope in ("row", "column"):
+        source = ctx.read().to(torch.float64)
+        axis = 0 if scope == "row" else 1
+        if source.dim() < 2 or source.numel() // source.shape[axis] < 3:
+            scope = "tensor"
+        else:
+            groups = source.movedim(axis, 0).reshape(source.shape[axis], -1)
+            return fit(params.family, groups), axis, scope
+    if scope == "role":
+        names = ctx.same_role_sources() or [ctx.tensor.source_name]
+        key = ("distribution", params.family, params.max_samples, tuple(names))
+        fits = ctx.cache.setdefault("distribution_pooled", {})
+        if key not in fits:
+            per = max(params.max_samples // len(names), 1)
+            pooled = [_subsample(ctx.read(n).to(torch.float64), per, registry.generator(ctx.plan.seed, "pool", n))
+                      for n in names]
+            fits[key] = fit(params.family, torch.cat(pooled)[None, :])
+            fits[key].extra["pooled_over"] = len(names)
+        return fits[key], None, scope
+    if source is None:
+        source = ctx.read().to(torch.float64)
+    values = _subsample(source, params.max_samples, ctx.generator("subsample"))
+    return fit(params.family, values[None, :]), None, scope
+
+
+@register
+class Distribution(ValueStrategy):
+    name = "distribution"
+    summary = "fit a distribution (Gaussian, Laplace, Student-t, quantile, KDE) to the source and sample"
+    Params = DistributionParams
+    default_index = "first_n"
+    can_grow = True
+
+    def fill(self, params, ctx):
+        import torch
+
+        if ctx.tensor.source_name is None:
+            raise StrategyError(f"{ctx.tensor.name} has no source tensor to fit; use mimetic or baseline for it")
+        fitted, axis, scope = fit_for(params, ctx)
+        ctx.cache.setdefault("fits", {})[ctx.tensor.name] = {"scope": scope, **fitted.to_dict()}
+        shape = ctx.shape
+        gen = ctx.generator("sample")
+        if axis is None:
+            n = 1
+            for s in shape:
+                n *= s
+            return fitted.sample(torch.zeros(1, dtype=torch.long), n, gen).reshape(shape)
+        idx = ctx.index(axis)
+        if idx is None:
+            idx = torch.arange(shape[axis])
+        moved = (shape[axis], *[s for i, s in enumerate(shape) if i != axis])
+        k = 1
+        for s in moved[1:]:
+            k *= s
+        draw = fitted.sample(idx, k, gen).reshape(moved)
+        return draw.movedim(0, axis).contiguous()
+
+
+def fitted_params(params, ctx) -> dict:
+    """The recipe entry of the fit for ``ctx.tensor`` without drawing (for previews)."""
+    fitted, _, scope = fit_for(params, ctx)
+    return {"scope": scope, **fitted.to_dict()}

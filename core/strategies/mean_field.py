@@ -1,0 +1,62 @@
+"""Mean-field neuron sampling (Chen et al., "A Mean Field Ansatz for Zero-Shot Weight Transfer").
+
+The index strategy (``iid`` by default: Ñ i.i.d. draws from the empirical measure of the N
+source neurons) picks the neurons; this value strategy copies every tensor through those shared
+maps and rescales the weights that *read* a resized dimension (the fan-in axis), because a sum
+over that dimension now has Ñ terms instead of N:
+
+* ``none`` — plain copy (what weight selection does);
+* ``mean_field`` — × N/Ñ: keeps the *mean* of the sum (a layer computing (1/N)Σ_i …);
+* ``variance`` — × sqrt(N/Ñ): keeps its variance when the terms are independent.
+
+The default is ``mean_field``: on the digits MLP benchmark (``benchmarks/bench_mean_field_mlp.py``)
+it gives the best zero-shot accuracy when growing (N/Ñ < 1 undoes the duplicated neurons) and
+when shrinking (N/Ñ > 1 restores the magnitude of the thinner sums); see the benchmark note.
+With replacement, duplicated neurons are exact copies; ``noise`` breaks the symmetry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from core.strategies._common import add_noise
+from core.strategies.base import ValueStrategy, param, register
+
+RESCALES = ("none", "mean_field", "variance")
+
+
+@dataclass(frozen=True)
+class MeanFieldParams:
+    rescale: str = param("mean_field", help="fan-in rescaling when a summed dimension changes N→Ñ: "
+                         "none, mean_field (× N/Ñ) or variance (× √(N/Ñ))", choices=RESCALES)
+    noise: float = param(0.0, help="symmetry-breaking noise on duplicated neurons, std relative to the tensor's std",
+                         min=0.0, max=1.0)
+
+
+def fan_in_factor(rescale: str, ratio: float) -> float:
+    """The multiplier of the fan-in weights for ``ratio`` = N/Ñ."""
+    if rescale == "mean_field":
+        return ratio
+    if rescale == "variance":
+        return math.sqrt(ratio)
+    return 1.0
+
+
+@register
+class MeanField(ValueStrategy):
+    name = "mean_field"
+    summary = "mean-field sampling: copy the drawn neurons, rescale fan-in by N/Ñ (or √, or not)"
+    Params = MeanFieldParams
+    default_index = "iid"
+    can_grow = True
+
+    def fill(self, params, ctx):
+        data = ctx.gather()
+        if data.is_floating_point():
+            factor = fan_in_factor(params.rescale, ctx.fan_in_ratio())
+            if factor != 1.0:
+                data = data * factor
+            data = add_noise(ctx, data, params.noise)
+        return data
+
