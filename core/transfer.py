@@ -7,14 +7,19 @@ before the next, so peak memory follows the largest tensor, not the model.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 
 from core.errors import PlanError, StrategyError
 from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.plan import Plan, TensorPlan, composite_index
+from core.sources.base import DTYPE_BYTES
 from core.strategies import base as registry
 
 log = logging.getLogger(__name__)
+
+#: bytes of source rows read per block when gathering (bounds peak memory per tensor).
+GATHER_BLOCK_BYTES = 32 << 20
 
 TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
                 "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
@@ -100,23 +105,35 @@ class FillContext:
     def gather(self, name: str | None = None):
         """The source tensor gathered through the dimension maps: shape ``self.shape``.
 
-        Reads only the rows spanned by the first axis's map (one slice read), then gathers.
+        Reads the rows the first axis's map needs, in blocks of about ``GATHER_BLOCK_BYTES``
+        (one slice read each), and gathers the other axes block by block.
         """
+        import torch
 
         name = name or self.tensor.source_name
         if name is None:
             raise StrategyError(f"{self.tensor.name} has no source tensor; choose a strategy that needs none")
         idx0 = self.index(0) if self.tensor.shape else None
-        if idx0 is not None:
-            lo, hi = int(idx0.min()), int(idx0.max()) + 1
-            data = self.source.read_slice(name, (slice(lo, hi),)).to(self.device)
-            data = data.index_select(0, (idx0 - lo).to(self.device))
-        else:
-            data = self.source.read(name).to(self.device)
-        for axis in range(1, data.dim()):
-            idx = self.index(axis)
-            if idx is not None:
-                data = data.index_select(axis, idx.to(self.device))
+        if idx0 is None and len(self.tensor.source_shape) >= 1:
+            idx0 = torch.arange(self.tensor.source_shape[0])
+        if idx0 is None:  # a scalar
+            return self.source.read(name).to(self.device)
+        # Read the source in blocks of rows so peak memory follows the output, not the source.
+        row_bytes = max(1, math.prod(self.tensor.source_shape[1:]) * DTYPE_BYTES.get(self.tensor.dtype, 4))
+        block = max(1, GATHER_BLOCK_BYTES // row_bytes)
+        parts = []
+        for start in range(0, len(idx0), block):
+            rows = idx0[start:start + block]
+            lo, hi = int(rows.min()), int(rows.max()) + 1
+            part = self.source.read_slice(name, (slice(lo, hi),)).to(self.device)
+            if not (hi - lo == len(rows) and bool((rows == torch.arange(lo, hi)).all())):
+                part = part.index_select(0, (rows - lo).to(self.device))
+            for axis in range(1, part.dim()):
+                idx = self.index(axis)
+                if idx is not None:
+                    part = part.index_select(axis, idx.to(self.device))
+            parts.append(part)
+        data = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
         if tuple(data.shape) != self.shape:
             raise PlanError(f"{self.tensor.name}: gathered shape {tuple(data.shape)} differs from the planned {self.shape}")
         return data

@@ -12,6 +12,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _graft_cache(tmp_path_factory):
+    """Keep Graft's hash cache out of the user's home during tests."""
+    os.environ["GRAFT_CACHE_DIR"] = str(tmp_path_factory.mktemp("graft-cache"))
+
+
 def _configs():
     from transformers import (
         BertConfig,

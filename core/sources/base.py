@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,34 @@ DTYPE_BYTES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
     "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
 }
+
+
+def cache_dir() -> Path:
+    """Graft's own cache folder (``GRAFT_CACHE_DIR`` overrides)."""
+    base = os.environ.get("GRAFT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "graft")
+    return Path(base)
+
+
+def _cached_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    entry = cache_dir() / "sha256" / key
+    try:
+        return entry.read_text().strip()
+    except OSError:
+        pass
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(8 << 20), b""):
+            digest.update(block)
+    value = digest.hexdigest()
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        entry.write_text(value)
+    except OSError:  # a read-only home is no reason to fail an export
+        pass
+    return value
 
 
 @dataclass(frozen=True)
@@ -123,14 +152,14 @@ class Source:
 
     # -- identity ----------------------------------------------------------------------------
     def file_hashes(self) -> dict[str, str]:
-        """SHA-256 of every shard, by file name (computed once, streamed in 8 MiB blocks)."""
+        """SHA-256 of every shard, by file name.
+
+        Computed once per file version: results are cached under the user cache folder keyed
+        by (path, size, mtime), so a second export of the same source reads no extra bytes.
+        """
         for path in self.files:
             if path.name not in self._hashes:
-                digest = hashlib.sha256()
-                with open(path, "rb") as fh:
-                    for block in iter(lambda: fh.read(8 << 20), b""):
-                        digest.update(block)
-                self._hashes[path.name] = digest.hexdigest()
+                self._hashes[path.name] = _cached_sha256(path)
         return dict(self._hashes)
 
     def config_json(self) -> str:
