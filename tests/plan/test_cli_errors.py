@@ -48,7 +48,7 @@ def test_garbage_header(bert_dir, tmp_path, capsys):
 
 
 def test_missing_shard(tmp_path, capsys):
-    from conftest import build_tiny
+    from tiny_models import build_tiny
 
     src = tmp_path / "sharded"
     model, _ = build_tiny("llama", src)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-from conftest import FAMILIES
+from tiny_models import FAMILIES
 from torch.testing import assert_close
 
 from core.pipeline import export_recipe, plan_recipe
@@ -103,7 +103,7 @@ def test_tied_embeddings_stay_tied(tiny_model, tmp_path):
 
 
 def test_sharded_source_and_sharded_export_round_trip(tmp_path):
-    from conftest import build_tiny
+    from tiny_models import build_tiny
 
     src = tmp_path / "sharded"
     model, auto = build_tiny("llama", src)

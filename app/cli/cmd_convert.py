@@ -1,0 +1,34 @@
+"""``graft convert``: the explicit, opt-in conversion of a pickle checkpoint to safetensors."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from app.cli.term import TerminalProgress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "convert",
+        help="convert a pickle checkpoint (.bin/.pt/.pth) to .safetensors",
+        description=(
+            "Convert a pickle checkpoint to .safetensors with torch.load(weights_only=True), which "
+            "refuses arbitrary objects. Graft never unpickles files otherwise; only convert "
+            "checkpoints you have reason to trust."
+        ),
+    )
+    parser.add_argument("file", type=Path, help="the .bin, .pt or .pth file")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output .safetensors (default: next to FILE; pytorch_model.bin → model.safetensors)")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.sources.convert import convert_pickle
+
+    out = convert_pickle(args.file, args.out, force=args.force, progress=TerminalProgress("convert"))
+    print(f"wrote {out}")
+    print(f"open it with: graft inspect {out}")
+    return 0
