@@ -1,0 +1,88 @@
+"""Training curves: points arrive as often as they like, the plot redraws on a timer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from app.plots._pg import QtCore, pg
+from app.plots.style import add_legend, apply_theme, series_colour, set_title
+
+REDRAW_HZ = 15
+
+
+class CurvesPlot(pg.PlotWidget):
+    """Loss-by-step curves, one per series (e.g. "transferred" vs "baseline").
+
+    ``add_point`` only appends to a buffer; a timer pushes buffers to their curves with
+    ``setData`` at most ``REDRAW_HZ`` times a second, so a fast stream never floods the GUI.
+    """
+
+    def __init__(self, parent=None, *, title: str = "", light: bool | None = None, y_label: str = "loss") -> None:
+        super().__init__(parent)
+        apply_theme(self, light=light)
+        self.plotItem.showGrid(x=True, y=True, alpha=0.15)
+        self.plotItem.setLabel("left", y_label)
+        self.plotItem.setLabel("bottom", "step")
+        self._legend = add_legend(self.plotItem, light)
+        self._points: dict[str, tuple[list[float], list[float]]] = {}
+        self._curves: dict[str, pg.PlotDataItem] = {}
+        self._markers: list[pg.InfiniteLine] = []
+        self._dirty = False
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(int(1000 / REDRAW_HZ))
+        self._timer.timeout.connect(self.redraw)
+        self._timer.start()
+        self.setMinimumSize(160, 120)
+        set_title(self.plotItem, title)
+
+    def add_point(self, series: str, step: float, value: float) -> None:
+        """Append one point; drawn at the next timer tick."""
+        xs, ys = self._points.setdefault(series, ([], []))
+        xs.append(float(step))
+        ys.append(float(value))
+        self._dirty = True
+
+    def set_curves(self, curves: Mapping[str, Sequence[tuple[float, float]]]) -> None:
+        """Replace every series by ``label → [(step, value), ...]`` and draw now."""
+        self.clear_data()
+        for label, points in curves.items():
+            for step, value in points:
+                self.add_point(label, step, value)
+        self.redraw()
+
+    def mark_step(self, step: float, label: str) -> None:
+        """A labelled vertical line, e.g. where the transferred run reached the baseline."""
+        line = pg.InfiniteLine(
+            pos=step, angle=90, pen=pg.mkPen("#19a979", width=1.5, style=QtCore.Qt.DashLine),
+            label=label, labelOpts={"position": 0.9, "color": "#19a979"},
+        )
+        self.plotItem.addItem(line)
+        self._markers.append(line)
+
+    def redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        for i, (label, (xs, ys)) in enumerate(self._points.items()):
+            curve = self._curves.get(label)
+            if curve is None:
+                curve = self.plotItem.plot(pen=pg.mkPen(series_colour(label, i), width=2), name=label)
+                self._curves[label] = curve
+            curve.setData(np.asarray(xs), np.asarray(ys))
+
+    def series(self) -> dict[str, list[tuple[float, float]]]:
+        """The points received so far, by series."""
+        return {k: list(zip(xs, ys)) for k, (xs, ys) in self._points.items()}
+
+    def clear_data(self) -> None:
+        self._points.clear()
+        self._curves.clear()
+        self._markers.clear()
+        self.plotItem.clear()
+        self._legend.clear()
+        self._dirty = False
+
+    def set_title(self, title: str) -> None:
+        set_title(self.plotItem, title)

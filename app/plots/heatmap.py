@@ -1,0 +1,111 @@
+"""Matrix heat maps (correlations, QKᵀ maps, layer × metric tables) with a colour bar."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from app.plots._pg import QtCore, QtGui, pg
+from app.plots.style import apply_theme, set_title
+
+DIVERGING = "CET-D1"  # blue–white–red, for signed values such as correlations
+SEQUENTIAL = "viridis"  # dark to light, for per-column normalised tables
+MAX_CELL_LABELS = 600  # above this many cells, numbers inside cells become noise
+
+
+def symmetric_levels(matrix: np.ndarray) -> tuple[float, float]:
+    """Levels centred on zero that cover the matrix (at least ±1e-12)."""
+    finite = np.abs(matrix[np.isfinite(matrix)])
+    top = float(finite.max()) if finite.size else 1.0
+    top = max(top, 1e-12)
+    return -top, top
+
+
+def _ticks(labels: Sequence[str], limit: int = 40) -> list[tuple[float, str]]:
+    step = max(1, int(np.ceil(len(labels) / limit)))
+    return [(i + 0.5, str(labels[i])) for i in range(0, len(labels), step)]
+
+
+class HeatmapPlot(pg.PlotWidget):
+    """A matrix drawn row-major (row 0 at the top) with a colour bar beside it."""
+
+    def __init__(self, parent=None, *, title: str = "", light: bool | None = None) -> None:
+        super().__init__(parent)
+        apply_theme(self, light=light)
+        self._light = light
+        self.plotItem.invertY(True)
+        self.plotItem.setAspectLocked(False)
+        self.image = pg.ImageItem()
+        self.plotItem.addItem(self.image)
+        self.colour_bar = self.plotItem.addColorBar(
+            self.image, colorMap=DIVERGING, values=(-1, 1), width=12, interactive=False
+        )
+        self._cell_text: list[pg.TextItem] = []
+        self.setMinimumSize(160, 120)
+        set_title(self.plotItem, title)
+
+    def show_matrix(
+        self,
+        matrix,
+        *,
+        levels: tuple[float, float] | None = None,
+        colormap: str = DIVERGING,
+        row_labels: Sequence[str] | None = None,
+        col_labels: Sequence[str] | None = None,
+        cell_text: Sequence[Sequence[str]] | None = None,
+        title: str | None = None,
+    ) -> None:
+        """Draw ``matrix`` (shape (rows, cols)).
+
+        Args:
+            matrix: 2-D array; NaNs are drawn as the middle colour.
+            levels: colour range; symmetric around zero by default.
+            colormap: a pyqtgraph colour map name ("CET-D1" diverging by default).
+            row_labels, col_labels: tick labels, one per row / column.
+            cell_text: optional text per cell, drawn when the matrix is small.
+            title: replaces the title when given.
+        """
+        data = np.asarray(matrix, dtype=float)
+        if data.ndim == 1:
+            data = data[None, :]
+        if data.ndim != 2:
+            raise ValueError(f"a heat map needs a 2-D matrix, got shape {data.shape}")
+        levels = levels or symmetric_levels(data)
+        self.colour_bar.setColorMap(pg.colormap.get(colormap))
+        self.colour_bar.setLevels(values=levels)
+        self.image.setImage(np.nan_to_num(data, nan=(levels[0] + levels[1]) / 2), levels=levels)
+        self.image.setRect(QtCore.QRectF(0, 0, data.shape[1], data.shape[0]))
+        left, bottom = self.plotItem.getAxis("left"), self.plotItem.getAxis("bottom")
+        left.setTicks([_ticks(row_labels)] if row_labels is not None else None)
+        if row_labels is not None:
+            # Axis width does not follow custom tick text: size it to the longest label.
+            metrics = QtGui.QFontMetrics(left.style.get("tickFont") or QtGui.QFont())
+            left.setWidth(max((metrics.horizontalAdvance(str(t)) for t in row_labels), default=0) + 14)
+        bottom.setTicks([_ticks(col_labels, 16)] if col_labels is not None else None)
+        self._set_cell_text(data, levels, cell_text)
+        if title is not None:
+            set_title(self.plotItem, title)
+        self.plotItem.setRange(xRange=(0, data.shape[1]), yRange=(0, data.shape[0]), padding=0)
+
+    def _set_cell_text(self, data, levels, cell_text) -> None:
+        for item in self._cell_text:
+            self.plotItem.removeItem(item)
+        self._cell_text = []
+        if cell_text is None or data.size > MAX_CELL_LABELS:
+            return
+        cmap = self.colour_bar.colorMap()
+        span = max(levels[1] - levels[0], 1e-12)
+        for r, row in enumerate(cell_text):
+            for c, text in enumerate(row):
+                # Dark text on light cells and light text on dark ones, whatever the colour map.
+                cell = cmap.map(float(np.clip((data[r, c] - levels[0]) / span, 0, 1)), mode="qcolor")
+                colour = "#ffffff" if cell.lightnessF() < 0.55 else "#202020"
+                item = pg.TextItem(str(text), color=colour, anchor=(0.5, 0.5))
+                item.setPos(c + 0.5, r + 0.5)
+                self.plotItem.addItem(item)
+                self._cell_text.append(item)
+
+    def clear_data(self) -> None:
+        self.image.clear()
+        self._set_cell_text(np.zeros((0, 0)), (0, 1), None)

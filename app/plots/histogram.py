@@ -1,0 +1,128 @@
+"""Source vs target histograms on shared bins, with fitted density curves on top."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.plots._pg import QtCore, pg
+from app.plots.style import add_legend, apply_theme, series_colour, set_title
+
+
+@dataclass
+class HistogramData:
+    """What the plot draws: shared bin edges, counts per series, optional density curves.
+
+    Attributes:
+        edges: bin edges, shape (B + 1,).
+        series: label → counts, each shape (B,).
+        fits: label → (x, pdf) of a fitted density, drawn as a line.
+    """
+
+    edges: np.ndarray
+    series: dict[str, np.ndarray]
+    fits: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def _get(obj, name: str, default=None):
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _as_curve(fit) -> tuple[np.ndarray, np.ndarray] | None:
+    if fit is None:
+        return None
+    if isinstance(fit, tuple | list) and len(fit) == 2:
+        return np.asarray(fit[0], float), np.asarray(fit[1], float)
+    x = _get(fit, "x")
+    y = next((v for v in (_get(fit, k) for k in ("pdf", "y", "density")) if v is not None), None)
+    if x is None or y is None:
+        return None
+    return np.asarray(x, float), np.asarray(y, float)
+
+
+def coerce_histogram(hist) -> HistogramData:
+    """Accept the shapes histograms arrive in and return a :class:`HistogramData`.
+
+    Accepted: a ``HistogramData``; ``np.histogram``'s ``(counts, edges)``; or any mapping or
+    object with ``edges`` and either ``counts``, ``series`` (label → counts) or
+    ``source``/``target`` counts, plus optional ``fits`` (label → curve) or
+    ``source_fit``/``target_fit``. A curve is ``(x, pdf)`` or has ``x`` and ``pdf``/``y``.
+    """
+    if isinstance(hist, HistogramData):
+        return hist
+    if isinstance(hist, tuple) and len(hist) == 2:
+        counts, edges = hist
+        return HistogramData(np.asarray(edges, float), {"values": np.asarray(counts, float)})
+    edges = _get(hist, "edges")
+    if edges is None:
+        raise TypeError(f"cannot draw a histogram from {type(hist).__name__}: it has no 'edges'")
+    series: dict[str, np.ndarray] = {}
+    given = _get(hist, "series")
+    if given:
+        series.update({str(k): np.asarray(v, float) for k, v in dict(given).items()})
+    for key in ("source", "target", "counts"):
+        value = _get(hist, key)
+        if value is not None and not isinstance(value, str):
+            series[key if key != "counts" else "values"] = np.asarray(value, float)
+    fits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for label, fit in dict(_get(hist, "fits") or {}).items():
+        curve = _as_curve(fit)
+        if curve is not None:
+            fits[str(label)] = curve
+    for key in ("source", "target"):
+        curve = _as_curve(_get(hist, f"{key}_fit"))
+        if curve is not None:
+            fits[key] = curve
+    return HistogramData(np.asarray(edges, float), series, fits)
+
+
+def to_density(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts → probability density, so series of different sizes and fitted pdfs compare."""
+    total = float(np.sum(counts))
+    widths = np.diff(edges)
+    if total <= 0:
+        return np.zeros_like(counts, dtype=float)
+    return counts / (total * np.where(widths > 0, widths, 1.0))
+
+
+class HistogramPlot(pg.PlotWidget):
+    """Step histograms (``stepMode="center"``) of several series on shared bins, as densities."""
+
+    def __init__(self, parent=None, *, title: str = "", light: bool | None = None) -> None:
+        super().__init__(parent)
+        apply_theme(self, light=light)
+        self.plotItem.showGrid(x=True, y=True, alpha=0.15)
+        self.plotItem.setLabel("left", "density")
+        self.plotItem.setLabel("bottom", "value")
+        self._legend = add_legend(self.plotItem, light)
+        self.setMinimumSize(160, 120)
+        set_title(self.plotItem, title)
+
+    def show_histogram(self, hist, *, title: str | None = None) -> None:
+        """Draw ``hist`` (anything :func:`coerce_histogram` accepts), replacing what was shown."""
+        data = coerce_histogram(hist)
+        self.clear_data()
+        for i, (label, counts) in enumerate(data.series.items()):
+            colour = pg.mkColor(series_colour(label, i))
+            fill = pg.mkColor(colour)
+            fill.setAlpha(60)
+            self.plotItem.plot(
+                data.edges, to_density(counts, data.edges), stepMode="center", fillLevel=0,
+                pen=pg.mkPen(colour, width=1.5), brush=fill, name=label,
+            )
+        for i, (label, (x, y)) in enumerate(data.fits.items()):
+            colour = series_colour(label, i)
+            self.plotItem.plot(
+                x, y, pen=pg.mkPen(colour, width=2, style=QtCore.Qt.DashLine), name=f"{label} fit"
+            )
+        if title is not None:
+            set_title(self.plotItem, title)
+        self.plotItem.enableAutoRange()
+
+    def clear_data(self) -> None:
+        self.plotItem.clear()
+        self._legend.clear()

@@ -1,0 +1,65 @@
+"""Colours and fonts shared by every plot, following the application's light or dark palette."""
+
+from __future__ import annotations
+
+from app.plots._pg import QtGui, QtWidgets, pg
+
+#: Series colours by role; anything else cycles through ``CYCLE``.
+SERIES_COLOURS = {
+    "source": "#3b7dd8",
+    "target": "#e8743b",
+    "transferred": "#e8743b",
+    "baseline": "#7f7f7f",
+}
+CYCLE = ["#3b7dd8", "#e8743b", "#19a979", "#c94f7c", "#8d6cab", "#c4a000", "#4c9fb8"]
+
+
+def series_colour(label: str, index: int) -> str:
+    """The colour for a series: fixed for known roles, otherwise from the cycle."""
+    key = label.lower().split(" ")[0]
+    return SERIES_COLOURS.get(key, CYCLE[index % len(CYCLE)])
+
+
+def is_dark() -> bool:
+    """Whether the application palette is dark (window darker than its text)."""
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        return False
+    palette = app.palette()
+    return palette.color(QtGui.QPalette.Window).lightness() < palette.color(QtGui.QPalette.WindowText).lightness()
+
+
+def apply_theme(widget: pg.PlotWidget | pg.GraphicsLayoutWidget, *, light: bool | None = None) -> None:
+    """Give a plot the palette's background and text colours (or a fixed light theme)."""
+    dark = (not light) if light is not None else is_dark()
+    background = "#1e1f22" if dark else "#ffffff"
+    foreground = theme_text_colour(not dark)
+    widget.setBackground(background)
+    items = [widget.getPlotItem()] if isinstance(widget, pg.PlotWidget) else list(widget.ci.items)
+    for item in items:
+        if not isinstance(item, pg.PlotItem):
+            continue
+        for name in ("left", "bottom", "right", "top"):
+            axis = item.getAxis(name)
+            axis.setPen(pg.mkPen(foreground))
+            axis.setTextPen(pg.mkPen(foreground))
+        item.titleLabel.opts["color"] = foreground
+
+
+def theme_text_colour(light: bool | None = None) -> str:
+    """The text colour plots use under the current (or a forced light) theme."""
+    dark = (not light) if light is not None else is_dark()
+    return "#d4d4d4" if dark else "#303030"
+
+
+def add_legend(plot: pg.PlotItem, light: bool | None = None) -> pg.LegendItem:
+    """A top-right legend with readable text in the current theme."""
+    return plot.addLegend(offset=(-10, 10), labelTextSize="8pt", labelTextColor=theme_text_colour(light))
+
+
+def set_title(plot: pg.PlotItem, title: str) -> None:
+    """Set a plot title in the theme's text colour, or hide it when empty."""
+    if title:
+        plot.setTitle(title, color=plot.titleLabel.opts.get("color"), size="10pt")
+    else:
+        plot.setTitle(None)
