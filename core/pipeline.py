@@ -16,6 +16,9 @@ from core.transfer import fill_tensor, output_dtype
 
 log = logging.getLogger(__name__)
 
+#: run-cache entries that are plain JSON and belong in the exported recipe.
+RECORDED_CACHE_KEYS = ("fits", "wave_error")
+
 
 def open_recipe_source(recipe: Recipe, **kw) -> Source:
     location = recipe.source if recipe.revision is None else f"{recipe.source}@{recipe.revision}"
@@ -63,11 +66,18 @@ def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None 
     cache: dict = {}
     by_name = {t.name: t for t in plan.tensors}
 
-    def produce(name: str):
-        return fill_tensor(plan, by_name[name], source, device=recipe.device, cache=cache)
-
     written = recipe.to_dict()
     written["provenance"] = provenance(source)
+
+    def produce(name: str):
+        out = fill_tensor(plan, by_name[name], source, device=recipe.device, cache=cache)
+        # export_checkpoint writes the recipe after the last tensor, so what strategies fitted
+        # on the way (distribution parameters, WAVE reconstruction errors) lands in it.
+        for key in RECORDED_CACHE_KEYS:
+            if key in cache:
+                written["provenance"][key] = cache[key]
+        return out
+
     metadata = {"graft.version": __version__}
     config = dict(plan.target_config)
     if plan.family == "mlp":
@@ -93,9 +103,6 @@ def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None 
         aux_files=source.aux_files(), recipe=written, model_card=card, metadata=metadata,
         max_shard_size=recipe.max_shard_size, force=force, progress=progress, cancel=cancel,
     )
-    fits = cache.get("fits")
-    if fits:
-        log.debug("fitted parameters for %d tensors", len(fits))
     return out
 
 

@@ -399,6 +399,7 @@ def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: 
                 add(m, link.target, link.new)
     for m in tail:
         add(m, None, False)
+    untie = _untie_for_growth(spec, config, values, src, tgt, tensors, matched, dims)
 
     new_layers = any(link.new for link in layer_map)
     if new_layers:
@@ -410,12 +411,40 @@ def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: 
         target_config = _mlp_config(config, tgt, spec)
     else:
         target_config = spec.target_config(config, tgt)
+        if untie:
+            target_config[spec.tied_field] = False
         # Per-layer config lists (Qwen2's layer_types, …) follow the layer map.
         for key, value in config.items():
             if isinstance(value, list) and len(value) == src["layers"] and key != "architectures":
                 target_config[key] = [value[link.source] for link in layer_map]
     return Plan(family=spec.family, seed=seed, source_sizes=src, target_sizes=tgt, target_config=target_config,
                 layer_map=layer_map, dims=dims, tensors=tensors, index=index, values=values)
+
+
+def _untie_for_growth(spec, config, values, src, tgt, tensors, matched, dims) -> bool:
+    """Give a tied LM head its own tensor when function-preserving growth widens hidden.
+
+    A tied head reads the hidden vector with the embedding matrix, which growth must copy (the
+    embedding writes hidden) and cannot also divide; untied, the head's columns are divided by
+    the clone counts like any fan-in, and the grown model's logits equal the source's.
+    """
+    if not spec.tied_head or tgt.get("hidden", 0) <= src.get("hidden", 0) or not spec.is_tied(config):
+        return False
+    if resolve_value_strategy(values, "head")[0] != "growth":
+        return False
+    head_name, embed_pattern = spec.tied_head
+    if any(t.name == head_name for t in tensors):
+        return False
+    embed = next((m for m in matched.values() if m.rule.pattern == embed_pattern), None)
+    if embed is None:
+        return False
+    info_shape = next(t for t in tensors if t.source_name == embed.name)
+    tensors.append(TensorPlan(
+        name=head_name, source_name=embed.name, role="head", kind="param", layer=None, source_layer=None,
+        axes=[["vocab"], ["hidden"]], fan_in=1, shape=list(info_shape.shape), source_shape=list(info_shape.source_shape),
+        dtype=info_shape.dtype, strategy="growth", params=dict(resolve_value_strategy(values, "head")[1]),
+    ))
+    return True
 
 
 def _mlp_config(config: dict, tgt: dict, spec) -> dict:

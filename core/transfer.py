@@ -173,9 +173,14 @@ def output_dtype(tensor: TensorPlan, dtype: str | None):
 
 
 def materialize(plan: Plan, source, *, device: str = "cpu", dtype: str | None = None,
-                progress: ProgressFn = no_progress, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[tuple[str, object]]:
-    """Yield ``(name, tensor)`` for every target tensor in file order, one at a time."""
-    cache: dict = {}
+                progress: ProgressFn = no_progress, cancel: CancelToken = NEVER_CANCELLED,
+                cache: dict | None = None) -> Iterator[tuple[str, object]]:
+    """Yield ``(name, tensor)`` for every target tensor in file order, one at a time.
+
+    ``cache`` is shared by the strategies of one run; pass a dict to read what they left in it
+    (``fits``, ``wave_error``) afterwards.
+    """
+    cache = {} if cache is None else cache
     total = sum(t.numel for t in plan.tensors) or 1
     done = 0
     for tensor in plan.tensors:

@@ -86,6 +86,10 @@ class ArchitectureSpec:
     #: the config may state head_dim explicitly (llama family); otherwise hidden = heads × head_dim.
     explicit_head_dim: bool = False
     tied_field: str | None = "tie_word_embeddings"
+    #: whether the head is tied when the config does not say.
+    tied_default: bool = False
+    #: (head tensor name, embedding rule pattern) of a tied LM head, untied when growth widens hidden.
+    tied_head: tuple[str, str] | None = None
     #: dimensions a target may resize (the generic MLP names its own).
     resizable: frozenset = RESIZABLE_DIMS
     notes: str = ""
@@ -139,6 +143,9 @@ class ArchitectureSpec:
         if self.explicit_head_dim and "head_dim" in sizes:
             config[self.config_fields.get("head_dim", "head_dim")] = sizes["head_dim"]
         return config
+
+    def is_tied(self, config: dict) -> bool:
+        return bool(self.tied_field and config.get(self.tied_field, self.tied_default))
 
     def ensure_matches(self, names: list[str]) -> dict[str, MatchedTensor]:
         """Match every name or raise with the unmatched ones listed."""

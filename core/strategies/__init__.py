@@ -4,7 +4,15 @@ Adding a strategy is adding a module here and its tests: import it below so it r
 """
 
 from core.strategies import (  # noqa: F401  (registration side effects)
-    baseline, covariance, distribution, growth, index, mean_field, mimetic, select, templates,
+    baseline,
+    covariance,
+    distribution,
+    growth,
+    index,
+    mean_field,
+    mimetic,
+    select,
+    templates,
 )
 from core.strategies.base import get, make_params, names, params_to_dict
 

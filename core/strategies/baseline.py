@@ -70,7 +70,7 @@ def lookup(fresh: dict, name: str):
 class Baseline(ValueStrategy):
     name = "baseline"
     summary = "the architecture's own default init (transformers' _init_weights, PyTorch's for the MLP)"
-    default_index = "first_n"
+    default_index = "cyclic"
     can_grow = True
     sourceless = True
 

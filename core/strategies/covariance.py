@@ -64,7 +64,6 @@ def _axis_factor(x, axis: int, index, params):
 
     Returns ``("full", L)`` with L lower-triangular or ``("diag", d)`` with d the std per position.
     """
-    import torch
 
     other = x.shape[1 - axis]
     n = x.shape[axis]
@@ -92,11 +91,10 @@ class Covariance(ValueStrategy):
     name = "covariance"
     summary = "matrix-normal sampling with the source's row and column covariances (spatial taps for convs)"
     Params = CovarianceParams
-    default_index = "first_n"
+    default_index = "cyclic"
     can_grow = True
 
     def fill(self, params, ctx):
-        import torch
 
         src_shape, shape = ctx.source_shape, ctx.shape
         if len(src_shape) == 4:

@@ -8,6 +8,8 @@ row–column ansatz with each neuron's marginal kept and the structure between e
 Vectors (biases, norms) and tensors whose rows/columns hold fewer than 3 values use the tensor
 scope. A pooled role fit reads the layers one at a time and keeps at most ``max_samples``
 values in all (an evenly shared, seeded subsample); it is computed once per run (``ctx.cache``).
+Cost: one fit per tensor/role is fast; a per-row or per-column Student-t fits every row at once
+by ECM (about a hundred passes over the tensor), the slow path on large embeddings.
 
 The fitted parameters are recorded as a plain dict in ``ctx.cache["fits"][target name]``
 (see :meth:`core.strategies.fits.GroupFit.to_dict`): scalars for one group, mean/min/max over
@@ -31,7 +33,7 @@ class DistributionParams:
     family: str = param("gaussian", help="distribution fitted to the source values", choices=FAMILIES)
     scope: str = param("tensor", help="fit per tensor, per row, per column, or pooled over the role's layers",
                        choices=SCOPES)
-    max_samples: int = param(1_000_000, help="at most this many source values per tensor/role fit "
+    max_samples: int = param(200_000, help="at most this many source values per tensor/role fit "
                              "(a seeded subsample above it)", min=1000, max=100_000_000)
 
 
@@ -80,7 +82,7 @@ class Distribution(ValueStrategy):
     name = "distribution"
     summary = "fit a distribution (Gaussian, Laplace, Student-t, quantile, KDE) to the source and sample"
     Params = DistributionParams
-    default_index = "first_n"
+    default_index = "cyclic"
     can_grow = True
 
     def fill(self, params, ctx):

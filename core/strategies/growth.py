@@ -8,8 +8,10 @@ block adds nothing.
 
 The default index is ``cyclic`` (i mod N): when Ñ = kN every neuron is cloned exactly k times,
 which keeps the mean and variance over a grown *hidden* vector, so LayerNorm / RMSNorm see the
-same statistics and the grown network is exactly the source function (HyperCloning). With
-``iid`` or a non-multiple width the MLP layers stay exact but normalised residual streams do not.
+same statistics and the grown network is exactly the source function (HyperCloning). A
+non-multiple width keeps the MLP layers exact but not normalised residual streams; a map that
+misses source neurons (``iid``, ``by_norm``, any shrink) drops their contribution, so growth is
+exact only with a surjective map — ``cyclic`` with Ñ ≥ N.
 
 Limitation — tied embeddings: a tied LM head reads the hidden dimension with the embedding
 matrix itself, which is copied (it writes the hidden vector) and cannot also be divided. With a

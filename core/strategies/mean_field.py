@@ -9,9 +9,12 @@ over that dimension now has Ñ terms instead of N:
 * ``mean_field`` — × N/Ñ: keeps the *mean* of the sum (a layer computing (1/N)Σ_i …);
 * ``variance`` — × sqrt(N/Ñ): keeps its variance when the terms are independent.
 
-The default is ``mean_field``: on the digits MLP benchmark (``benchmarks/bench_mean_field_mlp.py``)
-it gives the best zero-shot accuracy when growing (N/Ñ < 1 undoes the duplicated neurons) and
-when shrinking (N/Ñ > 1 restores the magnitude of the thinner sums); see the benchmark note.
+The default is ``mean_field``. On the digits MLP benchmark (``benchmarks/bench_mean_field_mlp.py``,
+64→512→512→10 resized to 32/128/1024, every index strategy, 3 seeds) the three rules are within
+0.5 points at zero steps (mean over all runs: none 0.687, mean_field 0.696, variance 0.701 — with
+ReLU a fan-in factor only rescales the logits up to the biases), but after one epoch mean_field is
+clearly best (0.892 vs 0.871 variance, 0.779 none): its sums keep the source's scale, so the
+learning rate tuned for the source fits the target.
 With replacement, duplicated neurons are exact copies; ``noise`` breaks the symmetry.
 """
 

@@ -9,7 +9,8 @@ i of every matrix that *reads* it (its fan-in axis). Its score combines the two:
 (a neuron only written, or only read, uses the side it has). Lookups (embeddings) count as
 writers of their hidden axis. On a composite axis (heads × head_dim, GPT-2's qkv × heads × head_dim)
 the entries of the other atomic dimensions are summed in, so a head's score covers its whole block.
-Tensors are read one at a time; per-layer dimensions read only that layer's tensors.
+Tensors are read one at a time; per-layer dimensions read only that layer's tensors. Families
+without grouped-query attention carry no ``kv_heads`` axis; their kv_heads scores are the heads'.
 
 Pass ``score_fn(source)`` as ``make_plan(..., score_fn=...)``.
 """
@@ -77,6 +78,9 @@ def neuron_scores(source, dim: str, source_layer: int | None, *, combine: str = 
                 seen_out = True
         del data
     if not (seen_in or seen_out):
+        if dim == "kv_heads" and sizes.get("heads") == n:
+            # multi-head families name no kv axis; the plan draws their heads through kv_heads
+            return neuron_scores(source, "heads", source_layer, combine=combine)
         return torch.ones(n, dtype=torch.float64)
     out_n, in_n = out_sq.sqrt(), in_sq.sqrt()
     if combine == "sum":

@@ -109,7 +109,7 @@ class Templates(ValueStrategy):
     name = "templates"
     summary = "WAVE: k templates shared across layers (nearest Kronecker product) and resized scalers"
     Params = TemplatesParams
-    default_index = "first_n"
+    default_index = "cyclic"
     can_grow = True
 
     def fill(self, params, ctx):

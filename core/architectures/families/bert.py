@@ -48,5 +48,6 @@ SPEC = ArchitectureSpec(
     layers_field="num_hidden_layers",
     prefixes=("", "bert.", "roberta."),
     tied_field="tie_word_embeddings",
+    tied_default=True,
     notes="hidden = heads × head_dim; post-LN blocks, so depth growth is not exactly function-preserving.",
 )

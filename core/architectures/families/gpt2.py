@@ -29,5 +29,7 @@ SPEC = ArchitectureSpec(
     config_fields={"hidden": "n_embd", "ffn": "n_inner", "heads": "n_head"},
     layers_field="n_layer",
     prefixes=("", "transformer."),
+    tied_default=True,
+    tied_head=("lm_head.weight", "wte.weight"),
     notes="hidden = heads × head_dim; n_inner=None means 4 × hidden.",
 )

@@ -40,5 +40,6 @@ SPEC = ArchitectureSpec(
     layers_field="num_hidden_layers",
     rotary=True,
     explicit_head_dim=True,
+    tied_head=("lm_head.weight", "model.embed_tokens.weight"),
     notes="GQA: a kept query head keeps its kv group; rotary pairs (i, i + head_dim/2) stay together.",
 )
