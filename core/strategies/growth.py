@@ -40,8 +40,10 @@ def tied_growth_warning(plan) -> str | None:
     """A sentence when growth cannot be exact because the LM head is tied to a grown embedding."""
     cfg = plan.target_config or {}
     tied = cfg.get("tie_word_embeddings", plan.family in ("gpt2", "bert"))
+    arch = (cfg.get("architectures") or [""])[0]
+    lm_head = any(k in arch for k in ("LMHead", "ForCausalLM", "ForMaskedLM", "ForPreTraining"))
     src, tgt = plan.source_sizes.get("hidden"), plan.target_sizes.get("hidden")
-    if tied and src and tgt and tgt > src:
+    if tied and lm_head and src and tgt and tgt > src:
         return (f"the LM head is tied to the embeddings and hidden grows {src}→{tgt}: logits scale by about "
                 f"{tgt / src:g}; set tie_word_embeddings to false in the target to keep the function exactly")
     return None

@@ -45,7 +45,6 @@ class MimeticParams:
                          choices=("negative", "positive"))
 
 
-
 def _z(ctx, pair: str, head: int, dim: int):
     import torch
 

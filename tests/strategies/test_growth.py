@@ -84,3 +84,14 @@ def test_tied_head_growth_is_untied_not_flagged(gpt2_path, caplog):
     with caplog.at_level(logging.WARNING):
         build_state_dict(plan, source)
     assert "tie_word_embeddings" not in caplog.text
+
+
+def test_tied_head_kept_when_the_head_is_not_grown_is_flagged(gpt2_path, caplog):
+    source = open_source(gpt2_path)
+    kept = make_plan(source, TargetSizes(hidden=64, heads=8),
+                     values={"default": {"method": "growth"}, "head": {"method": "mean_field"}})
+    assert kept.target_config.get("tie_word_embeddings", True) is not False
+    with caplog.at_level(logging.WARNING, logger="core.strategies.growth"):
+        build_state_dict(kept, source)
+    flagged = [r.getMessage() for r in caplog.records if r.name == "core.strategies.growth"]
+    assert flagged and "tie_word_embeddings" in flagged[0]
