@@ -1,0 +1,157 @@
+"""Arms: the named initial states a validation run compares.
+
+An arm is a target config plus where its weights come from: an export folder (``config.json`` +
+safetensors), a state dict in memory, or nothing — the **baseline**, the architecture's own
+default init. Every arm is built the same way: ``torch.manual_seed(seed)``, the task's model from
+the config (the baseline init), then the arm's tensors loaded over it. Tensors the arm lacks (an
+MLM head the source never had, a new classifier) therefore get the very same draw in every arm,
+which keeps the A/B comparison about the transferred tensors alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+BASELINE = "baseline"
+
+
+@dataclass
+class Arm:
+    """A named initial state. Build with :meth:`from_export`, :meth:`from_state` or :meth:`baseline`."""
+
+    name: str
+    config: dict
+    state_dict: dict[str, torch.Tensor] | None = None
+    path: Path | None = None
+    description: str = ""
+
+    @classmethod
+    def baseline(cls, config: dict, name: str = BASELINE) -> Arm:
+        return cls(name, dict(config), None, None, "the architecture's default init")
+
+    @classmethod
+    def from_state(cls, name: str, config: dict, state_dict: dict[str, torch.Tensor], description: str = "") -> Arm:
+        return cls(name, dict(config), state_dict, None, description or "in-memory state dict")
+
+    @classmethod
+    def from_export(cls, folder: str | Path, name: str | None = None) -> Arm:
+        """An export folder: ``config.json`` and ``*.safetensors`` (single or sharded)."""
+        folder = Path(folder).expanduser()
+        files = sorted(folder.glob("*.safetensors"))
+        if not files:
+            raise TrainingError(f"{folder} has no .safetensors files; give an export folder written by 'graft export'")
+        config_path = folder / "config.json"
+        if config_path.is_file():
+            config = json.loads(config_path.read_text())
+        else:  # the generic MLP: widths and activation live in the safetensors metadata
+            config = _mlp_config(files[0])
+            if config is None:
+                raise TrainingError(f"{folder} has no config.json; give an export folder written by 'graft export'")
+        return cls(name or folder.name, config, None, folder, f"export {folder}")
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.state_dict is None and self.path is None
+
+    @property
+    def model_type(self) -> str:
+        try:
+            return str(self.config["model_type"])
+        except KeyError:
+            raise TrainingError(f"arm {self.name!r}: its config has no model_type") from None
+
+    def tensors(self) -> dict[str, torch.Tensor] | None:
+        """The arm's tensors (read from the folder if it is an export), or None for the baseline."""
+        if self.path is None:
+            return self.state_dict
+        from safetensors.torch import load_file
+
+        state: dict[str, torch.Tensor] = {}
+        for file in sorted(self.path.glob("*.safetensors")):
+            state.update(load_file(str(file)))
+        return state
+
+
+def _mlp_config(file: Path) -> dict | None:
+    """The MLP config recorded in an export's safetensors metadata (see ``core.export``)."""
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    if "graft.mlp.widths" not in meta:
+        return None
+    return {"model_type": "mlp", "widths": json.loads(meta["graft.mlp.widths"]), "activation": meta.get("graft.mlp.activation", "relu")}
+
+
+@dataclass
+class LoadReport:
+    """What loading an arm's tensors did: counts and the names that did not load."""
+
+    loaded: int = 0
+    missing: list[str] = field(default_factory=list)  # in the model, not in the arm: default init
+    unexpected: list[str] = field(default_factory=list)  # in the arm, not in the model: ignored
+    mismatched: list[str] = field(default_factory=list)  # same name, other shape: default init
+
+    def to_dict(self) -> dict:
+        return {"loaded": self.loaded, "missing": self.missing, "unexpected": self.unexpected, "mismatched": self.mismatched}
+
+
+def _candidates(names: list[str], prefix: str) -> list[dict[str, str]]:
+    """Ways to rename checkpoint keys onto model keys: as is, with or without the base prefix."""
+    out = [{n: n for n in names}]
+    if prefix:
+        out.append({n: f"{prefix}.{n}" for n in names})
+        out.append({n: n[len(prefix) + 1 :] for n in names if n.startswith(prefix + ".")})
+    return out
+
+
+def load_tensors(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport:
+    """Copy ``state`` into ``model`` (dtype cast), matching keys with or without the base prefix.
+
+    A checkpoint of the bare encoder (``embeddings.…``) loads into a task model
+    (``bert.embeddings.…``) and the other way round.
+    """
+    own = model.state_dict()
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    best = max(_candidates(list(state), prefix), key=lambda m: sum(1 for v in m.values() if v in own))
+    report = LoadReport()
+    accepted: dict[str, torch.Tensor] = {}
+    for src, dst in best.items():
+        if dst not in own:
+            report.unexpected.append(src)
+        elif tuple(own[dst].shape) != tuple(state[src].shape):
+            report.mismatched.append(dst)
+        else:
+            accepted[dst] = state[src]
+    report.unexpected += [n for n in state if n not in best]
+    with torch.no_grad():
+        for name, value in accepted.items():
+            own[name].copy_(value.to(own[name].dtype))
+    report.loaded = len(accepted)
+    loaded_ptrs = {own[n].data_ptr() for n in accepted}
+    report.missing = sorted(n for n in own if n not in accepted and own[n].data_ptr() not in loaded_ptrs)
+    if report.loaded == 0:
+        raise TrainingError("none of the arm's tensors match the model; check that the config and weights belong together")
+    return report
+
+
+def build_arm_model(task, arm: Arm, seed: int) -> tuple[nn.Module, LoadReport]:
+    """The arm's model: default init under ``torch.manual_seed(seed)``, then its tensors loaded."""
+    torch.manual_seed(seed)
+    model = task.build_model(arm.config)
+    state = arm.tensors()
+    if state is None:
+        return model, LoadReport(loaded=0)
+    report = load_tensors(model, state)
+    log.info("arm %s: %d tensors loaded, %d missing, %d mismatched", arm.name, report.loaded, len(report.missing), len(report.mismatched))
+    return model, report

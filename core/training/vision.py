@@ -1,0 +1,133 @@
+"""Image tasks on scikit-learn's digits: ViT classification and the generic MLP.
+
+Digits are 8×8 in [0, 1]. For a ViT they are normalised to [-1, 1], resized to the config's
+``image_size`` with nearest-neighbour interpolation (each pixel becomes a square block, so a
+multiple of 8 is exact) and repeated over ``num_channels``. For the MLP they are flattened to 64
+inputs in [0, 1]. Both classify 10 classes; evaluation uses the whole held-out split.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.errors import TrainingError
+from core.training.config import ValidationConfig
+from core.training.data import Split, load_dataset
+from core.training.tasks import Task, TaskData, register_task
+
+NUM_CLASSES = 10
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "sigmoid": nn.Sigmoid}
+
+
+class _ImageTask(Task):
+    data_kind = "images"
+    default_dataset = "digits"
+    metric = "accuracy"
+
+    def prepare(self, config: dict, options: ValidationConfig, tokenizer_dir: str | None) -> TaskData:
+        images, labels = load_dataset(options.dataset or self.default_dataset, "images")
+        return TaskData(images, labels, Split(len(images), options.seed, max(options.eval_fraction, 0.05)), {"config": config})
+
+    def _rows_batch(self, data: TaskData, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def batch(self, data, step, options):
+        return self._rows_batch(data, data.split.batch_rows(step, options.batch_size))
+
+    def eval_set(self, data, options):
+        index = data.split.eval_index
+        size = max(options.batch_size, 64)
+        return [self._rows_batch(data, index[i : i + size]) for i in range(0, len(index), size)]
+
+    def _classify(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = nn.functional.cross_entropy(logits.float(), labels)
+        correct = (logits.argmax(-1) == labels).sum().float()
+        return {"loss": loss, "count": torch.tensor(float(labels.numel())), "correct": correct}
+
+
+class ViTClassificationTask(_ImageTask):
+    name = "image_classification"
+    model_types = ("vit", "deit")
+
+    def hf_config(self, config: dict):
+        cfg = super().hf_config({**config, "num_labels": NUM_CLASSES})
+        cfg.num_labels = NUM_CLASSES
+        return cfg
+
+    def build_model(self, config):
+        from transformers import ViTForImageClassification
+
+        return ViTForImageClassification(self.hf_config(config))
+
+    def _rows_batch(self, data, rows):
+        config = data.extra["config"]
+        size, channels = int(config.get("image_size", 224)), int(config.get("num_channels", 3))
+        images = data.inputs[rows].unsqueeze(1) * 2.0 - 1.0  # (B, 1, 8, 8) in [-1, 1]
+        images = nn.functional.interpolate(images, size=(size, size), mode="nearest")
+        return {"pixel_values": images.expand(-1, channels, -1, -1).contiguous(), "labels": data.labels[rows]}
+
+    def compute(self, model, batch):
+        return self._classify(model(pixel_values=batch["pixel_values"]).logits, batch["labels"])
+
+
+def mlp_widths(config: dict) -> list[int]:
+    """Layer widths of the generic MLP config: ``widths`` (or ``layer_sizes``/``sizes``)."""
+    for key in ("widths", "layer_sizes", "sizes", "dims"):
+        if key in config:
+            return [int(w) for w in config[key]]
+    raise TrainingError("the MLP config has no 'widths' list (input, hidden…, output)")
+
+
+def build_mlp(config: dict) -> nn.Sequential:
+    """``nn.Sequential(Linear, act, Linear, …, Linear)`` from the widths list.
+
+    The builder of :mod:`core.export` (the one ``load_mlp`` uses) when it is there, so layer
+    names match exported checkpoints; the same layout otherwise.
+    """
+    widths = mlp_widths(config)
+    activation = str(config.get("activation", "relu")).lower()
+    bias = bool(config.get("bias", True))
+    try:
+        from core.export import build_mlp as export_build_mlp
+    except ImportError:
+        export_build_mlp = None
+    if export_build_mlp is not None:
+        try:
+            return export_build_mlp(widths, activation, bias=bias)
+        except Exception as exc:  # ExportError: bad widths or activation
+            raise TrainingError(f"cannot build the MLP: {exc}") from exc
+    act = _ACTIVATIONS.get(activation)
+    if act is None:
+        raise TrainingError(f"MLP activation {activation!r} is unknown; use one of {', '.join(_ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        if i:
+            layers.append(act())
+        layers.append(nn.Linear(a, b, bias=bias))
+    return nn.Sequential(*layers)
+
+
+class MLPClassificationTask(_ImageTask):
+    name = "mlp_classification"
+    model_types = ("mlp",)
+
+    def hf_config(self, config):
+        return config
+
+    def build_model(self, config):
+        widths = mlp_widths(config)
+        if widths[0] != 64 or widths[-1] != NUM_CLASSES:
+            raise TrainingError(f"the digits MLP needs 64 inputs and {NUM_CLASSES} outputs, not {widths[0]} and {widths[-1]}")
+        return build_mlp(config)
+
+    def _rows_batch(self, data, rows):
+        return {"inputs": data.inputs[rows].reshape(len(rows), -1), "labels": data.labels[rows]}
+
+    def compute(self, model, batch):
+        return self._classify(model(batch["inputs"]), batch["labels"])
+
+
+register_task(ViTClassificationTask())
+register_task(MLPClassificationTask())
