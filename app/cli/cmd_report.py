@@ -1,0 +1,171 @@
+"""``graft report``: PNG figures (drawn offscreen by the app's own plot code) plus a JSON summary.
+
+Figures: one layer × role heat map per table metric (source, and target when a recipe is given),
+and for a few tensors the source-vs-target histogram with fitted densities, the row correlation
+map, the singular value spectra, and for layer-0 attention the per-head QKᵀ / VO maps of head 0.
+Qt is imported only inside :func:`run`, through ``app.render``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.cli.term import TerminalProgress
+
+TABLE_METRICS = ("std", "kurtosis", "alpha", "stable_rank", "row_corr_excess", "col_corr_excess", "top1_norm_ratio")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="write PNG figures and a JSON summary of a source's (and a target's) weights")
+    p.add_argument("source", help="'demo', a .safetensors file, a model folder, or a hub repo id")
+    p.add_argument("--target", metavar="RECIPE", help="a recipe file: also show the target it builds from the source")
+    p.add_argument("--out", required=True, help="folder to write the figures and report.json into")
+    p.add_argument("--tensor", action="append", default=[], metavar="NAME",
+                   help="source tensor to draw in detail (repeatable; default: each matrix role of the first layer)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class _PlannedInfo:
+    shape: tuple[int, ...]
+    is_float: bool
+
+
+class PlanSource:
+    """A plan's target tensors seen as a source: ``read`` materialises one tensor on demand."""
+
+    def __init__(self, plan, source) -> None:
+        self.plan, self.source, self._cache = plan, source, {}
+        self.tensors = {t.name: _PlannedInfo(tuple(t.shape), t.dtype.startswith(("F", "BF"))) for t in plan.tensors}
+        self.display_name = "target"
+
+    def read(self, name: str):
+        from core.transfer import fill_tensor
+
+        return fill_tensor(self.plan, self.plan.tensor(name), self.source, cache=self._cache).cpu()
+
+    def describe(self, _source=None):
+        from core.stats.table import LabelledTensor
+
+        return [LabelledTensor(t.name, t.role, t.layer, t.fan_in, t.kind) for t in self.plan.tensors]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _pick_tensors(source, labels, wanted: list[str]) -> list[str]:
+    if wanted:
+        for name in wanted:
+            source.info(name)  # raises a SourceError naming the tensor
+        return wanted
+    matrices = [t for t in labels if t.kind == "param" and t.layer is not None and len(source.tensors[t.name].shape) == 2]
+    first = min((t.layer for t in matrices), default=None)
+    seen, out = set(), []
+    for t in matrices:
+        if t.layer == first and t.role not in seen:
+            seen.add(t.role)
+            out.append(t.name)
+    return out
+
+
+def _head_figures(source, labels, render, out: Path) -> dict | None:
+    from core.architectures import detect
+    from core.errors import ArchitectureError
+    from core.stats import head_maps
+
+    try:
+        spec, config = detect(source)
+        sizes = spec.sizes(config)
+    except (ArchitectureError, KeyError):
+        return None
+    layer0 = {t.role: t.name for t in labels if t.layer == 0 and t.name.endswith("weight")}
+    if not all(r in layer0 for r in ("attn.q", "attn.k", "attn.v", "attn.o")) or "heads" not in sizes:
+        return None
+    q, k, v, o = (source.read(layer0[r]) for r in ("attn.q", "attn.k", "attn.v", "attn.o"))
+    maps = head_maps(q, k, v, o, sizes["heads"], sizes.get("kv_heads"), sizes.get("head_dim"))
+    render.render_heatmap_png(maps.qk[0], out / "heads_layer0_qk_head0.png", "layer 0, head 0: W_Q W_Kᵀ")
+    render.render_heatmap_png(maps.vo[0], out / "heads_layer0_vo_head0.png", "layer 0, head 0: W_V W_O")
+    return maps.summary()
+
+
+def run(args) -> int:
+    import app.render as render
+    from core.sources import open_source
+    from core.stats import compare_tensors, correlation_map, model_table, spectrum, tensor_stats
+    from core.stats.table import label_tensors
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = open_source(args.source)
+    labels = label_tensors(source)
+    target = None
+    if args.target:
+        from core.pipeline import plan_recipe
+        from core.recipe import Recipe
+
+        plan, _ = plan_recipe(Recipe.load(args.target), source)
+        target = PlanSource(plan, source)
+    report: dict = {"source": source.display_name, "figures": [], "tables": {}, "tensors": {}}
+
+    def figure(path: Path) -> None:
+        report["figures"].append(path.name)
+
+    sides = [("source", source, None)] + ([("target", target, target.describe)] if target else [])
+    for side, src, describe in sides:
+        table = model_table(src, TABLE_METRICS, describe=describe, device=args.device,
+                            progress=TerminalProgress(f"{side} table"))
+        report["tables"][side] = table.to_dict()
+        report["tables"][side]["suggestions"] = [
+            {"layer": layer, "role": col, "tensor": name, "suggestions": list(s)}
+            for layer, col, name, s in table.suggestions()]
+        for metric in TABLE_METRICS:
+            path = out / f"table_{side}_{metric}.png"
+            render.render_table_heatmap_png(table.values[metric], table.row_labels(), table.columns, path,
+                                            f"{side}: {metric}")
+            figure(path)
+
+    by_source = {}
+    if target:
+        for t in target.plan.tensors:
+            by_source.setdefault(t.source_name, t.name)
+    for name in _pick_tensors(source, labels, args.tensor):
+        w = source.read(name)
+        entry = {"stats": tensor_stats(w, name, device=args.device).to_dict()}
+        slug = _slug(name)
+        target_name = by_source.get(name)
+        if target_name and target.tensors[target_name].is_float:
+            t = target.read(target_name)
+            comparison = compare_tensors(w, t, device=args.device)
+            entry["target"] = target_name
+            entry["comparison"] = {k: v for k, v in comparison.to_dict().items() if k != "histogram"}
+            hist = comparison.histogram
+            spectra = {"source": spectrum(w).singular_values, "target": spectrum(t).singular_values} if t.ndim == 2 else None
+        else:
+            hist = compare_tensors(w, w, device=args.device).histogram
+            hist = {"edges": hist.edges, "series": {"source": hist.source},
+                    "fits": {k: v for k, v in hist.fits.items() if k.startswith("source")}}
+            spectra = {"source": spectrum(w).singular_values} if w.ndim == 2 else None
+        path = out / f"hist_{slug}.png"
+        render.render_histogram_png(hist, path, name)
+        figure(path)
+        if w.ndim == 2:
+            path = out / f"corr_rows_{slug}.png"
+            render.render_heatmap_png(correlation_map(w, "rows", order="cluster", device=args.device).matrix, path,
+                                      f"{name}: row correlations (clustered)")
+            figure(path)
+            path = out / f"spectrum_{slug}.png"
+            render.render_spectrum_png(spectra, path, f"{name}: singular values")
+            figure(path)
+        report["tensors"][name] = entry
+    heads = _head_figures(source, labels, render, out)
+    if heads is not None:
+        report["heads_layer0"] = heads
+        report["figures"] += ["heads_layer0_qk_head0.png", "heads_layer0_vo_head0.png"]
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
+    print(f"wrote {len(report['figures'])} figures and report.json to {out}")
+    return 0

@@ -1,0 +1,236 @@
+"""Issue 4 benchmark: the stats preview on one LLM-sized tensor, and whole-model tables.
+
+Prints, in one run:
+* one 4096×11008 bf16 tensor (Student-t ν=5 entries, heavy-ish tails) against a 2048×5504 target
+  (its rescaled top-left block, as a shrink transfer makes): histogram pair + moments + distances
+  (KS, Wasserstein-1, histogram KL), then the same with the three fitted densities, and a
+  256×256 row correlation map — each timed (best of 5) against a plain numpy/scipy
+  implementation of the same quantity in the same run, both on the same subsample
+  (implementation ratio) and on the full tensors (what not subsampling costs), with the
+  subsampling error against the full-tensor numbers;
+* the layer × role table (std, kurtosis, α, stable rank + mean-field metrics) of the demo model
+  and of a ~2 GB synthetic llama-shaped sharded bf16 checkpoint, each in a child process: wall
+  time against reading every tensor once, peak RSS (VmHWM) against the checkpoint size and the
+  largest tensor.
+
+Wall times are the best of 5 runs; the CPU time of the same run is printed beside ours, since
+on a shared machine the wall time also measures the other processes. ``--threads 1`` (with
+OMP_NUM_THREADS=1) gives the single-core cost.
+
+Usage: python benchmarks/bench_stats.py [--dir /tmp/graft-bench] [--gb 2.0] [--skip-big]
+       [--skip-tables] [--skip-tensor] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats as sstats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+TABLE_METRICS = ("std", "kurtosis", "alpha", "stable_rank", "row_corr_excess", "col_corr_excess", "top1_norm_ratio")
+
+
+CPU_MS: dict[int, float] = {}
+
+
+def best_ms(fn, repeats: int = 5) -> tuple[float, object]:
+    """Best wall time of ``repeats`` runs in ms (after a warm-up); the matching CPU time (all
+    threads of this process) is kept in ``CPU_MS`` keyed by the returned object's id."""
+    fn()
+    times, cpus, out = [], [], None
+    for _ in range(repeats):
+        c, t = time.process_time(), time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    CPU_MS[id(out)] = min(cpus) * 1e3
+    return min(times) * 1e3, out
+
+
+def cpu(obj) -> str:
+    return f"{CPU_MS[id(obj)]:.0f} ms CPU"
+
+
+def numpy_bundle(a: np.ndarray, b: np.ndarray, bins: int, lo: float, hi: float) -> dict:
+    """Histograms, moments and distances with numpy/scipy only (float32 data)."""
+    out = {}
+    for side, x in (("source", a), ("target", b)):
+        x64 = x.astype(np.float64)
+        mean, std = x64.mean(), x64.std()
+        dev = np.abs(x64 - mean)
+        out[side] = dict(hist=np.histogram(x, bins, range=(lo, hi))[0], mean=mean, std=std,
+                         skew=sstats.skew(x64), kurt=sstats.kurtosis(x64),
+                         f3=np.mean(dev > 3 * std), f6=np.mean(dev > 6 * std))
+    out["ks"] = sstats.ks_2samp(a, b).statistic
+    out["w1"] = sstats.wasserstein_distance(a, b)
+    p = np.append(out["source"]["hist"], a.size - out["source"]["hist"].sum()) + 0.5
+    q = np.append(out["target"]["hist"], b.size - out["target"]["hist"].sum()) + 0.5
+    p, q = p / p.sum(), q / q.sum()
+    out["kl"] = float(np.sum(p * np.log(p / q)))
+    return out
+
+
+def numpy_fits(x: np.ndarray) -> dict:
+    x = x.astype(np.float64)
+    return {"gaussian": sstats.norm.fit(x), "laplace": sstats.laplace.fit(x), "student-t": sstats.t.fit(x)}
+
+
+def bench_tensor() -> None:
+    from core.stats import compare_tensors, correlation_map
+    from core.stats.sampling import flat_sample
+
+    torch.manual_seed(0)
+    w = (torch.distributions.StudentT(5.0).sample((4096, 11008)) * 0.02).to(torch.bfloat16)
+    t = (w[:2048, :5504].float() * 2**0.5).to(torch.bfloat16)
+    print(f"tensor: {tuple(w.shape)} bf16 (Student-t ν=5 entries) vs target {tuple(t.shape)}; "
+          f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    ms_ours, ours = best_ms(lambda: compare_tensors(w, t, fits=()))
+    ms_fits, with_fits = best_ms(lambda: compare_tensors(w, t))
+    h = ours.histogram
+    lo, hi, bins = float(h.edges[0]), float(h.edges[-1]), len(h.source)
+
+    # numpy on the same subsample (same sizes: 2M for moments/histograms, 2^18 for KS/W1)
+    def numpy_same():
+        a = flat_sample(w, 2_000_000).numpy()
+        b = flat_sample(t, 2_000_000).numpy()
+        res = numpy_bundle(a, b, bins, lo, hi)
+        da, db = flat_sample(a, 1 << 18).numpy(), flat_sample(b, 1 << 18).numpy()
+        res["ks"], res["w1"] = sstats.ks_2samp(da, db).statistic, sstats.wasserstein_distance(da, db)
+        return res
+
+    ms_np_same, np_same = best_ms(numpy_same)
+    ms_np_full, np_full = best_ms(lambda: numpy_bundle(w.float().numpy().ravel(), t.float().numpy().ravel(), bins, lo, hi), 1)
+    print(f"histogram pair + moments + distances: ours {ms_ours:.0f} ms ({cpu(ours)}) | numpy same subsample {ms_np_same:.0f} ms "
+          f"(×{ms_np_same / ms_ours:.1f}) | numpy full tensors {ms_np_full:.0f} ms (×{ms_np_full / ms_ours:.0f})")
+    assert np.array_equal(np_same["source"]["hist"], h.source) or np.abs(np_same["source"]["hist"] - h.source).sum() < 10
+    print(f"  vs numpy same subsample: kurtosis {ours.source.excess_kurtosis:.4f} / {np_same['source']['kurt']:.4f}, "
+          f"KS {ours.distances.ks:.5f} / {np_same['ks']:.5f}, W1 {ours.distances.wasserstein1:.3e} / {np_same['w1']:.3e}, "
+          f"KL {ours.distances.kl_hist:.5f} / {np_same['kl']:.5f}")
+    print(f"  subsampling error vs full tensors: std {ours.source.std / np_full['source']['std'] - 1:+.2e} rel, "
+          f"kurtosis {ours.source.excess_kurtosis - np_full['source']['kurt']:+.3f} (full {np_full['source']['kurt']:.3f}), "
+          f"KS {ours.distances.ks - np_full['ks']:+.4f} (full {np_full['ks']:.4f}), "
+          f"W1 {ours.distances.wasserstein1 / np_full['w1'] - 1:+.2%}, KL {ours.distances.kl_hist - np_full['kl']:+.5f}")
+
+    def numpy_fit_bundle():
+        res = numpy_same()
+        for x in (flat_sample(w, 50_000).numpy(), flat_sample(t, 50_000).numpy()):
+            numpy_fits(x)
+        return res
+
+    ms_np_fits, _ = best_ms(numpy_fit_bundle, 2)
+    nu = with_fits.source_fits["student-t"].nu
+    print(f"  + Gaussian/Laplace/Student-t fits on both sides: ours {ms_fits:.0f} ms ({cpu(with_fits)}) | numpy+scipy.stats.*.fit same "
+          f"subsample {ms_np_fits:.0f} ms (×{ms_np_fits / ms_fits:.1f}); fitted ν = {nu:.2f} (true 5)")
+
+    ms_corr, cmap = best_ms(lambda: correlation_map(w, "rows"))
+    idx = cmap.indices
+
+    def numpy_corr():
+        return np.corrcoef(w[torch.from_numpy(idx)].float().numpy())
+
+    ms_np_corr, ref = best_ms(numpy_corr)
+    err = float(np.abs(ref - cmap.matrix).max())
+    ms_cols, _ = best_ms(lambda: correlation_map(w, "cols"))
+    print(f"256×256 row correlation map: ours {ms_corr:.0f} ms ({cpu(cmap)}) | numpy corrcoef same rows {ms_np_corr:.0f} ms "
+          f"(×{ms_np_corr / ms_corr:.1f}); max |diff| {err:.1e}; column map {ms_cols:.0f} ms")
+    total = ms_ours + ms_corr
+    print(f"interactive path (histogram pair + moments + distances + row map): {total:.0f} ms "
+          f"(budget 150 ms: {'OK' if total < 150 else 'OVER'}); with fits {ms_fits + ms_corr:.0f} ms")
+
+
+CHILD = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+from core.sources import open_source
+from core.stats import model_table
+rss0 = int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) * 1024
+src = open_source(sys.argv[1])
+t = time.perf_counter()
+if sys.argv[2] == 'read':
+    import torch
+    for name in src.tensors:
+        x = src.read(name)
+        if x.is_floating_point():
+            x.sum(dtype=torch.float32)  # touch every byte (safetensors may map lazily)
+    out = {{'cells': len(src.tensors)}}
+else:
+    table = model_table(src, tuple(sys.argv[2].split(',')))
+    out = {{'cells': sum(1 for _ in table.cells()), 'alpha_median': float(__import__('numpy').nanmedian(table.values['alpha']))}}
+out['wall'] = time.perf_counter() - t
+out['rss_before'] = rss0
+out['hwm'] = int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) * 1024
+print(json.dumps(out))
+"""
+
+
+def run_child(location: str, what: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT)), location, what],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode:
+        raise SystemExit(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_table(label: str, location: str) -> None:
+    from core.sources import open_source
+
+    src = open_source(location)
+    size = src.total_bytes
+    largest = max(t.nbytes for t in src.tensors.values())
+    read = run_child(location, "read")
+    table = run_child(location, ",".join(TABLE_METRICS))
+    print(f"{label}: {size / 1e6:.0f} MB, {len(src.tensors)} tensors, largest {largest / 1e6:.0f} MB")
+    print(f"  model table ({', '.join(TABLE_METRICS)}): {table['wall']:.1f} s for {table['cells']} matrices "
+          f"(= {table['wall'] / read['wall']:.1f}× reading and summing every tensor once, {read['wall']:.2f} s); "
+          f"median α {table['alpha_median']:.2f}")
+    grow = table["hwm"] - table["rss_before"]
+    print(f"  peak RSS {table['hwm'] / 1e6:.0f} MB (interpreter + torch before the table: {table['rss_before'] / 1e6:.0f} MB; "
+          f"growth {grow / 1e6:.0f} MB = {grow / size:.1%} of the checkpoint, {grow / largest:.1f}× the largest tensor); "
+          f"reading alone peaks at {read['hwm'] / 1e6:.0f} MB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "graft-bench"))
+    ap.add_argument("--gb", type=float, default=2.0)
+    ap.add_argument("--skip-big", action="store_true", help="skip the synthetic 2 GB checkpoint")
+    ap.add_argument("--skip-tables", action="store_true", help="only the one-tensor benchmark")
+    ap.add_argument("--skip-tensor", action="store_true", help="only the model tables")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads for the one-tensor benchmark")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.skip_tensor:
+        bench_tensor()
+    if args.skip_tables:
+        return
+    bench_table("demo model (all-MiniLM-L6-v2, fp32)", "demo")
+    if args.skip_big:
+        return
+    from bench_transfer import llama_config, write_checkpoint  # the issue-2 benchmark's generator
+
+    src = Path(args.dir) / "llama-src"
+    layers = max(2, round((args.gb * 1e9 - 2 * 2 * 32000 * 2048) / (2 * (4 * 2048 * 2048 - 2 * 2048 * 1024 + 3 * 2048 * 5504))))
+    if not (src / "model.safetensors.index.json").is_file():
+        print(f"writing a synthetic llama checkpoint ({layers} layers, bf16, shard by shard) to {src} …", flush=True)
+        write_checkpoint(src, llama_config(2048, layers, 16, 8, 5504, 32000))
+    bench_table(f"synthetic llama ({layers} layers, hidden 2048, bf16, sharded)", str(src))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""The layer × role table of any metrics for a whole model, streamed tensor by tensor.
+
+Tensors are read one at a time from the source (``Source.read``) and dropped before the next, so
+peak memory is the largest tensor plus its fp32 working copies, never the model. Each tensor's
+role and layer come from ``core.architectures.describe(source)``; pass ``describe=`` to label
+tensors another way (any callable returning objects with ``name``, ``role``, ``layer`` and
+optionally ``kind``/``fan_in``). Checkpoints no spec describes fall back to a generic labelling:
+the first ``.<digits>.`` in a name is the layer, the rest of the name is the role.
+
+Rows are the layers in increasing order, then one row (``layer None``) for the tensors outside
+any layer (embeddings, final norm, head). Columns are the roles found inside layers, then the
+others, each group in ``ROLE_ORDER`` (attention, then MLP) and then in checkpoint order. When
+several tensors share a (layer, role) cell — BERT's word and token-type embeddings are both
+``embed`` — their columns are told apart by the name's last component:
+``embed (word_embeddings)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.errors import ArchitectureError
+from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.stats.meanfield import suggest
+from core.stats.metrics import DEFAULT_METRICS, MEAN_FIELD_METRICS, TensorView, get_metric
+from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED
+from core.stats.spectrum import DEFAULT_MAX_ROWS
+
+log = logging.getLogger(__name__)
+
+_LAYER = re.compile(r"\.(\d+)\.")
+#: Column order of the well-known roles (core/architectures names).
+ROLE_ORDER = ("embed", "pos", "attn.qkv", "attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up",
+              "mlp.down", "norm", "head")
+
+
+@dataclass(frozen=True)
+class LabelledTensor:
+    """What the table needs to know about a tensor before reading it."""
+
+    name: str
+    role: str
+    layer: int | None
+    fan_in: int | None = 1
+    kind: str = "param"
+
+
+@dataclass(frozen=True)
+class TensorRow:
+    """One tensor's metric values (what :func:`iter_tensor_metrics` yields)."""
+
+    name: str
+    layer: int | None
+    column: str
+    values: dict[str, float]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelTable:
+    """Metric values of a model's tensors arranged by layer (rows) and role (columns).
+
+    Attributes:
+        metrics: metric names, keys of ``values``.
+        layers: row labels (layer index, or None for tensors outside any layer).
+        columns: column labels (roles, disambiguated when a cell holds several tensors).
+        values: metric → (len(layers), len(columns)) float64 array, NaN where no tensor.
+        names: (len(layers), len(columns)) tensor names ("" where none).
+    """
+
+    metrics: tuple[str, ...]
+    layers: tuple[int | None, ...]
+    columns: tuple[str, ...]
+    values: dict[str, np.ndarray]
+    names: np.ndarray
+
+    def row_labels(self) -> list[str]:
+        return [f"layer {layer}" if layer is not None else "other" for layer in self.layers]
+
+    def cells(self) -> Iterator[tuple[int | None, str, str, dict[str, float]]]:
+        """``(layer, column, tensor name, {metric: value})`` for every filled cell."""
+        for i, layer in enumerate(self.layers):
+            for j, column in enumerate(self.columns):
+                if self.names[i, j]:
+                    yield layer, column, str(self.names[i, j]), {m: float(self.values[m][i, j]) for m in self.metrics}
+
+    def suggestions(self) -> list[tuple[int | None, str, str, tuple[str, ...]]]:
+        """The mean-field rule applied to every matrix cell (needs the mean-field metrics)."""
+        missing = [m for m in MEAN_FIELD_METRICS if m not in self.metrics]
+        if missing:
+            raise ValueError(f"the table lacks {', '.join(missing)}; build it with MEAN_FIELD_METRICS")
+        return [(layer, column, name, suggest(vals)) for layer, column, name, vals in self.cells()
+                if not math.isnan(vals["row_corr_excess"])]
+
+    def to_dict(self) -> dict:
+        def clean(a: np.ndarray) -> list:
+            return [[None if math.isnan(x) else float(x) for x in row] for row in a]
+
+        return {
+            "metrics": list(self.metrics),
+            "layers": list(self.layers),
+            "columns": list(self.columns),
+            "names": self.names.tolist(),
+            "values": {m: clean(v) for m, v in self.values.items()},
+        }
+
+
+def generic_labels(names: Iterable[str]) -> list[LabelledTensor]:
+    """Layer = the first ``.<digits>.`` in the name; role = the name without it."""
+    out = []
+    for name in names:
+        m = _LAYER.search(name)
+        if m:
+            out.append(LabelledTensor(name, name[: m.start()] + "." + name[m.end():], int(m.group(1))))
+        else:
+            out.append(LabelledTensor(name, name, None))
+    return out
+
+
+def label_tensors(source, describe: Callable | None = None) -> list[LabelledTensor]:
+    """Label every tensor of ``source`` by role and layer (see the module docstring)."""
+    if describe is None:
+        try:
+            from core.architectures import describe as arch_describe
+
+            described = arch_describe(source)
+        except (ImportError, ArchitectureError) as exc:
+            log.info("no architecture spec for %s (%s); using generic labels", getattr(source, "display_name", source), exc)
+            return generic_labels(source.tensors)
+    else:
+        described = describe(source)
+    return [LabelledTensor(d.name, d.role, d.layer, getattr(d, "fan_in", 1), getattr(d, "kind", "param"))
+            for d in described]
+
+
+def _column_labels(items: Sequence[LabelledTensor]) -> list[str]:
+    seen: dict[tuple[int | None, str], int] = {}
+    for t in items:
+        seen[(t.layer, t.role)] = seen.get((t.layer, t.role), 0) + 1
+    labels = []
+    for t in items:
+        if seen[(t.layer, t.role)] > 1:
+            parts = t.name.split(".")
+            tail = parts[-2] if len(parts) >= 2 and parts[-1] in ("weight", "bias") else parts[-1]
+            labels.append(f"{t.role} ({tail})")
+        else:
+            labels.append(t.role)
+    return labels
+
+
+def select_tensors(
+    source,
+    *,
+    roles: Sequence[str] | None = None,
+    describe: Callable | None = None,
+    include_vectors: bool = False,
+) -> list[tuple[LabelledTensor, str]]:
+    """The float parameter tensors a table covers, each with its column label."""
+    items = []
+    for t in label_tensors(source, describe):
+        info = source.tensors[t.name]
+        if t.kind != "param" or not info.is_float:
+            continue
+        if roles is not None and t.role not in roles:
+            continue
+        if not include_vectors and (len(info.shape) < 2 or min(info.shape[0], math.prod(info.shape[1:])) < 2):
+            continue
+        items.append(t)
+    return list(zip(items, _column_labels(items)))
+
+
+def iter_tensor_metrics(
+    source,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    roles: Sequence[str] | None = None,
+    *,
+    describe: Callable | None = None,
+    include_vectors: bool = False,
+    device: str | torch.device = "cpu",
+    seed: int = DEFAULT_SEED,
+    max_elements: int | None = DEFAULT_MAX_ELEMENTS,
+    max_rows: int | None = DEFAULT_MAX_ROWS,
+) -> Iterator[TensorRow]:
+    """Yield one :class:`TensorRow` per covered tensor, reading each tensor once (cancel = stop
+    iterating)."""
+    resolved = [get_metric(m) for m in metrics]
+    for t, column in select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors):
+        view = TensorView(source.read(t.name), fan_in=t.fan_in, device=device, seed=seed,
+                          max_elements=max_elements, max_rows=max_rows)
+        yield TensorRow(t.name, t.layer, column, {m.name: m(view) for m in resolved})
+        del view
+
+
+def model_table(
+    source,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    roles: Sequence[str] | None = None,
+    *,
+    describe: Callable | None = None,
+    include_vectors: bool = False,
+    device: str | torch.device = "cpu",
+    seed: int = DEFAULT_SEED,
+    max_elements: int | None = DEFAULT_MAX_ELEMENTS,
+    max_rows: int | None = DEFAULT_MAX_ROWS,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+) -> ModelTable:
+    """A layer × role table of ``metrics`` (names from ``core.stats.metrics.METRICS``).
+
+    Args:
+        source: an opened :class:`core.sources.Source` (anything with ``tensors`` and ``read``).
+        metrics: metric names; ``MEAN_FIELD_METRICS`` enables :meth:`ModelTable.suggestions`.
+        roles: keep only these roles (None: all).
+        describe: labelling callable (default ``core.architectures.describe``).
+        include_vectors: also cover 1-D tensors (norms, biases; matrix metrics are NaN there).
+        device, seed, max_elements, max_rows: see the statistics' docstrings.
+        progress: ``progress(fraction, tensor name)`` after each tensor.
+        cancel: checked before each tensor; raises ``Cancelled``.
+
+    Returns:
+        The :class:`ModelTable`.
+    """
+    total = len(select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors))
+    rows: list[TensorRow] = []
+    stream = iter_tensor_metrics(source, metrics, roles, describe=describe, include_vectors=include_vectors,
+                                 device=device, seed=seed, max_elements=max_elements, max_rows=max_rows)
+    progress(0.0, "")
+    while True:
+        cancel.check()
+        row = next(stream, None)
+        if row is None:
+            break
+        rows.append(row)
+        progress(len(rows) / max(total, 1), row.name)
+    return assemble_table(rows, tuple(metrics))
+
+
+def assemble_table(rows: Sequence[TensorRow], metrics: tuple[str, ...]) -> ModelTable:
+    """Arrange tensor rows (from :func:`iter_tensor_metrics`) into a :class:`ModelTable`."""
+    layer_set = sorted({r.layer for r in rows if r.layer is not None})
+    layers: tuple[int | None, ...] = tuple(layer_set) + ((None,) if any(r.layer is None for r in rows) else ())
+    first = {}
+    for k, r in enumerate(rows):
+        first.setdefault(r.column, (r.layer is None, k, r.column.split(" (")[0]))
+    rank = {role: i for i, role in enumerate(ROLE_ORDER)}
+    columns = tuple(sorted(first, key=lambda c: (first[c][0], rank.get(first[c][2], len(rank)), first[c][1])))
+    li = {layer: i for i, layer in enumerate(layers)}
+    ci = {c: j for j, c in enumerate(columns)}
+    values = {m: np.full((len(layers), len(columns)), np.nan) for m in metrics}
+    names = np.full((len(layers), len(columns)), "", dtype=object)
+    for r in rows:
+        i, j = li[r.layer], ci[r.column]
+        names[i, j] = r.name
+        for m in metrics:
+            values[m][i, j] = r.values[m]
+    return ModelTable(metrics, layers, columns, values, names)

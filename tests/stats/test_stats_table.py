@@ -1,0 +1,135 @@
+"""The layer × role table: labelling, streaming with progress and cancel, real checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from scipy import stats as sstats
+
+from core.errors import Cancelled, StatsError
+from core.jobs import CancelToken
+from core.sources import open_source
+from core.stats import MEAN_FIELD_METRICS, model_table, tensor_stats
+from core.stats.meanfield import SUGGEST_ROWS
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    role: str
+    layer: int | None
+    kind: str = "param"
+
+
+def hand_model(folder):
+    g = torch.Generator().manual_seed(0)
+    tensors = {"embed.weight": torch.randn(50, 16, generator=g), "steps": torch.arange(4)}
+    for i in range(3):
+        tensors[f"blocks.{i}.attn.q.weight"] = torch.randn(16, 16, generator=g) * (i + 1)
+        tensors[f"blocks.{i}.mlp.up.weight"] = torch.randn(32, 16, generator=g).to(torch.bfloat16)
+        tensors[f"blocks.{i}.norm.weight"] = torch.ones(16)
+    shared = torch.randn(1, 16, generator=g)
+    tensors["blocks.2.mlp.up.weight"] = (torch.randn(32, 16, generator=g) * 0.3 + shared).to(torch.bfloat16)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return open_source(folder / "model.safetensors")
+
+
+def hand_describe(source):
+    out = []
+    for name in source.tensors:
+        parts = name.split(".")
+        if name == "steps":
+            out.append(Label(name, "buffer", None, kind="buffer"))
+        elif parts[0] == "blocks":
+            out.append(Label(name, ".".join(parts[2:-1]), int(parts[1])))
+        else:
+            out.append(Label(name, "embed", None))
+    return out
+
+
+def test_table_with_an_injected_describe(tmp_path):
+    src = hand_model(tmp_path)
+    seen = []
+    table = model_table(src, ("std", "kurtosis", "alpha") + MEAN_FIELD_METRICS, describe=hand_describe,
+                        progress=lambda f, msg: seen.append((f, msg)))
+    assert table.layers == (0, 1, 2, None)
+    assert table.columns == ("attn.q", "mlp.up", "embed")  # vectors and buffers are left out by default
+    std = table.values["std"]
+    for i in range(3):
+        ref = src.read(f"blocks.{i}.attn.q.weight").double().numpy()
+        assert std[i, 0] == pytest.approx(ref.std(), rel=1e-5)
+    assert np.isnan(std[3, 0]) and np.isnan(std[0, 2]) and table.names[3, 2] == "embed.weight"
+    assert seen[0][0] == 0.0 and seen[-1][0] == pytest.approx(1.0) and len(seen) == 8
+    suggestions = {(layer, col): s for layer, col, _, s in table.suggestions()}
+    assert SUGGEST_ROWS in suggestions[(2, "mlp.up")]
+    assert SUGGEST_ROWS not in suggestions[(0, "mlp.up")]
+    d = table.to_dict()
+    assert d["values"]["std"][3][0] is None and d["columns"] == ["attn.q", "mlp.up", "embed"]
+
+
+def test_vectors_roles_filter_and_cancel(tmp_path):
+    src = hand_model(tmp_path)
+    table = model_table(src, ("mean", "alpha"), roles=("norm",), include_vectors=True, describe=hand_describe)
+    assert table.columns == ("norm",) and table.layers == (0, 1, 2)
+    assert np.all(table.values["mean"] == 1.0) and np.all(np.isnan(table.values["alpha"]))
+    token = CancelToken()
+
+    def cancel_after_first(fraction, message):
+        if fraction > 0:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        model_table(src, ("std",), describe=hand_describe, progress=cancel_after_first, cancel=token)
+    with pytest.raises(StatsError, match="unknown metric"):
+        model_table(src, ("nope",), describe=hand_describe)
+
+
+def test_generic_labels_when_no_spec_describes_the_checkpoint(tmp_path):
+    src = hand_model(tmp_path)
+    table = model_table(src, ("std",))
+    assert table.layers == (0, 1, 2, None)
+    assert table.columns == ("blocks.attn.q.weight", "blocks.mlp.up.weight", "embed.weight")
+
+
+def test_tiny_llama_uses_the_architecture_spec(tmp_path):
+    from tiny_models import build_tiny
+
+    build_tiny("llama", tmp_path / "llama")
+    table = model_table(open_source(tmp_path / "llama"), ("std", "stable_rank"))
+    assert table.layers == (0, 1, None)
+    assert {"attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down", "embed", "head"} <= set(
+        table.columns)
+    assert table.columns[:7] == ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
+    assert np.isfinite(table.values["stable_rank"][:2, :7]).all()
+
+
+def test_gpt2_conv1d_weights_are_oriented_output_rows_first(tmp_path):
+    from tiny_models import build_tiny
+
+    build_tiny("gpt2", tmp_path / "gpt2")
+    src = open_source(tmp_path / "gpt2")
+    table = model_table(src, ("top1_norm_share",), roles=("mlp.up",))
+    name = table.names[0, 0]
+    w = src.read(name)  # Conv1D stores (in, out): neurons are columns
+    norms = w.double().square().sum(0)
+    k = int(np.ceil(0.01 * norms.numel()))
+    assert table.values["top1_norm_share"][0, 0] == pytest.approx(float(norms.topk(k).values.sum() / norms.sum()))
+
+
+def test_demo_model_tensor_and_table():
+    src = open_source("demo")
+    name = "encoder.layer.0.intermediate.dense.weight"
+    stats = tensor_stats(src.read(name), name, max_rows=512)
+    x = src.read(name).double().numpy().ravel()
+    assert stats.shape == (1536, 384) and stats.moments.n == x.size
+    assert stats.moments.excess_kurtosis == pytest.approx(sstats.kurtosis(x), rel=1e-4)
+    assert stats.fit_loglik["student-t"] >= stats.fit_loglik["gaussian"]
+    assert 1.5 < stats.spectrum.alpha < 8 and 1 < stats.spectrum.stable_rank < 384
+    assert stats.mean_field is not None and stats.to_dict()["spectrum"]["rows_used"] == 512
+    table = model_table(src, ("kurtosis", "alpha"), roles=("attn.q", "mlp.down"))
+    assert table.layers == tuple(range(6)) and table.columns == ("attn.q", "mlp.down")
+    assert np.isfinite(table.values["alpha"]).all()
