@@ -17,6 +17,7 @@ API (every function writes ``path`` and returns it as a ``Path``):
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -124,9 +125,13 @@ def render_table_heatmap_png(
     data = np.asarray(values_2d, dtype=float)
     if data.ndim != 2 or data.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"values of shape {data.shape} do not match {len(row_labels)} rows × {len(col_labels)} columns")
-    low = np.nanmin(np.where(np.isfinite(data), data, np.nan), axis=0) if data.size else np.zeros(0)
-    high = np.nanmax(np.where(np.isfinite(data), data, np.nan), axis=0) if data.size else np.zeros(0)
-    span = np.where(high - low > 0, high - low, 1.0)
+    finite = np.where(np.isfinite(data), data, np.nan)
+    with warnings.catch_warnings():  # an all-NaN column (a metric no tensor has) stays blank
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low = np.nanmin(finite, axis=0) if data.size else np.zeros(0)
+        high = np.nanmax(finite, axis=0) if data.size else np.zeros(0)
+    low = np.nan_to_num(low)
+    span = np.where(np.nan_to_num(high - low) > 0, np.nan_to_num(high - low), 1.0)
     normalised = (data - low) / span
     plot = HeatmapPlot(title=title, light=True)
     plot.show_matrix(

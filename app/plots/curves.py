@@ -68,7 +68,12 @@ class CurvesPlot(pg.PlotWidget):
         for i, (label, (xs, ys)) in enumerate(self._points.items()):
             curve = self._curves.get(label)
             if curve is None:
-                curve = self.plotItem.plot(pen=pg.mkPen(series_colour(label, i), width=2), name=label)
+                colour = series_colour(label, i)
+                if label.endswith("(eval)"):  # evaluations: sparse points, dashed and marked
+                    curve = self.plotItem.plot(pen=pg.mkPen(colour, width=2, style=QtCore.Qt.DashLine), name=label,
+                                               symbol="o", symbolSize=6, symbolBrush=colour, symbolPen=None)
+                else:
+                    curve = self.plotItem.plot(pen=pg.mkPen(colour, width=2), name=label)
                 self._curves[label] = curve
             curve.setData(np.asarray(xs), np.asarray(ys))
 

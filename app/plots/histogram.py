@@ -24,6 +24,7 @@ class HistogramData:
     edges: np.ndarray
     series: dict[str, np.ndarray]
     fits: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    densities: bool = False  # ``series`` already holds densities (core's HistogramPair does)
 
 
 def _get(obj, name: str, default=None):
@@ -61,6 +62,13 @@ def coerce_histogram(hist) -> HistogramData:
     if edges is None:
         raise TypeError(f"cannot draw a histogram from {type(hist).__name__}: it has no 'edges'")
     series: dict[str, np.ndarray] = {}
+    if _get(hist, "source_density") is not None and _get(hist, "target_density") is not None:
+        # core.stats.HistogramPair: densities over all entries, so clipped tails are not inflated
+        series = {"source": np.asarray(hist.source_density, float), "target": np.asarray(hist.target_density, float)}
+        if not np.any(np.asarray(_get(hist, "source"), float)):
+            series.pop("source")
+        fits = {str(k): c for k, c in ((k, _as_curve(v)) for k, v in dict(_get(hist, "fits") or {}).items()) if c is not None}
+        return HistogramData(np.asarray(edges, float), series, fits, densities=True)
     given = _get(hist, "series")
     if given:
         series.update({str(k): np.asarray(v, float) for k, v in dict(given).items()})
@@ -111,7 +119,7 @@ class HistogramPlot(pg.PlotWidget):
             fill = pg.mkColor(colour)
             fill.setAlpha(60)
             self.plotItem.plot(
-                data.edges, to_density(counts, data.edges), stepMode="center", fillLevel=0,
+                data.edges, counts if data.densities else to_density(counts, data.edges), stepMode="center", fillLevel=0,
                 pen=pg.mkPen(colour, width=1.5), brush=fill, name=label,
             )
         for i, (label, (x, y)) in enumerate(data.fits.items()):

@@ -65,3 +65,13 @@ def test_curves(tmp_path, qapp):
     curves = {"transferred": [(s, 3 / (1 + s)) for s in range(50)], "baseline": [(s, 4 / (1 + s) + 0.5) for s in range(50)]}
     out = render.render_curves_png(curves, tmp_path / "curves.png", title="loss", marks={"reached": 10})
     assert _non_blank(out)
+
+
+def test_table_heatmap_with_an_empty_column(tmp_path, qapp):
+    import warnings
+
+    values = np.array([[1.0, np.nan], [2.0, np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = render.render_table_heatmap_png(values, ["a", "b"], ["x", "empty"], tmp_path / "t.png")
+    assert out.is_file()

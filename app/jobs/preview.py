@@ -1,0 +1,182 @@
+"""The numbers behind the preview panel, computed on a worker thread with ``core.stats``.
+
+This module only picks what the preview shows and reduces tensors to small numpy snapshots
+(never whole tensors) before they cross to the GUI thread.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_MAP = 64  # rows/columns shown in a correlation or head map
+SOURCE_ROWS = 8192  # rows of a source matrix read for its statistics (a slice read)
+PREVIEW_FIT = "student-t"  # the fitted density drawn over each histogram (gaussian as fallback)
+
+
+@dataclass
+class PreviewData:
+    """Everything the preview panel draws for one target tensor (plain numbers only)."""
+
+    tensor: str
+    role: str
+    strategy: str
+    source_name: str | None
+    source_shape: tuple[int, ...]
+    target_shape: tuple[int, ...]
+    histogram: object | None = None  # core.stats.HistogramPair, fits narrowed to one per side
+    row_corr: dict[str, np.ndarray] = field(default_factory=dict)  # "source"/"target" → (k, k)
+    col_corr: dict[str, np.ndarray] = field(default_factory=dict)
+    spectrum: dict[str, np.ndarray] = field(default_factory=dict)  # singular values
+    heads: dict[str, np.ndarray] = field(default_factory=dict)  # head 0 QKᵀ
+    stats: list[tuple[str, float, float]] = field(default_factory=list)  # metric, source, target
+    suggestions: tuple[str, ...] = ()  # mean-field reading of the source matrix
+
+
+def _narrow_fits(hist):
+    """Keep one fitted density per side, so the plot stays readable."""
+    from dataclasses import replace
+
+    fits = {}
+    for side in ("source", "target"):
+        for name in (PREVIEW_FIT, "gaussian"):
+            key = f"{side} {name}"
+            if key in hist.fits:
+                fits[key] = hist.fits[key]
+                break
+    return replace(hist, fits=fits)
+
+
+def _matrix(x):
+    return x.reshape(x.shape[0], -1) if x is not None and x.dim() >= 2 else None
+
+
+def _read_source(source, name: str):
+    info = source.info(name)
+    if len(info.shape) >= 2 and info.shape[0] > SOURCE_ROWS:
+        return source.read_slice(name, (slice(0, SOURCE_ROWS),))
+    return source.read(name)
+
+
+def compute_preview(plan, source, name: str, *, device: str = "cpu", cache: dict | None = None,
+                    cancel=None) -> PreviewData:
+    """Fill target tensor ``name`` with its strategy and compare it with its source.
+
+    Args:
+        plan: a ``core.plan.Plan``; source: its opened ``Source``.
+        name: a target tensor name from the plan.
+        cache: shared by the previews of one plan (strategies keep fitted parameters there).
+        cancel: a ``CancelToken`` checked between the steps.
+    """
+    from core import stats
+    from core.transfer import fill_tensor
+
+    cache = cache if cache is not None else {}
+    check = cancel.check if cancel is not None else (lambda: None)
+    tensor = plan.tensor(name)
+    target = fill_tensor(plan, tensor, source, device=device, cache=cache).float()
+    check()
+    src = _read_source(source, tensor.source_name).float() if tensor.source_name is not None else None
+    data = PreviewData(name, tensor.role, tensor.strategy, tensor.source_name, tuple(tensor.source_shape), tuple(tensor.shape))
+    if not target.is_floating_point():
+        return data
+    comparison = stats.compare_tensors(src if src is not None else target, target, device=device)
+    data.histogram = _narrow_fits(comparison.histogram)
+    if src is None:  # nothing to compare with: show the target alone
+        from dataclasses import replace
+
+        data.histogram = replace(data.histogram, source=np.zeros_like(data.histogram.source), fits={
+            k: v for k, v in data.histogram.fits.items() if k.startswith("target")})
+    s, t = comparison.source, comparison.target
+    for label in ("mean", "std", "skewness", "excess_kurtosis", "min", "max"):
+        data.stats.append((label.replace("_", " "), getattr(s, label) if src is not None else math.nan, getattr(t, label)))
+    d = comparison.distances
+    for label, value in (("KS distance", d.ks), ("Wasserstein-1", d.wasserstein1), ("KL (histogram)", d.kl_hist)):
+        data.stats.append((label, math.nan, math.nan if value is None else value))
+    data.stats.append(("elements", float(math.prod(tensor.source_shape)), float(math.prod(tensor.shape))))
+    check()
+    for label, x in (("source", _matrix(src)), ("target", _matrix(target))):
+        if x is None or min(x.shape) < 2:
+            continue
+        data.row_corr[label] = stats.correlation_map(x, "rows", max_size=MAX_MAP, device=device).matrix
+        data.col_corr[label] = stats.correlation_map(x, "cols", max_size=MAX_MAP, device=device).matrix
+        check()
+        spec = stats.spectrum(x, device=device)
+        data.spectrum[label] = spec.singular_values
+        data.stats.append((f"stable rank ({label})", spec.stable_rank if label == "source" else math.nan,
+                           spec.stable_rank if label == "target" else math.nan))
+        check()
+    data.stats = _merge_side_rows(data.stats)
+    if src is not None and src.dim() == 2 and min(src.shape) >= 8:
+        data.suggestions = tuple(stats.mean_field_stats(src).suggestions)
+    data.heads = _head_maps(plan, source, tensor, target, device, cache)
+    return data
+
+
+def _merge_side_rows(rows: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Fold "x (source)" and "x (target)" rows into one "x" row."""
+    out: dict[str, list[float]] = {}
+    order: list[str] = []
+    for label, s, t in rows:
+        base = label.replace(" (source)", "").replace(" (target)", "")
+        if base not in out:
+            out[base] = [s, t]
+            order.append(base)
+        else:
+            out[base] = [s if not math.isnan(s) else out[base][0], t if not math.isnan(t) else out[base][1]]
+    return [(k, out[k][0], out[k][1]) for k in order]
+
+
+def _head_maps(plan, source, tensor, target_q, device: str, cache: dict) -> dict[str, np.ndarray]:
+    """Head 0's QKᵀ map on a hidden subset, source vs target, for an attention query weight."""
+    if tensor.role != "attn.q" or tensor.source_name is None or not tensor.name.endswith("weight"):
+        return {}
+    from core.stats import head_maps
+    from core.transfer import fill_tensor
+
+    def peer(role: str):
+        return next((t for t in plan.tensors if t.layer == tensor.layer and t.role == role and t.name.endswith("weight")), None)
+
+    peers = [peer(r) for r in ("attn.k", "attn.v", "attn.o")]
+    if any(p is None or p.source_name is None for p in peers):
+        return {}
+    sizes = {"source": plan.source_sizes, "target": plan.target_sizes}
+    tensors = {"source": [source.read(tensor.source_name).float()] + [source.read(p.source_name).float() for p in peers],
+               "target": [target_q] + [fill_tensor(plan, p, source, device=device, cache=cache).float() for p in peers]}
+    out = {}
+    for side, (q, k, v, o) in tensors.items():
+        try:
+            maps = head_maps(q, k, v, o, num_heads=sizes[side]["heads"], num_kv_heads=sizes[side].get("kv_heads"),
+                             head_dim=sizes[side].get("head_dim"), max_hidden=MAX_MAP, device=device)
+        except Exception:  # a layout head_maps does not know (fused qkv, …): no map, the rest stays
+            return {}
+        out[side] = np.asarray(maps.qk[0])
+    return out
+
+
+@dataclass
+class TensorSummary:
+    """One materialised tensor's numbers for the model-wide layer × metric table."""
+
+    name: str
+    role: str
+    layer: int | None
+    std: float
+    source_std: float
+    mean: float
+    excess_kurtosis: float
+
+
+def summarise(tensor_plan, target, source) -> TensorSummary:
+    """Cheap per-tensor statistics while materialising (subsampled, seeded)."""
+    from core.stats import moments
+
+    if not target.is_floating_point():
+        return TensorSummary(tensor_plan.name, tensor_plan.role, tensor_plan.layer, math.nan, math.nan, math.nan, math.nan)
+    m = moments(target, max_elements=100_000)
+    s_std = math.nan
+    if tensor_plan.source_name is not None and source.info(tensor_plan.source_name).is_float:
+        s_std = moments(_read_source(source, tensor_plan.source_name), max_elements=100_000).std
+    return TensorSummary(tensor_plan.name, tensor_plan.role, tensor_plan.layer, m.std, s_std, m.mean, m.excess_kurtosis)

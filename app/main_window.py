@@ -1,0 +1,291 @@
+"""The main window: composes the panels, wires them to the workspace, owns menus and shortcuts."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from app.dialogs import show_error
+from app.jobs import JobController, JobRunner, tasks
+from app.panels.export_dialog import ExportDialog
+from app.panels.jobs import JobsPanel
+from app.panels.model import ModelPanel
+from app.panels.overview import OverviewPanel
+from app.panels.preview import PreviewPanel
+from app.panels.sources import SourcesPanel
+from app.panels.target import TargetPanel
+from app.panels.validation import ValidationPanel
+from app.qt import QtCore, QtGui, QtWidgets
+from app.settings import Settings
+from app.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """Sources | Model + preview tabs | Target & strategy + jobs."""
+
+    def __init__(self, settings: Settings | None = None, runner: JobRunner | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("Graft")
+        self.setObjectName("graft-main-window")
+        self.settings = settings or Settings()
+        self._owns_runner = runner is None
+        self.runner = runner or JobRunner()
+        self.workspace = Workspace(self.runner, self.settings, self)
+        ws = self.workspace
+
+        self.sources = SourcesPanel(self.settings, JobController(self.runner, self))
+        self.model = ModelPanel()
+        self.target = TargetPanel()
+        self.preview = PreviewPanel()
+        self.overview = OverviewPanel()
+        self.validation = ValidationPanel()
+        self.jobs = JobsPanel(ws.queue)
+
+        self.centre_tabs = QtWidgets.QTabWidget()
+        self.centre_tabs.addTab(self.preview, "Tensor preview")
+        self.centre_tabs.addTab(self.overview, "Model overview")
+        self.centre_tabs.addTab(self.validation, "Validation")
+        centre = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        centre.addWidget(self.model)
+        centre.addWidget(self.centre_tabs)
+        centre.setStretchFactor(0, 2)
+        centre.setStretchFactor(1, 3)
+        centre.setSizes([300, 560])
+        right = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        right.addWidget(self.target)
+        right.addWidget(self.jobs)
+        right.setStretchFactor(0, 3)
+        right.setStretchFactor(1, 2)
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        self.splitter.addWidget(self.sources)
+        self.splitter.addWidget(centre)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 0)
+        self.splitter.setSizes([250, 800, 330])
+        self.setCentralWidget(self.splitter)
+        self.status = self.statusBar()
+
+        self._make_actions()
+        self._connect()
+        self._restore_geometry()
+        self.sources.refresh_cache()
+        self.warm_up = JobController(self.runner, self)
+        QtCore.QTimer.singleShot(300, lambda: self.warm_up.start(tasks.warm_up_job()))
+
+    # -- wiring ------------------------------------------------------------------------------
+    def _connect(self) -> None:
+        ws = self.workspace
+        self.sources.source_requested.connect(self.open_source)
+        self.sources.cancel_requested.connect(ws.cancel_open)
+        ws.open_controller.progressed.connect(self.sources.show_progress)
+        ws.open_controller.finished.connect(lambda: self.sources.show_busy(None))
+        ws.source_opening.connect(self._on_source_opening)
+        ws.source_opened.connect(self._on_source_opened)
+        ws.source_failed.connect(self._on_source_failed)
+        ws.open_controller.aborted.connect(lambda: self.status.showMessage("Opening cancelled", 4000))
+        self.target.recipe_edited.connect(ws.set_recipe)
+        ws.plan_changed.connect(self._on_plan_changed)
+        ws.plan_failed.connect(self._on_plan_failed)
+        self.model.tensor_selected.connect(ws.select_tensor)
+        ws.preview_ready.connect(self.preview.show_preview)
+        ws.preview_failed.connect(self.preview.show_error)
+        ws.preview_busy.connect(self.preview.set_busy)
+        self.jobs.materialise_requested.connect(self.materialise)
+        self.jobs.validate_requested.connect(self.validate)
+        self.jobs.export_requested.connect(self.export)
+        ws.target_materialised.connect(self._on_materialised)
+        self.overview.analysis_requested.connect(self.analyse_source)
+        ws.source_analysed.connect(self.overview.show_source_table)
+        ws.validation_step.connect(self.validation.add_step)
+        ws.validation_finished.connect(self.validation.finish)
+        ws.exported.connect(lambda path: self.status.showMessage(f"Exported to {path}", 10000))
+        ws.job_failed.connect(lambda title, exc: show_error(self, title, exc))
+
+    def _make_actions(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        self.open_file_action = self._action(file_menu, "Open &file…", QtGui.QKeySequence.Open, self.sources.choose_file)
+        self.open_folder_action = self._action(file_menu, "Open f&older…", "Ctrl+Shift+O", self.sources.choose_folder)
+        self.open_demo_action = self._action(file_menu, "Open the &demo model", "Ctrl+D", lambda: self.open_source("demo"))
+        file_menu.addSeparator()
+        self.open_recipe_action = self._action(file_menu, "Open &recipe…", "Ctrl+R", self.open_recipe)
+        self.save_recipe_action = self._action(file_menu, "&Save recipe…", QtGui.QKeySequence.Save, self.save_recipe)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", QtGui.QKeySequence.Quit, self.close)
+        run_menu = menu.addMenu("&Run")
+        self.materialise_action = self._action(run_menu, "&Materialise", "Ctrl+M", self.materialise)
+        self.validate_action = self._action(run_menu, "&Validate", "Ctrl+T", lambda: self.validate(self.jobs.steps_spin.value()))
+        self.export_action = self._action(run_menu, "&Export…", "Ctrl+E", self.export)
+        run_menu.addSeparator()
+        self.analyse_action = self._action(run_menu, "&Analyse the source", "Ctrl+Shift+A", self.analyse_source)
+        self._action(run_menu, "&Cancel all jobs", "Ctrl+.", self.workspace.cancel_all)
+        help_menu = menu.addMenu("&Help")
+        self._action(help_menu, "&About Graft", None, self._about)
+        self._set_ready(False)
+
+    def _action(self, menu, text, shortcut, slot) -> QtGui.QAction:
+        action = QtGui.QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QtGui.QKeySequence(shortcut))
+        action.triggered.connect(lambda *_: slot())
+        menu.addAction(action)
+        return action
+
+    def _set_ready(self, ready: bool) -> None:
+        for action in (self.materialise_action, self.validate_action, self.export_action, self.save_recipe_action):
+            action.setEnabled(ready)
+        self.jobs.set_ready(ready)
+
+    # -- intents -----------------------------------------------------------------------------
+    def open_source(self, location: str) -> None:
+        self.workspace.open_source(location)
+
+    def analyse_source(self) -> None:
+        if self.workspace.source is not None:
+            self.workspace.analyse_source()
+
+    def materialise(self) -> None:
+        if self.workspace.plan is not None:
+            self.workspace.materialise()
+
+    def validate(self, steps: int) -> None:
+        if self.workspace.plan is None:
+            return
+        from core.training import ValidationConfig
+
+        config = ValidationConfig(steps=steps, eval_every=max(1, steps // 8), warmup=min(30, steps // 5),
+                                  device=self.workspace.device, batch_size=8, seq_len=64)
+        self.validation.start()
+        self.centre_tabs.setCurrentWidget(self.validation)
+        self.workspace.validate(config)
+
+    def export(self) -> None:
+        if self.workspace.plan is None:
+            return
+        source = self.workspace.source
+        default_parent = self.settings.get("export/last_folder") or str(Path.home())
+        name = Path(source.display_name).name + "-graft" if source is not None else "graft-export"
+        dialog = ExportDialog(str(Path(default_parent) / name), self.settings.get("export/max_shard_size"),
+                              self.settings.get("export/dtype"), self)
+        dialog.setObjectName("graft-export-dialog")
+        dialog.accepted.connect(lambda: self._export_accepted(dialog.options()))
+        dialog.open()
+
+    def _export_accepted(self, options: dict) -> None:
+        if not options["out_dir"]:
+            show_error(self, "Export", "choose a folder to export into")
+            return
+        self.settings.set("export/last_folder", str(Path(options["out_dir"]).parent))
+        self.settings.set("export/max_shard_size", options["max_shard_size"])
+        self.settings.set("export/dtype", options["dtype"] or "")
+        self.workspace.export(options["out_dir"], dtype=options["dtype"], max_shard_size=options["max_shard_size"],
+                              force=options["force"])
+
+    def save_recipe(self, path: str | None = None) -> None:
+        recipe = self.workspace.recipe
+        if recipe is None:
+            return
+        if path is None:
+            start = str(Path(self.settings.get("recipe/last_folder") or Path.home()) / "recipe.json")
+            path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save the recipe", start, "Recipes (*.json)")
+            if not path:
+                return
+        try:
+            recipe.save(path)
+        except OSError as exc:
+            show_error(self, "Cannot save the recipe", exc)
+            return
+        self.settings.set("recipe/last_folder", str(Path(path).parent))
+        self.status.showMessage(f"Recipe saved to {path}; run it with: graft export --recipe {path}", 8000)
+
+    def open_recipe(self, path: str | None = None) -> None:
+        if path is None:
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(
+                self, "Open a recipe", self.settings.get("recipe/last_folder"), "Recipes (*.json);;All files (*)")
+            if not path:
+                return
+        from app.jobs.tasks import load_recipe
+        from core.errors import GraftError
+
+        try:
+            recipe = load_recipe(path)
+        except GraftError as exc:
+            show_error(self, "Cannot open the recipe", exc)
+            return
+        self.settings.set("recipe/last_folder", str(Path(path).parent))
+        self._pending_recipe = recipe
+        self.workspace.open_source(recipe.source if recipe.revision is None else f"{recipe.source}@{recipe.revision}")
+
+    # -- workspace events --------------------------------------------------------------------
+    def _on_source_opening(self, location: str) -> None:
+        self.sources.show_busy(location)
+        self.status.showMessage(f"Opening {location}…")
+
+    def _on_source_opened(self, opened) -> None:
+        self.sources.show_recent()
+        self.model.show_source(opened)
+        self.target.set_source(opened)
+        self.overview.set_source_ready(opened.architecture_error is None)
+        self.setWindowTitle(f"Graft — {opened.source.display_name}")
+        self.status.showMessage(f"Opened {opened.source.display_name}", 5000)
+        pending = getattr(self, "_pending_recipe", None)
+        if pending is not None:
+            self._pending_recipe = None
+            self.target.set_recipe(pending)
+            self.workspace.set_recipe(pending, immediately=True)
+
+    def _on_source_failed(self, error: BaseException) -> None:
+        self.status.clearMessage()
+        show_error(self, "Cannot open the source", error)
+
+    def _on_plan_changed(self, result) -> None:
+        self.model.show_plan(result, self.workspace.selected_tensor)
+        self.target.show_plan(result)
+        self._set_ready(True)
+
+    def _on_plan_failed(self, message: str) -> None:
+        self.target.show_plan_error(message)
+        self._set_ready(False)
+
+    def _on_materialised(self, materialised) -> None:
+        self.overview.show_materialised(materialised)
+
+    def _about(self) -> None:
+        from core import __version__
+
+        QtWidgets.QMessageBox.about(self, "About Graft", f"Graft {__version__}\nBuild a new model's starting "
+                                    "weights from a pretrained one, preview them, validate them, export them.")
+
+    def changeEvent(self, event: QtCore.QEvent) -> None:  # noqa: N802 (Qt API)
+        # The system switched between light and dark: plots are not styled by the palette.
+        if event.type() in (QtCore.QEvent.PaletteChange, QtCore.QEvent.ApplicationPaletteChange):
+            from app.plots._pg import pg
+            from app.plots.style import apply_theme
+
+            for plot in self.findChildren(pg.PlotWidget):
+                apply_theme(plot)
+        super().changeEvent(event)
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def _restore_geometry(self) -> None:
+        geometry = self.settings.load_bytes("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1440, 900)
+        state = self.settings.load_bytes("window/state")
+        if state is not None:
+            self.splitter.restoreState(state)
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt API)
+        self.settings.save_bytes("window/geometry", self.saveGeometry())
+        self.settings.save_bytes("window/state", self.splitter.saveState())
+        self.settings.sync()
+        self.workspace.cancel_all()
+        if self._owns_runner:
+            self.runner.shutdown(wait=True)  # join workers: Qt aborts if a thread outlives the app
+        super().closeEvent(event)

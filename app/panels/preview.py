@@ -1,0 +1,142 @@
+"""Preview: the selected target tensor next to its source — histograms, maps, spectrum, numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.plots import HeatmapPlot, HistogramPlot, SpectrumPlot
+from app.qt import QtCore, QtWidgets
+
+MAPS = (("row_corr", "row correlations"), ("col_corr", "column correlations"), ("heads", "head 0 QKᵀ"))
+
+
+def _fmt(value: float) -> str:
+    if value != value:  # NaN
+        return "–"
+    if value == int(value) and abs(value) >= 1000:
+        return f"{int(value):,}"
+    return f"{value:.3g}"
+
+
+class PreviewPanel(QtWidgets.QWidget):
+    """Shows a ``PreviewData``; it never computes anything itself."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.data = None
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        header = QtWidgets.QHBoxLayout()
+        self.title = QtWidgets.QLabel("<b>Preview</b> — pick a tensor")
+        self.title.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        header.addWidget(self.title, 1)
+        self.busy = QtWidgets.QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumWidth(90)
+        self.busy.setMaximumHeight(10)
+        self.busy.setTextVisible(False)
+        self.busy.hide()
+        header.addWidget(self.busy)
+        self.map_combo = QtWidgets.QComboBox()
+        for key, label in MAPS:
+            self.map_combo.addItem(label, key)
+        self.map_combo.currentIndexChanged.connect(self._show_maps)
+        header.addWidget(self.map_combo)
+        layout.addLayout(header)
+
+        self.pages = QtWidgets.QStackedWidget()
+        welcome = QtWidgets.QLabel(
+            "<h3>Nothing to preview yet</h3>"
+            "<p>Open the <b>demo model</b> (Ctrl+D), a <b>.safetensors file</b> (Ctrl+O) or a <b>model folder</b> "
+            "(Ctrl+Shift+O) — or drop one on the Sources panel.</p>"
+            "<p>Then set the target sizes and a strategy on the right: the selected tensor's values, "
+            "correlations and spectrum appear here, source against target, as you type.</p>")
+        welcome.setWordWrap(True)
+        welcome.setAlignment(QtCore.Qt.AlignCenter)
+        welcome.setMargin(40)
+        welcome.setObjectName("preview-welcome")
+        self.pages.addWidget(welcome)
+        grid = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        top = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        self.histogram = HistogramPlot(title="values: source vs target")
+        top.addWidget(self.histogram)
+        self.stats = QtWidgets.QTableWidget(0, 3)
+        self.stats.setHorizontalHeaderLabels(["", "source", "target"])
+        self.stats.verticalHeader().hide()
+        self.stats.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        header = self.stats.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
+        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeToContents)
+        self.stats.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.stats.setMinimumWidth(290)
+        top.addWidget(self.stats)
+        top.setStretchFactor(0, 3)
+        top.setStretchFactor(1, 1)
+        bottom = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        self.source_map = HeatmapPlot(title="source")
+        self.target_map = HeatmapPlot(title="target")
+        self.spectrum = SpectrumPlot(title="singular values")
+        for w in (self.source_map, self.target_map, self.spectrum):
+            bottom.addWidget(w)
+        grid.addWidget(top)
+        grid.addWidget(bottom)
+        self.pages.addWidget(grid)
+        layout.addWidget(self.pages, 1)
+        self.suggestions = QtWidgets.QLabel()
+        self.suggestions.setObjectName("mean-field-suggestions")
+        self.suggestions.setWordWrap(True)
+        self.suggestions.hide()
+        layout.addWidget(self.suggestions)
+        self.message = QtWidgets.QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #d0453a;")
+        self.message.hide()
+        layout.addWidget(self.message)
+
+    def set_busy(self, busy: bool) -> None:
+        self.busy.setVisible(busy)
+
+    def show_preview(self, data) -> None:
+        self.data = data
+        self.pages.setCurrentIndex(1)
+        self.message.hide()
+        src = "×".join(map(str, data.source_shape)) if data.source_name else "no source"
+        dst = "×".join(map(str, data.target_shape))
+        self.title.setText(f"<b>{data.tensor}</b> · {data.role} · {data.strategy} · {src} → {dst}")
+        if data.histogram is not None:
+            self.histogram.show_histogram(data.histogram)
+        else:
+            self.histogram.clear_data()
+        self.stats.setRowCount(len(data.stats))
+        for row, (name, s, t) in enumerate(data.stats):
+            for col, text in enumerate((name, _fmt(s), _fmt(t))):
+                item = QtWidgets.QTableWidgetItem(text)
+                if col:
+                    item.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
+                self.stats.setItem(row, col, item)
+        if data.spectrum:
+            self.spectrum.show_spectrum(data.spectrum)
+        else:
+            self.spectrum.clear_data()
+        self._show_maps()
+        self.suggestions.setText("Mean-field reading of the source: " + " ".join(data.suggestions) if data.suggestions else "")
+        self.suggestions.setVisible(bool(data.suggestions))
+
+    def _show_maps(self, *_) -> None:
+        if self.data is None:
+            return
+        key = self.map_combo.currentData()
+        maps = getattr(self.data, key) or {}
+        label = self.map_combo.currentText()
+        for which, plot in (("source", self.source_map), ("target", self.target_map)):
+            matrix = maps.get(which)
+            if matrix is None:
+                plot.clear_data()
+                plot.plotItem.setTitle(f"{which}: no {label} for this tensor", size="9pt")
+                continue
+            levels = (-1.0, 1.0) if key != "heads" else None
+            plot.show_matrix(np.asarray(matrix), levels=levels, title=f"{which} {label}")
+
+    def show_error(self, message: str) -> None:
+        self.message.setText(f"Preview failed: {message}")
+        self.message.show()

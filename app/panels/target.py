@@ -1,0 +1,290 @@
+"""Target & strategy: sizes with a live parameter count, the strategies and their generated forms."""
+
+from __future__ import annotations
+
+from app.panels.forms import DataclassForm
+from app.qt import QtCore, QtWidgets
+
+SIZE_FIELDS = (("layers", "Layers"), ("hidden", "Hidden"), ("ffn", "FFN"), ("heads", "Heads"),
+               ("kv_heads", "KV heads"), ("head_dim", "Head dim"))
+LAYER_CHOICES = ("first_n", "uniform", "last_n")
+ROLE_CHOICES = ("attn", "attn.q", "attn.k", "attn.v", "attn.o", "mlp", "embed", "norm", "head", "pos")
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+DEFAULT_INDEX = "(strategy's default)"
+
+
+def _strategies():
+    from core.strategies import get, names
+
+    return {n: get(n) for n in names("value")}, {n: get(n) for n in names("index")}
+
+
+class TargetPanel(QtWidgets.QScrollArea):
+    """Signals:
+        recipe_edited(Recipe): any field changed; the workspace re-plans (debounced).
+    """
+
+    recipe_edited = QtCore.Signal(object)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QtWidgets.QFrame.NoFrame)
+        body = QtWidgets.QWidget()
+        self.setWidget(body)
+        layout = QtWidgets.QVBoxLayout(body)
+        self.values, self.indexes = _strategies()
+        self._source_sizes: dict[str, int] = {}
+        self._location = "demo"
+        self._revision = None
+        self._loading = False
+
+        layout.addWidget(QtWidgets.QLabel("<b>Target</b>"))
+        sizes = QtWidgets.QFormLayout()
+        self.size_spins: dict[str, QtWidgets.QSpinBox] = {}
+        for key, label in SIZE_FIELDS:
+            spin = QtWidgets.QSpinBox()
+            spin.setRange(1, 1_000_000)
+            spin.setKeyboardTracking(False)
+            spin.setAccelerated(True)
+            spin.valueChanged.connect(self._edited)
+            self.size_spins[key] = spin
+            sizes.addRow(label, spin)
+        layout.addLayout(sizes)
+        self.count_label = QtWidgets.QLabel("–")
+        self.count_label.setObjectName("parameter-count")
+        layout.addWidget(self.count_label)
+        self.message = QtWidgets.QLabel()
+        self.message.setObjectName("plan-message")
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #d0453a;")
+        self.message.hide()
+        layout.addWidget(self.message)
+
+        layout.addWidget(_rule())
+        layout.addWidget(QtWidgets.QLabel("<b>Strategy</b>"))
+        form = QtWidgets.QFormLayout()
+        self.value_combo = QtWidgets.QComboBox()
+        for name, strategy in self.values.items():
+            self.value_combo.addItem(name, name)
+            self.value_combo.setItemData(self.value_combo.count() - 1, strategy.summary, QtCore.Qt.ToolTipRole)
+        self.value_combo.currentIndexChanged.connect(self._on_value_strategy)
+        form.addRow("Values", self.value_combo)
+        layout.addLayout(form)
+        self.summary = QtWidgets.QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setEnabled(False)
+        layout.addWidget(self.summary)
+        self.value_form = DataclassForm()
+        self.value_form.values_changed.connect(self._edited)
+        layout.addWidget(self.value_form)
+
+        form2 = QtWidgets.QFormLayout()
+        self.index_combo = QtWidgets.QComboBox()
+        self.index_combo.addItem(DEFAULT_INDEX, None)
+        for name, strategy in self.indexes.items():
+            self.index_combo.addItem(name, name)
+            self.index_combo.setItemData(self.index_combo.count() - 1, strategy.summary, QtCore.Qt.ToolTipRole)
+        self.index_combo.currentIndexChanged.connect(self._on_index_strategy)
+        form2.addRow("Neurons", self.index_combo)
+        self.layers_combo = QtWidgets.QComboBox()
+        for choice in LAYER_CHOICES:
+            self.layers_combo.addItem(choice.replace("_", " "), choice)
+        self.layers_combo.currentIndexChanged.connect(self._edited)
+        form2.addRow("Layers", self.layers_combo)
+        layout.addLayout(form2)
+        self.index_form = DataclassForm()
+        self.index_form.values_changed.connect(self._edited)
+        layout.addWidget(self.index_form)
+
+        overrides_header = QtWidgets.QHBoxLayout()
+        overrides_header.addWidget(QtWidgets.QLabel("Per-role overrides"))
+        overrides_header.addStretch(1)
+        self.add_override_button = QtWidgets.QToolButton()
+        self.add_override_button.setText("+")
+        self.add_override_button.setToolTip("Use another strategy for one role (e.g. attention)")
+        self.add_override_button.clicked.connect(lambda: self.add_override("attn", "mimetic" if "mimetic" in self.values else "select"))
+        overrides_header.addWidget(self.add_override_button)
+        layout.addLayout(overrides_header)
+        self.overrides = QtWidgets.QVBoxLayout()
+        layout.addLayout(self.overrides)
+
+        layout.addWidget(_rule())
+        misc = QtWidgets.QFormLayout()
+        self.seed_spin = QtWidgets.QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.valueChanged.connect(self._edited)
+        misc.addRow("Seed", self.seed_spin)
+        self.device_combo = QtWidgets.QComboBox()
+        for device in ("cpu", "cuda", "mps"):
+            self.device_combo.addItem(device, device)
+        self.device_combo.currentIndexChanged.connect(self._edited)
+        misc.addRow("Device", self.device_combo)
+        self.dtype_combo = QtWidgets.QComboBox()
+        self.dtype_combo.addItem("keep source dtype", None)
+        for dtype in DTYPE_BYTES:
+            self.dtype_combo.addItem(dtype, dtype)
+        self.dtype_combo.currentIndexChanged.connect(self._edited)
+        misc.addRow("dtype", self.dtype_combo)
+        layout.addLayout(misc)
+        layout.addStretch(1)
+        self.value_combo.setCurrentIndex(max(0, self.value_combo.findData("select")))
+        self._on_value_strategy()
+        self.setEnabled(False)
+
+    # -- from the workspace ------------------------------------------------------------------
+    def set_source(self, opened) -> None:
+        """Reset sizes to the source's (a new source starts as an identity transfer)."""
+        self._loading = True
+        try:
+            self._location = opened.location
+            self._revision = None
+            self._source_sizes = dict(opened.sizes)
+            for key, spin in self.size_spins.items():
+                size = opened.sizes.get(key)
+                spin.setEnabled(size is not None and key in opened.editable)
+                spin.setValue(size or 1)
+                spin.setToolTip(f"source: {size}" if size is not None else "not used by this architecture")
+            self.setEnabled(opened.family != "unknown")
+        finally:
+            self._loading = False
+
+    def set_recipe(self, recipe) -> None:
+        """Show ``recipe`` in the form (after opening a recipe file)."""
+        self._loading = True
+        try:
+            self._location, self._revision = recipe.source, recipe.revision
+            for key, spin in self.size_spins.items():
+                spin.setValue(recipe.target.get(key, self._source_sizes.get(key, spin.value())))
+            default = recipe.values.get("default", {"method": "select"})
+            self.value_combo.setCurrentIndex(max(0, self.value_combo.findData(default["method"])))
+            self._on_value_strategy(rebuild_only=True)
+            self.value_form.set_values(default.get("params", {}))
+            index = recipe.index or {}
+            self.index_combo.setCurrentIndex(max(0, self.index_combo.findData(index.get("method"))))
+            self._on_index_strategy(rebuild_only=True)
+            self.index_form.set_values(index.get("params", {}))
+            if isinstance(recipe.layers, str):
+                self.layers_combo.setCurrentIndex(max(0, self.layers_combo.findData(recipe.layers)))
+            self.clear_overrides()
+            for role, choice in recipe.values.items():
+                if role != "default":
+                    self.add_override(role, choice["method"], emit=False)
+            self.seed_spin.setValue(recipe.seed)
+            self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(recipe.device)))
+            self.dtype_combo.setCurrentIndex(max(0, self.dtype_combo.findData(recipe.dtype)))
+        finally:
+            self._loading = False
+
+    def show_plan(self, result) -> None:
+        plan = result.plan
+        self._loading = True
+        try:  # show derived sizes (kv heads, head dim) as the plan resolved them
+            for key, spin in self.size_spins.items():
+                if not spin.isEnabled() and key in plan.target_sizes:
+                    spin.setValue(plan.target_sizes[key])
+        finally:
+            self._loading = False
+        dtype = self.dtype_combo.currentData()
+        width = DTYPE_BYTES.get(dtype) if dtype else _source_width(plan)
+        params = plan.num_parameters
+        self.count_label.setText(f"<b>{params / 1e6:,.2f} M</b> parameters · {params * width / 1e6:,.1f} MB")
+        self.message.hide()
+
+    def show_plan_error(self, message: str) -> None:
+        self.message.setText(message)
+        self.message.show()
+
+    # -- overrides ---------------------------------------------------------------------------
+    def add_override(self, role: str, method: str, emit: bool = True) -> None:
+        row = QtWidgets.QWidget()
+        h = QtWidgets.QHBoxLayout(row)
+        h.setContentsMargins(0, 0, 0, 0)
+        role_combo = QtWidgets.QComboBox()
+        role_combo.addItems(ROLE_CHOICES)
+        role_combo.setEditable(True)
+        role_combo.setCurrentText(role)
+        method_combo = QtWidgets.QComboBox()
+        for name in self.values:
+            method_combo.addItem(name, name)
+        method_combo.setCurrentIndex(max(0, method_combo.findData(method)))
+        remove = QtWidgets.QToolButton()
+        remove.setText("✕")
+        remove.setToolTip("Remove this override")
+        h.addWidget(role_combo, 1)
+        h.addWidget(method_combo, 1)
+        h.addWidget(remove)
+        role_combo.currentTextChanged.connect(self._edited)
+        method_combo.currentIndexChanged.connect(self._edited)
+        remove.clicked.connect(lambda: (row.setParent(None), row.deleteLater(), self._edited()))
+        row.setProperty("override", True)
+        self.overrides.addWidget(row)
+        if emit:
+            self._edited()
+
+    def clear_overrides(self) -> None:
+        while self.overrides.count():
+            widget = self.overrides.takeAt(0).widget()
+            if widget is not None:
+                widget.setParent(None)
+                widget.deleteLater()
+
+    def _override_values(self) -> dict:
+        out = {}
+        for i in range(self.overrides.count()):
+            row = self.overrides.itemAt(i).widget()
+            combos = row.findChildren(QtWidgets.QComboBox)
+            role, method = combos[0].currentText().strip(), combos[1].currentData()
+            if role and role != "default":
+                out[role] = {"method": method, "params": {}}
+        return out
+
+    # -- building the recipe -----------------------------------------------------------------
+    def _on_value_strategy(self, *_, rebuild_only: bool = False) -> None:
+        name = self.value_combo.currentData()
+        strategy = self.values.get(name)
+        if strategy is None:
+            return
+        self.summary.setText(strategy.summary)
+        self.value_form.set_dataclass(strategy.Params)
+        self.index_combo.setItemText(0, f"default ({strategy.default_index})")
+        if not rebuild_only:
+            self._edited()
+
+    def _on_index_strategy(self, *_, rebuild_only: bool = False) -> None:
+        name = self.index_combo.currentData()
+        self.index_form.set_dataclass(self.indexes[name].Params if name else None)
+        if not rebuild_only:
+            self._edited()
+
+    def recipe(self):
+        """The recipe this form describes."""
+        from core.recipe import Recipe
+
+        target = {}
+        for key, spin in self.size_spins.items():
+            if spin.isEnabled() and spin.value() != self._source_sizes.get(key):
+                target[key] = spin.value()
+        values = {"default": {"method": self.value_combo.currentData(), "params": self.value_form.values()}}
+        values.update(self._override_values())
+        index_name = self.index_combo.currentData()
+        index = {"method": index_name, "params": self.index_form.values()} if index_name else None
+        return Recipe(source=self._location, revision=self._revision, target=target, values=values, index=index,
+                      layers=self.layers_combo.currentData(), seed=self.seed_spin.value(),
+                      dtype=self.dtype_combo.currentData(), device=self.device_combo.currentData())
+
+    def _edited(self, *_) -> None:
+        if not self._loading and self.isEnabled():
+            self.recipe_edited.emit(self.recipe())
+
+
+def _source_width(plan) -> int:
+    widths = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8}
+    return max((widths.get(t.dtype, 4) for t in plan.tensors), default=4)
+
+
+def _rule() -> QtWidgets.QFrame:
+    line = QtWidgets.QFrame()
+    line.setFrameShape(QtWidgets.QFrame.HLine)
+    line.setFrameShadow(QtWidgets.QFrame.Sunken)
+    return line

@@ -1,0 +1,86 @@
+"""Guards for every app test: fresh settings, worker exceptions fail the test, no thread leaks."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import app.qt  # noqa: E402,F401  (binds PySide6 and guards its bool refcount bug before any emit)
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings(tmp_path, monkeypatch):
+    """Every test gets its own settings file (never the user's)."""
+    path = tmp_path / "settings" / "graft.ini"
+    monkeypatch.setenv("GRAFT_SETTINGS_PATH", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def thread_exceptions():
+    """An exception escaping any thread fails the test (threads swallow them otherwise)."""
+    errors: list[threading.ExceptHookArgs] = []
+    previous = threading.excepthook
+    threading.excepthook = errors.append
+    yield errors
+    threading.excepthook = previous
+    if errors:
+        first = errors[0]
+        pytest.fail(f"exception in thread {first.thread.name if first.thread else '?'}: {first.exc_type.__name__}: {first.exc_value}")
+
+
+#: Threads libraries keep for the whole process (tqdm's monitor, started by a progress bar).
+PROCESS_THREADS = ("tqdm_monitor",)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_threads():
+    """Fail a test that leaves a thread running (the runner must be shut down)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 10.0
+    leftover = []
+    while time.monotonic() < deadline:
+        leftover = [t for t in threading.enumerate()
+                    if t not in before and t.is_alive() and t.name not in PROCESS_THREADS]
+        if not leftover:
+            break
+        time.sleep(0.02)
+    assert not leftover, f"threads still running after the test: {[t.name for t in leftover]}"
+
+
+@pytest.fixture
+def runner(qapp):
+    """A job runner, shut down (threads joined) when the test ends."""
+    from app.jobs import JobRunner
+
+    r = JobRunner(max_workers=3)
+    yield r
+    r.shutdown(wait=True)
+
+
+@pytest.fixture
+def window(qtbot, runner):
+    """The main window on a test runner; closed (jobs cancelled) before the runner shuts down."""
+    from app.main_window import MainWindow
+
+    w = MainWindow(runner=runner)
+    qtbot.addWidget(w)
+    w.resize(1440, 900)
+    w.show()
+    yield w
+    w.workspace.cancel_all()
+    w.close()
+
+
+@pytest.fixture
+def gui(qtbot, window):
+    """Waits on the window's workspace (see ``graft_gui_driver.GuiDriver``)."""
+    from graft_gui_driver import GuiDriver
+
+    return GuiDriver(qtbot, window)

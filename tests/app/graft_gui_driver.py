@@ -1,0 +1,39 @@
+"""Drive the main window in tests the way a user watches it: wait for plans and previews."""
+
+from __future__ import annotations
+
+
+class GuiDriver:
+    """Waits on the window's workspace the way a user watches it (no private hooks)."""
+
+    def __init__(self, qtbot, window) -> None:
+        self.qtbot, self.window = qtbot, window
+
+    def plan(self, check=lambda plan: True, timeout=120_000):
+        """Wait until the workspace holds a plan satisfying ``check``; return it."""
+        ws = self.window.workspace
+        self.qtbot.waitUntil(lambda: ws.plan is not None and check(ws.plan.plan), timeout=timeout)
+        return ws.plan.plan
+
+    def preview(self, tensor=None, timeout=120_000):
+        """Wait for a preview of ``tensor`` (default: the selected one) made from the current plan."""
+        ws = self.window.workspace
+
+        def ready():
+            data = self.window.preview.data
+            return (data is not None and not ws.preview_controller.running
+                    and data.tensor == (tensor or ws.selected_tensor) and ws.plan is not None
+                    and tuple(ws.plan.plan.tensor(data.tensor).shape) == tuple(data.target_shape))
+
+        self.qtbot.waitUntil(ready, timeout=timeout)
+        return self.window.preview.data
+
+    def open_demo(self):
+        self.window.open_source("demo")
+        plan = self.plan()
+        self.preview()
+        return plan
+
+    def set_target(self, sizes: dict) -> None:
+        for key, value in sizes.items():
+            self.window.target.size_spins[key].setValue(value)
