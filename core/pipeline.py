@@ -6,12 +6,12 @@ import logging
 from pathlib import Path
 
 from core import __version__
-from core.errors import PlanError
 from core.export import ExportEntry, default_model_card, export_checkpoint, mlp_metadata
 from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.plan import Plan, make_plan
 from core.recipe import Recipe
 from core.sources import Source, open_source
+from core.strategies.scores import score_fn
 from core.transfer import fill_tensor, output_dtype
 
 log = logging.getLogger(__name__)
@@ -28,18 +28,9 @@ def open_recipe_source(recipe: Recipe, **kw) -> Source:
 def plan_recipe(recipe: Recipe, source: Source | None = None) -> tuple[Plan, Source]:
     """Open the recipe's source (unless given) and compute its plan."""
     source = source or open_recipe_source(recipe)
-    score_fn = _score_fn(recipe, source)
     plan = make_plan(source, recipe.sizes, values=recipe.values, index=recipe.index,
-                     layers=recipe.layers, seed=recipe.seed, score_fn=score_fn)
+                     layers=recipe.layers, seed=recipe.seed, score_fn=score_fn(source))
     return plan, source
-
-
-def _score_fn(recipe: Recipe, source: Source):
-    try:
-        from core.strategies.scores import neuron_scores
-    except ImportError:
-        return None
-    return lambda dim, layer: neuron_scores(source, dim, layer)
 
 
 def export_entries(plan: Plan, dtype: str | None) -> list[ExportEntry]:
@@ -104,8 +95,3 @@ def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None 
         max_shard_size=recipe.max_shard_size, force=force, progress=progress, cancel=cancel,
     )
     return out
-
-
-def check_plan_exportable(plan: Plan) -> None:
-    if not plan.tensors:
-        raise PlanError("the plan has no tensors to export")

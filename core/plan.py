@@ -168,10 +168,7 @@ def resolve_sizes(spec, src: dict[str, int], want: TargetSizes) -> dict[str, int
         group = src["heads"] // src["kv_heads"]
         tgt["kv_heads"] = tgt["heads"] if group == 1 else (
             src["kv_heads"] if tgt["heads"] % src["kv_heads"] == 0 else max(tgt["heads"] // group, 1))
-    if spec.explicit_head_dim:
-        if "head_dim" not in asked and "hidden" in asked and "heads" not in asked:
-            pass  # llama keeps head_dim; hidden need not equal heads × head_dim
-    else:
+    if not spec.explicit_head_dim:  # llama-style configs keep head_dim; hidden need not be heads × head_dim
         if "head_dim" in asked:
             raise PlanError(f"{spec.family} derives head_dim from hidden/heads; set --hidden and --heads instead of --head-dim")
         if tgt["hidden"] % tgt["heads"]:
@@ -245,7 +242,7 @@ def make_dim_maps(spec, src: dict[str, int], tgt: dict[str, int], layer_map: lis
     """One map per named dimension; per-layer dims keyed ``dim@<target layer>``."""
     dims: dict[str, DimMap] = {}
 
-    def add(key: str, dim: str, n: int, m: int, source_layer: int | None, offset_scores=None):
+    def add(key: str, dim: str, n: int, m: int, source_layer: int | None):
         scores = score_fn(dim, source_layer) if (score_fn and strategies.get(method).needs_scores) else None
         dims[key] = DimMap(key, n, m, _draw(method, params, n, m, seed, key, scores), method)
 
@@ -345,8 +342,6 @@ def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: 
         if blocked:
             what = ", ".join(f"{d} {src[d]}→{tgt[d]}" for d in grows)
             raise PlanError(f"strategy {', '.join(blocked)} can only shrink, but the target is larger ({what}); use {GROWING_HINT}")
-    if tgt["layers"] > src["layers"] and isinstance(layers, list) and len(layers) != tgt["layers"]:
-        raise PlanError("an explicit layer list must name a source layer for every target layer")
 
     layer_map = (make_layer_map(src["layers"], tgt["layers"], layers) if spec.family != "mlp"
                  else [LayerLink(j, j) for j in range(src["layers"])])

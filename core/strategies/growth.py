@@ -38,8 +38,11 @@ class GrowthParams:
 
 def tied_growth_warning(plan) -> str | None:
     """A sentence when growth cannot be exact because the LM head is tied to a grown embedding."""
+    from core.architectures import all_families
+
     cfg = plan.target_config or {}
-    tied = cfg.get("tie_word_embeddings", plan.family in ("gpt2", "bert"))
+    spec = all_families().get(plan.family)
+    tied = spec is not None and spec.is_tied(cfg)
     arch = (cfg.get("architectures") or [""])[0]
     lm_head = any(k in arch for k in ("LMHead", "ForCausalLM", "ForMaskedLM", "ForPreTraining"))
     src, tgt = plan.source_sizes.get("hidden"), plan.target_sizes.get("hidden")
