@@ -22,6 +22,9 @@ def _icon() -> QtGui.QIcon:
     return icon
 
 
+SWITCH_INTERVAL_S = 0.001
+
+
 def create_app(argv: list[str] | None = None) -> QtWidgets.QApplication:
     """The QApplication with Graft's names and icon (reused when one exists, e.g. in tests)."""
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(argv or sys.argv[:1])
@@ -30,6 +33,9 @@ def create_app(argv: list[str] | None = None) -> QtWidgets.QApplication:
     app.setApplicationDisplayName("Graft")
     QtGui.QGuiApplication.setDesktopFileName("graft")  # the icon under Wayland (graft.desktop)
     app.setWindowIcon(_icon())
+    # A worker thread holding the GIL gives it up when another thread has waited this long:
+    # 5 ms by default, paid by the GUI thread at every Python ↔ Qt crossing while previews run.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     return app
 
 

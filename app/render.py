@@ -70,7 +70,7 @@ def render_histogram_png(hist, path: str | Path, title: str = "") -> Path:
     ensure_app()
     from app.plots.histogram import HistogramPlot
 
-    plot = HistogramPlot(title=title, light=True)
+    plot = HistogramPlot(title=title, light=True, grid=True)
     plot.show_histogram(hist)
     return _save(plot, path)
 
@@ -93,7 +93,7 @@ def render_spectrum_png(singular_values, path: str | Path, title: str = "") -> P
     ensure_app()
     from app.plots.spectrum import SpectrumPlot
 
-    plot = SpectrumPlot(title=title, light=True)
+    plot = SpectrumPlot(title=title, light=True, grid=True)
     plot.show_spectrum(singular_values)
     return _save(plot, path)
 
@@ -160,7 +160,7 @@ def render_curves_png(
     ensure_app()
     from app.plots.curves import CurvesPlot
 
-    plot = CurvesPlot(title=title, light=True)
+    plot = CurvesPlot(title=title, light=True, grid=True)
     plot.set_curves(curves)
     for label, step in (marks or {}).items():
         plot.mark_step(step, label)

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from app.jobs import Job, JobController, JobQueue, JobRunner, tasks
+from app.jobs import JobController, JobQueue, JobRunner, tasks
 from app.qt import QtCore
 from app.settings import Settings
 
@@ -168,26 +168,11 @@ class Workspace(QtCore.QObject):
         return self.queue.enqueue(tasks.source_table_job(self.source))
 
     def validate(self, config):
-        """Queue a validation run of the current plan (materialising it first when needed)."""
+        """Queue a validation run of the current recipe (it materialises its own copy)."""
         if self.plan is None:
             raise RuntimeError("no plan yet")
-        if self.materialised is not None and self.materialised.plan is self.plan.plan:
-            ready = self.materialised
-            target = lambda: ready  # noqa: E731
-        else:
-            entry = self.materialise()
-            target = lambda: entry.result  # noqa: E731  (set on the GUI thread before this job starts)
         tokenizer = self.source.root if self.source is not None else None
-
-        def fn(*, progress, cancel):
-            materialised = target()
-            if materialised is None:
-                from core.errors import TrainingError
-
-                raise TrainingError("materialising the target failed, so there is nothing to validate; fix that first")
-            return tasks.validate_job(materialised, config, tokenizer).fn(progress=progress, cancel=cancel)
-
-        return self.queue.enqueue(Job("validate", fn))
+        return self.queue.enqueue(tasks.validate_job(self.plan.recipe, self.source, config, tokenizer))
 
     def export(self, out_dir: str | Path, *, dtype: str | None, max_shard_size: str, force: bool = False):
         if self.plan is None:

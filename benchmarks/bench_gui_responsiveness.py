@@ -57,7 +57,7 @@ class StallMeter(QtCore.QObject):
         self.by_phase.setdefault(self.phase, []).append(stall)
 
 
-def run(steps: int) -> dict:
+def run(steps: int, nudge: bool = True) -> dict:
     from app.gui import create_app
     from app.main_window import MainWindow
 
@@ -93,7 +93,8 @@ def run(steps: int) -> dict:
     nudger = QtCore.QTimer()
     nudger.timeout.connect(lambda: window.target.seed_spin.setValue(window.target.seed_spin.value() + 1))
     meter.start()
-    nudger.start(700)
+    if nudge:
+        nudger.start(700)
     meter.phase = "transfer"
     started = time.perf_counter()
     window.materialise()
@@ -127,8 +128,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="validation steps")
     parser.add_argument("--json", help="also write the result here")
+    parser.add_argument("--no-nudge", action="store_true", help="no interactive load (no seed changes, so no previews)")
     args = parser.parse_args()
-    result = run(args.steps)
+    result = run(args.steps, nudge=not args.no_nudge)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

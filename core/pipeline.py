@@ -95,3 +95,61 @@ def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None 
         max_shard_size=recipe.max_shard_size, force=force, progress=progress, cancel=cancel,
     )
     return out
+
+
+def validate_recipe_steps(
+    recipe: Recipe,
+    source: Source | None = None,
+    config=None,
+    *,
+    tokenizer: str | Path | None = None,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+):
+    """Materialise the recipe's target and train it against the baseline: a generator of every
+    arm-step's :class:`~core.training.StepMetrics`, whose return value is the report.
+
+    Everything comes from the recipe (and the opened ``source``, which pickles as its headers),
+    so the app runs this in a child process (:func:`core.process.run_in_child`) without sending
+    any tensor there: the same recipe gives the same bytes on either side.
+
+    Args:
+        config: a :class:`~core.training.ValidationConfig` (default: the recipe's validation block).
+        tokenizer: the tokenizer folder (default: the source's folder).
+    """
+    from core.training import Arm, ValidationConfig, validation_steps
+    from core.transfer import build_state_dict
+
+    progress(-1.0, "materialising the target")
+    plan, source = plan_recipe(recipe, source)
+    cancel.check()
+    state = build_state_dict(plan, source, device="cpu", dtype="float32", cancel=cancel)
+    arms = [Arm.from_state("transferred", plan.target_config, state, f"{recipe.values['default']['method']} transfer of {source.display_name}"),
+            Arm.baseline(plan.target_config)]
+    if config is None:
+        config = ValidationConfig(**(recipe.validation or {}))
+    return (yield from validation_steps(arms, config, tokenizer=tokenizer or source.root, progress=progress, cancel=cancel))
+
+
+def materialise_summaries(
+    recipe: Recipe,
+    source: Source | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+) -> list:
+    """Fill every target tensor of the recipe on ``device`` and summarise each against its source
+    (:class:`~core.stats.TensorSummary`); the tensors are dropped as they are summarised.
+
+    What the app's "materialise" runs (in a child process): it proves the whole target builds on
+    that device and feeds the model overview, holding one tensor at a time.
+    """
+    from core.stats.summary import summarise
+    from core.transfer import materialize
+
+    plan, source = plan_recipe(recipe, source)
+    by_name = {t.name: t for t in plan.tensors}
+    return [summarise(by_name[name], tensor, source)
+            for name, tensor in materialize(plan, source, device=device, dtype=dtype, progress=progress, cancel=cancel)]

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.stats.summary import read_source_rows
+
 MAX_MAP = 64  # rows/columns shown in a correlation or head map
-SOURCE_ROWS = 8192  # rows of a source matrix read for its statistics (a slice read)
 PREVIEW_FIT = "student-t"  # the fitted density drawn over each histogram (gaussian as fallback)
 
 
@@ -53,13 +54,6 @@ def _matrix(x):
     return x.reshape(x.shape[0], -1) if x is not None and x.dim() >= 2 else None
 
 
-def _read_source(source, name: str):
-    info = source.info(name)
-    if len(info.shape) >= 2 and info.shape[0] > SOURCE_ROWS:
-        return source.read_slice(name, (slice(0, SOURCE_ROWS),))
-    return source.read(name)
-
-
 def compute_preview(plan, source, name: str, *, device: str = "cpu", cache: dict | None = None,
                     cancel=None) -> PreviewData:
     """Fill target tensor ``name`` with its strategy and compare it with its source.
@@ -78,7 +72,7 @@ def compute_preview(plan, source, name: str, *, device: str = "cpu", cache: dict
     tensor = plan.tensor(name)
     target = fill_tensor(plan, tensor, source, device=device, cache=cache).float()
     check()
-    src = _read_source(source, tensor.source_name).float() if tensor.source_name is not None else None
+    src = read_source_rows(source, tensor.source_name).float() if tensor.source_name is not None else None
     data = PreviewData(name, tensor.role, tensor.strategy, tensor.source_name, tuple(tensor.source_shape), tuple(tensor.shape))
     if not target.is_floating_point():
         return data
@@ -154,29 +148,3 @@ def _head_maps(plan, source, tensor, target_q, device: str, cache: dict) -> dict
             return {}
         out[side] = np.asarray(maps.qk[0])
     return out
-
-
-@dataclass
-class TensorSummary:
-    """One materialised tensor's numbers for the model-wide layer × metric table."""
-
-    name: str
-    role: str
-    layer: int | None
-    std: float
-    source_std: float
-    mean: float
-    excess_kurtosis: float
-
-
-def summarise(tensor_plan, target, source) -> TensorSummary:
-    """Cheap per-tensor statistics while materialising (subsampled, seeded)."""
-    from core.stats import moments
-
-    if not target.is_floating_point():
-        return TensorSummary(tensor_plan.name, tensor_plan.role, tensor_plan.layer, math.nan, math.nan, math.nan, math.nan)
-    m = moments(target, max_elements=100_000)
-    s_std = math.nan
-    if tensor_plan.source_name is not None and source.info(tensor_plan.source_name).is_float:
-        s_std = moments(_read_source(source, tensor_plan.source_name), max_elements=100_000).std
-    return TensorSummary(tensor_plan.name, tensor_plan.role, tensor_plan.layer, m.std, s_std, m.mean, m.excess_kurtosis)

@@ -7,6 +7,7 @@ factories and hand the job to a controller; they never call core's heavy functio
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass, field
 from functools import partial
@@ -63,19 +64,32 @@ class PlanResult:
 
 @dataclass
 class Materialised:
+    """A target built in full on its device (in a child process): what the overview shows."""
+
     plan: Any
-    state_dict: dict  # name → tensor (stays on the worker side's objects; GUI only counts it)
-    summaries: list  # app.jobs.preview.TensorSummary
+    summaries: list  # core.stats.TensorSummary, one per target tensor
     num_parameters: int
+    device: str = "cpu"
 
 
 def _warm_up(*, progress, cancel) -> None:
     # Importing torch holds the GIL for a second or more: do it while the user is still reading
-    # the window, not when they first change a setting.
-    prepare_torch()
-    import core.stats  # noqa: F401
-    import core.training  # noqa: F401  (transformers' model classes, for validation)
-    import core.transfer  # noqa: F401
+    # the window, not when they first change a setting. The cyclic garbage collector is off
+    # meanwhile: its full passes over the new objects took 50–150 ms each, with the GIL held.
+    gc.disable()
+    try:
+        prepare_torch()
+        import core.stats  # noqa: F401
+        import core.training  # noqa: F401  (the validation child's step metrics and report unpickle here)
+        import core.transfer  # noqa: F401
+        from core.process import start_server
+
+        start_server()  # the long jobs run in child processes forked from it, torch already imported
+    finally:
+        # What is imported now lives as long as the app: keep it out of the collector's way for
+        # good (later collections walk only newer objects).
+        gc.freeze()
+        gc.enable()
 
 
 def warm_up_job() -> Job:
@@ -147,75 +161,63 @@ def preview_job(result: PlanResult, source, tensor_name: str, device: str = "cpu
 
 
 # -- long jobs (queued) ----------------------------------------------------------------------
-def _materialise(result: PlanResult, source, device: str, dtype: str | None, *, progress, cancel) -> Materialised:
-    from app.jobs.preview import summarise
-    from core.transfer import materialize
+def _materialise(result: PlanResult, source, device: str, dtype: str | None, *, progress, cancel):
+    from core.pipeline import materialise_summaries
+    from core.process import run_in_child
 
-    plan = result.plan
-    by_name = {t.name: t for t in plan.tensors}
-    state, summaries = {}, []
-    for name, tensor in materialize(plan, source, device=device, dtype=dtype or None, progress=progress, cancel=cancel):
-        state[name] = tensor
-        summaries.append(summarise(by_name[name], tensor, source))
-    return Materialised(plan, state, summaries, plan.num_parameters)
+    summaries = yield from run_in_child(materialise_summaries, result.recipe, source, device=device, dtype=dtype or None,
+                                        progress=progress, cancel=cancel)
+    return Materialised(result.plan, summaries, result.plan.num_parameters, device)
 
 
 def materialise_job(result: PlanResult, source, device: str = "cpu", dtype: str | None = None) -> Job:
-    """Fill every target tensor on ``device``; keeps the state dict for validation."""
+    """Fill and summarise every target tensor on ``device``, in a child process (the GIL of the
+    GUI's process stays free; see ``core.process``)."""
     return Job("materialise", partial(_materialise, result, source, device, dtype))
 
 
 def _source_table(source, *, progress, cancel):
+    from core.process import run_in_child
     from core.stats import DEFAULT_METRICS, MEAN_FIELD_METRICS, model_table
 
-    prepare_torch()
     metrics = tuple(dict.fromkeys((*DEFAULT_METRICS, *MEAN_FIELD_METRICS)))
-    return model_table(source, metrics, progress=progress, cancel=cancel)
+    return (yield from run_in_child(model_table, source, metrics, progress=progress, cancel=cancel))
 
 
 def source_table_job(source) -> Job:
-    """Layer × role statistics of every source matrix, with the mean-field suggestions."""
+    """Layer × role statistics of every source matrix, with the mean-field suggestions (in a child process)."""
     return Job("analyse source", partial(_source_table, source))
 
 
-def _validate(materialised: Materialised, config, *, progress, cancel, tokenizer: str | None = None):
-    from core.training import Arm, ValidationSession
+def _validate(recipe, source, config, tokenizer: str | None, *, progress, cancel):
+    # In a child process: there, training does not compete with the GUI thread for the GIL, and
+    # the child materialises the target from the recipe itself (no tensors cross over).
+    from core.pipeline import validate_recipe_steps
+    from core.process import run_in_child
 
-    plan = materialised.plan
-    target_config = dict(plan.target_config)
-    arms = [Arm.from_state("transferred", target_config, materialised.state_dict, "transferred start"),
-            Arm.baseline(target_config)]
-    progress(-1.0, "preparing data and models")
-    session = ValidationSession(arms, config=config, tokenizer=tokenizer)
-    total = (session.config.steps + 1) * len(arms)
-    done = 0
-    for metrics in session.steps():
-        cancel.check()
-        done += 1
-        progress(done / total, f"{metrics.arm} step {metrics.step}/{session.config.steps}")
-        yield metrics
-    return session.report()
+    progress(-1.0, "starting the training process")
+    return (yield from run_in_child(validate_recipe_steps, recipe, source, config, tokenizer=tokenizer,
+                                    progress=progress, cancel=cancel))
 
 
-def validate_job(materialised: Materialised, config, tokenizer: str | Path | None = None) -> Job:
-    """Train the transferred start and the baseline side by side; yields ``StepMetrics``."""
-
-    def fn(*, progress, cancel):
-        return _validate(materialised, config, progress=progress, cancel=cancel,
-                         tokenizer=str(tokenizer) if tokenizer else None)
-
-    return Job("validate", fn)
+def validate_job(recipe, source, config, tokenizer: str | Path | None = None) -> Job:
+    """Materialise ``recipe`` and train it against the baseline, side by side, in a child
+    process; yields ``StepMetrics``, returns the ``ValidationReport``."""
+    return Job("validate", partial(_validate, recipe, source, config, str(tokenizer) if tokenizer else None))
 
 
-def _export(recipe, out_dir: str, source, plan, force: bool, *, progress, cancel) -> Path:
+def _export(recipe, out_dir: str, source, force: bool, *, progress, cancel):
     from core.pipeline import export_recipe
+    from core.process import run_in_child
 
-    return export_recipe(recipe, out_dir, source=source, plan=plan, force=force, progress=progress, cancel=cancel)
+    return (yield from run_in_child(export_recipe, recipe, out_dir, source=source, force=force,
+                                    progress=progress, cancel=cancel))
 
 
 def export_job(recipe, out_dir: str | Path, source=None, plan=None, *, force: bool = False) -> Job:
-    """Materialise and write an HF folder atomically (the recipe decides dtype and shards)."""
-    return Job(f"export → {Path(out_dir).name}", partial(_export, recipe, str(out_dir), source, plan, force))
+    """Materialise and write an HF folder atomically (the recipe decides dtype and shards), in a
+    child process. ``plan`` is accepted for callers that have one; the child re-plans (ms)."""
+    return Job(f"export → {Path(out_dir).name}", partial(_export, recipe, str(out_dir), source, force))
 
 
 def _save_recipe(recipe, path: str, *, progress, cancel) -> Path:

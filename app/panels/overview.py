@@ -115,7 +115,7 @@ class OverviewPanel(QtWidgets.QWidget):
         self.heatmap.show_matrix(_by_column(values), levels=(0.0, 1.0), colormap=SEQUENTIAL, row_labels=rows,
                                  col_labels=cols, cell_text=[[_cell(v) for v in row] for row in values],
                                  title="target: layer × metric (each column on its own scale)")
-        self.title.setText(f"Target materialised: {m.num_parameters / 1e6:,.2f} M parameters in {len(m.state_dict)} tensors.")
+        self.title.setText(f"Target materialised: {m.num_parameters / 1e6:,.2f} M parameters in {len(m.summaries)} tensors on {m.device}.")
         self.suggestion.setText(_spread_reading(values[:, 0]))
 
     def _draw_source(self, metric: str) -> None:

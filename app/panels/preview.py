@@ -24,6 +24,8 @@ class PreviewPanel(QtWidgets.QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.data = None
+        self._generation = 0
+        self._stages: list = []
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         header = QtWidgets.QHBoxLayout()
@@ -97,45 +99,80 @@ class PreviewPanel(QtWidgets.QWidget):
         self.busy.setVisible(busy)
 
     def show_preview(self, data) -> None:
+        """Show ``data`` in stages, one plot per event-loop turn.
+
+        Each plot costs 10–20 ms to update and repaint on the GUI thread; done at once, a preview
+        would hold the window for 60+ ms every time the form changes. In stages, input and timers
+        are handled between plots. A newer preview drops the stages an older one has left.
+        """
         self.data = data
+        self._generation += 1
+        self._stages = [self._show_header, self._show_histogram, self._show_numbers, self._show_spectrum,
+                        lambda: self._show_map("source"), lambda: self._show_map("target")]
+        self._next_stage(self._generation)
+
+    @property
+    def settled(self) -> bool:
+        """Whether the current preview is fully drawn (no stage left)."""
+        return not self._stages
+
+    def _next_stage(self, generation: int) -> None:
+        if generation != self._generation or not self._stages:
+            return
+        self._stages.pop(0)()
+        if self._stages:
+            QtCore.QTimer.singleShot(0, lambda: self._next_stage(generation))
+
+    def _show_header(self) -> None:
+        data = self.data
         self.pages.setCurrentIndex(1)
         self.message.hide()
         src = "×".join(map(str, data.source_shape)) if data.source_name else "no source"
         dst = "×".join(map(str, data.target_shape))
         self.title.setText(f"<b>{data.tensor}</b> · {data.role} · {data.strategy} · {src} → {dst}")
-        if data.histogram is not None:
-            self.histogram.show_histogram(data.histogram)
-        else:
-            self.histogram.clear_data()
-        self.stats.setRowCount(len(data.stats))
-        for row, (name, s, t) in enumerate(data.stats):
-            for col, text in enumerate((name, _fmt(s), _fmt(t))):
-                item = QtWidgets.QTableWidgetItem(text)
-                if col:
-                    item.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
-                self.stats.setItem(row, col, item)
-        if data.spectrum:
-            self.spectrum.show_spectrum(data.spectrum)
-        else:
-            self.spectrum.clear_data()
-        self._show_maps()
         self.suggestions.setText("Mean-field reading of the source: " + " ".join(data.suggestions) if data.suggestions else "")
         self.suggestions.setVisible(bool(data.suggestions))
 
+    def _show_histogram(self) -> None:
+        if self.data.histogram is not None:
+            self.histogram.show_histogram(self.data.histogram)
+        else:
+            self.histogram.clear_data()
+
+    def _show_numbers(self) -> None:
+        self.stats.setRowCount(len(self.data.stats))
+        for row, (name, s, t) in enumerate(self.data.stats):
+            for col, text in enumerate((name, _fmt(s), _fmt(t))):
+                item = self.stats.item(row, col)
+                if item is None:
+                    item = QtWidgets.QTableWidgetItem()
+                    if col:
+                        item.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
+                    self.stats.setItem(row, col, item)
+                item.setText(text)
+
+    def _show_spectrum(self) -> None:
+        if self.data.spectrum:
+            self.spectrum.show_spectrum(self.data.spectrum)
+        else:
+            self.spectrum.clear_data()
+
     def _show_maps(self, *_) -> None:
-        if self.data is None:
-            return
+        if self.data is not None:
+            self._show_map("source")
+            self._show_map("target")
+
+    def _show_map(self, which: str) -> None:
         key = self.map_combo.currentData()
-        maps = getattr(self.data, key) or {}
+        matrix = (getattr(self.data, key) or {}).get(which)
         label = self.map_combo.currentText()
-        for which, plot in (("source", self.source_map), ("target", self.target_map)):
-            matrix = maps.get(which)
-            if matrix is None:
-                plot.clear_data()
-                plot.plotItem.setTitle(f"{which}: no {label} for this tensor", size="9pt")
-                continue
-            levels = (-1.0, 1.0) if key != "heads" else None
-            plot.show_matrix(np.asarray(matrix), levels=levels, title=f"{which} {label}")
+        plot = self.source_map if which == "source" else self.target_map
+        if matrix is None:
+            plot.clear_data()
+            plot.plotItem.setTitle(f"{which}: no {label} for this tensor", size="9pt")
+            return
+        levels = (-1.0, 1.0) if key != "heads" else None
+        plot.show_matrix(np.asarray(matrix), levels=levels, title=f"{which} {label}")
 
     def show_error(self, message: str) -> None:
         self.message.setText(f"Preview failed: {message}")

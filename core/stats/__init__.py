@@ -51,10 +51,12 @@ from core.stats.spectrum import (
     spectrum,
     stable_rank,
 )
+from core.stats.summary import TensorSummary, summarise
 from core.stats.table import ModelTable, TensorRow, iter_tensor_metrics, model_table
 from core.stats.tensor import TensorStats, tensor_stats
 
 __all__ = [
+    "TensorSummary", "summarise",
     "DEFAULT_FITS", "DEFAULT_METRICS", "FITTERS", "MEAN_FIELD_METRICS", "METRICS",
     "CorrelationMap", "Distances", "GaussianFit", "HeadMaps", "HistogramPair", "LaplaceFit",
     "MeanFieldStats", "ModelTable", "Moments", "PowerLawFit", "Spectrum", "StudentTFit",

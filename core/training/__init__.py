@@ -15,7 +15,7 @@ generator), ``job`` (interleaved arms, ``run_validation``), ``verdict``, ``repor
 from core.training.arms import BASELINE, Arm, build_arm_model, load_tensors
 from core.training.config import ValidationConfig
 from core.training.data import batch_digest, dataset_names, register_dataset
-from core.training.job import ValidationSession, run_validation
+from core.training.job import ValidationSession, run_validation, validation_steps
 from core.training.loop import ArmRunner, StepMetrics, resolve_device, train
 from core.training.report import ValidationReport
 from core.training.tasks import Task, get_task, register_task, task_for
@@ -25,5 +25,5 @@ __all__ = [
     "BASELINE", "Arm", "ArmRunner", "StepMetrics", "Task", "ValidationConfig", "ValidationReport",
     "ValidationSession", "Verdict", "batch_digest", "build_arm_model", "compute_verdicts",
     "dataset_names", "get_task", "load_tensors", "register_dataset", "register_task",
-    "resolve_device", "run_validation", "task_for", "train",
+    "resolve_device", "run_validation", "task_for", "train", "validation_steps",
 ]

@@ -121,6 +121,31 @@ class ValidationSession:
         return self._report
 
 
+def validation_steps(
+    arms: Sequence[Arm],
+    config: ValidationConfig | None = None,
+    *,
+    tokenizer: str | Path | None = None,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+) -> Iterator[StepMetrics]:
+    """A generator over every arm-step's metrics (live curves); its return value is the report.
+
+    The job form of a session (what the app runs, in a child process through
+    :func:`core.process.run_in_child`). Cancel raises :class:`~core.errors.Cancelled` within one
+    arm-step.
+    """
+    progress(-1.0, "preparing data and models")
+    cancel.check()
+    session = ValidationSession(arms, config=config, tokenizer=tokenizer)
+    total = (session.config.steps + 1) * len(session.runners)
+    for done, metrics in enumerate(session.steps(), start=1):
+        cancel.check()
+        progress(done / total, f"{metrics.arm} step {metrics.step}/{session.config.steps}")
+        yield metrics
+    return session.report()
+
+
 def run_validation(
     arms: Sequence[Arm],
     task: str | Task | None = None,

@@ -21,7 +21,7 @@ class GuiDriver:
 
         def ready():
             data = self.window.preview.data
-            return (data is not None and not ws.preview_controller.running
+            return (data is not None and not ws.preview_controller.running and self.window.preview.settled
                     and data.tensor == (tensor or ws.selected_tensor) and ws.plan is not None
                     and tuple(ws.plan.plan.tensor(data.tensor).shape) == tuple(data.target_shape))
 

@@ -1,18 +1,21 @@
 """Tensor work never runs on the GUI thread.
 
 Every Python call into core's tensor modules is recorded with the thread that made it
-(``sys.setprofile`` on the GUI thread, ``threading.setprofile`` on every thread the jobs start),
-while the window opens the demo, re-plans, previews, materialises and exports. Nothing of core
-is mocked: the real calls are observed.
+(``sys.setprofile`` on the GUI thread, ``threading.setprofile`` on every thread the jobs start,
+and ``GRAFT_TRACE_CHILD_CALLS`` in the child processes the long jobs run in), while the window
+opens the demo, re-plans, previews, materialises and exports. Nothing of core is mocked: the
+real calls are observed.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
 
 import core
+from core.process import TRACE_ENV
 
 CORE_DIR = str(Path(core.__file__).parent)
 #: Modules whose functions touch tensor data (reading, filling, statistics, writing, training).
@@ -31,13 +34,30 @@ def _tensor_call(code) -> bool:
     return relative.startswith(TENSOR_MODULES) or code.co_name in TENSOR_FUNCTIONS
 
 
-def test_core_tensor_calls_stay_off_the_gui_thread(qtbot, runner, tmp_path):
+def _child_calls(trace: Path) -> set[str]:
+    """``file:function`` of the core tensor calls the jobs' child processes made."""
+    if not trace.is_file():
+        return set()
+    out = set()
+    for line in trace.read_text().splitlines():
+        pid, _, name = line.split("\t")
+        path, _, function = name.rpartition(":")
+        assert int(pid) != os.getpid()
+        relative = path
+        if relative.startswith(TENSOR_MODULES) or function in TENSOR_FUNCTIONS:
+            out.add(f"{Path(path).name}:{function}")
+    return out
+
+
+def test_core_tensor_calls_stay_off_the_gui_thread(qtbot, runner, tmp_path, monkeypatch):
     from graft_gui_driver import GuiDriver
 
     from app.main_window import MainWindow
 
     calls: list[tuple[str, str, bool]] = []
     gui_thread = threading.main_thread()
+    trace = tmp_path / "child-calls.tsv"  # long jobs run in child processes; they log calls here
+    monkeypatch.setenv(TRACE_ENV, str(trace))
 
     def profile(frame, event, arg):
         if event == "call" and _tensor_call(frame.f_code):
@@ -67,7 +87,11 @@ def test_core_tensor_calls_stay_off_the_gui_thread(qtbot, runner, tmp_path):
 
     on_gui = sorted({name for _, name, gui_side in calls if gui_side})
     on_workers = {name for _, name, gui_side in calls if not gui_side}
+    in_children = _child_calls(trace)
     assert not on_gui, f"core tensor functions called on the GUI thread: {on_gui}"
-    for expected in ("transfer.py:fill_tensor", "base.py:read_slice", "export.py:export_checkpoint"):
-        assert expected in on_workers, f"{expected} never ran (the test did not exercise it)"
+    # Previews run on worker threads; materialise and export in child processes.
+    for expected in ("transfer.py:fill_tensor", "base.py:read_slice"):
+        assert expected in on_workers, f"{expected} never ran on a worker thread (the test did not exercise it)"
+    for expected in ("transfer.py:fill_tensor", "export.py:export_checkpoint", "summary.py:summarise"):
+        assert expected in in_children, f"{expected} never ran in a child process (the test did not exercise it)"
     assert all(thread.startswith("graft-job") for thread, _, gui_side in calls if not gui_side)
