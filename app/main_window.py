@@ -74,6 +74,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._restore_geometry()
         self.sources.refresh_cache()
         self.warm_up = JobController(self.runner, self)
+        self.warm_up.returned.connect(self.target.set_devices)
         QtCore.QTimer.singleShot(300, lambda: self.warm_up.start(tasks.warm_up_job()))
 
     # -- wiring ------------------------------------------------------------------------------
@@ -232,10 +233,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.overview.set_source_ready(opened.architecture_error is None)
         self.setWindowTitle(f"Graft — {opened.source.display_name}")
         self.status.showMessage(f"Opened {opened.source.display_name}", 5000)
+        if opened.source.identity.get("kind") == "hub":
+            self.sources.refresh_cache()  # a download just added it (or a new revision) to the cache
         pending = getattr(self, "_pending_recipe", None)
         if pending is not None:
             self._pending_recipe = None
             self.target.set_recipe(pending)
+            device = self.target.device_combo.currentData()
+            if pending.device != device:  # the form fell back from a device this machine lacks
+                from core.recipe import Recipe
+
+                pending = Recipe.from_dict({**pending.to_dict(), "device": device})
             self.workspace.set_recipe(pending, immediately=True)
 
     def _on_source_failed(self, error: BaseException) -> None:

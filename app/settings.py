@@ -37,6 +37,7 @@ OPTIONS: dict[str, Option] = {
     for o in (
         Option("sources/recent", [], "recently opened sources (paths, repo ids or 'demo'), newest first"),
         Option("sources/offline", False, "never contact the Hub: use the local cache only"),
+        Option("sources/endpoint", "", "Hub URL to download from (empty: HF_ENDPOINT or huggingface.co): a mirror or a private hub"),
         Option("sources/cache_dir", "", "Hugging Face cache folder (empty: HF_HUB_CACHE or the default)"),
         Option("sources/last_folder", "", "folder the open dialogs start in"),
         Option("recipe/last_folder", "", "folder the recipe dialogs start in"),

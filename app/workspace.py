@@ -88,7 +88,8 @@ class Workspace(QtCore.QObject):
             return
         self.source_opening.emit(location)
         self.open_controller.start(tasks.open_source_job(
-            location, offline=self.settings.get("sources/offline"), cache_dir=self.settings.get("sources/cache_dir")))
+            location, offline=self.settings.get("sources/offline"), cache_dir=self.settings.get("sources/cache_dir"),
+            endpoint=self.settings.get("sources/endpoint")))
 
     def cancel_open(self) -> None:
         self.open_controller.cancel()

@@ -72,7 +72,7 @@ class Materialised:
     device: str = "cpu"
 
 
-def _warm_up(*, progress, cancel) -> None:
+def _warm_up(*, progress, cancel) -> dict[str, str | None]:
     # Importing torch holds the GIL for a second or more: do it while the user is still reading
     # the window, not when they first change a setting. The cyclic garbage collector is off
     # meanwhile: its full passes over the new objects took 50–150 ms each, with the GIL held.
@@ -85,6 +85,9 @@ def _warm_up(*, progress, cancel) -> None:
         from core.process import start_server
 
         start_server()  # the long jobs run in child processes forked from it, torch already imported
+        from core.devices import device_availability
+
+        return device_availability()
     finally:
         # What is imported now lives as long as the app: keep it out of the collector's way for
         # good (later collections walk only newer objects).
@@ -93,19 +96,20 @@ def _warm_up(*, progress, cancel) -> None:
 
 
 def warm_up_job() -> Job:
-    """Import the heavy libraries in the background right after the window appears."""
+    """Import the heavy libraries in the background right after the window appears; returns
+    :func:`core.devices.device_availability` (device → None, or why it cannot be used)."""
     return Job("warm up", _warm_up)
 
 
 # -- sources ---------------------------------------------------------------------------------
-def _open(location: str, offline: bool, cache_dir: str | None, *, progress, cancel) -> OpenedSource:
+def _open(location: str, offline: bool, cache_dir: str | None, endpoint: str | None, *, progress, cancel) -> OpenedSource:
     from core.architectures import describe, detect
     from core.errors import ArchitectureError
     from core.sources import open_source
 
     progress(-1.0, f"opening {location}")
     source = open_source(location, progress=progress, cancel=cancel, cache_dir=cache_dir or None,
-                         local_files_only=True if offline else None)
+                         endpoint=endpoint or None, local_files_only=True if offline else None)
     cancel.check()
     try:
         spec, config = detect(source)
@@ -120,9 +124,10 @@ def _open(location: str, offline: bool, cache_dir: str | None, *, progress, canc
         return OpenedSource(location, source, "unknown", {}, [], architecture_error=str(exc))
 
 
-def open_source_job(location: str, *, offline: bool = False, cache_dir: str | None = None) -> Job:
-    """Open (downloading if it is a hub repo id) and describe ``location``."""
-    return Job(f"open {location}", partial(_open, location, offline, cache_dir))
+def open_source_job(location: str, *, offline: bool = False, cache_dir: str | None = None,
+                    endpoint: str | None = None) -> Job:
+    """Open (downloading from ``endpoint`` if it is a hub repo id) and describe ``location``."""
+    return Job(f"open {location}", partial(_open, location, offline, cache_dir, endpoint))
 
 
 def _list_cache(cache_dir: str | None, *, progress, cancel) -> list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from app.dialogs import show_error
 from app.jobs import JobController, tasks
 from app.qt import QtCore, QtGui, QtWidgets
 from app.settings import Settings
@@ -80,7 +81,14 @@ class SourcesPanel(QtWidgets.QWidget):
         self.offline_box = QtWidgets.QCheckBox("Offline (cache only)")
         self.offline_box.setChecked(settings.get("sources/offline"))
         self.offline_box.toggled.connect(lambda on: settings.set("sources/offline", on))
-        hub_layout.addWidget(self.offline_box)
+        self.endpoint_button = QtWidgets.QToolButton()
+        self.endpoint_button.setText("Hub URL…")
+        self.endpoint_button.clicked.connect(self.choose_endpoint)
+        self._show_endpoint()
+        options_row = QtWidgets.QHBoxLayout()
+        options_row.addWidget(self.offline_box, 1)
+        options_row.addWidget(self.endpoint_button)
+        hub_layout.addLayout(options_row)
         layout.addWidget(hub)
 
         cache_header = QtWidgets.QHBoxLayout()
@@ -133,6 +141,27 @@ class SourcesPanel(QtWidgets.QWidget):
         text = self.repo_edit.text().strip()
         if text:
             self.source_requested.emit(text)
+
+    def choose_endpoint(self) -> None:
+        """Ask for the hub to download from (a mirror or a private hub; empty: the default)."""
+        text, ok = QtWidgets.QInputDialog.getText(
+            self, "Hub URL", "Download models from this hub (empty: HF_ENDPOINT or https://huggingface.co):",
+            QtWidgets.QLineEdit.Normal, self.settings.get("sources/endpoint"))
+        if ok:
+            self.set_endpoint(text)
+
+    def set_endpoint(self, url: str) -> None:
+        url = url.strip().rstrip("/")
+        if url and not url.startswith(("http://", "https://")):
+            show_error(self, "Hub URL", f"{url!r} is not a web address; give one that starts with https:// (or leave it empty)")
+            return
+        self.settings.set("sources/endpoint", url)
+        self._show_endpoint()
+
+    def _show_endpoint(self) -> None:
+        url = self.settings.get("sources/endpoint")
+        self.endpoint_button.setToolTip(f"Downloading from {url}" if url else "Downloading from the default hub "
+                                        "(HF_ENDPOINT or https://huggingface.co); click to use a mirror or a private hub")
 
     def refresh_cache(self) -> None:
         self._cache_message("scanning…")

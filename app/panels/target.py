@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from app.panels.forms import DataclassForm
+from app.panels.overrides import ROLE_CHOICES, OverrideRow, role_choices
 from app.qt import QtCore, QtWidgets
 
 SIZE_FIELDS = (("layers", "Layers"), ("hidden", "Hidden"), ("ffn", "FFN"), ("heads", "Heads"),
                ("kv_heads", "KV heads"), ("head_dim", "Head dim"))
 LAYER_CHOICES = ("first_n", "uniform", "last_n")
-ROLE_CHOICES = ("attn", "attn.q", "attn.k", "attn.v", "attn.o", "mlp", "embed", "norm", "head", "pos")
+DEVICES = ("cpu", "cuda", "mps")  # as core.devices.DEVICES; which ones work comes from set_devices
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 DEFAULT_INDEX = "(strategy's default)"
 
@@ -35,6 +36,8 @@ class TargetPanel(QtWidgets.QScrollArea):
         layout = QtWidgets.QVBoxLayout(body)
         self.values, self.indexes = _strategies()
         self._source_sizes: dict[str, int] = {}
+        self._unavailable: dict[str, str] = {}  # device → why this machine cannot use it
+        self._roles: tuple[str, ...] = ROLE_CHOICES  # what an override's role list offers
         self._location = "demo"
         self._revision = None
         self._loading = False
@@ -116,10 +119,16 @@ class TargetPanel(QtWidgets.QScrollArea):
         self.seed_spin.valueChanged.connect(self._edited)
         misc.addRow("Seed", self.seed_spin)
         self.device_combo = QtWidgets.QComboBox()
-        for device in ("cpu", "cuda", "mps"):
+        for device in DEVICES:
             self.device_combo.addItem(device, device)
         self.device_combo.currentIndexChanged.connect(self._edited)
+        self.device_combo.currentIndexChanged.connect(lambda _: self.device_note.hide())
         misc.addRow("Device", self.device_combo)
+        self.device_note = QtWidgets.QLabel()
+        self.device_note.setObjectName("device-note")
+        self.device_note.setWordWrap(True)
+        self.device_note.hide()
+        misc.addRow(self.device_note)
         self.dtype_combo = QtWidgets.QComboBox()
         self.dtype_combo.addItem("keep source dtype", None)
         for dtype in DTYPE_BYTES:
@@ -140,6 +149,8 @@ class TargetPanel(QtWidgets.QScrollArea):
             self._location = opened.location
             self._revision = None
             self._source_sizes = dict(opened.sizes)
+            self._roles = role_choices(r.role for r in opened.roles if r.kind != "buffer") or ROLE_CHOICES
+            self.clear_overrides()  # a new source starts as an identity transfer
             for key, spin in self.size_spins.items():
                 size = opened.sizes.get(key)
                 spin.setEnabled(size is not None and key in opened.editable)
@@ -169,12 +180,34 @@ class TargetPanel(QtWidgets.QScrollArea):
             self.clear_overrides()
             for role, choice in recipe.values.items():
                 if role != "default":
-                    self.add_override(role, choice["method"], emit=False)
+                    self.add_override(role, choice["method"], choice.get("params"), emit=False)
             self.seed_spin.setValue(recipe.seed)
             self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(recipe.device)))
             self.dtype_combo.setCurrentIndex(max(0, self.dtype_combo.findData(recipe.dtype)))
         finally:
             self._loading = False
+        self._check_device()
+
+    def set_devices(self, availability: dict) -> None:
+        """Grey out the devices this machine lacks (``device → None`` or why it is missing);
+        a recipe that asked for a missing one falls back to the CPU, and the form says so."""
+        model = self.device_combo.model()
+        for i in range(self.device_combo.count()):
+            device = self.device_combo.itemData(i)
+            why = availability.get(device, "not offered by this torch")
+            model.item(i).setEnabled(why is None)
+            self.device_combo.setItemData(i, why or f"run on {device}", QtCore.Qt.ToolTipRole)
+        self._unavailable = {d: why for d, why in availability.items() if why is not None}
+        self._check_device()
+
+    def _check_device(self) -> None:
+        device = self.device_combo.currentData()
+        why = self._unavailable.get(device)
+        if why is None:
+            return
+        self.device_combo.setCurrentIndex(self.device_combo.findData("cpu"))  # re-plans via _edited
+        self.device_note.setText(f"The recipe asked for {device}, but {why}; it runs on cpu here.")
+        self.device_note.show()
 
     def show_plan(self, result) -> None:
         plan = result.plan
@@ -196,31 +229,24 @@ class TargetPanel(QtWidgets.QScrollArea):
         self.message.show()
 
     # -- overrides ---------------------------------------------------------------------------
-    def add_override(self, role: str, method: str, emit: bool = True) -> None:
-        row = QtWidgets.QWidget()
-        h = QtWidgets.QHBoxLayout(row)
-        h.setContentsMargins(0, 0, 0, 0)
-        role_combo = QtWidgets.QComboBox()
-        role_combo.addItems(ROLE_CHOICES)
-        role_combo.setEditable(True)
-        role_combo.setCurrentText(role)
-        method_combo = QtWidgets.QComboBox()
-        for name in self.values:
-            method_combo.addItem(name, name)
-        method_combo.setCurrentIndex(max(0, method_combo.findData(method)))
-        remove = QtWidgets.QToolButton()
-        remove.setText("✕")
-        remove.setToolTip("Remove this override")
-        h.addWidget(role_combo, 1)
-        h.addWidget(method_combo, 1)
-        h.addWidget(remove)
-        role_combo.currentTextChanged.connect(self._edited)
-        method_combo.currentIndexChanged.connect(self._edited)
-        remove.clicked.connect(lambda: (row.setParent(None), row.deleteLater(), self._edited()))
-        row.setProperty("override", True)
+    def add_override(self, role: str, method: str, params: dict | None = None, emit: bool = True) -> OverrideRow:
+        """Add a row that fills ``role`` (a role prefix) with ``method`` and its ``params``."""
+        row = OverrideRow(self.values, role, method, params, roles=self._roles)
+        row.edited.connect(self._edited)
+        row.remove_requested.connect(self._remove_override)
         self.overrides.addWidget(row)
         if emit:
             self._edited()
+        return row
+
+    def override_rows(self) -> list[OverrideRow]:
+        return [self.overrides.itemAt(i).widget() for i in range(self.overrides.count())]
+
+    def _remove_override(self, row: OverrideRow) -> None:
+        self.overrides.removeWidget(row)
+        row.setParent(None)
+        row.deleteLater()
+        self._edited()
 
     def clear_overrides(self) -> None:
         while self.overrides.count():
@@ -230,14 +256,7 @@ class TargetPanel(QtWidgets.QScrollArea):
                 widget.deleteLater()
 
     def _override_values(self) -> dict:
-        out = {}
-        for i in range(self.overrides.count()):
-            row = self.overrides.itemAt(i).widget()
-            combos = row.findChildren(QtWidgets.QComboBox)
-            role, method = combos[0].currentText().strip(), combos[1].currentData()
-            if role and role != "default":
-                out[role] = {"method": method, "params": {}}
-        return out
+        return {row.role: row.choice() for row in self.override_rows() if row.role and row.role != "default"}
 
     # -- building the recipe -----------------------------------------------------------------
     def _on_value_strategy(self, *_, rebuild_only: bool = False) -> None:

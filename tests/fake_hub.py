@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import pytest
+
+CHUNK = 64 << 10
 
 
 @dataclass
@@ -50,8 +53,9 @@ class FakeHub:
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path)
         self.lock = threading.Lock()
+        self.seconds_per_chunk = 0.0  # > 0: file bodies trickle out (64 KiB at a time), to cancel mid-way
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._connections: set = set()  # open client sockets (keep-alive), closed by close()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -66,8 +70,16 @@ class FakeHub:
         return repo
 
     def close(self) -> None:
+        """Stop serving, drop the clients' keep-alive connections and join every request thread."""
         self._server.shutdown()
-        self._server.server_close()
+        with self.lock:
+            connections = list(self._connections)
+        for sock in connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._server.server_close()  # joins the request threads (block_on_close)
 
     def downloaded(self, repo_id: str) -> set[str]:
         """Files of ``repo_id`` fetched with GET."""
@@ -93,14 +105,36 @@ class FakeHub:
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with hub.lock:
+                    hub._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with hub.lock:
+                    hub._connections.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:  # the socket was shut down under it
+                    pass
+
             def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False) -> None:
                 self.send_response(status)
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                if not head:
+                if head:
+                    return
+                if hub.seconds_per_chunk <= 0 or len(body) <= CHUNK:
                     self.wfile.write(body)
+                    return
+                for start in range(0, len(body), CHUNK):
+                    time.sleep(hub.seconds_per_chunk)
+                    try:
+                        self.wfile.write(body[start:start + CHUNK])
+                    except (BrokenPipeError, ConnectionResetError):  # the client gave up (cancel)
+                        return
 
             def _error(self, status: int, code: str, head: bool = False) -> None:
                 self._send(status, json.dumps({"error": code}).encode(),
@@ -162,58 +196,3 @@ class FakeHub:
                 return self._error(404, "RepoNotFound", head)
 
         return Handler
-
-
-@pytest.fixture
-def hub_online(monkeypatch):
-    """Let huggingface_hub make requests (tests/conftest.py sets HF_HUB_OFFLINE=1 for safety).
-
-    Only ever aim it at 127.0.0.1: pass ``endpoint=`` explicitly.
-    """
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-
-
-@pytest.fixture
-def fake_hub(monkeypatch, tmp_path, hub_online):
-    """A running FakeHub; the client is online and reads small chunks so progress moves."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 64 << 10)
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    # Never send a developer's saved token to the test server.
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    hub = FakeHub()
-    yield hub
-    hub.close()
-
-
-@pytest.fixture(scope="session")
-def tiny_bert_folder(tmp_path_factory) -> Path:
-    """A pico BERT saved by transformers (config.json + model.safetensors) plus a WordPiece vocab."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=32)
-    BertModel(config).save_pretrained(folder, safe_serialization=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"tok{i}" for i in range(59)]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True}))
-    return folder
-
-
-@pytest.fixture(scope="session")
-def tiny_bert_sharded_folder(tmp_path_factory, tiny_bert_folder) -> Path:
-    """The same pico BERT saved in several shards with model.safetensors.index.json."""
-    from transformers import BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert-sharded")
-    BertModel.from_pretrained(tiny_bert_folder).save_pretrained(folder, safe_serialization=True, max_shard_size="40KB")
-    assert (folder / "model.safetensors.index.json").is_file()
-    return folder

@@ -1,0 +1,72 @@
+"""Per-role overrides in the target form: a role, a strategy and that strategy's own parameters."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from app.panels.overrides import role_choices
+from app.qt import QtWidgets
+from core.pipeline import plan_recipe
+from core.recipe import Recipe
+from core.transfer import fill_tensor
+
+SMALL = {"layers": 2, "hidden": 192, "heads": 6, "ffn": 384}
+
+
+def test_role_choices_put_each_family_before_its_members():
+    roles = ["embed", "norm", "attn.q", "attn.k", "mlp.up", "attn.o", "mlp.down", "norm"]
+    assert role_choices(roles) == ("embed", "norm", "attn", "attn.q", "attn.k", "attn.o", "mlp", "mlp.up", "mlp.down")
+
+
+def test_override_parameters_reach_the_plan_the_preview_and_the_recipe(window, gui, tmp_path):
+    gui.open_demo()
+    gui.set_target(SMALL)
+    target = window.target
+    # The role list is the demo model's own roles.
+    row = target.add_override("attn", "mimetic")
+    offered = [row.role_combo.itemText(i) for i in range(row.role_combo.count())]
+    assert offered[:1] != [] and "attn.q" in offered and "mlp.up" in offered and "head" not in offered
+
+    # The row's form is the mimetic strategy's dataclass; editing it changes the plan.
+    alpha = row.form.editor("alpha_qk")
+    assert isinstance(alpha, QtWidgets.QDoubleSpinBox)
+    alpha.setValue(0.25)
+    row.form.editor("qk_sign").setCurrentIndex(row.form.editor("qk_sign").findData("negative"))
+    plan = gui.plan(lambda p: any(t.role == "attn.q" and t.params.get("alpha_qk") == 0.25 for t in p.tensors))
+    query = next(t for t in plan.tensors if t.role == "attn.q" and t.name.endswith("weight"))
+    assert query.strategy == "mimetic" and query.params["qk_sign"] == "negative"
+    assert all(t.strategy == "select" for t in plan.tensors if t.role.startswith("mlp"))
+
+    # The preview shows the overridden tensor as the GUI's recipe fills it, bit for bit.
+    assert window.model.select(query.name)
+    data = gui.preview(query.name)
+    assert data.strategy == "mimetic"
+    recipe = window.workspace.recipe
+    assert recipe.values["attn"] == {"method": "mimetic", "params": {"alpha_qk": 0.25, "qk_sign": "negative"}}
+    cli_plan, source = plan_recipe(Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))))
+    expected = fill_tensor(cli_plan, cli_plan.tensor(query.name), source).float()
+    torch.testing.assert_close(fill_tensor(plan, query, window.workspace.source).float(), expected, rtol=0, atol=0)
+    shown_std = next(target for metric, _, target in data.stats if metric == "std")
+    assert abs(shown_std - expected.std().item()) <= 1e-3 * expected.std().item()
+
+    # Another strategy in the same row swaps the form for that strategy's parameters.
+    row.method_combo.setCurrentIndex(row.method_combo.findData("distribution"))
+    assert "family" in [f for f in row.form.all_values()] and "alpha_qk" not in row.form.all_values()
+    row.form.editor("family").setCurrentIndex(row.form.editor("family").findData("laplace"))
+    plan = gui.plan(lambda p: any(t.role == "attn.q" and t.strategy == "distribution" for t in p.tensors))
+    assert next(t for t in plan.tensors if t.role == "attn.q").params["family"] == "laplace"
+
+    # Saved and opened back: the override and its parameters come back into the form.
+    path = tmp_path / "recipe.json"
+    window.save_recipe(str(path))
+    assert json.loads(path.read_text())["values"]["attn"] == {"method": "distribution", "params": {"family": "laplace"}}
+    row.remove_button.click()
+    gui.plan(lambda p: all(t.strategy == "select" for t in p.tensors if t.kind == "param"))
+    assert target.override_rows() == []
+    window.open_recipe(str(path))
+    gui.plan(lambda p: any(t.role == "attn.q" and t.params.get("family") == "laplace" for t in p.tensors))
+    (restored,) = target.override_rows()
+    assert restored.role == "attn" and restored.method == "distribution"
+    assert restored.form.values() == {"family": "laplace"}
