@@ -42,6 +42,10 @@ bench: install
 package: install
 	$(PY) -m pip install -q -e '.[package]'
 	$(VENV)/bin/pyinstaller --noconfirm --distpath dist --workpath build/pyinstaller packaging/graft.spec
+	@# Smoke test of the bundle: open the demo, preview it, materialise it in a job child, screenshot.
+	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} GRAFT_SETTINGS_PATH=build/self-test/graft.ini \
+	  dist/graft/graft --self-test build/self-test/graft.png
+	@echo "bundle: dist/graft/graft (self-test passed, screenshot in build/self-test/graft.png)"
 
 clean:
 	rm -rf build dist out .pytest_cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import sys
 
 from app.qt import QtCore, QtGui, QtWidgets
@@ -40,10 +41,14 @@ def create_app(argv: list[str] | None = None) -> QtWidgets.QApplication:
 
 
 def main(argv: list[str] | None = None) -> int:
+    multiprocessing.freeze_support()  # a frozen bundle starts its job children through this executable
     parser = argparse.ArgumentParser(prog="graft-gui", description="Graft's desktop application.")
     parser.add_argument("source", nargs="?", help="a model to open: a path, a hub repo id or 'demo'")
     parser.add_argument("--demo", action="store_true", help="open the demo model")
     parser.add_argument("--recipe", help="open a recipe file")
+    parser.add_argument("--self-test", metavar="PNG",
+                        help="open the demo, preview, materialise it in a child process, save a screenshot to PNG "
+                             "and quit (exit code 0 when all of that worked): checks an install or a bundle")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -58,14 +63,49 @@ def main(argv: list[str] | None = None) -> int:
     loop = event_loop()
     window = MainWindow()
     window.show()
-    if args.recipe:
+    outcome = {"code": 0}
+    if args.self_test:
+        outcome["code"] = 1
+        _self_test(window, args.self_test, outcome)
+    elif args.recipe:
         QtCore.QTimer.singleShot(0, lambda: window.open_recipe(args.recipe))
     elif args.demo or args.source:
         QtCore.QTimer.singleShot(0, lambda: window.open_source(args.source or "demo"))
     with loop:
         loop.run_forever()
     qt_app.processEvents()
-    return 0
+    return outcome["code"]
+
+
+SELF_TEST_TIMEOUT_MS = 300_000
+
+
+def _self_test(window, png: str, outcome: dict) -> None:
+    """Open the demo; once it is previewed, materialise it; then save ``png`` and close the window.
+
+    ``outcome["code"]`` becomes 0 only if every step finished; a failure or the timeout closes
+    the window with code 1 (the reason goes to the log).
+    """
+    ws = window.workspace
+
+    def finish(ok: bool, why: str = "") -> None:
+        if not ok:
+            log.error("self-test failed: %s", why)
+        window.grab().save(png)
+        outcome["code"] = 0 if ok else 1
+        window.close()
+        QtWidgets.QApplication.quit()
+
+    def on_preview(_data) -> None:
+        ws.preview_ready.disconnect(on_preview)
+        ws.materialise()
+
+    ws.preview_ready.connect(on_preview)
+    ws.target_materialised.connect(lambda m: QtCore.QTimer.singleShot(300, lambda: finish(True)))
+    ws.job_failed.connect(lambda title, exc: finish(False, f"{title}: {exc}"))
+    ws.source_failed.connect(lambda exc: finish(False, str(exc)))
+    QtCore.QTimer.singleShot(SELF_TEST_TIMEOUT_MS, lambda: finish(False, "timed out"))
+    QtCore.QTimer.singleShot(0, lambda: window.open_source("demo"))
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ class MainWindow(QtWidgets.QMainWindow):
             show_error(self, "Cannot save the recipe", exc)
             return
         self.settings.set("recipe/last_folder", str(Path(path).parent))
-        self.status.showMessage(f"Recipe saved to {path}; run it with: graft export --recipe {path}", 8000)
+        self.status.showMessage(f"Recipe saved to {path}; run it with: graft export --recipe {path} --out FOLDER", 8000)
 
     def open_recipe(self, path: str | None = None) -> None:
         if path is None:

@@ -183,7 +183,7 @@ class Workspace(QtCore.QObject):
         data = self.recipe.to_dict()
         data.update(dtype=dtype or None, max_shard_size=max_shard_size)
         recipe = Recipe.from_dict(data)
-        return self.queue.enqueue(tasks.export_job(recipe, out_dir, self.source, self.plan.plan, force=force))
+        return self.queue.enqueue(tasks.export_job(recipe, out_dir, self.source, force=force))
 
     def _on_entry_yielded(self, entry, item: Any) -> None:
         if entry.job.name == "validate":

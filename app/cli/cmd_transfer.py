@@ -1,4 +1,4 @@
-"""``graft plan``, ``graft transfer`` and ``graft demo``: map a source onto a new size and export it."""
+"""``graft plan``, ``graft transfer`` (or ``graft export``) and ``graft demo``: map a source onto a new size and export it."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="show at most this many tensors")
     p.set_defaults(func=run_plan)
 
-    t = sub.add_parser("transfer", help="build the target's weights from the source and export an HF folder")
+    t = sub.add_parser("transfer", aliases=["export"],
+                       help="build the target's weights from the source and export an HF folder (alias: export)")
     add_recipe_args(t, source_required=False)
     t.add_argument("--out", help="export folder (must not exist or be empty, unless --force)")
     t.add_argument("--force", action="store_true", help="replace a non-empty --out folder")

@@ -219,9 +219,9 @@ def _export(recipe, out_dir: str, source, force: bool, *, progress, cancel):
                                     progress=progress, cancel=cancel))
 
 
-def export_job(recipe, out_dir: str | Path, source=None, plan=None, *, force: bool = False) -> Job:
+def export_job(recipe, out_dir: str | Path, source=None, *, force: bool = False) -> Job:
     """Materialise and write an HF folder atomically (the recipe decides dtype and shards), in a
-    child process. ``plan`` is accepted for callers that have one; the child re-plans (ms)."""
+    child process, which plans the recipe again (milliseconds) rather than receive a plan."""
     return Job(f"export → {Path(out_dir).name}", partial(_export, recipe, str(out_dir), source, force))
 
 

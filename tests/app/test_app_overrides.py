@@ -6,6 +6,7 @@ import json
 
 import torch
 
+from app.cli import main
 from app.panels.overrides import role_choices
 from app.qt import QtWidgets
 from core.pipeline import plan_recipe
@@ -20,7 +21,7 @@ def test_role_choices_put_each_family_before_its_members():
     assert role_choices(roles) == ("embed", "norm", "attn", "attn.q", "attn.k", "attn.o", "mlp", "mlp.up", "mlp.down")
 
 
-def test_override_parameters_reach_the_plan_the_preview_and_the_recipe(window, gui, tmp_path):
+def test_override_parameters_reach_the_plan_the_preview_the_recipe_and_the_export(qtbot, window, gui, tmp_path):
     gui.open_demo()
     gui.set_target(SMALL)
     target = window.target
@@ -62,6 +63,16 @@ def test_override_parameters_reach_the_plan_the_preview_and_the_recipe(window, g
     path = tmp_path / "recipe.json"
     window.save_recipe(str(path))
     assert json.loads(path.read_text())["values"]["attn"] == {"method": "distribution", "params": {"family": "laplace"}}
+
+    # The GUI's export and `graft export --recipe` of the saved file write the same bytes.
+    gui_out, cli_out = tmp_path / "from-gui", tmp_path / "from-cli"
+    with qtbot.waitSignal(window.workspace.exported, timeout=180_000):
+        window.workspace.export(gui_out, dtype=None, max_shard_size="5GB")
+    assert main(["export", "--recipe", str(path), "--out", str(cli_out)]) == 0
+    weights = sorted(p.name for p in gui_out.glob("*.safetensors"))
+    assert weights and weights == sorted(p.name for p in cli_out.glob("*.safetensors"))
+    for name in weights:
+        assert (gui_out / name).read_bytes() == (cli_out / name).read_bytes(), name
     row.remove_button.click()
     gui.plan(lambda p: all(t.strategy == "select" for t in p.tensors if t.kind == "param"))
     assert target.override_rows() == []

@@ -62,3 +62,23 @@ def test_a_child_that_ignores_cancel_is_terminated():
 def test_a_crashed_child_is_a_clear_error():
     with pytest.raises(GraftError, match=r"exited unexpectedly \(exit code 3\)"):
         drain(run_in_child(crash))
+
+
+def test_cancelling_an_export_in_a_child_leaves_no_folder(tmp_path):
+    """The app's export runs in a child: a cancel mid-way removes its temporary folder there."""
+    from core.pipeline import export_recipe
+    from core.recipe import Recipe
+
+    token = CancelToken()
+    seen: list[float] = []
+
+    def progress(fraction: float, message: str) -> None:
+        seen.append(fraction)
+        if 0 < fraction < 1:
+            token.cancel()
+
+    out = tmp_path / "export"
+    with pytest.raises(Cancelled):
+        drain(run_in_child(export_recipe, Recipe(source="demo"), str(out), progress=progress, cancel=token))
+    assert any(0 < f < 1 for f in seen) and 1.0 not in seen
+    assert not out.exists() and list(tmp_path.iterdir()) == []
