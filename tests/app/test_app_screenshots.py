@@ -58,7 +58,10 @@ def test_screenshots(qtbot, window, gui, shots, tmp_path):
     gui.set_target({"layers": 2, "hidden": 192, "heads": 6, "ffn": 768})
     combo = window.target.value_combo
     combo.setCurrentIndex(combo.findData("mean_field"))
-    gui.plan(lambda p: p.target_sizes["hidden"] == 192 and any(t.strategy == "mean_field" for t in p.tensors))
+    window.target.add_override("attn", "mimetic")  # a per-role override with its own form
+    gui.plan(lambda p: p.target_sizes["hidden"] == 192 and any(t.strategy == "mean_field" for t in p.tensors)
+             and any(t.strategy == "mimetic" for t in p.tensors))
+    window.target.ensureWidgetVisible(window.target.override_rows()[0])
     window.preview.map_combo.setCurrentIndex(window.preview.map_combo.findData("heads"))
     gui.preview()
     settle(qtbot)
