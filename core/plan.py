@@ -307,6 +307,27 @@ def _axis_key(dim: str, layer: int | None) -> str:
     return f"{dim}@{layer}" if dim in PER_LAYER_DIMS and layer is not None else dim
 
 
+def _check_roles(values: dict, tensors: list[TensorPlan], spec) -> None:
+    """Every role prefix of the recipe names some tensor, and every strategy accepts the roles it got.
+
+    Raises:
+        PlanError: an override for a role this model does not have (a typo, or another family's
+            role name), or a strategy given a role it cannot fill (mimetic outside attention).
+    """
+    # The spec's roles, not only the file's: a tied head has no tensor but its role still counts.
+    known = list(dict.fromkeys([t.role for t in tensors if t.kind != "buffer"]
+                               + [r.role for r in spec.rules if r.kind not in ("buffer", "drop")]))
+    for key in values:
+        if key != "default" and not any(role == key or role.startswith(key + ".") for role in known):
+            raise PlanError(f"no tensor of this {spec.family} model has role {key!r}; override one of its roles "
+                            f"({', '.join(known)}) or a prefix of one")
+    for t in tensors:
+        accepted = strategies.get(t.strategy).roles
+        if t.kind != "buffer" and accepted is not None and t.role not in accepted:
+            raise PlanError(f"{t.strategy} only fills roles {', '.join(accepted)}, but it was given {t.role} "
+                                f"({t.name}); give {t.role} another strategy, or set {t.strategy} for attn only")
+
+
 def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: dict | None = None,
               layers: str | list[int] = "first_n", seed: int = 0, score_fn=None) -> Plan:
     """Compute the plan of a transfer (no tensor data is read unless ``score_fn`` is used).
@@ -395,6 +416,7 @@ def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: 
     for m in tail:
         add(m, None, False)
     untie = _untie_for_growth(spec, config, values, src, tgt, tensors, matched, dims)
+    _check_roles(values, tensors, spec)
 
     new_layers = any(link.new for link in layer_map)
     if new_layers:

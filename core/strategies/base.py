@@ -138,6 +138,8 @@ class ValueStrategy:
     can_grow: ClassVar[bool] = False
     #: needs no source tensor at all (mimetic, baseline): usable for inserted layers.
     sourceless: ClassVar[bool] = False
+    #: the roles it can fill (None: any); a plan that gives it another role is refused.
+    roles: ClassVar[tuple[str, ...] | None] = None
 
     def fill(self, params, ctx):
         """Return the target tensor, shape ``ctx.shape`` (any float dtype; export casts)."""

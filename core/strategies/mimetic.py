@@ -116,6 +116,7 @@ class Mimetic(ValueStrategy):
     default_index = "cyclic"
     can_grow = True
     sourceless = True
+    roles = ROLES
 
     def fill(self, params, ctx):
         import torch

@@ -81,3 +81,22 @@ def test_override_parameters_reach_the_plan_the_preview_the_recipe_and_the_expor
     (restored,) = target.override_rows()
     assert restored.role == "attn" and restored.method == "distribution"
     assert restored.form.values() == {"family": "laplace"}
+
+
+def test_an_override_the_model_cannot_take_is_an_inline_message(qtbot, window, gui):
+    gui.open_demo()
+    row = window.target.add_override("attn", "mimetic")
+    gui.plan(lambda p: any(t.strategy == "mimetic" for t in p.tensors))
+    message = window.target.message
+
+    row.role_combo.setCurrentText("atn")  # a typo
+    qtbot.waitUntil(lambda: message.isVisible() and "role 'atn'" in message.text(), timeout=60_000)
+    assert "attn.q" in message.text() and not window.materialise_action.isEnabled()
+
+    row.role_combo.setCurrentText("mlp")  # mimetic is for attention only
+    qtbot.waitUntil(lambda: message.isVisible() and "mimetic only fills roles" in message.text(), timeout=60_000)
+
+    row.role_combo.setCurrentText("attn.q")
+    gui.plan(lambda p: [t.strategy for t in p.tensors if t.role.startswith("attn.")].count("mimetic") == 12)
+    qtbot.waitUntil(lambda: not message.isVisible(), timeout=60_000)
+    assert window.materialise_action.isEnabled()

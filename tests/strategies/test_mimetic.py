@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.errors import StrategyError
+from core.errors import PlanError, StrategyError
 from core.plan import TargetSizes, make_plan
 from core.sources import open_source
 from core.transfer import build_state_dict
@@ -58,9 +58,20 @@ def test_gpt2_fused_qkv_with_reversed_signs(gpt2_path):
 
 
 def test_non_attention_roles_are_refused(llama):
-    plan = make_plan(llama, TargetSizes(), values={"default": {"method": "mimetic"}})
+    # At plan time (the app shows it inline as the form changes) ...
+    with pytest.raises(PlanError, match=r"mimetic only fills roles attn\.q.*given (embed|norm|mlp)"):
+        make_plan(llama, TargetSizes(), values={"default": {"method": "mimetic"}})
+    # ... and by the strategy itself, for a plan built by hand.
+    plan = make_plan(llama, TargetSizes(), values={"default": {"method": "select"}})
+    up = next(t for t in plan.tensors if t.role == "mlp.up")
+    up.strategy = "mimetic"
     with pytest.raises(StrategyError, match="only applies to attention"):
         build_state_dict(plan, llama)
+
+
+def test_an_override_for_a_role_the_model_lacks_is_refused(llama):
+    with pytest.raises(PlanError, match=r"no tensor of this llama model has role 'atn'; override one of its roles \(.*attn\.q"):
+        make_plan(llama, TargetSizes(), values={"default": {"method": "select"}, "atn": {"method": "mimetic"}})
 
 
 def test_q_and_k_agree_when_filled_separately(llama):
