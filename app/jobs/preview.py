@@ -31,7 +31,12 @@ class PreviewData:
     row_corr: dict[str, np.ndarray] = field(default_factory=dict)  # "source"/"target" → (k, k)
     col_corr: dict[str, np.ndarray] = field(default_factory=dict)
     spectrum: dict[str, np.ndarray] = field(default_factory=dict)  # singular values
-    heads: dict[str, np.ndarray] = field(default_factory=dict)  # head 0 QKᵀ
+    # Per-head maps of an attention query weight's layer: "source"/"target" → (heads, k, k), and
+    # each head's diagonal dominance (mean diagonal / mean |off-diagonal|): side → (heads,).
+    heads_qk: dict[str, np.ndarray] = field(default_factory=dict)  # W_Q W_Kᵀ
+    heads_vo: dict[str, np.ndarray] = field(default_factory=dict)  # W_V W_O
+    dominance_qk: dict[str, np.ndarray] = field(default_factory=dict)
+    dominance_vo: dict[str, np.ndarray] = field(default_factory=dict)
     stats: list[tuple[str, float, float]] = field(default_factory=list)  # metric, source, target
     suggestions: tuple[str, ...] = ()  # mean-field reading of the source matrix
 
@@ -105,7 +110,9 @@ def compute_preview(plan, source, name: str, *, device: str = "cpu", cache: dict
     data.stats = _merge_side_rows(data.stats)
     if src is not None and src.dim() == 2 and min(src.shape) >= 8:
         data.suggestions = tuple(stats.mean_field_stats(src).suggestions)
-    data.heads = _head_maps(plan, source, tensor, target, device, cache)
+    for side, maps in _head_maps(plan, source, tensor, target, device, cache).items():
+        data.heads_qk[side], data.heads_vo[side] = maps.qk, maps.vo
+        data.dominance_qk[side], data.dominance_vo[side] = maps.qk_diag_dominance, maps.vo_diag_dominance
     return data
 
 
@@ -123,8 +130,9 @@ def _merge_side_rows(rows: list[tuple[str, float, float]]) -> list[tuple[str, fl
     return [(k, out[k][0], out[k][1]) for k in order]
 
 
-def _head_maps(plan, source, tensor, target_q, device: str, cache: dict) -> dict[str, np.ndarray]:
-    """Head 0's QKᵀ map on a hidden subset, source vs target, for an attention query weight."""
+def _head_maps(plan, source, tensor, target_q, device: str, cache: dict) -> dict:
+    """Every head's QKᵀ and VO maps on a hidden subset (``core.stats.HeadMaps``), source and
+    target, when ``tensor`` is an attention query weight; else nothing."""
     if tensor.role != "attn.q" or tensor.source_name is None or not tensor.name.endswith("weight"):
         return {}
     from core.stats import head_maps
@@ -142,9 +150,8 @@ def _head_maps(plan, source, tensor, target_q, device: str, cache: dict) -> dict
     out = {}
     for side, (q, k, v, o) in tensors.items():
         try:
-            maps = head_maps(q, k, v, o, num_heads=sizes[side]["heads"], num_kv_heads=sizes[side].get("kv_heads"),
-                             head_dim=sizes[side].get("head_dim"), max_hidden=MAX_MAP, device=device)
+            out[side] = head_maps(q, k, v, o, num_heads=sizes[side]["heads"], num_kv_heads=sizes[side].get("kv_heads"),
+                                  head_dim=sizes[side].get("head_dim"), max_hidden=MAX_MAP, device=device)
         except Exception:  # a layout head_maps does not know (fused qkv, …): no map, the rest stays
             return {}
-        out[side] = np.asarray(maps.qk[0])
     return out

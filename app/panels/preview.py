@@ -7,7 +7,10 @@ import numpy as np
 from app.plots import HeatmapPlot, HistogramPlot, SpectrumPlot
 from app.qt import QtCore, QtWidgets
 
-MAPS = (("row_corr", "row correlations"), ("col_corr", "column correlations"), ("heads", "head 0 QKᵀ"))
+MAPS = (("row_corr", "row correlations"), ("col_corr", "column correlations"),
+        ("heads_qk", "head W_Q W_Kᵀ"), ("heads_vo", "head W_V W_O"))
+#: head map → (its per-head diagonal dominance, the short name in plot titles)
+HEAD_MAPS = {"heads_qk": ("dominance_qk", "QKᵀ"), "heads_vo": ("dominance_vo", "VO")}
 
 
 def _fmt(value: float) -> str:
@@ -44,6 +47,12 @@ class PreviewPanel(QtWidgets.QWidget):
             self.map_combo.addItem(label, key)
         self.map_combo.currentIndexChanged.connect(self._show_maps)
         header.addWidget(self.map_combo)
+        self.head_spin = QtWidgets.QSpinBox()
+        self.head_spin.setPrefix("head ")
+        self.head_spin.setToolTip("Which attention head the W_Q W_Kᵀ / W_V W_O maps show")
+        self.head_spin.valueChanged.connect(self._show_maps)
+        self.head_spin.hide()
+        header.addWidget(self.head_spin)
         layout.addLayout(header)
 
         self.pages = QtWidgets.QStackedWidget()
@@ -164,15 +173,37 @@ class PreviewPanel(QtWidgets.QWidget):
 
     def _show_map(self, which: str) -> None:
         key = self.map_combo.currentData()
-        matrix = (getattr(self.data, key) or {}).get(which)
+        maps = getattr(self.data, key) or {}
         label = self.map_combo.currentText()
         plot = self.source_map if which == "source" else self.target_map
+        head = key in HEAD_MAPS
+        self._set_head_range(maps if head else {})
+        matrix = maps.get(which)
         if matrix is None:
             plot.clear_data()
             plot.plotItem.setTitle(f"{which}: no {label} for this tensor", size="9pt")
             return
-        levels = (-1.0, 1.0) if key != "heads" else None
-        plot.show_matrix(np.asarray(matrix), levels=levels, title=f"{which} {label}")
+        if not head:
+            plot.show_matrix(np.asarray(matrix), levels=(-1.0, 1.0), title=f"{which} {label}")
+            return
+        h = self.head_spin.value()
+        if h >= matrix.shape[0]:
+            plot.clear_data()
+            plot.plotItem.setTitle(f"{which} has {matrix.shape[0]} heads: no h{h}", size="9pt")
+            return
+        field, short = HEAD_MAPS[key]
+        dominance = getattr(self.data, field).get(which)
+        reading = f" · diag {dominance[h]:+.1f}×" if dominance is not None else ""  # mean diag / mean |off-diag|
+        plot.show_matrix(np.asarray(matrix[h]), title=f"{which} h{h} {short}{reading}")
+
+    def _set_head_range(self, maps: dict) -> None:
+        """Show the head picker for head maps, up to the larger side's head count."""
+        heads = max((m.shape[0] for m in maps.values()), default=0)
+        self.head_spin.setVisible(heads > 0)
+        if heads and self.head_spin.maximum() != heads - 1:
+            self.head_spin.blockSignals(True)
+            self.head_spin.setRange(0, heads - 1)
+            self.head_spin.blockSignals(False)
 
     def show_error(self, message: str) -> None:
         self.message.setText(f"Preview failed: {message}")

@@ -62,7 +62,7 @@ def test_screenshots(qtbot, window, gui, shots, tmp_path):
     gui.plan(lambda p: p.target_sizes["hidden"] == 192 and any(t.strategy == "mean_field" for t in p.tensors)
              and any(t.strategy == "mimetic" for t in p.tensors))
     window.target.ensureWidgetVisible(window.target.override_rows()[0])
-    window.preview.map_combo.setCurrentIndex(window.preview.map_combo.findData("heads"))
+    window.preview.map_combo.setCurrentIndex(window.preview.map_combo.findData("heads_qk"))
     gui.preview()
     settle(qtbot)
     assert_not_blank(save(window, shots / "03-smaller-target-preview.png"))
