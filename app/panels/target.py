@@ -5,11 +5,11 @@ from __future__ import annotations
 from app.panels.forms import DataclassForm
 from app.panels.overrides import ROLE_CHOICES, OverrideRow, role_choices
 from app.qt import QtCore, QtWidgets
+from core.devices import DEVICES  # which ones work here comes later, from set_devices
 
 SIZE_FIELDS = (("layers", "Layers"), ("hidden", "Hidden"), ("ffn", "FFN"), ("heads", "Heads"),
                ("kv_heads", "KV heads"), ("head_dim", "Head dim"))
 LAYER_CHOICES = ("first_n", "uniform", "last_n")
-DEVICES = ("cpu", "cuda", "mps")  # as core.devices.DEVICES; which ones work comes from set_devices
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 DEFAULT_INDEX = "(strategy's default)"
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from cancelling import CancelMidway
 from child_jobs import count, crash, fail, forever, ignore_cancel
 
 from core.errors import Cancelled, GraftError, PlanError
@@ -69,16 +70,11 @@ def test_cancelling_an_export_in_a_child_leaves_no_folder(tmp_path):
     from core.pipeline import export_recipe
     from core.recipe import Recipe
 
-    token = CancelToken()
-    seen: list[float] = []
-
-    def progress(fraction: float, message: str) -> None:
-        seen.append(fraction)
-        if 0 < fraction < 1:
-            token.cancel()
-
+    midway = CancelMidway()
+    seen = midway.seen
     out = tmp_path / "export"
     with pytest.raises(Cancelled):
-        drain(run_in_child(export_recipe, Recipe(source="demo"), str(out), progress=progress, cancel=token))
+        drain(run_in_child(export_recipe, Recipe(source="demo"), str(out), progress=midway.progress,
+                           cancel=midway.token))
     assert any(0 < f < 1 for f in seen) and 1.0 not in seen
     assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from cancelling import CancelMidway
 from safetensors.torch import save_file
 
 from core.errors import Cancelled, SourceError
-from core.jobs import CancelToken
 from core.sources import list_cached_models, open_source
 from core.sources.hub import parse_repo_ref, select_files
 from core.sources.local import open_local
@@ -168,16 +168,11 @@ def test_cancel_mid_download_leaves_no_usable_partial_snapshot(fake_hub, tmp_pat
     (folder / "config.json").write_text("{}")
     fake_hub.add_repo("graft-test/big", folder)
     cache = tmp_path / "cache"
-    token = CancelToken()
-    seen: list[float] = []
-
-    def progress(fraction: float, message: str) -> None:
-        seen.append(fraction)
-        if 0 < fraction < 1:
-            token.cancel()
-
+    midway = CancelMidway()
+    seen = midway.seen
     with pytest.raises(Cancelled):
-        open_source("graft-test/big", cache_dir=cache, endpoint=fake_hub.url, progress=progress, cancel=token)
+        open_source("graft-test/big", cache_dir=cache, endpoint=fake_hub.url, progress=midway.progress,
+                    cancel=midway.token)
     assert 1.0 not in seen
     storage = cache / "models--graft-test--big"
     assert not list(storage.rglob("*.incomplete"))
