@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         outcome["code"] = 1
         _self_test(window, args.self_test, outcome)
     elif args.recipe:
-        QtCore.QTimer.singleShot(0, lambda: window.open_recipe(args.recipe))
+        QtCore.QTimer.singleShot(0, window, lambda: window.open_recipe(args.recipe))
     elif args.demo or args.source:
-        QtCore.QTimer.singleShot(0, lambda: window.open_source(args.source or "demo"))
+        QtCore.QTimer.singleShot(0, window, lambda: window.open_source(args.source or "demo"))
     with loop:
         loop.run_forever()
     qt_app.processEvents()
@@ -101,11 +101,11 @@ def _self_test(window, png: str, outcome: dict) -> None:
         ws.materialise()
 
     ws.preview_ready.connect(on_preview)
-    ws.target_materialised.connect(lambda m: QtCore.QTimer.singleShot(300, lambda: finish(True)))
+    ws.target_materialised.connect(lambda m: QtCore.QTimer.singleShot(300, window, lambda: finish(True)))
     ws.job_failed.connect(lambda title, exc: finish(False, f"{title}: {exc}"))
     ws.source_failed.connect(lambda exc: finish(False, str(exc)))
-    QtCore.QTimer.singleShot(SELF_TEST_TIMEOUT_MS, lambda: finish(False, "timed out"))
-    QtCore.QTimer.singleShot(0, lambda: window.open_source("demo"))
+    QtCore.QTimer.singleShot(SELF_TEST_TIMEOUT_MS, window, lambda: finish(False, "timed out"))
+    QtCore.QTimer.singleShot(0, window, lambda: window.open_source("demo"))
 
 
 if __name__ == "__main__":

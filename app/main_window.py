@@ -75,7 +75,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.sources.refresh_cache()
         self.warm_up = JobController(self.runner, self)
         self.warm_up.returned.connect(self.target.set_devices)
-        QtCore.QTimer.singleShot(300, lambda: self.warm_up.start(tasks.warm_up_job()))
+        QtCore.QTimer.singleShot(300, self, lambda: self.warm_up.start(tasks.warm_up_job()))
 
     # -- wiring ------------------------------------------------------------------------------
     def _connect(self) -> None:

@@ -130,7 +130,7 @@ class PreviewPanel(QtWidgets.QWidget):
             return
         self._stages.pop(0)()
         if self._stages:
-            QtCore.QTimer.singleShot(0, lambda: self._next_stage(generation))
+            QtCore.QTimer.singleShot(0, self, lambda: self._next_stage(generation))  # dropped if self is deleted
 
     def _show_header(self) -> None:
         data = self.data

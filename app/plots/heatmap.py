@@ -154,7 +154,9 @@ class HeatmapPlot(pg.PlotWidget):
         for r, row in enumerate(cell_text):
             for c, text in enumerate(row):
                 # Dark text on light cells and light text on dark ones, whatever the colour map.
-                cell = cmap.map(float(np.clip((data[r, c] - levels[0]) / span, 0, 1)), mode="qcolor")
+                value = data[r, c]
+                where = float(np.clip((value - levels[0]) / span, 0, 1)) if np.isfinite(value) else 0.5  # NaN: middle
+                cell = cmap.map(where, mode="qcolor")
                 cells.append((c + 0.5, r + 0.5, str(text), _LIGHT_TEXT if cell.lightnessF() < 0.55 else _DARK_TEXT))
         self._cell_text.set_cells(cells)
 

@@ -59,3 +59,13 @@ def test_curves_redraw_on_timer(qtbot):
     xs, _ = plot.plotItem.listDataItems()[0].getData()
     assert len(xs) == 100
     assert plot.series()["transferred"][0] == (0.0, 1.0)
+
+
+def test_nan_cells_are_drawn_in_the_middle_colour_with_readable_labels(qtbot, qtlog):
+    heat = HeatmapPlot()
+    qtbot.addWidget(heat)
+    matrix = np.array([[np.nan, 0.5], [1.0, np.nan]])
+    heat.show_matrix(matrix, levels=(0.0, 1.0), cell_text=[["n/a", "0.5"], ["1", "n/a"]])
+    assert heat.image.image[0, 0] == pytest.approx(0.5)
+    assert sorted(heat._cell_text.texts()) == ["0.5", "1", "n/a", "n/a"]
+    assert not [r for r in qtlog.records if "invalid value nan" in r.message]

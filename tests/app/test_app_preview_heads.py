@@ -37,3 +37,18 @@ def test_every_head_can_be_shown_and_mimetic_heads_read_as_identity(qtbot, windo
 
     preview.map_combo.setCurrentIndex(preview.map_combo.findData("row_corr"))
     assert not spin.isVisible()
+
+
+def test_a_preview_still_drawing_when_its_panel_is_deleted_stops_quietly(qtbot, window, gui):
+    """The staged drawing of a preview is tied to the panel: deleting it mid-way drops the stages left
+    (CI once saw the last stage run on a closed window and touch a deleted combo box)."""
+    import shiboken6
+
+    gui.open_demo()
+    data = gui.preview()
+    panel = window.preview
+    panel.show_preview(data)  # the header is drawn now, the other stages wait for the event loop
+    assert not panel.settled
+    shiboken6.delete(panel)
+    qtbot.wait(200)  # an exception here (a stage touching a deleted widget) fails the test
+    assert not shiboken6.isValid(panel)
