@@ -30,7 +30,7 @@ class CurvesPlot(pg.PlotWidget):
         self._points: dict[str, tuple[list[float], list[float]]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._markers: list[pg.InfiniteLine] = []
-        self._dirty = False
+        self._dirty: set[str] = set()  # series with points not drawn yet
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(int(1000 / REDRAW_HZ))
         self._timer.timeout.connect(self.redraw)
@@ -43,7 +43,7 @@ class CurvesPlot(pg.PlotWidget):
         xs, ys = self._points.setdefault(series, ([], []))
         xs.append(float(step))
         ys.append(float(value))
-        self._dirty = True
+        self._dirty.add(series)
 
     def set_curves(self, curves: Mapping[str, Sequence[tuple[float, float]]]) -> None:
         """Replace every series by ``label → [(step, value), ...]`` and draw now."""
@@ -65,8 +65,10 @@ class CurvesPlot(pg.PlotWidget):
     def redraw(self) -> None:
         if not self._dirty:
             return
-        self._dirty = False
+        dirty, self._dirty = self._dirty, set()
         for i, (label, (xs, ys)) in enumerate(self._points.items()):
+            if label not in dirty:  # an evaluation series changes every few hundred steps: leave it be
+                continue
             curve = self._curves.get(label)
             if curve is None:
                 colour = series_colour(label, i)
@@ -88,7 +90,7 @@ class CurvesPlot(pg.PlotWidget):
         self._markers.clear()
         self.plotItem.clear()
         self._legend.clear()
-        self._dirty = False
+        self._dirty.clear()
 
     def set_title(self, title: str) -> None:
         set_title(self.plotItem, title)

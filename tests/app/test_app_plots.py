@@ -69,3 +69,21 @@ def test_nan_cells_are_drawn_in_the_middle_colour_with_readable_labels(qtbot, qt
     assert heat.image.image[0, 0] == pytest.approx(0.5)
     assert sorted(heat._cell_text.texts()) == ["0.5", "1", "n/a", "n/a"]
     assert not [r for r in qtlog.records if "invalid value nan" in r.message]
+
+
+def test_a_redraw_sets_only_the_series_that_got_points(qtbot):
+    plot = CurvesPlot()
+    qtbot.addWidget(plot)
+    plot.add_point("transferred", 0, 2.0)
+    plot.add_point("transferred (eval)", 0, 2.5)
+    plot.redraw()
+    eval_curve = plot._curves["transferred (eval)"]
+    sets = []
+    eval_curve.sigPlotChanged.connect(lambda *_: sets.append(1))
+    plot.add_point("transferred", 1, 1.5)
+    plot.redraw()
+    assert sets == []  # the evaluation curve, with no new point, was left alone
+    assert len(plot._curves["transferred"].getData()[0]) == 2
+    plot.add_point("transferred (eval)", 1, 1.8)
+    plot.redraw()
+    assert sets and len(eval_curve.getData()[0]) == 2
