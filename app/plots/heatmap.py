@@ -130,7 +130,8 @@ class HeatmapPlot(pg.PlotWidget):
         self._shown = key
         self.colour_bar.setColorMap(pg.colormap.get(colormap))
         self.colour_bar.setLevels(values=levels)
-        self.image.setImage(np.nan_to_num(data, nan=(levels[0] + levels[1]) / 2), levels=levels)
+        filled = np.nan_to_num(data, nan=(levels[0] + levels[1]) / 2)  # NaN cells: the middle colour
+        self.image.setImage(filled, levels=levels)
         self.image.setRect(QtCore.QRectF(0, 0, data.shape[1], data.shape[0]))
         left, bottom = self.plotItem.getAxis("left"), self.plotItem.getAxis("bottom")
         left.setTicks([_ticks(row_labels)] if row_labels is not None else None)
@@ -139,7 +140,7 @@ class HeatmapPlot(pg.PlotWidget):
             metrics = QtGui.QFontMetrics(left.style.get("tickFont") or QtGui.QFont())
             left.setWidth(max((metrics.horizontalAdvance(str(t)) for t in row_labels), default=0) + 14)
         bottom.setTicks([_ticks(col_labels, 16)] if col_labels is not None else None)
-        self._set_cell_text(data, levels, cell_text)
+        self._set_cell_text(filled, levels, cell_text)
         if title is not None:
             set_title(self.plotItem, title)
         self.plotItem.setRange(xRange=(0, data.shape[1]), yRange=(0, data.shape[0]), padding=0)
@@ -154,9 +155,7 @@ class HeatmapPlot(pg.PlotWidget):
         for r, row in enumerate(cell_text):
             for c, text in enumerate(row):
                 # Dark text on light cells and light text on dark ones, whatever the colour map.
-                value = data[r, c]
-                where = float(np.clip((value - levels[0]) / span, 0, 1)) if np.isfinite(value) else 0.5  # NaN: middle
-                cell = cmap.map(where, mode="qcolor")
+                cell = cmap.map(float(np.clip((data[r, c] - levels[0]) / span, 0, 1)), mode="qcolor")
                 cells.append((c + 0.5, r + 0.5, str(text), _LIGHT_TEXT if cell.lightnessF() < 0.55 else _DARK_TEXT))
         self._cell_text.set_cells(cells)
 
