@@ -9,6 +9,10 @@ It serves exactly what ``snapshot_download`` / ``hf_hub_download`` of huggingfac
 
 and the error headers the client turns into exceptions (``X-Error-Code: RepoNotFound``,
 ``RevisionNotFound``, ``EntryNotFound``). Every request is logged for the tests to inspect.
+
+``misbehave(how, on)`` turns it into a hostile or broken hub for some requests (see
+:data:`MISBEHAVIOURS`): one that never answers, stops or drips mid-body, or answers with an HTML
+page or garbage where JSON belongs. Every misbehaving handler ends when the hub is closed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,24 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 CHUNK = 64 << 10
+
+#: What ``FakeHub.misbehave`` can make a request get.
+MISBEHAVIOURS = {
+    "hang": "read the request, then never send a byte",
+    "stop": "send the status line and headers (a 1 MiB body announced), then nothing",
+    "drip": "send the headers, then one byte every `drip_seconds`, forever",
+    "html": "200 with an HTML page (a captive portal or a proxy's login form)",
+    "garbage": "200 with binary garbage labelled application/json",
+}
+#: Where a misbehaviour applies: the JSON API (/api/...), HEAD or GET of /{repo}/resolve/...
+AREAS = ("api", "head", "get")
+HTML_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>proxy login</form></body></html>"
+
+
+@dataclass
+class Misbehaviour:
+    how: str
+    only: str | None = None  # a substring the (unquoted) request path must contain
 
 
 @dataclass
@@ -53,6 +75,10 @@ class FakeHub:
         self.requests: list[tuple[str, str]] = []  # (method, path)
         self.lock = threading.Lock()
         self.seconds_per_chunk = 0.0  # > 0: file bodies trickle out (64 KiB at a time), to cancel mid-way
+        self.misbehaving: dict[str, Misbehaviour] = {}  # area (see AREAS) → what those requests get
+        self.drip_seconds = 0.2
+        self._closing = threading.Event()  # set by close(): every misbehaving handler returns
+        self._closed = False
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._connections: set = set()  # open client sockets (keep-alive), closed by close()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -68,8 +94,26 @@ class FakeHub:
         self.repos[repo_id] = repo
         return repo
 
+    def misbehave(self, how: str, on: str | tuple[str, ...] = AREAS, only: str | None = None) -> None:
+        """Make requests in area(s) ``on`` (see AREAS) misbehave as ``how`` (see MISBEHAVIOURS).
+
+        Args:
+            only: restrict it to request paths containing this text (e.g. ``"model.safetensors"``,
+                ``"/tree/"``).
+        """
+        if how not in MISBEHAVIOURS:
+            raise ValueError(f"unknown misbehaviour {how!r}; one of {', '.join(MISBEHAVIOURS)}")
+        for area in (on,) if isinstance(on, str) else on:
+            if area not in AREAS:
+                raise ValueError(f"unknown area {area!r}; one of {', '.join(AREAS)}")
+            self.misbehaving[area] = Misbehaviour(how, only)
+
     def close(self) -> None:
         """Stop serving, drop the clients' keep-alive connections and join every request thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
         self._server.shutdown()
         with self.lock:
             connections = list(self._connections)
@@ -142,6 +186,28 @@ class FakeHub:
             def _json(self, data) -> None:
                 self._send(200, json.dumps(data).encode(), {"Content-Type": "application/json"})
 
+            def _misbehave(self, rule: Misbehaviour, head: bool, json_body: bool) -> None:
+                self.close_connection = True
+                if rule.how == "hang":
+                    hub._closing.wait()
+                    return
+                if rule.how in ("html", "garbage"):
+                    body = HTML_PAGE if rule.how == "html" else bytes(range(256)) * 8
+                    kind = "text/html" if rule.how == "html" else "application/json"
+                    return self._send(200, body, {"Content-Type": kind}, head)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json" if json_body else "application/octet-stream")
+                self.send_header("Content-Length", str(1 << 20))
+                self.end_headers()
+                try:
+                    self.wfile.flush()
+                    while not hub._closing.is_set():
+                        if rule.how == "drip" and not head:
+                            self.wfile.write(b" ")  # whitespace: still a valid start of a JSON body
+                        hub._closing.wait(hub.drip_seconds)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up
+                    return
+
             def do_HEAD(self) -> None:
                 self._serve(head=True)
 
@@ -152,6 +218,10 @@ class FakeHub:
                 path = urlsplit(self.path).path
                 with hub.lock:
                     hub.requests.append(("HEAD" if head else "GET", unquote(path)))
+                area = "api" if path.startswith("/api/") else ("head" if head else "get")
+                rule = hub.misbehaving.get(area)
+                if rule is not None and (rule.only is None or rule.only in unquote(path)):
+                    return self._misbehave(rule, head, json_body=area == "api")
                 if path.startswith("/api/models/"):
                     rest = path[len("/api/models/"):]
                     for marker in ("/revision/", "/tree/"):

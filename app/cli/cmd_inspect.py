@@ -4,39 +4,70 @@ from __future__ import annotations
 
 import json
 
-from app.cli.term import format_table
+from app.cli.term import TerminalProgress, format_table
 
 
 def register(sub) -> None:
     p = sub.add_parser("inspect", help="list a source's tensors: name, role, named dims, dtype, shape")
     p.add_argument("source", help="'demo', a .safetensors file, a model folder, or a hub repo id")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--headers-only", action="store_true",
+                   help="skip the scan of every value for NaN/Inf (one read of the weights, cached after the first)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from core.architectures import describe, detect
+    from core.architectures.check import source_problems
     from core.sources import open_source
+    from core.sources.trust import shown  # names come from the file: control characters escaped
 
     source = open_source(args.source)
     spec, config = detect(source)
     roles = describe(source, spec)
     sizes = {k: v for k, v in spec.sizes(config).items() if k not in ("one", "qkv")}
+    problems = source_problems(source, spec, config)
+    scan = None if args.headers_only else source.scan(progress=TerminalProgress("checking values"))
+    nonfinite = scan.nonfinite if scan else {}
     if args.json:
         print(json.dumps({
             "source": source.display_name, "family": spec.family, "sizes": sizes,
             "parameters": source.num_parameters, "bytes": source.total_bytes,
             "files": [str(f) for f in source.files],
+            "problems": problems,
+            "nonfinite": None if scan is None else {"total": scan.total, "tensors": nonfinite},
             "tensors": [{"name": r.name, "role": r.role, "layer": r.layer, "dims": [list(a) for a in r.axes],
-                         "dtype": r.dtype, "shape": list(r.shape)} for r in roles],
+                         "dtype": r.dtype, "shape": list(r.shape), "nonfinite": nonfinite.get(r.name, 0)}
+                        for r in roles],
         }, indent=2))
-        return 0
-    print(f"{source.display_name}")
+        return _verdict(problems, scan, quiet=True)
+    print(shown(source.display_name))
     print(f"family {spec.family}   " + "  ".join(f"{k} {v}" for k, v in sizes.items()))
     print(f"{len(roles)} tensors in {len(source.files)} file(s), {source.num_parameters:,} parameters, "
           f"{source.total_bytes / 1e6:,.1f} MB")
     print()
-    rows = [(r.name, r.role, "" if r.layer is None else r.layer, r.dims_label, r.dtype,
+    rows = [(shown(r.name), r.role, "" if r.layer is None else r.layer, r.dims_label, r.dtype,
              "×".join(map(str, r.shape)) or "scalar") for r in roles]
     print(format_table(("name", "role", "layer", "dims", "dtype", "shape"), rows))
+    print()
+    print("values: " + ("not scanned (--headers-only)" if scan is None else scan.summary()))
+    return _verdict(problems, scan, quiet=False)
+
+
+def _verdict(problems: list[str], scan, *, quiet: bool) -> int:
+    """Exit 2 with the problems on stderr when the source cannot be transferred as it is."""
+    import sys
+
+    from core.sources.trust import shown  # problems quote tensor names: control characters escaped
+
+    problems = [shown(p) for p in problems]
+    for problem in problems[1:]:
+        print(f"graft: problem: {problem}", file=sys.stderr)
+    if scan is not None and scan.nonfinite and not quiet:
+        print(f"graft: warning: the source has {scan.summary()}; a transfer refuses it unless you pass "
+              "--allow-nonfinite", file=sys.stderr)
+    if problems:
+        more = f" ({len(problems) - 1} more problem(s) above)" if len(problems) > 1 else ""
+        print(f"graft: error: {problems[0]}{more}", file=sys.stderr)
+        return 2
     return 0

