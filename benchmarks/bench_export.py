@@ -69,6 +69,7 @@ def child(size_gb: float, out: Path, shard: str) -> None:
         config=None,
         max_shard_size=shard,
         force=True,
+        replace_any=True,  # its own bench folder, which has no graft_recipe.json to recognise it by
     )
     wall = time.perf_counter() - t0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -6,8 +6,12 @@ recipe (``graft_recipe.json``) and a short model card (``README.md``).
 
 Tensors stream: :func:`export_checkpoint` asks ``produce(name)`` for one tensor at a time, in
 file order, and writes its bytes before asking for the next, so peak memory is one tensor.
-Everything is written to a hidden temporary sibling folder and renamed into place only when
-complete; on an error or a cancel the temporary folder is removed and ``out_dir`` is untouched.
+Everything is written to a hidden temporary sibling folder, fsynced, and swapped into place only
+when complete; on an error or a cancel the temporary folder (and any parent folder the export
+created) is removed and ``out_dir`` is untouched. Which folders may be written or replaced — never
+the source, with ``force`` only an earlier Graft export unless ``replace_any`` — is decided by
+:mod:`core.outdir`; the temporary names, the sweep of dead exports' leftovers and the atomic swap
+are :mod:`core.atomic`.
 
 The generic MLP has no ``transformers`` class: its export is the same folder without
 ``config.json``, and its safetensors metadata records the layer widths and activation
@@ -19,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from huggingface_hub.serialization._base import parse_size_to_int
 from core import __version__
 from core.errors import ExportError
 from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.outdir import EXPORT, AtomicFolder
 from core.safetensors_stream import SafetensorsStreamWriter, build_header, nbytes
 
 log = logging.getLogger(__name__)
@@ -124,12 +128,15 @@ def export_checkpoint(
     produce: Callable[[str], torch.Tensor],
     config: dict | None,
     aux_files: Sequence[Path] = (),
+    aux_texts: Mapping[str, str] | None = None,
     recipe: dict | None = None,
     model_card: str | None = None,
     metadata: dict[str, str] | None = None,
     max_shard_size: int | str = "5GB",
     weights_name: str = "model.safetensors",
     force: bool = False,
+    replace_any: bool = False,
+    protect: Sequence[Path] = (),
     progress: ProgressFn = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
 ) -> Path:
@@ -137,19 +144,23 @@ def export_checkpoint(
 
     Args:
         out_dir: the folder to create. It may exist if empty; a non-empty one needs ``force``,
-            and is then replaced only after the new folder is complete.
+            and is then replaced only after the new folder is complete (see :mod:`core.outdir`).
         entries: every tensor, in file order.
         produce: ``produce(name) -> tensor``, called once per entry, in file order, each call
             after the previous tensor was written. A floating tensor of another float dtype is
             cast to ``entry.dtype``; anything else must match exactly.
         config: written as ``config.json`` when not None.
         aux_files: tokenizer/generation files copied as-is (by base name).
+        aux_texts: file name → text, written instead of copying (an edited tokenizer_config.json).
         recipe: written as ``graft_recipe.json`` when not None.
         model_card: written as ``README.md`` when not None.
         metadata: extra safetensors ``__metadata__`` for every shard (``format: pt`` is added).
         max_shard_size: bytes or a decimal size string (``"500MB"``, ``"5GB"``).
         weights_name: name of the single weights file; shards and index derive from it.
-        force: replace a non-empty ``out_dir``.
+        force: replace a non-empty ``out_dir`` that is an earlier Graft export.
+        replace_any: with ``force``, replace a non-empty folder whatever it holds.
+        protect: the source's paths (:func:`core.outdir.protected_paths`): ``out_dir`` may not
+            be, hold or lie inside any of them, whatever the flags.
         progress: ``progress(fraction, message)`` by bytes written.
         cancel: checked between tensors.
 
@@ -163,23 +174,23 @@ def export_checkpoint(
     """
     out_dir = Path(os.path.abspath(out_dir))
     shards = plan_shards(entries, max_shard_size, weights_name)
+    aux_texts = dict(aux_texts or {})
     aux = _check_aux_files(out_dir, aux_files, weights_name, shards, config, recipe, model_card)
-    _check_target(out_dir, force)
+    clash = sorted(set(aux_texts) & ({src.name for src in aux} | set(shards) | {CONFIG_NAME, RECIPE_NAME, CARD_NAME}))
+    if clash or any(Path(n).name != n for n in aux_texts):
+        raise ExportError(f"cannot write {', '.join(clash) or ', '.join(aux_texts)} next to the weights: the name is "
+                          "taken or not a plain file name; this is a bug in the caller")
+    folder = AtomicFolder(out_dir, kind=EXPORT, force=force, replace_any=replace_any, protect=protect)
+    folder.check()
     try:  # unsupported dtypes, bad shapes or non-string metadata: refuse before writing anything
         build_header(entries, metadata)
     except ValueError as exc:
         raise ExportError(f"cannot export: {exc}") from exc
     total = sum(e.nbytes for e in entries)
 
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _fresh_sibling(out_dir, "tmp")
-    except OSError as exc:
-        raise ExportError(
-            f"cannot create a folder next to {out_dir}: {exc.strerror or exc}"
-        ) from exc
     producing = False  # an OSError raised by produce is the source's, not ours: pass it on
     try:
+        tmp = folder.open()  # inside the try: an interrupt right after it still cleans up
         written = 0
 
         def on_bytes(n: int) -> None:
@@ -212,15 +223,17 @@ def export_checkpoint(
             (tmp / CARD_NAME).write_text(model_card, encoding="utf-8")
         for src in aux:
             shutil.copyfile(src, tmp / src.name)
+        for name, text in aux_texts.items():
+            (tmp / name).write_text(text, encoding="utf-8")
         cancel.check()
-        _move_into_place(tmp, out_dir, force)
+        folder.commit()
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        folder.abort()
         if producing:
             raise
         raise ExportError(f"cannot write the export to {out_dir}: {exc.strerror or exc}") from exc
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        folder.abort()
         raise
     progress(1.0, f"exported to {out_dir}")
     return out_dir
@@ -262,14 +275,14 @@ def _check_aux_files(
         for n, v in ((CONFIG_NAME, config), (RECIPE_NAME, recipe), (CARD_NAME, model_card))
         if v is not None
     }
-    target = out_dir.resolve()
+    target = Path(os.path.realpath(out_dir))  # Path.resolve raises on a symlink loop
     seen: set[str] = set()
     checked = []
     for item in aux_files:
         src = Path(item)
         if not src.is_file():
             raise ExportError(f"cannot copy {src}: it is not a file")
-        folder = src.resolve().parent
+        folder = Path(os.path.realpath(src)).parent
         if folder == target or target in folder.parents:
             raise ExportError(
                 f"cannot export into {out_dir}: it holds the source file {src.name}, which the export "
@@ -284,50 +297,6 @@ def _check_aux_files(
         seen.add(src.name)
         checked.append(src)
     return checked
-
-
-def _check_target(out_dir: Path, force: bool) -> None:
-    if not out_dir.exists() and not out_dir.is_symlink():
-        return
-    if not out_dir.is_dir() or out_dir.is_symlink():
-        raise ExportError(
-            f"{out_dir} exists and is not a folder (or is a link); choose another path"
-        )
-    if any(out_dir.iterdir()) and not force:
-        raise ExportError(
-            f"{out_dir} exists and is not empty; choose another folder or pass --force"
-        )
-
-
-def _fresh_sibling(out_dir: Path, tag: str) -> Path:
-    """Create a hidden, uniquely named, empty folder next to ``out_dir`` (same file system)."""
-    while True:
-        path = out_dir.parent / f".{out_dir.name}.graft-{tag}-{secrets.token_hex(4)}"
-        try:
-            path.mkdir()  # honours the umask, unlike tempfile.mkdtemp's 0o700
-            return path
-        except FileExistsError:
-            continue
-
-
-def _move_into_place(tmp: Path, out_dir: Path, force: bool) -> None:
-    """Rename the finished ``tmp`` to ``out_dir``; an old non-empty folder goes only afterwards."""
-    if not out_dir.exists():
-        os.rename(tmp, out_dir)
-        return
-    if not any(out_dir.iterdir()):
-        out_dir.rmdir()
-        os.rename(tmp, out_dir)
-        return
-    _check_target(out_dir, force)  # something was put there while we were writing
-    old = out_dir.parent / f".{out_dir.name}.graft-old-{secrets.token_hex(4)}"
-    os.rename(out_dir, old)
-    try:
-        os.rename(tmp, out_dir)
-    except BaseException:
-        os.rename(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -345,7 +314,8 @@ def default_model_card(facts: Mapping[str, Any]) -> str:
         facts: any of ``source`` (path or repo id), ``revision``, ``family``, ``target``
             (a dict of sizes, e.g. ``{"layers": 4, "hidden": 256}``), ``strategy``,
             ``parameters`` (a dict), ``seed``, ``dtype``, ``graft_version`` (defaults to this
-            Graft's version) and ``mlp`` (True for the generic MLP, whose loader differs).
+            Graft's version), ``mlp`` (True for the generic MLP, whose loader differs) and
+            ``removed_remote_code`` (file name → keys removed, e.g. ``{"config.json": ["auto_map"]}``).
 
     Returns:
         Markdown with Hugging Face front matter.
@@ -385,7 +355,14 @@ def default_model_card(facts: Mapping[str, Any]) -> str:
         rows.append(("Dtype", str(facts["dtype"])))
     rows.append(("Graft version", str(facts.get("graft_version", __version__))))
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
-    lines += ["", "The full recipe is in `graft_recipe.json`.", "", "## How to load", ""]
+    lines += ["", "The full recipe is in `graft_recipe.json`."]
+    removed = facts.get("removed_remote_code") or {}
+    if removed:
+        what = "; ".join(f"`{', '.join(keys)}` from `{name}`" for name, keys in removed.items())
+        lines += ["", f"Graft removed {what}: the source pointed `transformers` at custom code from its repository. "
+                  "This export holds weights for transformers' own classes, so it loads without "
+                  "`trust_remote_code` and runs no code from the source."]
+    lines += ["", "## How to load", ""]
     if is_mlp:
         lines += [
             "```python",

@@ -21,14 +21,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("file", type=Path, help="the .bin, .pt or .pth file")
     parser.add_argument("--out", type=Path, default=None,
                         help="output .safetensors (default: next to FILE; pytorch_model.bin → model.safetensors)")
-    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite --out if it is a .safetensors file Graft wrote (never FILE itself)")
+    parser.add_argument("--replace-any", action="store_true",
+                        help="with --force: overwrite --out even if Graft did not write it")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.errors import ExportError
     from core.sources.convert import convert_pickle
 
-    out = convert_pickle(args.file, args.out, force=args.force, progress=TerminalProgress("convert"))
+    if args.replace_any and not args.force:
+        raise ExportError("--replace-any only works together with --force; pass both to replace that file")
+    out = convert_pickle(args.file, args.out, force=args.force, replace_any=args.replace_any,
+                         progress=TerminalProgress("convert"))
     print(f"wrote {out}")
     print(f"open it with: graft inspect {out}")
     return 0

@@ -4,6 +4,10 @@ Figures: one layer × role heat map per table metric (source, and target when a 
 and for a few tensors the source-vs-target histogram with fitted densities, the row correlation
 map, the singular value spectra, and for layer-0 attention the per-head QKᵀ / VO maps of head 0.
 Qt is imported only inside :func:`run`, through ``app.render``.
+
+The folder is written like an export (:class:`core.outdir.AtomicFolder`): into a temporary sibling,
+moved into place when complete; never the source or the recipe; a non-empty --out needs --force,
+which replaces only an earlier report (``report.json`` with ``graft_report``) unless --replace-any.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.cli.cmd_transfer import add_replace_args, replace_kwargs
 from app.cli.term import TerminalProgress
 
+#: The version of report.json's layout; its key marks a folder as a Graft report.
+REPORT_FORMAT = 1
 TABLE_METRICS = ("std", "kurtosis", "alpha", "stable_rank", "row_corr_excess", "col_corr_excess", "top1_norm_ratio")
 
 
@@ -22,7 +29,9 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="write PNG figures and a JSON summary of a source's (and a target's) weights")
     p.add_argument("source", help="'demo', a .safetensors file, a model folder, or a hub repo id")
     p.add_argument("--target", metavar="RECIPE", help="a recipe file: also show the target it builds from the source")
-    p.add_argument("--out", required=True, help="folder to write the figures and report.json into")
+    p.add_argument("--out", required=True, help="folder to write the figures and report.json into "
+                                                "(must not exist or be empty, unless --force)")
+    add_replace_args(p, "report")
     p.add_argument("--tensor", action="append", default=[], metavar="NAME",
                    help="source tensor to draw in detail (repeatable; default: each matrix role of the first layer)")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: %(default)s)")
@@ -94,23 +103,40 @@ def _head_figures(source, labels, render, out: Path) -> dict | None:
 
 
 def run(args) -> int:
-    import app.render as render
+    from core.devices import check_device_available
+    from core.outdir import REPORT, AtomicFolder, protected_paths
     from core.sources import open_source
-    from core.stats import compare_tensors, correlation_map, model_table, spectrum, tensor_stats
     from core.stats.table import label_tensors
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_device_available(args.device)
+    replacing = replace_kwargs(args)
     source = open_source(args.source)
     labels = label_tensors(source)
     target = None
+    protect = list(protected_paths(source))
     if args.target:
         from core.pipeline import plan_recipe
         from core.recipe import Recipe
 
         plan, _ = plan_recipe(Recipe.load(args.target), source)
         target = PlanSource(plan, source)
-    report: dict = {"source": source.display_name, "figures": [], "tables": {}, "tensors": {}}
+        protect.append(Path(args.target))
+    folder = AtomicFolder(args.out, kind=REPORT, protect=protect, **replacing)
+    folder.check()  # a refusal must not wait for the tables
+    with folder as tmp:
+        count = _write_report(args, source, labels, target, tmp)
+    print(f"wrote {count} figures and report.json to {folder.out_dir}")
+    return 0
+
+
+def _write_report(args, source, labels, target, out: Path) -> int:
+    """Draw every figure and write report.json into ``out``; returns the number of figures."""
+    import app.render as render
+    from core import __version__
+    from core.stats import compare_tensors, correlation_map, model_table, spectrum, tensor_stats
+
+    report: dict = {"graft_report": REPORT_FORMAT, "graft_version": __version__, "source": source.display_name,
+                    "figures": [], "tables": {}, "tensors": {}}
 
     def figure(path: Path) -> None:
         report["figures"].append(path.name)
@@ -120,6 +146,10 @@ def run(args) -> int:
         table = model_table(src, TABLE_METRICS, describe=describe, device=args.device,
                             progress=TerminalProgress(f"{side} table"))
         report["tables"][side] = table.to_dict()
+        if side == "source" and table.nonfinite:
+            from app.cli.cmd_stats import nonfinite_line
+
+            print(nonfinite_line(table.nonfinite))
         report["tables"][side]["suggestions"] = [
             {"layer": layer, "role": col, "tensor": name, "suggestions": list(s)}
             for layer, col, name, s in table.suggestions()]
@@ -167,5 +197,4 @@ def run(args) -> int:
         report["heads_layer0"] = heads
         report["figures"] += ["heads_layer0_qk_head0.png", "heads_layer0_vo_head0.png"]
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
-    print(f"wrote {len(report['figures'])} figures and report.json to {out}")
-    return 0
+    return len(report["figures"])

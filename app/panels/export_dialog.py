@@ -33,12 +33,23 @@ class ExportDialog(QtWidgets.QDialog):
         self.dtype_combo.setCurrentIndex(max(0, self.dtype_combo.findData(dtype)))
         form.addRow("dtype", self.dtype_combo)
         self.force_box = QtWidgets.QCheckBox("Replace the folder if it exists")
+        self.force_box.setToolTip("replace an earlier Graft export in that folder (never the source model)")
         form.addRow("", self.force_box)
+        # The second, explicit step (the CLI's --replace-any): a folder Graft did not write is deleted.
+        self.replace_any_box = QtWidgets.QCheckBox("…even if Graft did not write it (its files are deleted)")
+        self.replace_any_box.setEnabled(False)
+        self.force_box.toggled.connect(self._on_force_toggled)
+        form.addRow("", self.replace_any_box)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Ok | QtWidgets.QDialogButtonBox.Cancel)
         buttons.button(QtWidgets.QDialogButtonBox.Ok).setText("Export")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+    def _on_force_toggled(self, checked: bool) -> None:
+        self.replace_any_box.setEnabled(checked)
+        if not checked:
+            self.replace_any_box.setChecked(False)
 
     def _browse(self) -> None:
         start = str(Path(self.folder_edit.text()).parent) if self.folder_edit.text() else ""
@@ -48,4 +59,5 @@ class ExportDialog(QtWidgets.QDialog):
 
     def options(self) -> dict:
         return {"out_dir": self.folder_edit.text().strip(), "max_shard_size": self.shard_edit.text().strip() or "5GB",
-                "dtype": self.dtype_combo.currentData() or None, "force": self.force_box.isChecked()}
+                "dtype": self.dtype_combo.currentData() or None, "force": self.force_box.isChecked(),
+                "replace_any": self.force_box.isChecked() and self.replace_any_box.isChecked()}

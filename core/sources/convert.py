@@ -8,6 +8,11 @@ The file is memory-mapped (``mmap=True``) and written tensor by tensor with the 
 writer, so memory stays near one tensor even for large checkpoints. Tensors that share storage
 (tied embeddings, views) are each written out under their own name, which is what safetensors
 requires (it refuses shared storage).
+
+The output is written to a hidden temporary sibling (named with this process's owner token, so a
+later run sweeps what a killed conversion left, see :mod:`core.atomic`), fsynced and renamed into
+place. It is never the input, and ``force`` replaces only a safetensors file Graft wrote, unless
+``replace_any`` (:func:`core.outdir.check_out_file`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from core import __version__, atomic
 from core.errors import ExportError, SourceError
 from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 
@@ -96,6 +102,7 @@ def convert_pickle(
     out: str | Path | None = None,
     *,
     force: bool = False,
+    replace_any: bool = False,
     progress: ProgressFn = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
 ) -> Path:
@@ -104,7 +111,8 @@ def convert_pickle(
     Args:
         path: the ``.bin`` / ``.pt`` / ``.pth`` file; never modified.
         out: the file to write; next to ``path`` by default (see :func:`default_output`).
-        force: overwrite ``out`` if it exists.
+        force: overwrite ``out`` if it exists and is a safetensors file Graft wrote.
+        replace_any: with ``force``, overwrite any regular file at ``out`` (never the input).
         progress: ``progress(fraction, message)``.
         cancel: checked between tensors and chunks; a cancelled conversion leaves no file.
 
@@ -113,21 +121,20 @@ def convert_pickle(
 
     Raises:
         SourceError: missing or unreadable input, objects other than tensors, no tensors.
-        ExportError: ``out`` exists (without ``force``) or cannot be written.
+        ExportError: ``out`` is the input, not a regular file, exists (without ``force``), was not
+            written by Graft (without ``replace_any``), or cannot be written.
         Cancelled: ``cancel`` was triggered.
     """
+    from core.outdir import GRAFT_METADATA_KEY, check_out_file
     from core.safetensors_stream import DTYPE_NAMES, SafetensorsStreamWriter, TensorSpec
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise SourceError(f"{path} does not exist or is not a file; give the .bin/.pt/.pth checkpoint to convert")
-    target = Path(out).expanduser() if out is not None else default_output(path)
+    target = Path(os.path.abspath(Path(out).expanduser() if out is not None else default_output(path)))
     if target.suffix != ".safetensors":
         raise ExportError(f"{target.name} should end in .safetensors")
-    if target.resolve() == path.resolve():
-        raise ExportError("the output would overwrite the input; choose another --out")
-    if target.exists() and not force:
-        raise ExportError(f"{target} already exists; remove it, choose another --out or pass --force")
+    check_out_file(target, inputs=[path], force=force, replace_any=replace_any)
 
     progress(-1.0, f"loading {path.name} (weights_only)")
     state = find_state_dict(_load(path))
@@ -147,20 +154,49 @@ def convert_pickle(
         done += n
         progress(min(done / total, 0.999), f"writing {target.name}")
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    atomic.sweep(target.parent)  # partial files of killed conversions
+    created: list[Path] = []
+    tmp = atomic.sibling(target, "tmp")
+    moved = False
     try:
-        with SafetensorsStreamWriter(tmp, entries, metadata={"format": "pt"}) as writer:
+        atomic.make_parents(target.parent, created)
+        metadata = {"format": "pt", GRAFT_METADATA_KEY: __version__}  # the marker --force looks for
+        with SafetensorsStreamWriter(tmp, entries, metadata=metadata) as writer:
             for name in names:
                 cancel.check()
                 tensor = state[name].detach()
                 if tensor.device.type != "cpu":  # map_location="cpu" makes this unreachable in practice
                     tensor = tensor.to("cpu")
                 writer.write(name, tensor, on_bytes=on_bytes)
-        os.replace(tmp, target)
+        atomic.fsync_path(tmp)
+        # The file may have appeared or changed while we wrote: the same rules, right before the rename.
+        check_out_file(target, inputs=[path], force=force, replace_any=replace_any)
+        _move(tmp, target, force)
+        moved = True
+        atomic.fsync_path(target.parent, directory=True)
     except OSError as exc:
         raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        if not moved:
+            _discard(tmp, created)
     progress(1.0, f"wrote {target.name}")
     return target
+
+
+def _move(tmp: Path, target: Path, force: bool) -> None:
+    if force:
+        os.replace(tmp, target)
+        return
+    try:
+        atomic.rename_noreplace(tmp, target)
+    except FileExistsError as exc:
+        raise ExportError(f"{target} appeared while converting; remove it, choose another --out or pass --force") from exc
+
+
+def _discard(tmp: Path, created: list[Path]) -> None:
+    """Remove a partial output and the folders made for it, without masking the real error."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError as exc:  # a read-only folder: there is nothing there to remove anyway
+        log.debug("cannot remove %s: %s", tmp, exc)
+    atomic.remove_created(created)

@@ -152,7 +152,7 @@ def test_force_replaces_old_folder(tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     (out / "keep.txt").write_text("old")
-    _export(out, _small_state(), force=True)
+    _export(out, _small_state(), force=True, replace_any=True)  # keep.txt is not Graft's
     assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
     assert _siblings(out) == ["o"]
 
@@ -166,7 +166,7 @@ def test_force_keeps_old_folder_when_export_fails(tmp_path):
         raise RuntimeError("source broke")
 
     with pytest.raises(RuntimeError, match="source broke"):
-        _export(out, _small_state(), produce=produce, force=True)
+        _export(out, _small_state(), produce=produce, force=True, replace_any=True)
     assert (out / "keep.txt").read_text() == "old"
     assert _siblings(out) == ["o"]
 
