@@ -13,6 +13,9 @@ LAYER_CHOICES = ("first_n", "uniform", "last_n")
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 DEFAULT_INDEX = "(strategy's default)"
 
+ERROR_COLOUR = "#d0453a"
+WARNING_COLOUR = "#b06000"
+
 
 def _strategies():
     from core.strategies import get, names
@@ -60,7 +63,7 @@ class TargetPanel(QtWidgets.QScrollArea):
         self.message = QtWidgets.QLabel()
         self.message.setObjectName("plan-message")
         self.message.setWordWrap(True)
-        self.message.setStyleSheet("color: #d0453a;")
+        self.message.setStyleSheet(f"color: {ERROR_COLOUR};")
         self.message.hide()
         layout.addWidget(self.message)
 
@@ -222,9 +225,16 @@ class TargetPanel(QtWidgets.QScrollArea):
         width = DTYPE_BYTES.get(dtype) if dtype else _source_width(plan)
         params = plan.num_parameters
         self.count_label.setText(f"<b>{params / 1e6:,.2f} M</b> parameters · {params * width / 1e6:,.1f} MB")
-        self.message.hide()
+        warnings = list(getattr(plan, "warnings", []))
+        if warnings:  # the plan is valid, but not what a user may assume (growth that is not exact, …)
+            self.message.setStyleSheet(f"color: {WARNING_COLOUR};")
+            self.message.setText("\n".join(f"Note: {w}" for w in warnings))
+            self.message.show()
+        else:
+            self.message.hide()
 
     def show_plan_error(self, message: str) -> None:
+        self.message.setStyleSheet(f"color: {ERROR_COLOUR};")
         self.message.setText(message)
         self.message.show()
 

@@ -19,6 +19,26 @@ from core.errors import ArchitectureError
 
 Axis = tuple[str, ...]
 
+
+def _positive_int(value, key: str) -> int:
+    """A config size, refused unless it is a positive integer (JSON ``true`` and ``6.5`` are not)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ArchitectureError(f"config.json's {key} is {value!r}, but it must be a positive integer; fix config.json")
+    return value
+
+
+def _class_default(model_type, key: str, fallback):
+    """``key``'s default in the transformers config class of ``model_type`` (``fallback`` if unknown)."""
+    try:
+        from transformers import CONFIG_MAPPING
+
+        value = getattr(CONFIG_MAPPING[model_type](), key, None)
+    except Exception:  # noqa: BLE001 - an unknown or unbuildable config class: keep the spec's default
+        return fallback
+    return fallback if value is None else value
+
+#: Substrings of the transformers class names that carry an LM head (``GPT2LMHeadModel``, ``BertForMaskedLM`` …).
+LM_HEAD_MARKERS = ("LMHead", "ForCausalLM", "ForMaskedLM", "ForPreTraining")
 #: Dimensions drawn separately for every layer.
 PER_LAYER_DIMS = frozenset({"ffn", "heads", "kv_heads"})
 #: Dimensions a target may change (others are fixed by the data: vocab, positions, …).
@@ -90,6 +110,15 @@ class ArchitectureSpec:
     tied_default: bool = False
     #: (head tensor name, embedding rule pattern) of a tied LM head, untied when growth widens hidden.
     tied_head: tuple[str, str] | None = None
+    #: model_type → ``tied_head`` where a family's model types name their LM head differently.
+    tied_head_by_type: dict = field(default_factory=dict)
+    #: head tensor → ((tensor, the tensor it is tied to), …) untied along with the head (BERT's decoder bias).
+    tied_head_twins: dict = field(default_factory=dict)
+    #: where each block normalises: ``"pre"`` (x + f(norm(x)): an inserted block whose output
+    #: projections are zero is the identity) or ``"post"`` (norm(x + f(x)), BERT: it is not).
+    norm_placement: str = "pre"
+    #: model types that multiply the token embeddings by √hidden in the forward pass (Gemma).
+    sqrt_hidden_embedding: tuple[str, ...] = ()
     #: dimensions a target may resize (the generic MLP names its own).
     resizable: frozenset = RESIZABLE_DIMS
     notes: str = ""
@@ -118,8 +147,13 @@ class ArchitectureSpec:
         for dim, key in self.config_fields.items():
             value = config.get(key)
             if value is not None:
-                out[dim] = int(value)
-        out["layers"] = int(config[self.layers_field])
+                out[dim] = _positive_int(value, key)
+        if config.get(self.layers_field) is None:
+            raise ArchitectureError(f"config.json has no {self.layers_field!r}; add the model's number of layers")
+        out["layers"] = _positive_int(config[self.layers_field], self.layers_field)
+        for dim, key in (("hidden", self.config_fields.get("hidden")), ("heads", self.config_fields.get("heads"))):
+            if key and dim not in out and self.family != "mlp":
+                raise ArchitectureError(f"config.json has no {key!r}; use the config.json that came with these weights")
         out.setdefault("kv_heads", out.get("heads", 1))
         if "head_dim" not in out and "heads" in out:
             out["head_dim"] = out["hidden"] // out["heads"]
@@ -145,7 +179,27 @@ class ArchitectureSpec:
         return config
 
     def is_tied(self, config: dict) -> bool:
-        return bool(self.tied_field and config.get(self.tied_field, self.tied_default))
+        """Whether the LM head shares the embedding matrix, as ``transformers`` would decide it.
+
+        A config that does not state it gets its transformers class's default (Gemma ties,
+        Llama does not), falling back to ``tied_default``.
+        """
+        if not self.tied_field:
+            return False
+        if self.tied_field in config:
+            return bool(config[self.tied_field])
+        return _class_default(config.get("model_type"), self.tied_field, self.tied_default)
+
+    def tied_head_for(self, config: dict) -> tuple[str, str] | None:
+        """(head tensor name, embedding pattern) of this config's tied LM head; None without an LM head.
+
+        A config whose ``architectures`` names a bare encoder or a classifier has no LM head to
+        untie; one that names no architecture gets the family's ``tied_head``.
+        """
+        arch = (config.get("architectures") or [""])[0]
+        if arch and not any(marker in arch for marker in LM_HEAD_MARKERS):
+            return None
+        return self.tied_head_by_type.get(config.get("model_type"), self.tied_head)
 
     def ensure_matches(self, names: list[str]) -> dict[str, MatchedTensor]:
         """Match every name or raise with the unmatched ones listed."""

@@ -53,3 +53,59 @@ def add_noise(ctx, data, relative_std: float, *, only_duplicates: bool = True):
     if only_duplicates:
         noise = noise * duplicate_mask(ctx)
     return data + noise.to(data.device)
+
+
+def paired_signs(index) -> tuple[list[int], list[float]]:
+    """Partner and sign of every position of a fan-in axis, for noise that cancels (HyperCloning).
+
+    The copies of one source neuron, in target order, are paired first with second, third with
+    fourth …: a pair's first copy gets +ε, its second −ε (the same ε), and an odd last copy 0.
+
+    Args:
+        index: the axis's flat source index per target position (list or 1-D tensor).
+
+    Returns:
+        ``(partner, sign)``: for each position, the position whose ε it uses (its pair's first
+        copy) and +1, −1 or 0.
+    """
+    index = [int(i) for i in index]
+    copies_of: dict[int, list[int]] = {}
+    for p, i in enumerate(index):
+        copies_of.setdefault(i, []).append(p)
+    partner, sign = list(range(len(index))), [0.0] * len(index)
+    for copies in copies_of.values():
+        for first, second in zip(copies[0::2], copies[1::2]):
+            sign[first], sign[second], partner[second] = 1.0, -1.0, first
+    return partner, sign
+
+
+def add_paired_noise(ctx, data, relative_std: float):
+    """``data`` plus noise that cancels on duplicated inputs: ±ε on pairs of fan-in copies.
+
+    For a fan-in axis whose positions copy a source neuron c times, the copies' columns get
+    +ε, −ε, +ε′, −ε′ … (ε drawn per row, std ``relative_std × std(data)``), and an odd last copy
+    nothing; since the copies read the same input x, each pair adds ε·x − ε·x and the layer's
+    output is unchanged while the copies' weights differ. A tensor without a duplicated fan-in
+    is returned as it is.
+
+    Args:
+        ctx: the fill context (its generator seeds the draw; its fan-in index finds the copies).
+        data: the filled tensor, shape ``ctx.shape``.
+        relative_std: noise std relative to the tensor's own std; 0 returns ``data``.
+    """
+    import torch
+
+    axis = ctx.tensor.fan_in
+    if relative_std <= 0 or data.numel() == 0 or axis is None:
+        return data
+    idx = ctx.index(axis)
+    if idx is None or len(set(idx.tolist())) == len(idx):
+        return data
+    partner, sign = paired_signs(idx)
+    data = data.to(torch.promote_types(data.dtype, torch.float32))
+    scale = data.std() if data.numel() > 1 else data.abs().mean()
+    if not torch.isfinite(scale) or scale == 0:
+        scale = data.abs().mean()
+    draw = torch.randn(ctx.shape, generator=ctx.generator("noise"), dtype=torch.float32) * (relative_std * scale.cpu())
+    noise = draw.index_select(axis, torch.tensor(partner)) * along(torch.tensor(sign), axis, data.dim())
+    return data + noise.to(data.device, data.dtype)

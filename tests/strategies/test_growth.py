@@ -70,10 +70,15 @@ def test_mlp_widened_is_exact_and_noise_breaks_symmetry(tmp_path):
         torch.testing.assert_close(wide(x), model(x), atol=1e-5, rtol=1e-4)
     noisy = make_plan(source, TargetSizes(hidden=48), values={"default": {"method": "growth", "params": {"noise": 0.01}}})
     state = build_state_dict(noisy, source)
-    w = state["0.weight"]
-    assert torch.equal(w[:24], model[0].weight.detach())  # the first copy stays exact
-    assert not torch.equal(w[24:], w[:24])  # later copies are perturbed
-    assert (w[24:] - w[:24]).std() < 0.05 * w.std()
+    wide = mlp_model([16, 48, 48, 5])
+    wide.load_state_dict(state)
+    with torch.no_grad():  # the ± pairs cancel on the copied inputs: still the source's function
+        torch.testing.assert_close(wide(x), model(x), atol=1e-5, rtol=1e-4)
+    w = state["2.weight"]  # rows: h1 20→48, columns: h0 24→48, each column copied twice
+    assert not torch.equal(w[:20], w[20:40])  # copied rows differ: the symmetry is broken
+    assert 0 < (w[:, :24] - w[:, 24:]).std() < 0.05 * w.std()
+    first = state["0.weight"]  # its fan-in (the input) is not copied, so no pair can cancel: no noise
+    assert torch.equal(first[:24], model[0].weight.detach()) and torch.equal(first[24:], first[:24])
 
 
 def test_tied_head_growth_is_untied_not_flagged(gpt2_path, caplog):

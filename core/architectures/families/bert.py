@@ -49,5 +49,12 @@ SPEC = ArchitectureSpec(
     prefixes=("", "bert.", "roberta."),
     tied_field="tie_word_embeddings",
     tied_default=True,
+    # The MLM decoders are tied to the word embeddings (BERT names them cls.…, RoBERTa lm_head.…).
+    tied_head=("cls.predictions.decoder.weight", "embeddings.word_embeddings.weight"),
+    tied_head_by_type={t: ("lm_head.decoder.weight", "embeddings.word_embeddings.weight")
+                       for t in ("roberta", "xlm-roberta", "camembert")},
+    tied_head_twins={"cls.predictions.decoder.weight": (("cls.predictions.decoder.bias", "cls.predictions.bias"),),
+                     "lm_head.decoder.weight": (("lm_head.decoder.bias", "lm_head.bias"),)},
+    norm_placement="post",
     notes="hidden = heads × head_dim; post-LN blocks, so depth growth is not exactly function-preserving.",
 )

@@ -31,5 +31,6 @@ SPEC = ArchitectureSpec(
     prefixes=("", "transformer."),
     tied_default=True,
     tied_head=("lm_head.weight", "wte.weight"),
+    norm_placement="pre",
     notes="hidden = heads × head_dim; n_inner=None means 4 × hidden.",
 )

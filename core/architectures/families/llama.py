@@ -41,5 +41,7 @@ SPEC = ArchitectureSpec(
     rotary=True,
     explicit_head_dim=True,
     tied_head=("lm_head.weight", "model.embed_tokens.weight"),
+    norm_placement="pre",  # Gemma's extra post-attention / post-feedforward norms act on the branch, not the sum
+    sqrt_hidden_embedding=("gemma",),
     notes="GQA: a kept query head keeps its kv group; rotary pairs (i, i + head_dim/2) stay together.",
 )

@@ -34,5 +34,6 @@ SPEC = ArchitectureSpec(
     layers_field="num_hidden_layers",
     prefixes=("", "vit.", "deit."),
     tied_field=None,
+    norm_placement="pre",
     notes="hidden = heads × head_dim; pre-LN blocks, so inserted blocks with zero output projections are exact.",
 )
