@@ -30,9 +30,20 @@ def fmt(value) -> str:
     return str(value)
 
 
+def nonfinite_line(counts: dict[str, int]) -> str | None:
+    """"3 NaN/Inf in 1 tensor, first: NAME" for tensor name → count (None when there are none)."""
+    counts = {name: n for name, n in counts.items() if n}
+    if not counts:
+        return None
+    total, first = sum(counts.values()), next(iter(counts))
+    return f"{total:,} NaN/Inf in {len(counts)} tensor{'s' if len(counts) > 1 else ''}, first: {first}"
+
+
 def run(args) -> int:
+    from core.devices import check_device_available
     from core.sources import open_source
 
+    check_device_available(args.device)
     source = open_source(args.source)
     if args.tensor:
         return _tensor(source, args)
@@ -64,6 +75,9 @@ def _tensor(source, args) -> int:
         return 0
     m = stats.moments
     print(f"{stats.name}  {stats.dtype}  {'×'.join(map(str, stats.shape))}  (sample of {m.n:,} entries)")
+    line = nonfinite_line({stats.name: stats.nonfinite})
+    if line:
+        print(f"{line} (moments and fits use the finite entries; no spectrum)")
     print()
     print(format_table(("mean", "std", "skewness", "excess kurtosis", "beyond 3σ", "beyond 6σ", "min", "max"),
                        [(fmt(m.mean), fmt(m.std), fmt(m.skewness), fmt(m.excess_kurtosis), fmt(m.frac_beyond_3sigma),
@@ -76,11 +90,12 @@ def _tensor(source, args) -> int:
     print(format_table(("fit", "parameters", "mean log-likelihood"), rows))
     if stats.spectrum is not None:
         s, f = stats.spectrum, stats.spectrum.fit
+        used = "whole matrix" if s.exact else "—" if s.nonfinite else "×".join(map(str, s.used_shape)) + " subset"
         print()
         print(format_table(
-            ("σ max", "stable rank", "ESD α", "α ± (SE)", "λ_min", "tail size", "rows used"),
-            [(fmt(float(s.singular_values[0])), fmt(s.stable_rank), fmt(s.alpha), fmt(f.stderr if f else None),
-              fmt(f.xmin if f else None), fmt(f.n_tail if f else None), f"{s.rows_used} of {s.shape[0]}")]))
+            ("σ max", "stable rank", "ESD α", "α ± (SE)", "λ_min", "tail size", "decomposed"),
+            [(fmt(float(s.singular_values[0]) if s.singular_values.size else None), fmt(s.stable_rank), fmt(s.alpha),
+              fmt(f.stderr if f else None), fmt(f.xmin if f else None), fmt(f.n_tail if f else None), used)]))
     if stats.mean_field is not None:
         mf = stats.mean_field
         print()
@@ -105,6 +120,7 @@ def _table(source, args) -> int:
     progress = TerminalProgress("stats") if not args.json else (lambda f, m: None)
     table = model_table(source, metrics, roles, device=args.device, progress=progress)
     advice = table.suggestions() if all(m in metrics for m in MEAN_FIELD_METRICS) else []
+    line = nonfinite_line(table.nonfinite)
     if args.json:
         out = table.to_dict()
         out["source"] = source.display_name
@@ -113,6 +129,8 @@ def _table(source, args) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"{source.display_name}: {sum(1 for _ in table.cells())} matrices")
+    if line:
+        print(f"{line} (value metrics use the finite entries; matrix metrics are —)")
     labels = table.row_labels()
     for metric in table.metrics:
         print()

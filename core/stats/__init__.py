@@ -3,7 +3,9 @@
 Core returns data — numpy arrays and small frozen dataclasses — never pictures; the app and
 ``graft report`` draw them. Every function takes torch tensors (any float dtype, any device) or
 numpy arrays, computes in fp32 (float64 where precision matters), on ``device``, on fixed-seed
-subsamples of large tensors (see :mod:`core.stats.sampling`).
+subsamples of large tensors (see :mod:`core.stats.sampling`). NaN/±Inf entries never raise:
+value statistics use the finite entries and count the others, matrix statistics of a matrix with
+any are NaN.
 
 Per tensor:
     compare_tensors(source, target) -> TensorComparison   # the live preview bundle
@@ -13,6 +15,7 @@ Per tensor:
     correlation_map(W, "rows"|"cols", order=None|"cluster"|"spectral") -> CorrelationMap
     head_maps(q, k, v, o, num_heads, num_kv_heads) -> HeadMaps  # per-head QKᵀ and VO
     spectrum(W) -> Spectrum (singular values, ESD α, stable rank)
+    powerlaw_fit(eigenvalues, method="weightwatcher"|"csn") -> PowerLawFit
     mean_field_stats(W) -> MeanFieldStats (+ .suggestions)
     tensor_stats(x) -> TensorStats (all of the above for one tensor)
 Per model:
@@ -43,20 +46,14 @@ from core.stats.metrics import (
     register_metric,
 )
 from core.stats.moments import Moments, moments
-from core.stats.spectrum import (
-    PowerLawFit,
-    Spectrum,
-    powerlaw_fit,
-    singular_values,
-    spectrum,
-    stable_rank,
-)
+from core.stats.powerlaw import ALPHA_METHODS, PowerLawFit, powerlaw_fit
+from core.stats.spectrum import Spectrum, singular_values, spectrum, stable_rank
 from core.stats.summary import TensorSummary, summarise
 from core.stats.table import ModelTable, TensorRow, iter_tensor_metrics, model_table
 from core.stats.tensor import TensorStats, tensor_stats
 
 __all__ = [
-    "TensorSummary", "summarise",
+    "TensorSummary", "summarise", "ALPHA_METHODS",
     "DEFAULT_FITS", "DEFAULT_METRICS", "FITTERS", "MEAN_FIELD_METRICS", "METRICS",
     "CorrelationMap", "Distances", "GaussianFit", "HeadMaps", "HistogramPair", "LaplaceFit",
     "MeanFieldStats", "ModelTable", "Moments", "PowerLawFit", "Spectrum", "StudentTFit",

@@ -4,7 +4,8 @@ This is what the app's live preview asks for each time the user picks a tensor o
 strategy. Each side is sampled once (stratified, fixed seed, ≤2M entries); moments and
 histograms use that sample, the KS/Wasserstein distances a ≤2^18 sub-sample of it, the fits a
 ≤50,000 sub-sample (enough for ν of a Student-t to ±0.05). See ``benchmarks/bench_stats.py``
-for its cost on a 4096×11008 bf16 tensor.
+for its cost on a 4096×11008 bf16 tensor. NaN/±Inf entries are counted in the moments
+(``nonfinite``) and left out of everything else; a side with no finite entry gets no fits.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from core.stats.sampling import (
     DEFAULT_MAX_DISTANCE_ELEMENTS,
     DEFAULT_MAX_ELEMENTS,
     DEFAULT_SEED,
+    finite_values,
     flat_sample,
 )
 
@@ -80,15 +82,16 @@ def compare_tensors(
     """
     a = flat_sample(source, max_elements, seed=seed, device=device)
     b = flat_sample(target, max_elements, seed=seed, device=device)
+    ma, mb = moments_of_sample(a), moments_of_sample(b)  # these count the NaN/±Inf entries ...
+    a, b = finite_values(a), finite_values(b)  # ... which nothing below looks at
     fitted = {}
     for side, x in (("source", a), ("target", b)):
-        x_fit = flat_sample(x, max_fit_elements, seed=seed).cpu()
-        fitted[side] = {name: FITTERS[name](x_fit, max_elements=None) for name in fits}
+        x_fit = flat_sample(x, max_fit_elements, seed=seed).cpu() if x.numel() else x
+        fitted[side] = {name: FITTERS[name](x_fit, max_elements=None) for name in fits} if x.numel() else {}
     labelled = {f"{side} {name}": f for side, by_name in fitted.items() for name, f in by_name.items()}
-    ma, mb = moments_of_sample(a), moments_of_sample(b)
     hist = histogram_pair_of_samples(a, b, bins=bins, clip_sigma=clip_sigma, fits=labelled, moments=(ma, mb))
-    da = flat_sample(a, max_distance_elements, seed=seed)
-    db = flat_sample(b, max_distance_elements, seed=seed)
+    da = flat_sample(a, max_distance_elements, seed=seed) if a.numel() else a
+    db = flat_sample(b, max_distance_elements, seed=seed) if b.numel() else b
     ks, w1 = ks_and_wasserstein(da, db)
     return TensorComparison(
         histogram=hist,

@@ -14,6 +14,9 @@ structurally alike); ``"spectral"`` sorts by the Fiedler vector of the |ρ| affi
 ``offdiag_energy`` is the mean of ρ² over distinct pairs. For a matrix with i.i.d. entries the
 expected value is 1/(m − 1), m being the length of the correlated vectors (``null_energy``):
 what exceeds it is structure shared between neurons (see :mod:`core.stats.meanfield`).
+
+A row (column) holding a NaN/±Inf entry correlates NaN with every other; the energy is then NaN
+and the map is returned in index order (``order`` None).
 """
 
 from __future__ import annotations
@@ -141,6 +144,8 @@ def correlation_map(
     corr = pearson_rows(vectors.to(device))
     energy = offdiag_energy(corr)
     matrix = corr.float().cpu().numpy()
+    if order is not None and not np.isfinite(matrix).all():
+        order = None  # NaN/Inf entries leave some correlations undefined: no ordering of them
     if order is not None:
         perm = cluster_order(matrix, order)
         matrix = matrix[np.ix_(perm, perm)]

@@ -16,10 +16,14 @@ KS and Wasserstein need sorted samples; sorting is the cost of the interactive p
 use a stratified sample of at most 2^18 = 262,144 entries per side (sampling error of KS for
 two identical distributions ≈ 0.87·√(2/n) ≈ 0.0024). Pass ``max_elements=None`` for exact
 values on the full tensors.
+
+NaN and ±Inf entries are left out (``n_source``/``n_target`` count the finite entries used); a
+side with no finite entry gives NaN distances.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,6 +33,7 @@ from core.stats.histogram import HistogramPair
 from core.stats.sampling import (
     DEFAULT_MAX_DISTANCE_ELEMENTS,
     DEFAULT_SEED,
+    finite_values,
     flat_sample,
     sort_values,
 )
@@ -58,8 +63,10 @@ def ks_and_wasserstein(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     values only the run's last position is a CDF point (for KS); for Wasserstein the gaps inside
     a run are zero, so every position can be summed.
     """
-    a_sorted, b_sorted = sort_values(a.float()), sort_values(b.float())
+    a_sorted, b_sorted = sort_values(finite_values(a.float())), sort_values(finite_values(b.float()))
     na, nb = a_sorted.numel(), b_sorted.numel()
+    if not na or not nb:
+        return math.nan, math.nan
     merged = torch.cat([a_sorted, b_sorted])
     if merged.device.type == "cpu":  # timsort merges the two sorted runs in linear time
         order = torch.from_numpy(np.argsort(merged.numpy(), kind="stable"))
@@ -97,7 +104,7 @@ def distances(
     device: str | torch.device = "cpu",
 ) -> Distances:
     """KS, Wasserstein-1 and (when ``hist`` is given) histogram KL between two tensors' entries."""
-    a = flat_sample(source, max_elements, seed=seed, device=device)
-    b = flat_sample(target, max_elements, seed=seed, device=device)
+    a = finite_values(flat_sample(source, max_elements, seed=seed, device=device))
+    b = finite_values(flat_sample(target, max_elements, seed=seed, device=device))
     ks, w1 = ks_and_wasserstein(a, b)
     return Distances(ks, w1, kl_of_pair(hist) if hist is not None else None, a.numel(), b.numel())

@@ -14,6 +14,9 @@ histograms.
   fixed-seed subsample of at most 100,000 entries (ν's standard error at ν≈3 is then ≈0.03).
   ν is bounded to [0.3, 1000]: ν → ∞ is the Gaussian, ν ≤ 2 has infinite variance (samples
   then contain extreme values; strategies may want to clamp ν).
+
+NaN and ±Inf entries are left out of every fit (a tensor with no finite entry raises
+:class:`~core.errors.StatsError`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import numpy as np
 import torch
 from scipy import optimize, special
 
-from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED, flat_sample
+from core.errors import StatsError
+from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED, finite_values, flat_sample
 
 NU_BOUNDS = (0.3, 1000.0)
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -50,7 +54,7 @@ class _Fit:
 
     def mean_loglik(self, x) -> float:
         """Average log-likelihood per entry of ``x`` (higher is a better fit)."""
-        sample = flat_sample(x, DEFAULT_MAX_ELEMENTS).double()
+        sample = finite_values(flat_sample(x, DEFAULT_MAX_ELEMENTS)).double()
         return float(self.logpdf(sample).mean())
 
     def to_dict(self) -> dict:
@@ -124,7 +128,11 @@ Fit = GaussianFit | LaplaceFit | StudentTFit
 
 
 def _sample64(x, max_elements, seed) -> np.ndarray:
-    return flat_sample(x, max_elements, seed=seed).double().numpy()
+    """The finite entries of a seeded sample, float64 (NaN/±Inf entries are not fitted)."""
+    s = finite_values(flat_sample(x, max_elements, seed=seed)).double().numpy()
+    if s.size == 0:
+        raise StatsError("the tensor has no finite entries to fit a distribution to")
+    return s
 
 
 def fit_gaussian(x, *, max_elements: int | None = DEFAULT_MAX_ELEMENTS, seed: int = DEFAULT_SEED) -> GaussianFit:

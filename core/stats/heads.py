@@ -18,6 +18,9 @@ Two scalars per head measure it:
   heads·head_dim·hidden products); the off-diagonal mean is estimated on the subsampled block.
 - ``trace_sign``: the sign of the exact trace (+1, −1, or 0).
 
+NaN/±Inf weights make the map entries they touch NaN, their heads' dominance NaN and their
+trace sign 0.
+
 The returned maps are restricted to a fixed-seed subset of at most ``max_hidden`` hidden
 indices (the same for QK and VO, and for every head) so that they display as heat maps.
 """
@@ -57,10 +60,13 @@ class HeadMaps:
         return self.qk.shape[0]
 
     def summary(self) -> dict:
-        """Per-head scalars as plain lists (for JSON and tables)."""
+        """Per-head scalars as plain lists (for JSON and tables; NaN as None)."""
+        def finite(values: np.ndarray) -> list:
+            return [float(v) if np.isfinite(v) else None for v in values]  # JSON has no NaN
+
         return {
-            "qk_diag_dominance": self.qk_diag_dominance.tolist(),
-            "vo_diag_dominance": self.vo_diag_dominance.tolist(),
+            "qk_diag_dominance": finite(self.qk_diag_dominance),
+            "vo_diag_dominance": finite(self.vo_diag_dominance),
             "qk_trace_sign": self.qk_trace_sign.tolist(),
             "vo_trace_sign": self.vo_trace_sign.tolist(),
         }
@@ -73,6 +79,16 @@ def _dominance(diag_mean: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
     off = block.abs().sum(dim=(1, 2)) - block.diagonal(dim1=1, dim2=2).abs().sum(dim=1)
     off_mean = off / (s * (s - 1))
     return diag_mean / torch.where(off_mean > 0, off_mean, torch.full_like(off_mean, float("nan")))
+
+
+def _nan_if_not_finite(x: torch.Tensor) -> torch.Tensor:
+    """±Inf products (from ±Inf weights) as NaN: undefined, like the NaN ones, and drawable."""
+    return torch.where(torch.isfinite(x), x, torch.full_like(x, float("nan")))
+
+
+def _sign(diag: torch.Tensor) -> np.ndarray:
+    """Sign of each head's trace as int8; 0 where the trace is NaN (NaN/Inf weights)."""
+    return torch.nan_to_num(torch.sign(diag.double().sum(1)), nan=0.0).cpu().numpy().astype(np.int8)
 
 
 def head_maps(
@@ -128,8 +144,8 @@ def head_maps(
     idx = index_subset(hidden, max_hidden, seed=seed)
     sel = torch.from_numpy(idx).to(qh.device)
     qs, ks, vs, os_ = (t.index_select(2, sel) for t in (qh, kh, vh, oh))
-    qk = qs.transpose(1, 2) @ ks  # (heads, s, s)
-    vo = vs.transpose(1, 2) @ os_
+    qk = _nan_if_not_finite(qs.transpose(1, 2) @ ks)  # (heads, s, s)
+    vo = _nan_if_not_finite(vs.transpose(1, 2) @ os_)
 
     qk_diag = (qh * kh).sum(dim=1)  # (heads, hidden): exact diagonals
     vo_diag = (vh * oh).sum(dim=1)
@@ -139,6 +155,6 @@ def head_maps(
         hidden_indices=idx,
         qk_diag_dominance=_dominance(qk_diag.mean(1), qk).cpu().numpy(),
         vo_diag_dominance=_dominance(vo_diag.mean(1), vo).cpu().numpy(),
-        qk_trace_sign=torch.sign(qk_diag.double().sum(1)).cpu().numpy().astype(np.int8),
-        vo_trace_sign=torch.sign(vo_diag.double().sum(1)).cpu().numpy().astype(np.int8),
+        qk_trace_sign=_sign(qk_diag),
+        vo_trace_sign=_sign(vo_diag),
     )

@@ -8,6 +8,9 @@ clipped entries are not hidden: their counts are in ``source_outside``/``target_
 the densities are normalised by the *total* sample size, so a density integrates to the share of
 entries inside the range and overlays the fitted pdfs at the right height. ``clip_sigma=None``
 spans min..max exactly like ``np.histogram(x, bins, range=(min, max))``.
+
+NaN and ±Inf entries are not binned: ``n_source``/``n_target`` count the finite entries, and the
+moments' ``nonfinite`` says how many were left out.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 
 from core.stats.fits import FITTERS, Fit
 from core.stats.moments import Moments, moments_of_sample
-from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED, flat_sample
+from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED, finite_values, flat_sample
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,12 +68,16 @@ class HistogramPair:
 
 
 def shared_range(a: Moments, b: Moments, clip_sigma: float | None) -> tuple[float, float]:
-    """The bin range for two samples with moments ``a`` and ``b`` (see the module docstring)."""
-    lo, hi = min(a.min, b.min), max(a.max, b.max)
+    """The bin range for two samples with moments ``a`` and ``b`` (see the module docstring);
+    a side without finite entries (``n == 0``) does not count."""
+    sides = [m for m in (a, b) if m.n > 0]
+    if not sides:
+        return -0.5, 0.5
+    lo, hi = min(m.min for m in sides), max(m.max for m in sides)
     if clip_sigma is not None:
-        n = a.n + b.n
-        mean = (a.n * a.mean + b.n * b.mean) / n
-        var = (a.n * (a.std**2 + (a.mean - mean) ** 2) + b.n * (b.std**2 + (b.mean - mean) ** 2)) / n
+        n = sum(m.n for m in sides)
+        mean = sum(m.n * m.mean for m in sides) / n
+        var = sum(m.n * (m.std**2 + (m.mean - mean) ** 2) for m in sides) / n
         lo, hi = max(lo, mean - clip_sigma * var**0.5), min(hi, mean + clip_sigma * var**0.5)
     if not hi > lo:  # constant tensors: a unit-width bin around the value
         lo, hi = lo - 0.5, hi + 0.5
@@ -100,9 +107,11 @@ def histogram_pair_of_samples(
     fits: Mapping[str, Fit] | None = None,
     moments: tuple[Moments, Moments] | None = None,
 ) -> HistogramPair:
-    """Histograms of two 1-D fp32 samples on shared bins; ``fits`` (label → Fit) are evaluated
-    on the bin centres; ``moments`` of the two samples, when already known, save a pass."""
+    """Histograms of the finite entries of two 1-D fp32 samples on shared bins; ``fits``
+    (label → Fit) are evaluated on the bin centres; ``moments`` of the two samples, when already
+    known, save a pass."""
     ma, mb = moments if moments is not None else (moments_of_sample(a), moments_of_sample(b))
+    a, b = finite_values(a), finite_values(b)
     lo, hi = shared_range(ma, mb, clip_sigma)
     bins = bins or auto_bins(min(a.numel(), b.numel()))
     edges = np.linspace(lo, hi, bins + 1)
@@ -114,8 +123,8 @@ def histogram_pair_of_samples(
         edges=edges,
         source=ca,
         target=cb,
-        source_density=ca / (na * width),
-        target_density=cb / (nb * width),
+        source_density=ca / (max(na, 1) * width),
+        target_density=cb / (max(nb, 1) * width),
         source_outside=int(na - ca.sum()),
         target_outside=int(nb - cb.sum()),
         n_source=int(na),
@@ -148,5 +157,5 @@ def histogram_pair(
     a = flat_sample(source, max_elements, seed=seed, device=device)
     b = flat_sample(target, max_elements, seed=seed, device=device)
     fits = {f"{side} {name}": FITTERS[name](x.cpu(), seed=seed) for side, x in (("source", a), ("target", b))
-            for name in fit}
+            for name in fit if bool(torch.isfinite(x).any())}
     return histogram_pair_of_samples(a, b, bins=bins, clip_sigma=clip_sigma, fits=fits)

@@ -33,6 +33,9 @@ The rule (:func:`suggest`) emits every suggestion whose condition holds, in this
 - top-1% norm share ≥ 3× null → "a few neurons hold a large share of the norm: prefer by-norm
   (function-based) sampling";
 - otherwise → "close to exchangeable: i.i.d. mean-field sampling is reasonable".
+
+A matrix with NaN/±Inf entries has NaN correlation energies and norm share (its kurtosis is that
+of the finite entries), and the model table gives it no suggestion.
 """
 
 from __future__ import annotations
@@ -89,13 +92,19 @@ class MeanFieldStats:
 
     @property
     def suggestions(self) -> tuple[str, ...]:
-        return suggest(self.as_metrics())
+        """The rule's suggestions; none when a measurement is NaN (NaN/Inf entries)."""
+        measured = (self.row_corr_energy, self.col_corr_energy, self.top1_norm_share)
+        return () if any(math.isnan(x) for x in measured) else suggest(self.as_metrics())
 
     def as_metrics(self) -> dict[str, float]:
         """The values :func:`suggest` reads, under the model table's metric names."""
+        def beyond_noise(excess: float, noise: float) -> float:
+            # NaN (a matrix with NaN/Inf entries) stays NaN: "not computable", not "no excess".
+            return excess if math.isnan(excess) or excess > 5 * noise else 0.0
+
         return {
-            "row_corr_excess": self.row_corr_excess if self.row_corr_excess > 5 * self.row_corr_noise else 0.0,
-            "col_corr_excess": self.col_corr_excess if self.col_corr_excess > 5 * self.col_corr_noise else 0.0,
+            "row_corr_excess": beyond_noise(self.row_corr_excess, self.row_corr_noise),
+            "col_corr_excess": beyond_noise(self.col_corr_excess, self.col_corr_noise),
             "kurtosis": self.excess_kurtosis,
             "top1_norm_ratio": self.norm_concentration,
         }
@@ -138,7 +147,7 @@ def top_norm_share(weight, fraction: float = TOP_FRACTION) -> float:
     norms = row_sum_squares(as_matrix(weight))
     k = math.ceil(fraction * norms.numel())
     total = float(norms.sum())
-    return float(torch.topk(norms, k).values.sum()) / total if total > 0 else math.nan
+    return float(torch.topk(norms, k).values.sum()) / total if math.isfinite(total) and total > 0 else math.nan
 
 
 def _null_noise(k: int, m: int) -> float:

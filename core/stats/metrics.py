@@ -23,19 +23,25 @@ from core.stats.sampling import (
     DEFAULT_SEED,
     as_matrix,
     as_tensor,
+    count_nonfinite,
+    finite_values,
     flat_sample,
 )
-from core.stats.spectrum import DEFAULT_MAX_ROWS, Spectrum, spectrum
+from core.stats.spectrum import DEFAULT_MAX_SIDE, Spectrum, spectrum
 
 
 class TensorView:
     """One tensor and its lazily computed intermediates.
 
+    NaN/±Inf entries are counted (``nonfinite``, over the whole tensor) and left out of the
+    value statistics (``sample`` holds finite entries only); the matrix statistics of a tensor
+    that has any are NaN (see :mod:`core.stats.sampling`).
+
     Args:
         tensor: the tensor (stored dtype; widened where needed).
         fan_in: the axis summed over in the forward pass (1 for PyTorch (out, in) weights, 0 for
             GPT-2's Conv1D (in, out)): matrices are oriented so rows are output neurons.
-        device, seed, max_elements, max_rows, max_size: passed to the statistics.
+        device, seed, max_elements, max_side, max_size: passed to the statistics.
     """
 
     def __init__(
@@ -46,7 +52,7 @@ class TensorView:
         device: str | torch.device = "cpu",
         seed: int = DEFAULT_SEED,
         max_elements: int | None = DEFAULT_MAX_ELEMENTS,
-        max_rows: int | None = DEFAULT_MAX_ROWS,
+        max_side: int | None = DEFAULT_MAX_SIDE,
         max_size: int | None = 256,
     ) -> None:
         self.tensor = as_tensor(tensor, tensor.device if isinstance(tensor, torch.Tensor) else "cpu")
@@ -54,7 +60,7 @@ class TensorView:
         self.device = device
         self.seed = seed
         self.max_elements = max_elements
-        self.max_rows = max_rows
+        self.max_side = max_side
         self.max_size = max_size
 
     @property
@@ -69,16 +75,26 @@ class TensorView:
         return w.T if self.fan_in == 0 and self.tensor.ndim == 2 else w
 
     @cached_property
-    def sample(self) -> torch.Tensor:
+    def nonfinite(self) -> int:
+        """NaN/±Inf entries of the whole tensor."""
+        return count_nonfinite(self.tensor)
+
+    @cached_property
+    def raw_sample(self) -> torch.Tensor:
         return flat_sample(self.tensor, self.max_elements, seed=self.seed, device=self.device)
 
     @cached_property
+    def sample(self) -> torch.Tensor:
+        """The finite entries of the (stratified, seeded) sample."""
+        return finite_values(self.raw_sample)
+
+    @cached_property
     def moments(self) -> Moments:
-        return moments_of_sample(self.sample)
+        return moments_of_sample(self.raw_sample)
 
     @cached_property
     def spectrum(self) -> Spectrum:
-        return spectrum(self.matrix, max_rows=self.max_rows, seed=self.seed, device=self.device)
+        return spectrum(self.matrix, max_side=self.max_side, seed=self.seed, device=self.device)
 
     @cached_property
     def mean_field(self) -> MeanFieldStats:
@@ -118,6 +134,8 @@ def get_metric(name: str) -> Metric:
         raise StatsError(f"unknown metric {name!r}; known: {', '.join(METRICS)}") from None
 
 
+register_metric("nonfinite", "NaN/±Inf entries of the whole tensor (left out of the other metrics)",
+                lambda v: v.nonfinite)
 register_metric("mean", "mean of the entries", lambda v: v.moments.mean)
 register_metric("std", "standard deviation of the entries (ddof=0)", lambda v: v.moments.std)
 register_metric("skewness", "skewness of the entries", lambda v: v.moments.skewness)
@@ -129,8 +147,9 @@ register_metric("abs_max", "largest |entry| in the sample",
 register_metric("alpha", "ESD power-law exponent (2–4 well trained, >6 random-like)",
                 lambda v: v.spectrum.alpha, matrix_only=True)
 register_metric("stable_rank", "‖W‖_F² / ‖W‖_2²", lambda v: v.spectrum.stable_rank, matrix_only=True)
-register_metric("sigma_max", "largest singular value (of the row subset)",
-                lambda v: float(v.spectrum.singular_values[0]), matrix_only=True)
+register_metric("sigma_max", "largest singular value (of the subset when both sides exceed the cap)",
+                lambda v: float(v.spectrum.singular_values[0]) if v.spectrum.singular_values.size else math.nan,
+                matrix_only=True)
 register_metric("row_corr_excess", "mean ρ² of rows beyond the i.i.d. null (0 if within noise)",
                 lambda v: v.mean_field.as_metrics()["row_corr_excess"], matrix_only=True)
 register_metric("col_corr_excess", "mean ρ² of columns beyond the i.i.d. null (0 if within noise)",

@@ -4,8 +4,18 @@ Conventions match ``scipy.stats`` defaults so the numbers can be checked against
 the population standard deviation (ddof=0), ``skewness`` and ``excess_kurtosis`` are the biased
 moment ratios m3/m2^1.5 and m4/m2² − 3 (``scipy.stats.skew(x)``, ``scipy.stats.kurtosis(x)``).
 A Gaussian has skewness 0 and excess kurtosis 0; Laplace 3; Student-t with ν > 4 degrees of
-freedom 6/(ν − 4). Computed (fp32 elementwise, float64 sums) on a fixed-seed stratified sample of at most
-``max_elements`` entries (see :mod:`core.stats.sampling`).
+freedom 6/(ν − 4). Computed on a fixed-seed stratified sample of at most ``max_elements``
+entries (see :mod:`core.stats.sampling`).
+
+**Precision.** The entries are widened to float64 before centring, and every power and sum is
+float64 (torch's cascade summation), so the moments of the sample agree with scipy's float64
+ones on the same values to ~1e-13 relative (tests/stats check 1e-10 at 2.5M entries); an fp32
+dot product for m4 was off by up to 1e-4 there. The cost is 16 bytes per sampled entry of
+working memory (32 MB at the 2M default).
+
+**Non-finite entries.** NaN and ±Inf entries are left out: the moments describe the finite
+entries, ``n`` counts them and ``nonfinite`` counts the sampled entries that were dropped. With
+no finite entry every moment is NaN.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED, flat_sample
 
 @dataclass(frozen=True)
 class Moments:
-    """Summary of one tensor's value distribution (computed on ``n`` sampled entries)."""
+    """Summary of one tensor's value distribution (computed on ``n`` sampled finite entries)."""
 
     n: int
     mean: float
@@ -31,24 +41,30 @@ class Moments:
     frac_beyond_6sigma: float  # Gaussian: 2.0e-9
     min: float
     max: float
+    nonfinite: int = 0  # NaN/±Inf entries of the sample, left out of every number above
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def moments_of_sample(x: torch.Tensor) -> Moments:
-    """Moments of a 1-D sample: elementwise work in fp32, every sum accumulated in float64."""
+    """Moments of the finite entries of a 1-D sample, computed in float64 throughout."""
     x = x.reshape(-1)
-    x = x.float() if x.dtype != torch.float64 else x
+    finite = torch.isfinite(x)
+    nonfinite = int(x.numel() - int(finite.sum()))
+    if nonfinite:
+        x = x[finite]
     n = x.numel()
-    mean = float(x.sum(dtype=torch.float64)) / n
+    if n == 0:
+        nan = math.nan
+        return Moments(0, nan, nan, nan, nan, nan, nan, nan, nan, nonfinite)
+    x = x.double()
+    mean = float(x.sum()) / n
     d = x - mean
     d2 = d * d
-    m2 = float(d2.sum(dtype=torch.float64)) / n
-    # dot products accumulate in the BLAS; for fp32 inputs that is fp32 pairwise-blocked sums,
-    # accurate to ~1e-6 relative for 2M entries (checked against scipy in tests/stats).
-    m3 = float(torch.dot(d2.double(), d.double()) if x.dtype == torch.float64 else torch.dot(d2, d)) / n
-    m4 = float(torch.dot(d2, d2)) / n
+    m2 = float(d2.sum()) / n
+    m3 = float((d2 * d).sum()) / n
+    m4 = float((d2 * d2).sum()) / n
     std = m2**0.5
     skew = m3 / m2**1.5 if m2 > 0 else math.nan
     kurt = m4 / m2**2 - 3.0 if m2 > 0 else math.nan
@@ -64,7 +80,9 @@ def moments_of_sample(x: torch.Tensor) -> Moments:
         frac_beyond_6sigma=int(torch.count_nonzero(absd > 6 * std)) / n,
         min=float(lo),
         max=float(hi),
+        nonfinite=nonfinite,
     )
+
 
 def moments(
     x,

@@ -12,6 +12,11 @@ interactive preview stays fast and the same call gives the same numbers every ti
   precise as with simple random sampling.
 - :func:`index_subset` picks ``k`` of ``n`` row (or column) indices without replacement,
   sorted, for correlation maps and spectra.
+
+NaN and ±Inf entries: :func:`count_nonfinite` counts them over a whole tensor, and
+:func:`finite_values` drops them from a sample. Statistics of the value distribution (moments,
+fits, histograms, distances) describe the finite entries; matrix statistics (spectra,
+correlations, head maps) are not computable on a matrix with any, and report NaN.
 """
 
 from __future__ import annotations
@@ -99,6 +104,20 @@ def as_matrix(x, device: str | torch.device = "cpu") -> torch.Tensor:
     if t.ndim < 2:
         raise StatsError(f"this statistic needs a matrix, got a tensor of shape {tuple(t.shape)}")
     return t.reshape(t.shape[0], -1)
+
+
+def count_nonfinite(x: torch.Tensor, block_elements: int = 1 << 24) -> int:
+    """How many entries of ``x`` are NaN or ±Inf (a block at a time: no full-size bool copy)."""
+    flat = x.reshape(-1)
+    if flat.numel() <= block_elements:
+        return int(flat.numel() - int(torch.isfinite(flat).sum()))
+    return sum(int(b.numel() - int(torch.isfinite(b).sum())) for b in flat.split(block_elements))
+
+
+def finite_values(x: torch.Tensor) -> torch.Tensor:
+    """The finite entries of a 1-D sample (``x`` itself when all are finite)."""
+    finite = torch.isfinite(x)
+    return x if bool(finite.all()) else x[finite]
 
 
 def row_sum_squares(w: torch.Tensor, block_elements: int = 1 << 22) -> torch.Tensor:

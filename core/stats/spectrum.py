@@ -3,27 +3,35 @@
 Eigenvalues λ of WᵀW (the squared singular values) come from the Gram matrix of W's smaller side,
 built in float64 and diagonalised with LAPACK (numpy's ``eigvalsh`` on CPU, torch's on CUDA). On
 this 2-core CPU that is far faster than ``torch.linalg.svdvals`` for LLM-sized matrices (measured
-for 1024×5632: 9 s for ``svdvals``, 0.15 s for Gram + ``eigvalsh``), and float64 keeps the relative error of λ near 1e-15·λ_max, so singular values down to ~1e-7·σ_max
-are exact to display precision. ``method="svd"`` uses ``torch.linalg.svdvals`` in fp32 instead.
+for 1024×5632: 9 s for ``svdvals``, 0.15 s for Gram + ``eigvalsh``), and float64 keeps the
+relative error of λ near 1e-15·λ_max, so singular values down to ~1e-7·σ_max are exact to display
+precision. ``method="svd"`` uses ``torch.linalg.svdvals`` in fp32 instead.
 
-**α (WeightWatcher's heavy-tail measure).** Fit p(λ) ∝ λ^(−α) for λ ≥ λ_min to the top of the
-spectrum by the Clauset–Shalizi–Newman method: for each candidate λ_min (every eigenvalue leaving
-at least ``min_tail`` above it) the continuous MLE α = 1 + n / Σ ln(λ_i/λ_min) and the
-Kolmogorov–Smirnov distance between the tail's empirical CDF and the fitted one; the λ_min with
-the smallest KS distance wins. Its standard error is (α − 1)/√n_tail. Martin & Mahoney read
-α ≈ 2–4 as well-trained layers and α > 6 as close to random (a Marchenko–Pastur bulk has no
-power-law tail, so the fitted α is large); α < 2 as very heavy-tailed.
+**α (WeightWatcher's heavy-tail measure)**: a power-law fit p(λ) ∝ λ^(−α) of the top of the
+spectrum, by WeightWatcher's rule by default (``alpha_method="weightwatcher"``) or Graft's
+stricter CSN variant (``"csn"``); :mod:`core.stats.powerlaw` states both rules and why the
+first is the default. Martin & Mahoney read α ≈ 2–4 as well-trained layers and α > 6 as close
+to random (a Marchenko–Pastur bulk has no power-law tail, so the fitted α is large); α < 2 as
+very heavy-tailed.
 
-**Large matrices.** The ESD of a (N, M) matrix costs a min(N, M)² Gram and its eigendecomposition;
-``max_rows`` (default 1024) keeps a fixed-seed subset of rows when the matrix has more. The ESD of
-a row subsample is that of a matrix with the same row distribution and aspect ratio k/M instead of
-N/M: the bulk shifts, but a power-law tail coming from heavy-tailed entries or correlated rows keeps
-its exponent. Pass ``max_rows=None`` for the exact spectrum.
+**The whole matrix.** The spectrum of a (N, M) matrix needs only the min(N, M)² Gram of its
+smaller side, whatever the larger side is, so every row and column is used: a tall 30522×384
+embedding costs a 384×384 eigendecomposition. (Graft used to keep 1024 rows of taller matrices;
+that changes the aspect ratio and so the spectrum: it moved α by 0.46 on the demo model's
+layer-3 MLP and by up to 0.56 on synthetic tall matrices.) Only when *both* sides exceed
+``max_side`` (default 2048) is a fixed-seed subset of ``max_side`` indices of the smaller side
+kept, because the eigendecomposition grows as min(N, M)³ (measured here: ≈2 s at 2048, ≈30 s at
+4096); α of such a subset is an estimate, and ``Spectrum.exact`` says so. Pass
+``max_side=None`` for the exact spectrum of any matrix.
 
 **Stable rank** = ‖W‖_F² / ‖W‖_2² of the *whole* matrix (between 1 and rank): the Frobenius norm
-is exact; ‖W‖_2 comes from the computed spectrum when no rows were dropped, otherwise from
+is exact; ‖W‖_2 comes from the computed spectrum when nothing was dropped, otherwise from
 Lanczos on the whole matrix (:func:`spectral_norm`; a randomised block power iteration,
 ``torch.svd_lowrank``, was tried and is off by 0.5–2% on a Marchenko–Pastur top edge).
+
+**Non-finite entries.** One NaN or ±Inf entry leaves no singular value defined, so a matrix that
+has any gets no spectrum: empty singular values, no fit, NaN stable rank, and ``nonfinite`` says
+how many entries were NaN/Inf.
 """
 
 from __future__ import annotations
@@ -36,24 +44,21 @@ import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from core.errors import StatsError
-from core.stats.sampling import DEFAULT_SEED, as_matrix, index_subset, row_sum_squares, to_float32
+from core.stats.powerlaw import ALPHA_METHODS, DEFAULT_ALPHA_METHOD, PowerLawFit, powerlaw_fit
+from core.stats.sampling import (
+    DEFAULT_SEED,
+    as_matrix,
+    count_nonfinite,
+    index_subset,
+    row_sum_squares,
+    to_float32,
+)
 
-DEFAULT_MAX_ROWS = 1024
-DEFAULT_MIN_TAIL = 10
+#: Spectra are exact unless both sides of the matrix exceed this (see the module docstring).
+DEFAULT_MAX_SIDE = 2048
 
-
-@dataclass(frozen=True)
-class PowerLawFit:
-    """A CSN power-law fit of the top of a spectrum: p(λ) ∝ λ^(−alpha) for λ ≥ xmin."""
-
-    alpha: float
-    xmin: float
-    ks: float
-    n_tail: int
-
-    @property
-    def stderr(self) -> float:
-        return (self.alpha - 1.0) / math.sqrt(self.n_tail) if self.n_tail else math.nan
+__all__ = ["ALPHA_METHODS", "DEFAULT_ALPHA_METHOD", "DEFAULT_MAX_SIDE", "PowerLawFit", "Spectrum", "gram_eigenvalues",
+           "powerlaw_fit", "singular_values", "spectral_norm", "spectrum", "stable_rank"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,32 +66,46 @@ class Spectrum:
     """Spectral summary of one matrix.
 
     Attributes:
-        singular_values: descending, float64, of the (row-subsampled) matrix.
+        singular_values: descending, float64, of the decomposed matrix (empty with NaN/Inf).
         fit: the ESD power-law fit (eigenvalues λ = σ²), or None when too few eigenvalues.
         stable_rank: ‖W‖_F² / ‖W‖_2² of the whole matrix.
-        shape: the matrix's shape; rows_used: rows kept for the singular values.
+        shape: the matrix's shape; used_shape: the shape decomposed (= shape unless both sides
+            exceeded the cap; (0, 0) when nothing could be).
+        nonfinite: NaN/±Inf entries of the matrix (then nothing spectral is computed).
     """
 
     singular_values: np.ndarray
     fit: PowerLawFit | None
     stable_rank: float
     shape: tuple[int, int]
-    rows_used: int
+    used_shape: tuple[int, int]
+    nonfinite: int = 0
 
     @property
     def alpha(self) -> float:
         return self.fit.alpha if self.fit else math.nan
 
+    @property
+    def exact(self) -> bool:
+        """True when the whole matrix was decomposed."""
+        return self.used_shape == self.shape and not self.nonfinite
+
     def to_dict(self) -> dict:
+        def num(x: float | None) -> float | None:
+            return float(x) if x is not None and math.isfinite(x) else None
+
         return {
             "singular_values": self.singular_values.tolist(),
-            "alpha": self.alpha,
+            "alpha": num(self.alpha),
+            "alpha_method": self.fit.method if self.fit else None,
             "alpha_xmin": self.fit.xmin if self.fit else None,
             "alpha_ks": self.fit.ks if self.fit else None,
             "alpha_n_tail": self.fit.n_tail if self.fit else None,
-            "stable_rank": self.stable_rank,
+            "stable_rank": num(self.stable_rank),
             "shape": list(self.shape),
-            "rows_used": self.rows_used,
+            "used_shape": list(self.used_shape),
+            "exact": self.exact,
+            "nonfinite": self.nonfinite,
         }
 
 
@@ -103,77 +122,47 @@ def singular_values(
     weight,
     *,
     method: str = "gram",
-    max_rows: int | None = None,
+    max_side: int | None = None,
     seed: int = DEFAULT_SEED,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """Singular values of a matrix, descending (float64).
+    """Singular values of a matrix, descending (float64); empty when it has NaN/Inf entries.
 
     Args:
         weight: (out, in) tensor or array.
         method: ``"gram"`` (float64 Gram + eigvalsh, fast) or ``"svd"`` (fp32 ``svdvals``).
-        max_rows: keep a fixed-seed subset of at most this many rows (None: all).
-        seed: row subset seed.
+        max_side: when both sides exceed it, keep a fixed-seed subset of this many indices of
+            the smaller side (None: the whole matrix).
+        seed: subset seed.
         device: where the decomposition runs.
     """
-    w = _rows(as_matrix(weight), max_rows, seed).to(device)
+    if method not in ("gram", "svd"):
+        raise StatsError(f"unknown singular value method {method!r}; use 'gram' or 'svd'")
+    w = as_matrix(weight)
+    if count_nonfinite(w):
+        return np.zeros(0)
+    w = _cap(w, max_side, seed).to(device)
     if method == "gram":
         return np.sqrt(gram_eigenvalues(w))
-    if method == "svd":
-        return torch.linalg.svdvals(to_float32(w).float()).cpu().double().numpy()
-    raise StatsError(f"unknown singular value method {method!r}; use 'gram' or 'svd'")
+    return torch.linalg.svdvals(to_float32(w).float()).cpu().double().numpy()
 
 
-def _rows(w: torch.Tensor, max_rows: int | None, seed: int) -> torch.Tensor:
-    idx = index_subset(w.shape[0], max_rows, seed=seed)
-    return w if len(idx) == w.shape[0] else w.index_select(0, torch.from_numpy(idx).to(w.device))
-
-
-def powerlaw_fit(eigenvalues, *, min_tail: int = DEFAULT_MIN_TAIL) -> PowerLawFit | None:
-    """Clauset–Shalizi–Newman fit of p(λ) ∝ λ^(−α), λ ≥ λ_min, choosing λ_min by KS distance.
-
-    Args:
-        eigenvalues: any order; non-positive and numerically-zero values (below 1e-12·max) are
-            dropped.
-        min_tail: fewest eigenvalues a candidate tail may hold.
-
-    Returns:
-        The best fit, or None when fewer than ``min_tail`` positive eigenvalues exist.
-    """
-    lam = np.sort(np.asarray(eigenvalues, dtype=np.float64))
-    lam = lam[lam > 1e-12 * lam[-1]] if lam.size and lam[-1] > 0 else lam[:0]
-    n = lam.size
-    if n < max(min_tail, 2):
-        return None
-    logs = np.log(lam)
-    suffix = np.cumsum(logs[::-1])[::-1]  # suffix[i] = Σ_{j≥i} ln λ_j
-    best: tuple[float, int, float] | None = None
-    candidates = np.arange(0, n - min_tail + 1)
-    for chunk in np.array_split(candidates, max(1, len(candidates) * n // 4_000_000 + 1)):
-        i = chunk[:, None]
-        n_tail = (n - chunk)[:, None].astype(np.float64)
-        denom = suffix[chunk][:, None] - n_tail * logs[chunk][:, None]
-        alpha = 1.0 + n_tail / np.where(denom > 0, denom, np.nan)
-        j = np.arange(n)[None, :]
-        inside = j >= i
-        model = 1.0 - np.exp((1.0 - alpha) * (logs[None, :] - logs[chunk][:, None]))
-        rank = (j - i).astype(np.float64)
-        dev = np.maximum(np.abs(model - rank / n_tail), np.abs(model - (rank + 1) / n_tail))
-        ks = np.where(inside, dev, 0.0).max(axis=1)
-        ks = np.where(np.isfinite(alpha[:, 0]), ks, np.inf)
-        k = int(np.argmin(ks))
-        if best is None or ks[k] < best[0]:
-            best = (float(ks[k]), int(chunk[k]), float(alpha[k, 0]))
-    ks_best, i_best, alpha_best = best
-    if not math.isfinite(ks_best):
-        return None
-    return PowerLawFit(alpha=alpha_best, xmin=float(lam[i_best]), ks=ks_best, n_tail=int(n - i_best))
+def _cap(w: torch.Tensor, max_side: int | None, seed: int) -> torch.Tensor:
+    """``w``, or a fixed-seed subset of ``max_side`` indices of its smaller side when both sides exceed it."""
+    if max_side is None or min(w.shape) <= max_side:
+        return w
+    axis = 0 if w.shape[0] <= w.shape[1] else 1
+    idx = torch.from_numpy(index_subset(w.shape[axis], max_side, seed=seed)).to(w.device)
+    return w.index_select(axis, idx)
 
 
 def spectral_norm(w: torch.Tensor, *, seed: int = DEFAULT_SEED) -> float:
     """‖W‖_2 of the whole matrix: Lanczos (ARPACK ``eigsh``, k = 1) on the smaller of WWᵀ / WᵀW
-    applied as two fp32 mat-vecs on CPU (exact to fp32 precision); cuSOLVER's SVD on CUDA."""
+    applied as two fp32 mat-vecs on CPU (exact to fp32 precision); cuSOLVER's SVD on CUDA.
+    NaN when W has NaN/Inf entries."""
     x = to_float32(w).float()
+    if count_nonfinite(x):
+        return math.nan
     if x.device.type != "cpu":
         return float(torch.linalg.matrix_norm(x, ord=2))
     a = x.numpy()
@@ -193,7 +182,7 @@ def spectral_norm(w: torch.Tensor, *, seed: int = DEFAULT_SEED) -> float:
 
 
 def stable_rank(weight, *, seed: int = DEFAULT_SEED, device: str | torch.device = "cpu") -> float:
-    """‖W‖_F² / ‖W‖_2² of the whole matrix."""
+    """‖W‖_F² / ‖W‖_2² of the whole matrix (NaN with NaN/Inf entries)."""
     w = as_matrix(weight).to(device)
     fro2 = float(row_sum_squares(w).sum())
     top = spectral_norm(w, seed=seed)
@@ -203,8 +192,9 @@ def stable_rank(weight, *, seed: int = DEFAULT_SEED, device: str | torch.device 
 def spectrum(
     weight,
     *,
-    max_rows: int | None = DEFAULT_MAX_ROWS,
-    min_tail: int = DEFAULT_MIN_TAIL,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    alpha_method: str = DEFAULT_ALPHA_METHOD,
+    min_tail: int | None = None,
     seed: int = DEFAULT_SEED,
     device: str | torch.device = "cpu",
 ) -> Spectrum:
@@ -212,20 +202,28 @@ def spectrum(
 
     Args:
         weight: (out, in) tensor or array; conv kernels flatten to (out, rest).
-        max_rows: fixed-seed row subset for the singular values and α (None: all rows).
-        min_tail: fewest eigenvalues in the power-law tail.
-        seed: row subset seed.
+        max_side: decompose the whole matrix unless both sides exceed this; then a fixed-seed
+            subset of this many indices of the smaller side (None: always the whole matrix).
+        alpha_method: ``"weightwatcher"`` (default) or ``"csn"`` (see :mod:`core.stats.powerlaw`).
+        min_tail: fewest eigenvalues in the tail, for ``"csn"`` (default 10).
+        seed: subset seed.
         device: where the products run.
     """
+    if alpha_method not in ALPHA_METHODS:
+        raise StatsError(f"unknown alpha method {alpha_method!r}; use one of {', '.join(ALPHA_METHODS)}")
     w = as_matrix(weight).to(device)
-    sub = _rows(w, max_rows, seed)
+    shape = (int(w.shape[0]), int(w.shape[1]))
+    nonfinite = count_nonfinite(w)
+    if nonfinite:
+        return Spectrum(np.zeros(0), None, math.nan, shape, (0, 0), nonfinite)
+    sub = _cap(w, max_side, seed)
     eig = gram_eigenvalues(sub)
     fro2 = float(row_sum_squares(w).sum())
-    top2 = float(eig[0]) if sub.shape[0] == w.shape[0] else spectral_norm(w, seed=seed) ** 2
+    top2 = float(eig[0]) if sub is w else spectral_norm(w, seed=seed) ** 2
     return Spectrum(
         singular_values=np.sqrt(eig),
-        fit=powerlaw_fit(eig, min_tail=min_tail),
+        fit=powerlaw_fit(eig, method=alpha_method, min_tail=min_tail),
         stable_rank=fro2 / top2 if top2 > 0 else math.nan,
-        shape=(int(w.shape[0]), int(w.shape[1])),
-        rows_used=int(sub.shape[0]),
+        shape=shape,
+        used_shape=(int(sub.shape[0]), int(sub.shape[1])),
     )

@@ -13,6 +13,10 @@ others, each group in ``ROLE_ORDER`` (attention, then MLP) and then in checkpoin
 several tensors share a (layer, role) cell — BERT's word and token-type embeddings are both
 ``embed`` — their columns are told apart by the name's last component:
 ``embed (word_embeddings)``.
+
+Tensors with NaN/±Inf entries are listed in ``ModelTable.nonfinite`` (name → count) whatever the
+metrics asked for; their value metrics describe the finite entries and their matrix metrics are
+NaN (see :mod:`core.stats.metrics`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,7 +35,7 @@ from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.stats.meanfield import suggest
 from core.stats.metrics import DEFAULT_METRICS, MEAN_FIELD_METRICS, TensorView, get_metric
 from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED
-from core.stats.spectrum import DEFAULT_MAX_ROWS
+from core.stats.spectrum import DEFAULT_MAX_SIDE
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,7 @@ class TensorRow:
     layer: int | None
     column: str
     values: dict[str, float]
+    nonfinite: int = 0  # NaN/±Inf entries of the tensor
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +77,8 @@ class ModelTable:
         columns: column labels (roles, disambiguated when a cell holds several tensors).
         values: metric → (len(layers), len(columns)) float64 array, NaN where no tensor.
         names: (len(layers), len(columns)) tensor names ("" where none).
+        nonfinite: tensor name → count of NaN/±Inf entries, for the tensors that have any, in
+            checkpoint order.
     """
 
     metrics: tuple[str, ...]
@@ -79,6 +86,7 @@ class ModelTable:
     columns: tuple[str, ...]
     values: dict[str, np.ndarray]
     names: np.ndarray
+    nonfinite: dict[str, int] = field(default_factory=dict)
 
     def row_labels(self) -> list[str]:
         return [f"layer {layer}" if layer is not None else "other" for layer in self.layers]
@@ -108,6 +116,7 @@ class ModelTable:
             "columns": list(self.columns),
             "names": self.names.tolist(),
             "values": {m: clean(v) for m, v in self.values.items()},
+            "nonfinite": dict(self.nonfinite),
         }
 
 
@@ -185,15 +194,15 @@ def iter_tensor_metrics(
     device: str | torch.device = "cpu",
     seed: int = DEFAULT_SEED,
     max_elements: int | None = DEFAULT_MAX_ELEMENTS,
-    max_rows: int | None = DEFAULT_MAX_ROWS,
+    max_side: int | None = DEFAULT_MAX_SIDE,
 ) -> Iterator[TensorRow]:
     """Yield one :class:`TensorRow` per covered tensor, reading each tensor once (cancel = stop
     iterating)."""
     resolved = [get_metric(m) for m in metrics]
     for t, column in select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors):
         view = TensorView(source.read(t.name), fan_in=t.fan_in, device=device, seed=seed,
-                          max_elements=max_elements, max_rows=max_rows)
-        yield TensorRow(t.name, t.layer, column, {m.name: m(view) for m in resolved})
+                          max_elements=max_elements, max_side=max_side)
+        yield TensorRow(t.name, t.layer, column, {m.name: m(view) for m in resolved}, view.nonfinite)
         del view
 
 
@@ -207,7 +216,7 @@ def model_table(
     device: str | torch.device = "cpu",
     seed: int = DEFAULT_SEED,
     max_elements: int | None = DEFAULT_MAX_ELEMENTS,
-    max_rows: int | None = DEFAULT_MAX_ROWS,
+    max_side: int | None = DEFAULT_MAX_SIDE,
     progress: ProgressFn = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
 ) -> ModelTable:
@@ -219,7 +228,7 @@ def model_table(
         roles: keep only these roles (None: all).
         describe: labelling callable (default ``core.architectures.describe``).
         include_vectors: also cover 1-D tensors (norms, biases; matrix metrics are NaN there).
-        device, seed, max_elements, max_rows: see the statistics' docstrings.
+        device, seed, max_elements, max_side: see the statistics' docstrings.
         progress: ``progress(fraction, tensor name)`` after each tensor.
         cancel: checked before each tensor; raises ``Cancelled``.
 
@@ -229,7 +238,7 @@ def model_table(
     total = len(select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors))
     rows: list[TensorRow] = []
     stream = iter_tensor_metrics(source, metrics, roles, describe=describe, include_vectors=include_vectors,
-                                 device=device, seed=seed, max_elements=max_elements, max_rows=max_rows)
+                                 device=device, seed=seed, max_elements=max_elements, max_side=max_side)
     progress(0.0, "")
     while True:
         cancel.check()
@@ -259,4 +268,5 @@ def assemble_table(rows: Sequence[TensorRow], metrics: tuple[str, ...]) -> Model
         names[i, j] = r.name
         for m in metrics:
             values[m][i, j] = r.values[m]
-    return ModelTable(metrics, layers, columns, values, names)
+    nonfinite = {r.name: r.nonfinite for r in rows if r.nonfinite}
+    return ModelTable(metrics, layers, columns, values, names, nonfinite)

@@ -1,7 +1,9 @@
 """Index strategies: which source neurons feed the target's, one draw per named dimension.
 
 * ``first_n`` — the first Ñ indices (Xu et al.'s choice for isotropic transformers).
-* ``uniform`` — evenly spaced, i·N/Ñ.
+* ``uniform`` — evenly spaced, Xu et al.'s rule (weight_selection.py): i·(N/Ñ) when Ñ divides N,
+  otherwise round(linspace(0, N − 1, Ñ)), both ends kept, computed as their code does
+  (:func:`linspace_indices`). ``rule="floor"`` gives Graft's earlier ⌊i·N/Ñ⌋.
 * ``random`` — Ñ distinct indices drawn uniformly (seeded), kept in source order.
 * ``iid`` — mean-field sampling: Ñ i.i.d. draws from the empirical measure of the N neurons,
   with replacement, so the target may be wider than the source.
@@ -26,13 +28,41 @@ class FirstN(IndexStrategy):
         return list(range(n_target))
 
 
+def linspace_indices(n_source: int, n_target: int) -> list[int]:
+    """round(linspace(0, N − 1, Ñ)): Ñ evenly spaced indices of ``range(N)``, both ends included.
+
+    Computed exactly as weight selection's code does — ``torch.round(torch.linspace(...))`` with
+    torch's default float32 linspace on the CPU, rounding half to even — because at .5 ties
+    (j·(N − 1)/(Ñ − 1) = k + ½, or within float32 resolution of it, e.g. 3611.49983 for
+    11008 → 3000) the float error of the linspace, not the exact value, decides the side: numpy's
+    float64 linspace and exact rational rounding pick the other neighbour at some index for 4% and
+    2% of the pairs with N < 1200 (torch 2.13). Same torch, same indices.
+    """
+    import torch
+
+    if n_target <= 1:
+        return [0] * n_target
+    return torch.round(torch.linspace(0, n_source - 1, n_target, dtype=torch.float32, device="cpu")).long().tolist()
+
+
+@dataclass(frozen=True)
+class UniformParams:
+    rule: str = param("linspace", choices=("linspace", "floor"),
+                      help="linspace: weight selection's rule, i·(N/Ñ) when Ñ divides N, else "
+                           "round(linspace(0, N−1, Ñ)); floor: ⌊i·N/Ñ⌋ always (Graft 0.1.0's rule)")
+
+
 @register
 class Uniform(IndexStrategy):
     name = "uniform"
-    summary = "keep evenly spaced neurons, i·N/Ñ"
+    summary = "keep evenly spaced neurons: i·N/Ñ, or round(linspace(0, N−1, Ñ)) (weight selection's rule)"
+    Params = UniformParams
 
     def draw(self, params, n_source, n_target, *, gen, scores=None):
-        return [i * n_source // n_target for i in range(n_target)]
+        # The reference's divisible branch, i·(N/Ñ), is also what the floor rule gives there.
+        if params.rule == "floor" or n_source % n_target == 0:
+            return [i * n_source // n_target for i in range(n_target)]
+        return linspace_indices(n_source, n_target)
 
 
 @register

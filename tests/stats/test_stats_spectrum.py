@@ -36,10 +36,10 @@ def test_bf16_singular_values_are_those_of_the_stored_values():
 
 @pytest.mark.parametrize("alpha", [2.0, 2.5, 3.5])
 def test_alpha_recovers_a_planted_power_law(alpha):
-    """Tolerance: 3 standard errors of the CSN MLE, (α − 1)/√n_tail (n_tail ≈ 300–800 here,
+    """Tolerance: 3 standard errors of the MLE, (α − 1)/√n_tail (n_tail ≈ 300–800 here,
     so 0.05–0.3); the fit is deterministic for a fixed seed."""
     w, lam = planted_spectrum(alpha)
-    s = spectrum(w, max_rows=None)
+    s = spectrum(w, max_side=None)
     np.testing.assert_allclose(np.sort(s.singular_values**2), np.sort(lam), rtol=1e-8)
     assert s.fit.n_tail >= 100
     assert abs(s.alpha - alpha) < 3 * s.fit.stderr
@@ -57,13 +57,13 @@ def test_alpha_of_heavy_tailed_entries_and_of_a_gaussian_matrix():
     assert spectrum(rng.standard_normal((400, 800))).alpha > 6
 
 
-def test_row_subsampling_keeps_the_tail_exponent_of_heavy_tailed_entries():
+def test_a_subset_is_taken_only_when_both_sides_exceed_the_cap():
     rng = np.random.default_rng(3)
     w = rng.standard_cauchy((1200, 600))
-    full = spectrum(w, max_rows=None)
-    sub = spectrum(w, max_rows=300)
-    assert sub.rows_used == 300 and full.rows_used == 1200
-    assert abs(sub.alpha - full.alpha) < 0.2
+    full, capped = spectrum(w, max_side=None), spectrum(w, max_side=300)
+    assert full.exact and spectrum(w, max_side=600).used_shape == (1200, 600)
+    assert capped.used_shape == (1200, 300) and not capped.exact  # the smaller side is subsampled
+    assert abs(capped.alpha - full.alpha) < 0.2  # an estimate for heavy-tailed entries
 
 
 def test_stable_rank_matches_numpy_with_and_without_subsampling():
@@ -71,12 +71,14 @@ def test_stable_rank_matches_numpy_with_and_without_subsampling():
     w = rng.standard_normal((600, 300)) @ np.diag(np.linspace(0.2, 2.0, 300))
     sv = np.linalg.svd(w, compute_uv=False)
     ref = (sv**2).sum() / sv[0] ** 2
-    assert spectrum(w, max_rows=None).stable_rank == pytest.approx(ref, rel=1e-9)
-    assert spectrum(w, max_rows=200).stable_rank == pytest.approx(ref, rel=1e-3)  # randomised ‖W‖₂
+    assert spectrum(w, max_side=None).stable_rank == pytest.approx(ref, rel=1e-9)
+    assert spectrum(w, max_side=200).stable_rank == pytest.approx(ref, rel=1e-3)  # Lanczos ‖W‖₂
     assert stable_rank(torch.from_numpy(w).float()) == pytest.approx(ref, rel=1e-3)
 
 
 def test_degenerate_spectra():
-    assert powerlaw_fit([1.0, 2.0, 3.0]) is None  # fewer than min_tail eigenvalues
-    assert spectrum(np.ones((4, 5))).fit is None  # rank 1: one positive eigenvalue
+    assert powerlaw_fit([1.0, 2.0, 3.0], method="csn") is None  # fewer than min_tail eigenvalues
+    assert powerlaw_fit([1e-6, 1e-7]) is None  # nothing above WeightWatcher's 1e-5 threshold
+    assert spectrum(np.ones((4, 5)), alpha_method="csn").fit is None  # rank 1: one positive eigenvalue
+    assert spectrum(np.ones((4, 5))).fit is None  # WeightWatcher's fit fails on a lone eigenvalue
     assert spectrum(np.ones((4, 5))).stable_rank == pytest.approx(1.0)

@@ -123,13 +123,14 @@ def test_gpt2_conv1d_weights_are_oriented_output_rows_first(tmp_path):
 def test_demo_model_tensor_and_table():
     src = open_source("demo")
     name = "encoder.layer.0.intermediate.dense.weight"
-    stats = tensor_stats(src.read(name), name, max_rows=512)
+    stats = tensor_stats(src.read(name), name, max_side=256)
     x = src.read(name).double().numpy().ravel()
     assert stats.shape == (1536, 384) and stats.moments.n == x.size
     assert stats.moments.excess_kurtosis == pytest.approx(sstats.kurtosis(x), rel=1e-4)
     assert stats.fit_loglik["student-t"] >= stats.fit_loglik["gaussian"]
     assert 1.5 < stats.spectrum.alpha < 8 and 1 < stats.spectrum.stable_rank < 384
-    assert stats.mean_field is not None and stats.to_dict()["spectrum"]["rows_used"] == 512
+    assert stats.mean_field is not None and stats.to_dict()["spectrum"]["used_shape"] == [1536, 256]
+    assert tensor_stats(src.read(name), name).spectrum.exact  # 384 columns: the whole matrix
     table = model_table(src, ("kurtosis", "alpha"), roles=("attn.q", "mlp.down"))
     assert table.layers == tuple(range(6)) and table.columns == ("attn.q", "mlp.down")
     assert np.isfinite(table.values["alpha"]).all()
