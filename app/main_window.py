@@ -92,6 +92,8 @@ class MainWindow(QtWidgets.QMainWindow):
         ws.plan_changed.connect(self._on_plan_changed)
         ws.plan_failed.connect(self._on_plan_failed)
         self.model.tensor_selected.connect(ws.select_tensor)
+        ws.source_checked.connect(lambda scan: self.model.show_values(scan.nonfinite, scan.summary()))
+        self.model.nonfinite_allowed.connect(lambda allowed: setattr(ws, "allow_nonfinite", allowed))
         ws.preview_ready.connect(self.preview.show_preview)
         ws.preview_failed.connect(self.preview.show_error)
         ws.preview_busy.connect(self.preview.set_busy)
@@ -184,7 +186,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.set("export/max_shard_size", options["max_shard_size"])
         self.settings.set("export/dtype", options["dtype"] or "")
         self.workspace.export(options["out_dir"], dtype=options["dtype"], max_shard_size=options["max_shard_size"],
-                              force=options["force"])
+                              force=options["force"], replace_any=options["replace_any"])
 
     def save_recipe(self, path: str | None = None) -> None:
         recipe = self.workspace.recipe

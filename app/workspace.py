@@ -41,6 +41,7 @@ class Workspace(QtCore.QObject):
     preview_busy = QtCore.Signal(bool)
     target_materialised = QtCore.Signal(object)
     source_analysed = QtCore.Signal(object)
+    source_checked = QtCore.Signal(object)
     validation_step = QtCore.Signal(object)
     validation_finished = QtCore.Signal(object)
     exported = QtCore.Signal(object)
@@ -60,10 +61,15 @@ class Workspace(QtCore.QObject):
         self.open_controller = JobController(runner, self)
         self.plan_controller = JobController(runner, self)
         self.preview_controller = JobController(runner, self)
+        self.check_controller = JobController(runner, self)
+        #: the user allows transferring a source whose weights hold NaN/Inf (the CLI's --allow-nonfinite)
+        self.allow_nonfinite = False
         self.queue = JobQueue(runner, self)
 
         self.open_controller.returned.connect(self._on_source_returned)
         self.open_controller.errored.connect(self.source_failed)
+        self.check_controller.returned.connect(self._on_values_checked)
+        self.check_controller.errored.connect(lambda exc: self.job_failed.emit("Checking the source's values failed", exc))
         self.plan_controller.returned.connect(self._on_plan_returned)
         self.plan_controller.errored.connect(self._on_plan_errored)
         self.preview_controller.returned.connect(self.preview_ready)
@@ -106,9 +112,16 @@ class Workspace(QtCore.QObject):
         if opened.architecture_error is None:
             # An identity recipe first; listeners of source_opened may replace it (a recipe file).
             self.set_recipe(Recipe(source=opened.location, device=self.device))
+        self.allow_nonfinite = False
         self.source_opened.emit(opened)
         if opened.architecture_error is not None:
             self.plan_failed.emit(opened.architecture_error)
+        self.check_controller.start(tasks.check_values_job(opened.source))
+
+    def _on_values_checked(self, scan) -> None:
+        if scan.nonfinite:
+            log.warning("%s: %s", self.source.display_name if self.source else "source", scan.summary())
+        self.source_checked.emit(scan)
 
     # -- recipe and plan ---------------------------------------------------------------------
     def set_recipe(self, recipe, *, immediately: bool = False) -> None:
@@ -160,7 +173,8 @@ class Workspace(QtCore.QObject):
     def materialise(self):
         if self.plan is None:
             raise RuntimeError("no plan yet")
-        return self.queue.enqueue(tasks.materialise_job(self.plan, self.source, self.device, self.recipe.dtype))
+        return self.queue.enqueue(tasks.materialise_job(self.plan, self.source, self.device, self.recipe.dtype,
+                                                        allow_nonfinite=self.allow_nonfinite))
 
     def analyse_source(self):
         """Queue the model-wide statistics of the source (layer × role, mean-field diagnostics)."""
@@ -173,9 +187,14 @@ class Workspace(QtCore.QObject):
         if self.plan is None:
             raise RuntimeError("no plan yet")
         tokenizer = self.source.root if self.source is not None else None
-        return self.queue.enqueue(tasks.validate_job(self.plan.recipe, self.source, config, tokenizer))
+        return self.queue.enqueue(tasks.validate_job(self.plan.recipe, self.source, config, tokenizer,
+                                                     allow_nonfinite=self.allow_nonfinite))
 
-    def export(self, out_dir: str | Path, *, dtype: str | None, max_shard_size: str, force: bool = False):
+    def export(self, out_dir: str | Path, *, dtype: str | None, max_shard_size: str, force: bool = False,
+               replace_any: bool = False):
+        """Queue an export of the current recipe; ``force`` replaces an earlier Graft export,
+        ``replace_any`` (with ``force``) any folder. Refusals (core.outdir: never the source, …)
+        come back through ``job_failed`` as an ExportError, which the window shows in a dialog."""
         if self.plan is None:
             raise RuntimeError("no plan yet")
         from core.recipe import Recipe
@@ -183,7 +202,9 @@ class Workspace(QtCore.QObject):
         data = self.recipe.to_dict()
         data.update(dtype=dtype or None, max_shard_size=max_shard_size)
         recipe = Recipe.from_dict(data)
-        return self.queue.enqueue(tasks.export_job(recipe, out_dir, self.source, force=force))
+        return self.queue.enqueue(tasks.export_job(recipe, out_dir, self.source, force=force,
+                                                   replace_any=force and replace_any,
+                                                   allow_nonfinite=self.allow_nonfinite))
 
     def _on_entry_yielded(self, entry, item: Any) -> None:
         if entry.job.name == "validate":
@@ -209,7 +230,7 @@ class Workspace(QtCore.QObject):
     def cancel_all(self) -> None:
         self._plan_timer.stop()
         self._preview_timer.stop()
-        for controller in (self.open_controller, self.plan_controller, self.preview_controller):
+        for controller in (self.open_controller, self.plan_controller, self.preview_controller, self.check_controller):
             controller.cancel()
         self.queue.cancel_all()
 

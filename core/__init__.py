@@ -5,7 +5,7 @@ Nothing in this package imports Qt; an import-linter contract in pyproject.toml 
 
 import os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Torch's OpenMP workers spin between calls by default; when torch and numpy calls alternate (the
 # stats preview) the spinning burned ~6x the useful CPU time here. Passive waiting fixes it and

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 from core import __version__
+from core.budget import check_disk
+from core.devices import check_device_available
+from core.errors import SourceError
 from core.export import ExportEntry, default_model_card, export_checkpoint, mlp_metadata
 from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.outdir import check_out_dir, protected_paths
 from core.plan import Plan, make_plan
+from core.provenance import check_finite, verify_recorded_hashes
+from core.provenance import record as record_provenance
 from core.recipe import Recipe
 from core.sources import Source, open_source
 from core.strategies.scores import score_fn
@@ -33,19 +40,65 @@ def plan_recipe(recipe: Recipe, source: Source | None = None) -> tuple[Plan, Sou
     return plan, source
 
 
+#: config keys that make transformers import code from the source's repository.
+REMOTE_CODE_KEYS = ("auto_map", "trust_remote_code")
+
+
+def strip_remote_code(data: dict) -> list[str]:
+    """Remove the remote-code keys from a config dict in place; returns the keys removed.
+
+    Graft's exports hold weights for transformers' own classes, so a source's ``auto_map``
+    (which would import its repository's modelling code) must not come along.
+    """
+    removed = [key for key in REMOTE_CODE_KEYS if key in data]
+    for key in removed:
+        del data[key]
+    return removed
+
+
+def _without_remote_code(path: Path) -> tuple[str, list[str]] | None:
+    """``(edited JSON text, keys removed)`` for an aux JSON file naming remote code, else None."""
+    if path.suffix != ".json":
+        return None
+    from core.sources.trust import load_json
+
+    try:
+        data = load_json(path, None, path.name)
+    except SourceError:  # an unreadable aux file is copied as it is, like any other
+        return None
+    removed = strip_remote_code(data) if isinstance(data, dict) else []
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n", removed) if removed else None
+
+
 def export_entries(plan: Plan, dtype: str | None) -> list[ExportEntry]:
     return [ExportEntry(t.name, tuple(t.shape), output_dtype(t, dtype)) for t in plan.tensors]
 
 
-def provenance(source: Source) -> dict:
-    """Identity of the source: where it came from and a SHA-256 of every shard."""
-    return {"identity": dict(source.identity), "shards": source.file_hashes()}
+def trust_source(recipe: Recipe, source: Source, *, allow_changed_source: bool = False,
+                 allow_nonfinite: bool = False, progress: ProgressFn = no_progress,
+                 cancel: CancelToken = NEVER_CANCELLED) -> None:
+    """Before any weight is transferred: the recipe's device exists here, the recipe's recorded
+    hashes match the source, every value is finite.
+
+    Raises:
+        RecipeError: the source changed since the recipe was recorded (unless allowed).
+        SourceError: NaN/Inf weights (unless allowed).
+    """
+    check_device_available(recipe.device)
+    # The scan is a phase before the job's own work: its fraction never reports "done".
+    check_finite(source, allow_nonfinite=allow_nonfinite, cancel=cancel,
+                 progress=lambda f, m: progress(min(f, 0.999), m))
+    verify_recorded_hashes(recipe.provenance, source, allow_changed=allow_changed_source)
 
 
 def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None = None, plan: Plan | None = None,
-                  force: bool = False, progress: ProgressFn = no_progress,
+                  force: bool = False, replace_any: bool = False, allow_changed_source: bool = False,
+                  allow_nonfinite: bool = False, progress: ProgressFn = no_progress,
                   cancel: CancelToken = NEVER_CANCELLED) -> Path:
     """Materialise the recipe's target tensor by tensor and write an HF folder atomically.
+
+    The source is checked first (:func:`trust_source`): its hashes against the recipe's recorded
+    ones, and its values for NaN/Inf; ``allow_changed_source`` / ``allow_nonfinite`` go on anyway.
 
     Returns:
         The export folder (absolute).
@@ -54,11 +107,17 @@ def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None 
         plan, source = plan_recipe(recipe, source)
     elif source is None:
         source = open_recipe_source(recipe)
+    # --out first (core.outdir: never the source, --force replaces only an earlier export unless
+    # replace_any): a refusal must not wait for the scan below.
+    protect = protected_paths(source)
+    check_out_dir(Path(out_dir), force=force, replace_any=replace_any, protect=protect)
+    trust_source(recipe, source, allow_changed_source=allow_changed_source, allow_nonfinite=allow_nonfinite,
+                 progress=progress, cancel=cancel)
     cache: dict = {}
     by_name = {t.name: t for t in plan.tensors}
 
     written = recipe.to_dict()
-    written["provenance"] = provenance(source)
+    written["provenance"] = record_provenance(source)
 
     def produce(name: str):
         out = fill_tensor(plan, by_name[name], source, device=recipe.device, cache=cache)
@@ -71,6 +130,7 @@ def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None 
 
     metadata = {"graft.version": __version__}
     config = dict(plan.target_config)
+    removed: dict[str, list[str]] = {}
     if plan.family == "mlp":
         metadata.update(mlp_metadata(config["widths"], config["activation"]))
         config = None
@@ -78,6 +138,16 @@ def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None 
         config.pop("_name_or_path", None)
         if recipe.dtype:
             config["dtype"] = recipe.dtype
+        dropped = strip_remote_code(config)
+        if dropped:
+            removed["config.json"] = dropped
+    aux_files, aux_texts = [], {}
+    for path in source.aux_files():
+        edited = _without_remote_code(path)
+        if edited is None:
+            aux_files.append(path)
+        else:
+            aux_texts[path.name], removed[path.name] = edited
     default = recipe.values["default"]
     card = default_model_card({
         "source": source.display_name,
@@ -88,11 +158,15 @@ def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None 
         "parameters": default.get("params") or {},
         "seed": recipe.seed,
         "dtype": recipe.dtype,
+        "removed_remote_code": removed,
     })
+    entries = export_entries(plan, recipe.dtype)
+    check_disk(sum(e.nbytes for e in entries), Path(out_dir))
     out = export_checkpoint(
-        Path(out_dir), entries=export_entries(plan, recipe.dtype), produce=produce, config=config,
-        aux_files=source.aux_files(), recipe=written, model_card=card, metadata=metadata,
-        max_shard_size=recipe.max_shard_size, force=force, progress=progress, cancel=cancel,
+        Path(out_dir), entries=entries, produce=produce, config=config,
+        aux_files=aux_files, aux_texts=aux_texts, recipe=written, model_card=card, metadata=metadata,
+        max_shard_size=recipe.max_shard_size, force=force, replace_any=replace_any,
+        protect=protect, progress=progress, cancel=cancel,
     )
     return out
 
@@ -103,6 +177,8 @@ def validate_recipe_steps(
     config=None,
     *,
     tokenizer: str | Path | None = None,
+    allow_changed_source: bool = False,
+    allow_nonfinite: bool = False,
     progress: ProgressFn = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
 ):
@@ -122,6 +198,8 @@ def validate_recipe_steps(
 
     progress(-1.0, "materialising the target")
     plan, source = plan_recipe(recipe, source)
+    trust_source(recipe, source, allow_changed_source=allow_changed_source, allow_nonfinite=allow_nonfinite,
+                 progress=progress, cancel=cancel)
     cancel.check()
     state = build_state_dict(plan, source, device="cpu", dtype="float32", cancel=cancel)
     arms = [Arm.from_state("transferred", plan.target_config, state, f"{recipe.values['default']['method']} transfer of {source.display_name}"),
@@ -137,6 +215,8 @@ def materialise_summaries(
     *,
     device: str = "cpu",
     dtype: str | None = None,
+    allow_changed_source: bool = False,
+    allow_nonfinite: bool = False,
     progress: ProgressFn = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
 ) -> list:
@@ -150,6 +230,8 @@ def materialise_summaries(
     from core.transfer import materialize
 
     plan, source = plan_recipe(recipe, source)
+    trust_source(recipe, source, allow_changed_source=allow_changed_source, allow_nonfinite=allow_nonfinite,
+                 progress=progress, cancel=cancel)
     by_name = {t.name: t for t in plan.tensors}
     return [summarise(by_name[name], tensor, source)
             for name, tensor in materialize(plan, source, device=device, dtype=dtype, progress=progress, cancel=cancel)]

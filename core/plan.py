@@ -15,12 +15,16 @@ from it (the live preview) costs one slice read.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from core.architectures import detect
+from core.architectures.check import check_source
 from core.architectures.spec import PER_LAYER_DIMS
+from core.budget import check_memory, estimate
 from core.errors import PlanError
 from core.strategies import base as strategies
+from core.strategies.growth import growth_exactness
+from core.strategies.index import linspace_indices
 
 GROWING_HINT = "growth (function-preserving), mean_field with i.i.d. sampling, or a distribution fit"
 
@@ -45,7 +49,10 @@ class TargetSizes:
         unknown = set(data) - known
         if unknown:
             raise PlanError(f"unknown target size(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(known))}")
-        return cls(**{k: (int(v) if v is not None else None) for k, v in data.items()})
+        for key, value in data.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise PlanError(f"target {key} must be a whole number, not {value!r}")
+        return cls(**data)
 
 
 @dataclass
@@ -114,6 +121,8 @@ class Plan:
     tensors: list[TensorPlan]
     index: dict = field(default_factory=dict)
     values: dict = field(default_factory=dict)
+    #: sentences about what this plan cannot do exactly (shown by the CLI; e.g. inexact growth).
+    warnings: list[str] = field(default_factory=list)
 
     # -- lookups ----------------------------------------------------------------------------
     def tensor(self, name: str) -> TensorPlan:
@@ -172,8 +181,7 @@ def resolve_sizes(spec, src: dict[str, int], want: TargetSizes) -> dict[str, int
         if "head_dim" in asked:
             raise PlanError(f"{spec.family} derives head_dim from hidden/heads; set --hidden and --heads instead of --head-dim")
         if tgt["hidden"] % tgt["heads"]:
-            divisors = [h for h in range(1, tgt["hidden"] + 1) if tgt["hidden"] % h == 0 and abs(h - tgt["heads"]) <= tgt["heads"]]
-            hint = ", ".join(map(str, divisors[-4:]))
+            hint = ", ".join(map(str, _divisors_near(tgt["hidden"], tgt["heads"])))
             raise PlanError(f"hidden size {tgt['hidden']} is not divisible by {tgt['heads']} heads; choose heads that divide it (e.g. {hint})")
         tgt["head_dim"] = tgt["hidden"] // tgt["heads"]
     if tgt["heads"] % tgt["kv_heads"]:
@@ -181,6 +189,18 @@ def resolve_sizes(spec, src: dict[str, int], want: TargetSizes) -> dict[str, int
     if spec.rotary and tgt["head_dim"] % 2:
         raise PlanError(f"head_dim {tgt['head_dim']} is odd; rotary embeddings need an even head_dim")
     return tgt
+
+
+def _divisors_near(n: int, near: int, count: int = 4, max_steps: int = 100_000) -> list[int]:
+    """Up to ``count`` divisors of ``n`` closest to ``near`` (a bounded search: sizes may be absurd)."""
+    found: set[int] = set()
+    for step in range(min(max_steps, max(near, n))):
+        for h in (near - step, near + step):
+            if 1 <= h <= n and n % h == 0:
+                found.add(h)
+        if len(found) >= count:
+            break
+    return sorted(found)[:count] or [1]
 
 
 def _check_positive(sizes: dict[str, int]) -> None:
@@ -209,7 +229,7 @@ def make_layer_map(n_source: int, n_target: int, method: str | list[int]) -> lis
         if method == "first_n":
             chosen = list(range(n_target))
         elif method == "uniform":
-            chosen = [round(j * (n_source - 1) / max(n_target - 1, 1)) for j in range(n_target)] if n_target > 1 else [0]
+            chosen = linspace_indices(n_source, n_target)  # the same rounding as the uniform index map
         elif method == "last_n":
             chosen = list(range(n_source - n_target, n_source))
         else:
@@ -354,8 +374,10 @@ def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: 
     index_params = strategies.make_params(index["method"], index.get("params"))
 
     spec, config = detect(source)
+    check_source(source, spec, config)
     src = spec.sizes(config)
     tgt = resolve_sizes(spec, src, sizes)
+    check_memory(estimate(spec, source, tgt))  # before any map or table is built for absurd sizes
     grows = growing_dims(src, tgt, spec.resizable | {"layers"})
     used = {c["method"] for c in values.values()}
     if grows:
@@ -434,8 +456,10 @@ def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: 
         for key, value in config.items():
             if isinstance(value, list) and len(value) == src["layers"] and key != "architectures":
                 target_config[key] = [value[link.source] for link in layer_map]
-    return Plan(family=spec.family, seed=seed, source_sizes=src, target_sizes=tgt, target_config=target_config,
+    plan = Plan(family=spec.family, seed=seed, source_sizes=src, target_sizes=tgt, target_config=target_config,
                 layer_map=layer_map, dims=dims, tensors=tensors, index=index, values=values)
+    plan.warnings = growth_exactness(plan, spec)  # raises PlanError where growth cannot keep the function
+    return plan
 
 
 def _untie_for_growth(spec, config, values, src, tgt, tensors, matched, dims) -> bool:
@@ -445,11 +469,12 @@ def _untie_for_growth(spec, config, values, src, tgt, tensors, matched, dims) ->
     embedding writes hidden) and cannot also divide; untied, the head's columns are divided by
     the clone counts like any fan-in, and the grown model's logits equal the source's.
     """
-    if not spec.tied_head or tgt.get("hidden", 0) <= src.get("hidden", 0) or not spec.is_tied(config):
+    tied_head = spec.tied_head_for(config)
+    if not tied_head or tgt.get("hidden", 0) <= src.get("hidden", 0) or not spec.is_tied(config):
         return False
     if resolve_value_strategy(values, "head")[0] != "growth":
         return False
-    head_name, embed_pattern = spec.tied_head
+    head_name, embed_pattern = tied_head
     if any(t.name == head_name for t in tensors):
         return False
     embed = next((m for m in matched.values() if m.rule.pattern == embed_pattern), None)
@@ -461,6 +486,9 @@ def _untie_for_growth(spec, config, values, src, tgt, tensors, matched, dims) ->
         axes=[["vocab"], ["hidden"]], fan_in=1, shape=list(info_shape.shape), source_shape=list(info_shape.source_shape),
         dtype=info_shape.dtype, strategy="growth", params=dict(resolve_value_strategy(values, "head")[1]),
     ))
+    names = {t.name for t in tensors}  # what the head shares besides its weight (BERT's decoder bias) is untied too
+    tensors += [replace(t, name=twin) for twin, of in spec.tied_head_twins.get(head_name, ()) if twin not in names
+                for t in tensors if t.name == of]
     return True
 
 
@@ -483,14 +511,16 @@ def format_plan(plan: Plan, limit: int | None = None) -> str:
             continue
         preview = ",".join(map(str, m.index[:12])) + ("…" if len(m.index) > 12 else "")
         lines.append(f"  {key:<14} {m.source_size:>6}→{m.target_size:<6} {m.method:<10} [{preview}]")
+    from core.sources.trust import shown  # tensor names come from the file: no raw escape sequences
+
     lines.append("tensors:")
     rows = plan.tensors if limit is None else plan.tensors[:limit]
-    width = max((len(t.name) for t in rows), default=10)
+    width = max((len(shown(t.name)) for t in rows), default=10)
     for t in rows:
         src = "×".join(map(str, t.source_shape))
         dst = "×".join(map(str, t.shape))
         flag = " (new)" if t.new_layer else ""
-        lines.append(f"  {t.name:<{width}}  {t.role:<9} {src:>12} → {dst:<12} {t.strategy}{flag}")
+        lines.append(f"  {shown(t.name):<{width}}  {t.role:<9} {src:>12} → {dst:<12} {t.strategy}{flag}")
     if limit is not None and len(plan.tensors) > limit:
         lines.append(f"  … {len(plan.tensors) - limit} more")
     return "\n".join(lines)

@@ -12,11 +12,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core import __version__
+from core.devices import check_device_name
 from core.errors import RecipeError
 from core.plan import TargetSizes
 
 FORMAT = 1
 DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _expect(value, kinds, name: str, what: str) -> None:
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise RecipeError(f"the recipe's {name} must be {what}, not {value!r}")
+    if not isinstance(value, kinds):
+        raise RecipeError(f"the recipe's {name} must be {what}, not {json.dumps(value)[:60]}")
+
+
+def _check_choice(choice, where: str) -> None:
+    if not isinstance(choice, dict) or not isinstance(choice.get("method"), str):
+        raise RecipeError(f"{where} must be an object with a 'method' name, like {{\"method\": \"select\"}}")
+    unknown = set(choice) - {"method", "params"}
+    if unknown:
+        raise RecipeError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}; it takes 'method' and 'params'")
+    if not isinstance(choice.get("params", {}), dict):
+        raise RecipeError(f"{where}['params'] must be an object of parameter values")
 
 
 @dataclass
@@ -71,16 +89,34 @@ class Recipe:
         return recipe
 
     def validate(self) -> None:
+        """Refuse every field of the wrong type or value, naming it (no silent coercion)."""
+        _expect(self.source, str, "source", "a path, 'demo' or a hub repo id")
+        if not self.source:
+            raise RecipeError("the recipe's source is empty; give a path, 'demo' or a hub repo id")
+        _expect(self.revision, (str, type(None)), "revision", "a branch, tag or commit hash, or null")
+        _expect(self.target, dict, "target", 'an object of sizes, like {"layers": 4, "hidden": 256}')
         TargetSizes.from_dict(self.target)
         if self.dtype is not None and self.dtype not in DTYPES:
             raise RecipeError(f"dtype must be one of {', '.join(DTYPES)} (or absent to keep the source's), not {self.dtype!r}")
         if not isinstance(self.values, dict) or "default" not in self.values:
             raise RecipeError("the recipe's 'values' must map roles to strategies and include a 'default'")
         for role, choice in self.values.items():
-            if not isinstance(choice, dict) or "method" not in choice:
-                raise RecipeError(f"values[{role!r}] must be an object with a 'method'")
-        if not isinstance(self.seed, int):
-            raise RecipeError(f"seed must be an integer, not {self.seed!r}")
+            _check_choice(choice, f"values[{role!r}]")
+        if self.index is not None:
+            _check_choice(self.index, "index")
+        if isinstance(self.layers, list):
+            if not self.layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in self.layers):
+                raise RecipeError(f"layers must be first_n, uniform, last_n or a non-empty list of layer numbers, not {self.layers!r}")
+        else:
+            _expect(self.layers, str, "layers", "first_n, uniform, last_n or a list of layer numbers")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise RecipeError(f"seed must be a whole number from 0 to 2^63 − 1, not {self.seed!r}")
+        _expect(self.device, str, "device", "cpu, cuda or cuda:N")
+        check_device_name(self.device)
+        if isinstance(self.max_shard_size, bool) or not isinstance(self.max_shard_size, (str, int)):
+            raise RecipeError(f"max_shard_size must be a size like \"5GB\" or a number of bytes, not {self.max_shard_size!r}")
+        _expect(self.validation, dict, "validation", "an object of validation settings")
+        _expect(self.provenance, dict, "provenance", "an object (written by Graft on export)")
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -94,10 +130,14 @@ class Recipe:
         path = Path(path)
         if path.is_dir():
             path = path / "graft_recipe.json"
+        if path.exists() and not path.is_file():  # a FIFO or a device would block the read
+            raise RecipeError(f"recipe {path} is not a regular file; give the graft_recipe.json file")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RecipeError(f"recipe {path} does not exist") from None
-        except ValueError as exc:
-            raise RecipeError(f"recipe {path} is not valid JSON ({exc})") from exc
+        except OSError as exc:
+            raise RecipeError(f"cannot read recipe {path}: {exc.strerror or exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise RecipeError(f"recipe {path} is not valid JSON ({str(exc)[:80] or 'nested too deeply'})") from exc
         return cls.from_dict(data)

@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from app.cli.recipe_args import add_recipe_args, recipe_from_args
+from app.cli.recipe_args import add_recipe_args, add_trust_args, recipe_from_args, trust_kwargs
 from app.cli.term import TerminalProgress
-from core.errors import RecipeError
+from core.errors import ExportError, RecipeError
 
 DEMO_TARGET = {"layers": 4, "hidden": 256, "ffn": 1024, "heads": 8}
 
@@ -24,15 +24,38 @@ def register(sub) -> None:
                        help="build the target's weights from the source and export an HF folder (alias: export)")
     add_recipe_args(t, source_required=False)
     t.add_argument("--out", help="export folder (must not exist or be empty, unless --force)")
-    t.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    add_replace_args(t)
     t.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
     t.add_argument("--save-recipe", metavar="FILE", help="also write the recipe to FILE")
+    add_trust_args(t)
     t.set_defaults(func=run_transfer)
 
     d = sub.add_parser("demo", help="shrink the bundled all-MiniLM-L6-v2 to 4 layers × 256 by weight selection")
     d.add_argument("--out", default="out/demo", help="export folder (default: out/demo)")
-    d.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    add_replace_args(d)
     d.set_defaults(func=run_demo)
+
+
+def add_replace_args(parser, what: str = "export") -> None:
+    """``--force`` and ``--replace-any``, the two steps of replacing an existing --out folder."""
+    parser.add_argument("--force", action="store_true",
+                        help=f"replace a non-empty --out folder that is an earlier Graft {what}; never the "
+                             "source, the home or the working folder")
+    parser.add_argument("--replace-any", action="store_true",
+                        help=f"with --force: replace --out even if it is not a Graft {what} (its files are deleted)")
+
+
+def replace_kwargs(args) -> dict:
+    """``force`` / ``replace_any`` from the flags; ``--replace-any`` alone is a mistake, not a no-op."""
+    if args.replace_any and not args.force:
+        raise ExportError("--replace-any only works together with --force; pass both to replace that folder")
+    return {"force": args.force, "replace_any": args.replace_any}
+
+
+def print_warnings(plan) -> None:
+    """What the plan cannot do exactly (e.g. inexact growth), one ``graft: warning:`` line each on stderr."""
+    for warning in plan.warnings:
+        print(f"graft: warning: {warning}", file=sys.stderr)
 
 
 def run_plan(args) -> int:
@@ -40,6 +63,7 @@ def run_plan(args) -> int:
     from core.plan import format_plan
 
     plan, _ = plan_recipe(recipe_from_args(args))
+    print_warnings(plan)
     print(json.dumps(plan.to_dict(), indent=1) if args.json else format_plan(plan, args.limit))
     return 0
 
@@ -49,7 +73,9 @@ def run_transfer(args) -> int:
     from core.plan import format_plan
 
     recipe = recipe_from_args(args)
+    replacing = replace_kwargs(args)
     plan, source = plan_recipe(recipe)
+    print_warnings(plan)
     if args.save_recipe:
         recipe.save(args.save_recipe)
     if args.dry_run:
@@ -57,8 +83,8 @@ def run_transfer(args) -> int:
         return 0
     if not args.out:
         raise RecipeError("give --out FOLDER for the export (or --dry-run to only print the plan)")
-    out = export_recipe(recipe, Path(args.out), source=source, plan=plan, force=args.force,
-                        progress=TerminalProgress("export"))
+    out = export_recipe(recipe, Path(args.out), source=source, plan=plan, **replacing,
+                        progress=TerminalProgress("export"), **trust_kwargs(args))
     print(f"wrote {out} ({plan.num_parameters:,} parameters, {plan.family})")
     return 0
 
@@ -68,9 +94,10 @@ def run_demo(args) -> int:
     from core.recipe import Recipe
 
     recipe = Recipe(source="demo", target=dict(DEMO_TARGET))
+    replacing = replace_kwargs(args)
     plan, source = plan_recipe(recipe)
     print(f"demo: {source.display_name} → {plan.family} {DEMO_TARGET} by weight selection", file=sys.stderr)
-    out = export_recipe(recipe, Path(args.out), source=source, plan=plan, force=args.force,
+    out = export_recipe(recipe, Path(args.out), source=source, plan=plan, **replacing,
                         progress=TerminalProgress("export"))
     print(f"wrote {out} ({plan.num_parameters:,} parameters)")
     print(f"load it with: python -c \"from transformers import AutoModel; AutoModel.from_pretrained('{out}')\"")

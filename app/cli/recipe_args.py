@@ -6,6 +6,7 @@ import argparse
 import json
 
 from core.errors import RecipeError
+from core.provenance import CHANGED_FLAG, NONFINITE_FLAG
 from core.recipe import DTYPES, Recipe
 
 SIZE_FLAGS = ("layers", "hidden", "ffn", "heads", "kv_heads", "head_dim")
@@ -35,6 +36,19 @@ def add_recipe_args(parser: argparse.ArgumentParser, *, source_required: bool = 
     o.add_argument("--max-shard-size", help="e.g. 500MB, 5GB (decimal, like the hub)")
 
 
+def add_trust_args(parser: argparse.ArgumentParser) -> None:
+    """The two ways to go on with a source Graft would otherwise refuse (core.provenance)."""
+    g = parser.add_argument_group("source checks")
+    g.add_argument(CHANGED_FLAG, dest="allow_changed_source", action="store_true",
+                   help="go on when the source's bytes differ from the SHA-256 hashes the recipe recorded")
+    g.add_argument(NONFINITE_FLAG, dest="allow_nonfinite", action="store_true",
+                   help="transfer a source whose weights hold NaN or Inf values")
+
+
+def trust_kwargs(args: argparse.Namespace) -> dict:
+    return {"allow_changed_source": args.allow_changed_source, "allow_nonfinite": args.allow_nonfinite}
+
+
 def _value(text: str):
     try:
         return json.loads(text)
@@ -60,12 +74,22 @@ def parse_role(item: str) -> tuple[str, dict]:
     return role.strip(), {"method": name.strip(), "params": parse_pairs([p for p in params.split(",") if p], "--role parameter")}
 
 
+def _layer_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise RecipeError(f"--layer-map {text!r} must be first_n, uniform, last_n or source layer numbers "
+                          "separated by commas, like 0,2,4") from None
+
+
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
     """A Recipe from ``--recipe`` (if any) with every given flag applied on top."""
     recipe = Recipe.load(args.recipe) if getattr(args, "recipe", None) else Recipe()
     data = recipe.to_dict()
     if getattr(args, "source", None):
         location, _, revision = args.source.partition("@")
+        if (location, revision or None) != (data["source"], data["revision"]):
+            data["provenance"] = {}  # recorded for another source: nothing to verify this one against
         data["source"], data["revision"] = location, (revision or None)
     elif not getattr(args, "recipe", None):
         raise RecipeError("give a source (e.g. 'demo' or a model folder) or --recipe FILE")
@@ -90,7 +114,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         raise RecipeError("--index-param needs --index")
     if args.layer_map:
         lm = args.layer_map
-        data["layers"] = [int(x) for x in lm.split(",")] if lm[:1].isdigit() else lm
+        data["layers"] = _layer_list(lm) if lm[:1].isdigit() else lm
     for key in ("seed", "dtype", "device", "max_shard_size"):
         if getattr(args, key, None) is not None:
             data[key] = getattr(args, key)

@@ -130,6 +130,15 @@ def open_source_job(location: str, *, offline: bool = False, cache_dir: str | No
     return Job(f"open {location}", partial(_open, location, offline, cache_dir, endpoint))
 
 
+def _check_values(source, *, progress, cancel):
+    return source.scan(progress=progress, cancel=cancel)
+
+
+def check_values_job(source) -> Job:
+    """Read every weight once (cached after the first time): shard hashes and NaN/Inf counts."""
+    return Job("check values", partial(_check_values, source))
+
+
 def _list_cache(cache_dir: str | None, *, progress, cancel) -> list:
     from core.sources import list_cached_models
 
@@ -166,19 +175,20 @@ def preview_job(result: PlanResult, source, tensor_name: str, device: str = "cpu
 
 
 # -- long jobs (queued) ----------------------------------------------------------------------
-def _materialise(result: PlanResult, source, device: str, dtype: str | None, *, progress, cancel):
+def _materialise(result: PlanResult, source, device: str, dtype: str | None, allow_nonfinite: bool, *, progress, cancel):
     from core.pipeline import materialise_summaries
     from core.process import run_in_child
 
     summaries = yield from run_in_child(materialise_summaries, result.recipe, source, device=device, dtype=dtype or None,
-                                        progress=progress, cancel=cancel)
+                                        allow_nonfinite=allow_nonfinite, progress=progress, cancel=cancel)
     return Materialised(result.plan, summaries, result.plan.num_parameters, device)
 
 
-def materialise_job(result: PlanResult, source, device: str = "cpu", dtype: str | None = None) -> Job:
+def materialise_job(result: PlanResult, source, device: str = "cpu", dtype: str | None = None, *,
+                    allow_nonfinite: bool = False) -> Job:
     """Fill and summarise every target tensor on ``device``, in a child process (the GIL of the
     GUI's process stays free; see ``core.process``)."""
-    return Job("materialise", partial(_materialise, result, source, device, dtype))
+    return Job("materialise", partial(_materialise, result, source, device, dtype, allow_nonfinite))
 
 
 def _source_table(source, *, progress, cancel):
@@ -194,7 +204,7 @@ def source_table_job(source) -> Job:
     return Job("analyse source", partial(_source_table, source))
 
 
-def _validate(recipe, source, config, tokenizer: str | None, *, progress, cancel):
+def _validate(recipe, source, config, tokenizer: str | None, allow_nonfinite: bool, *, progress, cancel):
     # In a child process: there, training does not compete with the GUI thread for the GIL, and
     # the child materialises the target from the recipe itself (no tensors cross over).
     from core.pipeline import validate_recipe_steps
@@ -202,27 +212,33 @@ def _validate(recipe, source, config, tokenizer: str | None, *, progress, cancel
 
     progress(-1.0, "starting the training process")
     return (yield from run_in_child(validate_recipe_steps, recipe, source, config, tokenizer=tokenizer,
-                                    progress=progress, cancel=cancel))
+                                    allow_nonfinite=allow_nonfinite, progress=progress, cancel=cancel))
 
 
-def validate_job(recipe, source, config, tokenizer: str | Path | None = None) -> Job:
+def validate_job(recipe, source, config, tokenizer: str | Path | None = None, *, allow_nonfinite: bool = False) -> Job:
     """Materialise ``recipe`` and train it against the baseline, side by side, in a child
     process; yields ``StepMetrics``, returns the ``ValidationReport``."""
-    return Job("validate", partial(_validate, recipe, source, config, str(tokenizer) if tokenizer else None))
+    return Job("validate", partial(_validate, recipe, source, config, str(tokenizer) if tokenizer else None,
+                                   allow_nonfinite))
 
 
-def _export(recipe, out_dir: str, source, force: bool, *, progress, cancel):
+def _export(recipe, out_dir: str, source, force: bool, replace_any: bool, allow_nonfinite: bool, *, progress, cancel):
     from core.pipeline import export_recipe
     from core.process import run_in_child
 
     return (yield from run_in_child(export_recipe, recipe, out_dir, source=source, force=force,
+                                    replace_any=replace_any, allow_nonfinite=allow_nonfinite,
                                     progress=progress, cancel=cancel))
 
 
-def export_job(recipe, out_dir: str | Path, source=None, *, force: bool = False) -> Job:
+def export_job(recipe, out_dir: str | Path, source=None, *, force: bool = False, replace_any: bool = False,
+               allow_nonfinite: bool = False) -> Job:
     """Materialise and write an HF folder atomically (the recipe decides dtype and shards), in a
-    child process, which plans the recipe again (milliseconds) rather than receive a plan."""
-    return Job(f"export → {Path(out_dir).name}", partial(_export, recipe, str(out_dir), source, force))
+    child process, which plans the recipe again (milliseconds) rather than receive a plan.
+    ``force`` replaces an earlier Graft export, ``replace_any`` any folder (never the source);
+    ``allow_nonfinite`` exports a source with NaN/Inf weights."""
+    return Job(f"export → {Path(out_dir).name}",
+               partial(_export, recipe, str(out_dir), source, force, replace_any, allow_nonfinite))
 
 
 def _save_recipe(recipe, path: str, *, progress, cancel) -> Path:

@@ -6,6 +6,7 @@ from app.qt import QtCore, QtGui, QtWidgets
 
 NAME_ROLE = QtCore.Qt.UserRole
 COUNT_ROLE = QtCore.Qt.UserRole + 1
+SOURCE_ROLE = QtCore.Qt.UserRole + 2
 
 
 def _shape(shape) -> str:
@@ -22,9 +23,12 @@ def _count(n: int) -> str:
 class ModelPanel(QtWidgets.QWidget):
     """Signals:
         tensor_selected(name): a target tensor was picked (drives the preview).
+        nonfinite_allowed(bool): the user allows (or no longer allows) transferring a source
+            whose weights hold NaN/Inf values.
     """
 
     tensor_selected = QtCore.Signal(str)
+    nonfinite_allowed = QtCore.Signal(bool)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -40,6 +44,23 @@ class ModelPanel(QtWidgets.QWidget):
         self.filter_edit.setMaximumWidth(220)
         header.addWidget(self.filter_edit)
         layout.addLayout(header)
+        self.values_banner = QtWidgets.QFrame()
+        self.values_banner.setObjectName("graft-values-banner")
+        self.values_banner.setStyleSheet("#graft-values-banner { background: #fdecea; border: 1px solid #d93025; "
+                                         "border-radius: 4px; } QLabel, QCheckBox { color: #5f2120; }")
+        banner = QtWidgets.QHBoxLayout(self.values_banner)
+        banner.setContentsMargins(8, 4, 8, 4)
+        self.values_label = QtWidgets.QLabel()
+        self.values_label.setWordWrap(True)
+        banner.addWidget(self.values_label, 1)
+        self.allow_nonfinite_box = QtWidgets.QCheckBox("Transfer it anyway")
+        self.allow_nonfinite_box.setToolTip("Materialise, validate and export refuse a source with NaN/Inf weights "
+                                            "unless this is ticked (the CLI's --allow-nonfinite)")
+        self.allow_nonfinite_box.toggled.connect(self.nonfinite_allowed)
+        banner.addWidget(self.allow_nonfinite_box)
+        self.values_banner.hide()
+        layout.addWidget(self.values_banner)
+        self._nonfinite: dict[str, int] = {}
 
         self.tabs = QtWidgets.QTabWidget()
         self.tree = QtWidgets.QTreeWidget()
@@ -70,8 +91,10 @@ class ModelPanel(QtWidgets.QWidget):
                                               _count(info.numel), ""])
             item.setData(0, NAME_ROLE, None)
             item.setData(0, COUNT_ROLE, info.numel)
+            item.setData(0, SOURCE_ROLE, name)
             group.addChild(item)
         self._finish_groups(groups)
+        self.show_values({}, "")
         family = opened.family if opened.family != "unknown" else "unknown architecture"
         self.title.setText(f"<b>{opened.source.display_name}</b> — {family}, "
                            f"{_count(source.num_parameters)} parameters, {len(source.tensors)} tensors")
@@ -93,6 +116,7 @@ class ModelPanel(QtWidgets.QWidget):
             item = QtWidgets.QTreeWidgetItem([t.name, t.role, shape, t.dtype, _count(t.numel), t.strategy])
             item.setData(0, NAME_ROLE, t.name)
             item.setData(0, COUNT_ROLE, t.numel)
+            item.setData(0, SOURCE_ROLE, t.source_name)
             if t.kind != "param":
                 item.setForeground(0, self.palette().brush(QtGui.QPalette.Disabled, QtGui.QPalette.Text))
             group.addChild(item)
@@ -103,6 +127,7 @@ class ModelPanel(QtWidgets.QWidget):
             current.parent().setExpanded(True)
             self.tree.setCurrentItem(current)
         self._selecting = False
+        self._mark_nonfinite()
         self._apply_filter(self.filter_edit.text())
         self.layers.setRowCount(len(plan.layer_map))
         for row, link in enumerate(plan.layer_map):
@@ -115,6 +140,29 @@ class ModelPanel(QtWidgets.QWidget):
             for col, text in enumerate([m.key, str(m.source_size), str(m.target_size), m.method, preview]):
                 self.dims.setItem(row, col, QtWidgets.QTableWidgetItem(text))
         self.dims.resizeColumnsToContents()
+
+    def show_values(self, nonfinite: dict[str, int], summary: str) -> None:
+        """The source's NaN/Inf counts by tensor (empty: all finite): a banner and marked rows."""
+        self._nonfinite = dict(nonfinite)
+        self.values_banner.setVisible(bool(nonfinite))
+        if nonfinite:
+            self.values_label.setText(f"<b>NaN/Inf weights:</b> {summary}. Materialise, validate and export "
+                                      "refuse this source unless you allow it.")
+        else:
+            self.allow_nonfinite_box.setChecked(False)
+        self._mark_nonfinite()
+
+    def _mark_nonfinite(self) -> None:
+        warn = QtGui.QBrush(QtGui.QColor("#d93025"))
+        for i in range(self.tree.topLevelItemCount()):
+            group = self.tree.topLevelItem(i)
+            for j in range(group.childCount()):
+                item = group.child(j)
+                count = self._nonfinite.get(item.data(0, SOURCE_ROLE))
+                if count:
+                    item.setForeground(3, warn)
+                    item.setText(3, f"{item.text(3).split(' ·')[0]} · {count:,} NaN/Inf")
+                    item.setToolTip(3, f"{count:,} NaN/Inf value(s) in the source tensor {item.data(0, SOURCE_ROLE)}")
 
     def _group(self, groups: dict, layer, new: bool = False) -> QtWidgets.QTreeWidgetItem:
         key = "global" if layer is None else f"layer {layer}"

@@ -54,9 +54,26 @@ def detect(source) -> tuple[ArchitectureSpec, dict]:
                 f"{source.display_name} has no config.json and is not a plain MLP ({exc}); add the model's "
                 f"config.json next to the weights (supported: {', '.join(supported_model_types())})"
             ) from None
-    if "model_type" not in source.config:
+    if not isinstance(source.config, dict):
+        raise ArchitectureError("config.json is not a JSON object; use the config.json that came with the weights")
+    if not isinstance(source.config.get("model_type"), str):
         raise ArchitectureError("config.json has no 'model_type'; is this a transformers checkpoint?")
-    return spec_for_config(source.config), source.config
+    spec = spec_for_config(source.config)
+    _check_config_types(spec, source.config)
+    return spec, source.config
+
+
+def _check_config_types(spec: ArchitectureSpec, config: dict) -> None:
+    """The config fields Graft reads besides the sizes (checked in ``spec.sizes``) have their JSON types."""
+    architectures = config.get("architectures")
+    if architectures is not None and not (isinstance(architectures, list)
+                                          and all(isinstance(a, str) for a in architectures)):
+        raise ArchitectureError(f"config.json's architectures is {str(architectures)[:60]!r}, but it must be a list "
+                                "of class names; fix config.json")
+    tied = config.get(spec.tied_field) if spec.tied_field else None
+    if tied is not None and not isinstance(tied, bool):
+        raise ArchitectureError(f"config.json's {spec.tied_field} is {str(tied)[:60]!r}, but it must be true or false; "
+                                "fix config.json")
 
 
 @dataclass(frozen=True)

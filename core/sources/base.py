@@ -6,7 +6,6 @@ Opening reads safetensors headers only (name → dtype, shape, file, byte range)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import SourceError
+from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 
 #: Files copied next to an exported checkpoint when the source has them.
 AUX_FILE_PATTERNS = (
@@ -45,27 +45,6 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def _cached_sha256(path: Path) -> str:
-    stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
-    entry = cache_dir() / "sha256" / key
-    try:
-        return entry.read_text().strip()
-    except OSError:
-        pass
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(8 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        entry.write_text(value)
-    except OSError:  # a read-only home is no reason to fail an export
-        pass
-    return value
-
-
 @dataclass(frozen=True)
 class TensorInfo:
     """Header facts of one tensor: nothing here needs the tensor's data."""
@@ -89,6 +68,31 @@ class TensorInfo:
         return self.dtype.startswith(("F", "BF"))
 
 
+@dataclass(frozen=True)
+class SourceScan:
+    """NaN/Inf entries of a source's weights, by tensor (only tensors that have some), in file order."""
+
+    nonfinite: dict[str, int]
+    sizes: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.nonfinite.values())
+
+    @property
+    def first(self) -> str | None:
+        return next(iter(self.nonfinite), None)
+
+    def summary(self) -> str:
+        """``"all finite"``, or the count, the tensors and the first one."""
+        if not self.nonfinite:
+            return "all finite"
+        first = self.first
+        more = f" and {len(self.nonfinite) - 1} more tensor(s)" if len(self.nonfinite) > 1 else ""
+        return (f"{self.total:,} NaN/Inf value(s) in {len(self.nonfinite)} tensor(s), first {first!r} "
+                f"({self.nonfinite[first]:,} of {self.sizes[first]:,}){more}")
+
+
 @dataclass
 class Source:
     """An opened checkpoint. Cheap to create; reads tensor bytes only when asked."""
@@ -99,6 +103,8 @@ class Source:
     config: dict | None = None
     identity: dict = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    #: resolved file → its name in the source folder (a cache snapshot's file links to a blob named by its hash)
+    file_names: dict[Path, str] = field(default_factory=dict)
     _hashes: dict[str, str] = field(default_factory=dict, repr=False)
 
     # -- description -------------------------------------------------------------------------
@@ -115,8 +121,24 @@ class Source:
         return sum(t.numel for t in self.tensors.values() if t.is_float)
 
     def aux_files(self) -> list[Path]:
-        """Tokenizer, generation and preprocessing files to copy on export."""
-        return [self.root / n for n in AUX_FILE_PATTERNS if (self.root / n).is_file()]
+        """Tokenizer, generation and preprocessing files to copy on export.
+
+        Each must be a regular file inside the source folder, or a Hugging Face cache blob of
+        the same repo for a snapshot (see :func:`core.sources.trust.checked_file`): a link to a
+        file elsewhere would copy that file into the export.
+
+        Raises:
+            SourceError: one of them is a link leaving the source, broken, or not a regular file.
+        """
+        from core.sources.trust import checked_file
+
+        found = []
+        for name in AUX_FILE_PATTERNS:
+            path = self.root / name
+            if os.path.lexists(path):
+                checked_file(path, self.root, f"the source's {name}")
+                found.append(path)
+        return found
 
     def info(self, name: str) -> TensorInfo:
         try:
@@ -131,7 +153,7 @@ class Source:
         try:
             return safe_open(str(info.file), framework="pt")
         except Exception as exc:  # safetensors raises its own error types
-            raise SourceError(f"cannot read {info.file.name}: {exc}; check that the file is complete") from exc
+            raise SourceError(f"cannot read {self.file_name(info.file)}: {exc}; check that the file is complete") from exc
 
     def read(self, name: str):
         """The whole tensor ``name`` as a torch tensor (in its stored dtype)."""
@@ -154,13 +176,48 @@ class Source:
     def file_hashes(self) -> dict[str, str]:
         """SHA-256 of every shard, by file name.
 
-        Computed once per file version: results are cached under the user cache folder keyed
-        by (path, size, mtime), so a second export of the same source reads no extra bytes.
+        A Hugging Face cache blob is named after its hash, which is taken without reading the
+        file; any other file is hashed once per version (see :mod:`core.sources.scan`, whose
+        cache key changes whenever the file's bytes may have), together with its NaN/Inf scan.
         """
+        from core.sources.scan import blob_sha256, cached_scan
+
         for path in self.files:
-            if path.name not in self._hashes:
-                self._hashes[path.name] = _cached_sha256(path)
+            if self.file_name(path) in self._hashes:
+                continue
+            known = blob_sha256(path) or getattr(cached_scan(path), "sha256", None)
+            self._hashes[self.file_name(path)] = known or self._scan_file(path).sha256
         return dict(self._hashes)
+
+    def file_name(self, path: Path) -> str:
+        """The name a weight file has in the source folder (not its blob's, for a cache snapshot)."""
+        return self.file_names.get(path, path.name)
+
+    def scan(self, *, progress: ProgressFn = no_progress, cancel: CancelToken = NEVER_CANCELLED) -> SourceScan:
+        """Read every weight file once (or take the cached result): hashes and NaN/Inf counts."""
+        by_file: dict[Path, list[TensorInfo]] = {}
+        for info in self.tensors.values():
+            by_file.setdefault(info.file, []).append(info)
+        total = sum(f.stat().st_size for f in self.files) or 1
+        done, nonfinite = 0, {}
+        for path in self.files:
+            result = self._scan_file(path, progress=progress, cancel=cancel, done=done, total=total)
+            nonfinite.update(result.nonfinite)
+            done += path.stat().st_size
+        progress(1.0, "checked every value")
+        ordered = {n: nonfinite[n] for n in self.tensors if n in nonfinite}
+        return SourceScan(ordered, {n: t.numel for n, t in self.tensors.items() if n in ordered})
+
+    def _scan_file(self, path: Path, **kw):
+        from core.sources.scan import scan_file
+
+        tensors = [t for t in self.tensors.values() if t.file == path]
+        try:
+            result = scan_file(path, tensors, **kw)
+        except OSError as exc:
+            raise SourceError(f"cannot read {self.file_name(path)}: {exc.strerror or exc}; check that the file is complete") from exc
+        self._hashes[self.file_name(path)] = result.sha256
+        return result
 
     def config_json(self) -> str:
         return json.dumps(self.config or {}, indent=2, sort_keys=True)

@@ -72,6 +72,7 @@ def make_params(name: str, values: dict | None = None):
         raise StrategyError(f"strategy {name!r} has no parameter(s) {', '.join(sorted(unknown))}; it takes: {', '.join(fields) or 'none'}")
     for key, value in values.items():
         meta = fields[key].metadata
+        _check_type(name, key, value, fields[key].default)
         if meta.get("choices") and value not in meta["choices"]:
             raise StrategyError(f"{name}.{key} must be one of {', '.join(map(str, meta['choices']))}, not {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -80,6 +81,22 @@ def make_params(name: str, values: dict | None = None):
             if meta.get("max") is not None and value > meta["max"]:
                 raise StrategyError(f"{name}.{key} must be ≤ {meta['max']}, not {value}")
     return strategy.Params(**values)
+
+
+def _check_type(strategy: str, key: str, value, default) -> None:
+    """A parameter keeps its default's JSON type (an int may stand for a float), and floats are finite."""
+    import math
+
+    if default is None or isinstance(default, (list, tuple, dict)):
+        return
+    kind = type(default)
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise StrategyError(f"{strategy}.{key} must be a {kind.__name__} like {default!r}, not {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise StrategyError(f"{strategy}.{key} must be a finite number, not {value}")
 
 
 def params_to_dict(params) -> dict:

@@ -7,11 +7,22 @@ Every field carries ``help`` (and ``min`` where it has a bound) in its metadata,
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import MISSING, dataclass, field, fields, replace
 
 from core.errors import TrainingError
 
 SCHEDULES = ("cosine", "linear", "constant")
+
+
+_KINDS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _is_a(value, kind: type) -> bool:
+    """JSON-typed check: an int is a float, but a bool is neither an int nor a float."""
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, kind) or (kind is float and isinstance(value, int))
 
 
 def _opt(default, help: str, **meta):
@@ -54,8 +65,15 @@ class ValidationConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             lo, hi = f.metadata.get("min"), f.metadata.get("max")
-            if value is None or isinstance(value, (str, bool)):
+            if value is None:
                 continue
+            kind = _KINDS.get(str(f.type).split(" |")[0])
+            if kind is not None and not _is_a(value, kind):
+                raise TrainingError(f"validation option {f.name} must be a {kind.__name__}, not {value!r}; change it")
+            if isinstance(value, (str, bool)):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TrainingError(f"validation option {f.name} must be a finite number, not {value}; change it")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 raise TrainingError(f"{f.name}={value} is out of range [{lo}, {hi}]; change it")
         if self.schedule not in SCHEDULES:

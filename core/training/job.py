@@ -69,6 +69,10 @@ class ValidationSession:
         tokenizer = tokenizer or find_tokenizer(arms)
         reference = base[0] if base else arms[0]
         self.data = self.task.prepare(reference.config, self.config, str(tokenizer) if tokenizer else None)
+        n_train = len(self.data.split.train_index)
+        if self.config.batch_size > n_train:
+            raise TrainingError(f"batch size {self.config.batch_size} is larger than the {n_train} training examples "
+                                f"of the data set; choose --batch-size {n_train} or less, or give more data (--dataset)")
         self.eval_batches = self.task.eval_set(self.data, self.config)
         self.device = resolve_device(self.config.device)
         self.runners: list[ArmRunner] = []

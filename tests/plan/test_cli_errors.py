@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 
 import pytest
 import torch
+from cli_expect import digest, fails
 
 from app.cli import main
-
-
-def digest(folder) -> dict:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
-
-
-def fails(capsys, argv, out, *needles) -> str:
-    capsys.readouterr()  # drop what building the fixture printed
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("graft: error: ") and "\n" not in err and "Traceback" not in err
-    assert not out.exists()
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 @pytest.fixture
@@ -95,7 +79,7 @@ def test_existing_output_is_refused_without_force(bert_dir, tmp_path, capsys):
     (out / "keep.txt").write_text("mine")
     assert main(["transfer", str(bert_dir), "--out", str(out)]) == 2
     assert (out / "keep.txt").read_text() == "mine"
-    assert main(["transfer", str(bert_dir), "--out", str(out), "--force"]) == 0
+    assert main(["transfer", str(bert_dir), "--out", str(out), "--force", "--replace-any"]) == 0  # keep.txt is not Graft's
     assert not (out / "keep.txt").exists() and (out / "config.json").is_file()
     shutil.rmtree(out)
 

@@ -1,0 +1,155 @@
+"""NaN/Inf weights are reported and refused; a recipe replayed on changed bytes stops; recipes are typed.
+
+Each used to pass silently: NaNs were exported with exit 0, a replay on a changed source gave
+other bytes with exit 0 (the hash cache trusted path + size + mtime), and ``hidden: 128.9`` or
+``layers: true`` were coerced to 128 and 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+from cli_expect import digest, fails
+from safetensors.torch import load_file, save_file
+
+from app.cli import main
+from core.sources import demo_model_path, open_source
+
+QUERY = "encoder.layer.1.attention.self.key.weight"
+DOWN = "encoder.layer.2.output.dense.weight"
+
+
+@pytest.fixture
+def demo_copy(tmp_path):
+    folder = tmp_path / "src"
+    shutil.copytree(demo_model_path(), folder)
+    return folder
+
+
+@pytest.fixture
+def nan_source(demo_copy):
+    tensors = load_file(demo_copy / "model.safetensors")
+    tensors[QUERY][3, 5] = float("nan")
+    tensors[QUERY][7, 7] = float("inf")
+    tensors[DOWN][0, 0] = float("-inf")
+    save_file(tensors, demo_copy / "model.safetensors", metadata={"format": "pt"})
+    return demo_copy
+
+
+@pytest.mark.parametrize("dtype, code", [(torch.bfloat16, "BF16"), (torch.float16, "F16"), (torch.float64, "F64"),
+                                         (torch.float8_e4m3fn, "F8_E4M3"), (torch.float8_e5m2, "F8_E5M2")])
+def test_the_bit_level_count_agrees_with_torch_in_every_float_dtype(dtype, code):
+    from core.sources.scan import count_nonfinite
+
+    x = torch.randn(4099, dtype=torch.float32) * 3
+    x[::97] = float("nan")
+    if dtype not in (torch.float8_e4m3fn,):  # E4M3 has no Inf: a cast saturates to NaN
+        x[5::101] = float("inf")
+        x[7::103] = float("-inf")
+    y = x.to(dtype)
+    expected = int((~torch.isfinite(y.float())).sum())
+    raw = memoryview(y.view(torch.uint8).numpy().tobytes())
+    assert count_nonfinite(raw, code) == expected > 0
+
+
+def test_inspect_reports_the_count_and_the_first_tensor(nan_source, capsys):
+    assert main(["inspect", str(nan_source)]) == 0
+    captured = capsys.readouterr()
+    assert f"values: 3 NaN/Inf value(s) in 2 tensor(s), first '{QUERY}' (2 of 147,456)" in captured.out
+    assert "--allow-nonfinite" in captured.err
+    assert main(["inspect", str(nan_source), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["nonfinite"] == {"total": 3, "tensors": {QUERY: 2, DOWN: 1}}
+
+
+def test_transfer_refuses_nonfinite_weights_unless_told_to_go_on(nan_source, tmp_path, capsys):
+    out = tmp_path / "out"
+    before = digest(nan_source)
+    fails(capsys, ["transfer", str(nan_source), "--hidden", "256", "--heads", "8", "--out", str(out)], out,
+          "3 NaN/Inf", QUERY, "--allow-nonfinite")
+    assert main(["transfer", str(nan_source), "--hidden", "256", "--heads", "8", "--out", str(out),
+                 "--allow-nonfinite"]) == 0
+    exported = load_file(out / "model.safetensors")
+    assert not torch.isfinite(exported[QUERY]).all()  # the user asked for it: the values go through
+    assert digest(nan_source) == before
+
+
+def test_finite_sources_are_scanned_once(demo_copy, tmp_path, capsys):
+    from core.sources.scan import cached_scan
+
+    source = open_source(demo_copy)
+    assert cached_scan(source.files[0]) is None
+    assert source.scan().nonfinite == {}
+    hit = cached_scan(source.files[0])
+    assert hit is not None and hit.sha256 == source.file_hashes()["model.safetensors"]
+
+
+def _rewrite_keeping_mtime(path, offset_from_end: int, data: bytes) -> None:
+    st = os.stat(path)
+    with open(path, "r+b") as fh:
+        fh.seek(st.st_size - offset_from_end)
+        fh.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime: only ctime moves
+
+
+def test_a_recipe_replayed_on_changed_bytes_stops(demo_copy, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert main(["transfer", str(demo_copy), "--layers", "2", "--out", str(first)]) == 0
+    recipe = first / "graft_recipe.json"
+    recorded = json.loads(recipe.read_text())["provenance"]["shards"]
+    assert set(recorded) == {"model.safetensors"}
+    _rewrite_keeping_mtime(demo_copy / "model.safetensors", 4, b"\x00\x00\x80\x3f")
+    again = tmp_path / "again"
+    fails(capsys, ["transfer", "--recipe", str(recipe), "--out", str(again)], again,
+          "changed since this recipe was written", "model.safetensors", "--allow-changed-source")
+    assert main(["transfer", "--recipe", str(recipe), "--out", str(again), "--allow-changed-source"]) == 0
+    new = json.loads((again / "graft_recipe.json").read_text())["provenance"]["shards"]
+    assert new["model.safetensors"] != recorded["model.safetensors"]  # the export records what it read
+
+
+def test_an_unchanged_source_replays_to_the_same_bytes(demo_copy, tmp_path):
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert main(["transfer", str(demo_copy), "--layers", "2", "--hidden", "256", "--heads", "8", "--out", str(first)]) == 0
+    assert main(["transfer", "--recipe", str(first / "graft_recipe.json"), "--out", str(again)]) == 0
+    assert digest(first) == digest(again)
+
+
+def test_the_hf_cache_blob_name_is_the_hash_without_reading_the_file(tmp_path):
+    """A snapshot file links to blobs/<sha256>: the hash is its name (a wrong name shows it is not read)."""
+    repo = tmp_path / "models--o--m"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    fake = "f" * 64
+    shutil.copy(demo_model_path() / "model.safetensors", repo / "blobs" / fake)
+    (snapshot / "model.safetensors").symlink_to(f"../../blobs/{fake}")
+    shutil.copy(demo_model_path() / "config.json", snapshot / "config.json")
+    assert open_source(snapshot).file_hashes() == {"model.safetensors": fake}
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"target": {"hidden": 128.9}}, "hidden must be a whole number"),
+    ({"target": {"layers": True}}, "layers must be a whole number"),
+    ({"target": [4]}, "target must be"),
+    ({"seed": "3"}, "seed must be"),
+    ({"seed": 1.5}, "seed must be"),
+    ({"layers": [0, "a"]}, "layers must be"),
+    ({"layers": 3}, "layers must be"),
+    ({"values": {"default": "select"}}, "'method'"),
+    ({"values": {"default": {"method": "select", "params": [1]}}}, "params"),
+    ({"index": "first_n"}, "index must be"),
+    ({"device": 0}, "device must be"),
+    ({"source": 7}, "source must be"),
+    ({"revision": 3}, "revision must be"),
+    ({"max_shard_size": True}, "max_shard_size"),
+    ({"validation": []}, "validation must be"),
+    ({"provenance": "x"}, "provenance must be"),
+])
+def test_recipe_fields_of_the_wrong_type_are_refused(tmp_path, capsys, change, needle):
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps({"graft_recipe": 1, "source": "demo", **change}))
+    fails(capsys, ["transfer", "--recipe", str(path), "--out", str(tmp_path / "o")], tmp_path / "o", needle)
