@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,20 +131,27 @@ def scan_file(path: Path, tensors, *, progress: ProgressFn = no_progress,
     regions = sorted((t.offsets[0], t.offsets[1], t) for t in tensors)
     digest = hashlib.sha256()
     nonfinite: dict[str, int] = {}
-    buffer = bytearray(BLOCK_BYTES)
-    position = 0
-    with open(path, "rb", buffering=0) as fh:
+    # Two buffers in turn: one thread hashes block k (hashlib releases the GIL) while this one
+    # counts it and reads block k + 1 into the other buffer; a buffer is refilled only after its
+    # hash is done. The hash stays in file order (one hashing thread).
+    buffers = (bytearray(BLOCK_BYTES), bytearray(BLOCK_BYTES))
+    hashing: list = [None, None]
+    turn = position = 0
+    with open(path, "rb", buffering=0) as fh, ThreadPoolExecutor(1, thread_name_prefix="graft-hash") as hasher:
 
         def take(n: int) -> memoryview:
-            nonlocal position
-            view = memoryview(buffer)[:n]
+            nonlocal position, turn
+            if hashing[turn] is not None:
+                hashing[turn].result()
+            view = memoryview(buffers[turn])[:n]
             got = 0
             while got < n:
                 k = fh.readinto(view[got:])
                 if not k:
                     raise SourceError(f"{path.name} ended early while being read; it changed during the scan — try again")
                 got += k
-            digest.update(view)
+            hashing[turn] = hasher.submit(digest.update, view)
+            turn ^= 1
             position += n
             progress((done + position) / total if total else 1.0, f"checking {path.name}")
             return view
@@ -165,6 +173,9 @@ def scan_file(path: Path, tensors, *, progress: ProgressFn = no_progress,
         while position < size:
             cancel.check()
             take(min(BLOCK_BYTES, size - position))
+        for pending in hashing:
+            if pending is not None:
+                pending.result()
     scan = FileScan(digest.hexdigest(), nonfinite)
     _store(path, key, scan)
     return scan
