@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
+        force=True,  # main() may run more than once in a process (tests): log to today's stderr
     )
     # Only the main thread may set handlers; main() called from another thread keeps the default.
     in_main = threading.current_thread() is threading.main_thread()

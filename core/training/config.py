@@ -16,6 +16,7 @@ SCHEDULES = ("cosine", "linear", "constant")
 
 
 _KINDS = {"int": int, "float": float, "str": str, "bool": bool}
+_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
 
 
 def _is_a(value, kind: type) -> bool:
@@ -69,7 +70,7 @@ class ValidationConfig:
                 continue
             kind = _KINDS.get(str(f.type).split(" |")[0])
             if kind is not None and not _is_a(value, kind):
-                raise TrainingError(f"validation option {f.name} must be a {kind.__name__}, not {value!r}; change it")
+                raise TrainingError(f"validation option {f.name} must be {_KIND_NAMES[kind]}, not {value!r}; change it")
             if isinstance(value, (str, bool)):
                 continue
             if isinstance(value, float) and not math.isfinite(value):
