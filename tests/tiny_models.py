@@ -33,10 +33,15 @@ FAMILIES = ("bert", "roberta", "llama", "qwen2", "gpt2", "vit")
 
 def build_tiny(family: str, folder, seed: int = 0):
     """Save a randomly initialised tiny model of ``family`` to ``folder``; returns (model, auto_class_name)."""
+    config, auto = _configs()[family]
+    return save_tiny(config, auto, folder, seed)
+
+
+def save_tiny(config, auto: str, folder, seed: int = 0):
+    """Build ``auto`` (a transformers Auto class name) from ``config``, perturb it, save it; returns (model, auto)."""
     import torch
     import transformers
 
-    config, auto = _configs()[family]
     torch.manual_seed(seed)
     model = getattr(transformers, auto).from_config(config)
     # Random init leaves norms at 1/0: perturb every tensor so identity checks are meaningful.
@@ -46,3 +51,23 @@ def build_tiny(family: str, folder, seed: int = 0):
     model.eval()
     model.save_pretrained(folder, safe_serialization=True)
     return model, auto
+
+
+def example_inputs(family: str, length: int = 10) -> dict:
+    """Fixed inputs for a tiny model of ``family``: images for vit, token ids (vocab 100) otherwise."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    if family == "vit":
+        return {"pixel_values": torch.randn(2, 3, 16, 16, generator=g)}
+    return {"input_ids": torch.randint(0, 100, (2, length), generator=g)}
+
+
+def model_output(model, family: str, length: int = 10):
+    """The model's logits (or last hidden states, for a bare encoder) on :func:`example_inputs`."""
+    import torch
+
+    with torch.no_grad():
+        out = model(**example_inputs(family, length))
+    logits = getattr(out, "logits", None)
+    return logits if logits is not None else out.last_hidden_state

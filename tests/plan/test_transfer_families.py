@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-from tiny_models import FAMILIES
+from tiny_models import FAMILIES, model_output
 from torch.testing import assert_close
 
 from core.pipeline import export_recipe, plan_recipe
@@ -14,17 +14,8 @@ from core.sources import open_source
 from core.transfer import build_state_dict
 
 
-def inputs_for(family: str) -> dict:
-    g = torch.Generator().manual_seed(1)
-    if family == "vit":
-        return {"pixel_values": torch.randn(2, 3, 16, 16, generator=g)}
-    return {"input_ids": torch.randint(0, 100, (2, 10), generator=g)}
-
-
 def run(model, family: str):
-    with torch.no_grad():
-        out = model(**inputs_for(family))
-    return out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
+    return model_output(model, family)
 
 
 def load(auto: str, folder):

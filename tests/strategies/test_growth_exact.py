@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-from tiny_models import FAMILIES, build_tiny
+from tiny_models import FAMILIES, build_tiny, model_output, save_tiny
 
 from core.pipeline import export_recipe, plan_recipe
 from core.recipe import Recipe
@@ -44,27 +44,11 @@ def build(family: str, folder, seed: int = 0):
     if family in FAMILIES:
         return build_tiny(family, folder, seed)
     config, auto = _extra_configs()[family]
-    torch.manual_seed(seed)
-    model = getattr(transformers, auto).from_config(config)
-    with torch.no_grad():  # move norms off 1/0 so a wrong clone shows
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    model.eval().save_pretrained(folder, safe_serialization=True)
-    return model, auto
-
-
-def inputs_for(family: str) -> dict:
-    g = torch.Generator().manual_seed(1)
-    if family == "vit":
-        return {"pixel_values": torch.randn(2, 3, 16, 16, generator=g)}
-    return {"input_ids": torch.randint(0, 100, (2, 12), generator=g)}
+    return save_tiny(config, auto, folder, seed)
 
 
 def outputs(model, family: str):
-    with torch.no_grad():
-        out = model(**inputs_for(family))
-    logits = getattr(out, "logits", None)
-    return logits if logits is not None else out.last_hidden_state
+    return model_output(model, family, length=12)
 
 
 def grown_difference(family: str, target: dict, tmp_path, params: dict | None = None) -> float:
