@@ -9,6 +9,7 @@ from app.dialogs import show_error
 from app.jobs import JobController, JobRunner, tasks
 from app.panels.export_dialog import ExportDialog
 from app.panels.jobs import JobsPanel
+from app.panels.leaderboard import LeaderboardPanel
 from app.panels.model import ModelPanel
 from app.panels.overview import OverviewPanel
 from app.panels.preview import PreviewPanel
@@ -41,12 +42,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.preview = PreviewPanel()
         self.overview = OverviewPanel()
         self.validation = ValidationPanel()
+        self.validation.last_folder = self.settings.get("export/last_folder") or str(Path.home())
+        self.leaderboard = LeaderboardPanel()
         self.jobs = JobsPanel(ws.queue)
 
         self.centre_tabs = QtWidgets.QTabWidget()
         self.centre_tabs.addTab(self.preview, "Tensor preview")
         self.centre_tabs.addTab(self.overview, "Model overview")
         self.centre_tabs.addTab(self.validation, "Validation")
+        self.centre_tabs.addTab(self.leaderboard, "Leaderboard")
         centre = QtWidgets.QSplitter(QtCore.Qt.Vertical)
         centre.addWidget(self.model)
         centre.addWidget(self.centre_tabs)
@@ -105,6 +109,14 @@ class MainWindow(QtWidgets.QMainWindow):
         ws.source_analysed.connect(self.overview.show_source_table)
         ws.validation_step.connect(self.validation.add_step)
         ws.validation_finished.connect(self.validation.finish)
+        ws.validation_cancelled.connect(self.validation.cancelled)
+        self.validation.export_trained_requested.connect(ws.export_trained)
+        self.leaderboard.compare_requested.connect(self.compare)
+        self.leaderboard.recipe_requested.connect(self.use_recipe)
+        ws.leaderboard_step.connect(self.leaderboard.add_step)
+        ws.leaderboard_finished.connect(lambda done: self.leaderboard.finish(done.board, done.history_path))
+        ws.leaderboard_stopped.connect(self.leaderboard.stopped)
+        ws.history_loaded.connect(self.leaderboard.show_history)
         ws.exported.connect(lambda path: self.status.showMessage(f"Exported to {path}", 10000))
         ws.job_failed.connect(lambda title, exc: show_error(self, title, exc))
 
@@ -142,6 +154,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for action in (self.materialise_action, self.validate_action, self.export_action, self.save_recipe_action):
             action.setEnabled(ready)
         self.jobs.set_ready(ready)
+        self.leaderboard.set_ready(ready)
 
     # -- intents -----------------------------------------------------------------------------
     def open_source(self, location: str) -> None:
@@ -155,16 +168,27 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.workspace.plan is not None:
             self.workspace.materialise()
 
+    def _validation_config(self, steps: int):
+        from core.training import ValidationConfig
+
+        return ValidationConfig(steps=steps, eval_every=max(1, steps // 8), warmup=min(30, steps // 5),
+                                device=self.workspace.device, batch_size=8, seq_len=64)
+
     def validate(self, steps: int) -> None:
         if self.workspace.plan is None:
             return
-        from core.training import ValidationConfig
-
-        config = ValidationConfig(steps=steps, eval_every=max(1, steps // 8), warmup=min(30, steps // 5),
-                                  device=self.workspace.device, batch_size=8, seq_len=64)
         self.validation.start()
         self.centre_tabs.setCurrentWidget(self.validation)
-        self.workspace.validate(config)
+        self.workspace.validate(self._validation_config(steps), **self.validation.options())
+
+    def compare(self, request: dict) -> None:
+        """Queue a leaderboard: ``{"candidates": [spec, ...], "steps": N, "quick_steps": K | None}``."""
+        if self.workspace.plan is None:
+            return
+        self.leaderboard.start(request["candidates"], request["steps"], request.get("quick_steps"))
+        self.centre_tabs.setCurrentWidget(self.leaderboard)
+        self.workspace.compare(request["candidates"], self._validation_config(request["steps"]),
+                               quick_steps=request.get("quick_steps"))
 
     def export(self) -> None:
         if self.workspace.plan is None:
@@ -220,6 +244,22 @@ class MainWindow(QtWidgets.QMainWindow):
             show_error(self, "Cannot open the recipe", exc)
             return
         self.settings.set("recipe/last_folder", str(Path(path).parent))
+        self.apply_recipe(recipe)
+
+    def use_recipe(self, data: dict) -> None:
+        """Load a recipe given as a dict (a leaderboard row's) the way a recipe file opens."""
+        from core.errors import GraftError
+        from core.recipe import Recipe
+
+        try:
+            recipe = Recipe.from_dict(data)
+        except GraftError as exc:
+            show_error(self, "Cannot use this recipe", exc)
+            return
+        self.apply_recipe(recipe)
+
+    def apply_recipe(self, recipe) -> None:
+        """Open the recipe's source; once open, the form and the workspace take the recipe."""
         self._pending_recipe = recipe
         self.workspace.open_source(recipe.source if recipe.revision is None else f"{recipe.source}@{recipe.revision}")
 

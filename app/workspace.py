@@ -7,6 +7,7 @@ previewing; long jobs in the queue). It holds core objects but never computes on
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ class Workspace(QtCore.QObject):
         recipe_changed(Recipe), plan_changed(PlanResult), plan_failed(message)
         preview_ready(PreviewData), preview_failed(message), preview_busy(bool)
         target_materialised(Materialised), validation_step(StepMetrics)
+        validation_cancelled(dict): the run was cancelled; ``{arm: folder}`` of trained weights it kept
+        leaderboard_step(StepMetrics), leaderboard_finished(Compared), leaderboard_stopped(why)
+        history_loaded(list): the current target's history entries, newest first
         job_failed(title, error): a queued job failed (the window shows a dialog)
     """
 
@@ -44,6 +48,11 @@ class Workspace(QtCore.QObject):
     source_checked = QtCore.Signal(object)
     validation_step = QtCore.Signal(object)
     validation_finished = QtCore.Signal(object)
+    validation_cancelled = QtCore.Signal(object)
+    leaderboard_step = QtCore.Signal(object)
+    leaderboard_finished = QtCore.Signal(object)
+    leaderboard_stopped = QtCore.Signal(str)
+    history_loaded = QtCore.Signal(object)
     exported = QtCore.Signal(object)
     job_failed = QtCore.Signal(str, object)
 
@@ -62,6 +71,9 @@ class Workspace(QtCore.QObject):
         self.plan_controller = JobController(runner, self)
         self.preview_controller = JobController(runner, self)
         self.check_controller = JobController(runner, self)
+        self.history_controller = JobController(runner, self)
+        self._history_of: str | None = None  # the recipe whose history is shown (its JSON)
+        self._trained_runs: dict[int, Path] = {}  # queue entry id → its validation's trained-weights folder
         #: the user allows transferring a source whose weights hold NaN/Inf (the CLI's --allow-nonfinite)
         self.allow_nonfinite = False
         self.queue = JobQueue(runner, self)
@@ -70,6 +82,8 @@ class Workspace(QtCore.QObject):
         self.open_controller.errored.connect(self.source_failed)
         self.check_controller.returned.connect(self._on_values_checked)
         self.check_controller.errored.connect(lambda exc: self.job_failed.emit("Checking the source's values failed", exc))
+        self.history_controller.returned.connect(self.history_loaded)
+        self.history_controller.errored.connect(lambda exc: log.warning("cannot read the history: %s", exc))
         self.plan_controller.returned.connect(self._on_plan_returned)
         self.plan_controller.errored.connect(self._on_plan_errored)
         self.preview_controller.returned.connect(self.preview_ready)
@@ -151,6 +165,7 @@ class Workspace(QtCore.QObject):
             self.selected_tensor = _default_tensor(result.plan)
         self.plan_changed.emit(result)
         self.request_preview()
+        self.refresh_history()
 
     def _on_plan_errored(self, error: BaseException) -> None:
         self.plan = None  # the form no longer describes a valid plan
@@ -182,13 +197,45 @@ class Workspace(QtCore.QObject):
             raise RuntimeError("no source yet")
         return self.queue.enqueue(tasks.source_table_job(self.source))
 
-    def validate(self, config):
-        """Queue a validation run of the current recipe (it materialises its own copy)."""
+    def validate(self, config, *, teacher: bool = False, keep_trained: bool = False):
+        """Queue a validation run of the current recipe (it materialises its own copy); ``teacher``
+        distils from the source, ``keep_trained`` keeps the trained arms in a new run folder."""
         if self.plan is None:
             raise RuntimeError("no plan yet")
         tokenizer = self.source.root if self.source is not None else None
-        return self.queue.enqueue(tasks.validate_job(self.plan.recipe, self.source, config, tokenizer,
-                                                     allow_nonfinite=self.allow_nonfinite))
+        trained = tasks.trained_run_folder() if keep_trained else None
+        entry = self.queue.enqueue(tasks.validate_job(
+            self.plan.recipe, self.source, config, tokenizer, allow_nonfinite=self.allow_nonfinite, teacher=teacher,
+            save_trained=trained, keep_history=True))
+        if trained is not None:
+            self._trained_runs[entry.id] = trained
+        return entry
+
+    def compare(self, specs: list[str], config, *, quick_steps: int | None = None):
+        """Queue a leaderboard of ``specs`` (candidate starts) on the current recipe's target."""
+        if self.plan is None:
+            raise RuntimeError("no plan yet")
+        tokenizer = self.source.root if self.source is not None else None
+        return self.queue.enqueue(tasks.compare_job(
+            self.plan.recipe, self.source, specs, config, tokenizer, quick_steps=quick_steps,
+            keep_history=True, allow_nonfinite=self.allow_nonfinite))
+
+    def export_trained(self, trained: str | Path, out_dir: str | Path):
+        """Queue a copy of a trained arm's folder to ``out_dir`` (refusals come back through ``job_failed``)."""
+        return self.queue.enqueue(tasks.export_trained_job(trained, out_dir, self.source))
+
+    def refresh_history(self, *, force: bool = False) -> None:
+        """Re-read the history when the plan's recipe changed (or ``force``: a run was added).
+
+        The history keys are hashed on the job's thread; here the recipe is only compared as JSON.
+        """
+        if self.plan is None:
+            return
+        recipe = self.plan.recipe
+        question = json.dumps({k: v for k, v in recipe.to_dict().items() if k != "provenance"}, sort_keys=True)
+        if force or question != self._history_of:
+            self._history_of = question
+            self.history_controller.start(tasks.history_job(recipe))
 
     def export(self, out_dir: str | Path, *, dtype: str | None, max_shard_size: str, force: bool = False,
                replace_any: bool = False):
@@ -209,12 +256,19 @@ class Workspace(QtCore.QObject):
     def _on_entry_yielded(self, entry, item: Any) -> None:
         if entry.job.name == "validate":
             self.validation_step.emit(item)
+        elif entry.job.name.startswith("compare"):
+            self.leaderboard_step.emit(item)
 
     def _on_entry_finished(self, entry) -> None:
-        from app.jobs import DONE, FAILED
+        from app.jobs import CANCELLED, DONE, FAILED
 
+        trained = self._trained_runs.pop(entry.id, None)
+        if entry.job.name.startswith("compare") and entry.state in (FAILED, CANCELLED):
+            self.leaderboard_stopped.emit("failed" if entry.state == FAILED else "cancelled")
         if entry.state == FAILED:
             self.job_failed.emit(f"{entry.job.name.capitalize()} failed", entry.error)
+        elif entry.state == CANCELLED and entry.job.name == "validate":
+            self.validation_cancelled.emit(_kept_arms(trained))
         elif entry.state == DONE:
             if isinstance(entry.result, tasks.Materialised):
                 self.materialised = entry.result
@@ -223,6 +277,10 @@ class Workspace(QtCore.QObject):
                 self.source_analysed.emit(entry.result)
             elif entry.job.name == "validate":
                 self.validation_finished.emit(entry.result)
+                self.refresh_history(force=True)
+            elif entry.job.name.startswith("compare"):
+                self.leaderboard_finished.emit(entry.result)
+                self.refresh_history(force=True)
             elif entry.job.name.startswith("export"):
                 self.exported.emit(entry.result)
 
@@ -230,7 +288,8 @@ class Workspace(QtCore.QObject):
     def cancel_all(self) -> None:
         self._plan_timer.stop()
         self._preview_timer.stop()
-        for controller in (self.open_controller, self.plan_controller, self.preview_controller, self.check_controller):
+        for controller in (self.open_controller, self.plan_controller, self.preview_controller, self.check_controller,
+                           self.history_controller):
             controller.cancel()
         self.queue.cancel_all()
 
@@ -241,6 +300,13 @@ def _single_shot(parent: QtCore.QObject, ms: int, slot) -> QtCore.QTimer:
     timer.setInterval(ms)
     timer.timeout.connect(slot)
     return timer
+
+
+def _kept_arms(folder: Path | None) -> dict[str, str]:
+    """The arms a cancelled run kept in ``folder`` (each ``<arm>/``; hidden names are unfinished copies)."""
+    if folder is None or not folder.is_dir():
+        return {}
+    return {p.name: str(p) for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")}
 
 
 def _default_tensor(plan) -> str | None:

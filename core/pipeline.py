@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from core import __version__
@@ -32,11 +33,34 @@ def open_recipe_source(recipe: Recipe, **kw) -> Source:
     return open_source(location, **kw)
 
 
-def plan_recipe(recipe: Recipe, source: Source | None = None) -> tuple[Plan, Source]:
-    """Open the recipe's source (unless given) and compute its plan."""
+def plan_recipe(recipe: Recipe, source: Source | None = None, *, progress: ProgressFn = no_progress,
+                cancel: CancelToken = NEVER_CANCELLED) -> tuple[Plan, Source]:
+    """Open the recipe's source (unless given) and compute its plan.
+
+    Data-aware choices (the ``by_activation`` index strategy, the ``by_influence`` layer map) run
+    the source on calibration data first (:mod:`core.calibration`, cached on disk): that pass
+    reports to ``progress`` and stops at ``cancel``.
+    """
     source = source or open_recipe_source(recipe)
+    index = recipe.index or {}
+    by_activation = index.get("method") == "by_activation"
+    scores, layer_scores = score_fn(source), None
+    if by_activation or recipe.layers == "by_influence":
+        from core.calibration import activation_score_fn, lazy_profile
+        from core.strategies import make_params
+
+        # by_influence alone needs only Block Influence, which any rule measures: the cheap one.
+        p = make_params("by_activation", index.get("params") if by_activation else {"rule": "magnitude"})
+        validation = recipe.validation or {}
+        profile = lazy_profile(source, dataset=p.dataset or None, samples=p.samples, seq_len=p.seq_len, rule=p.rule,
+                               seed=validation.get("seed", 0),
+                               eval_fraction=validation.get("eval_fraction", 0.1), progress=progress, cancel=cancel)
+        if by_activation:
+            scores = activation_score_fn(profile)
+        if recipe.layers == "by_influence":
+            layer_scores = lambda: profile().block_influence  # noqa: E731  (measured only if layers are dropped)
     plan = make_plan(source, recipe.sizes, values=recipe.values, index=recipe.index,
-                     layers=recipe.layers, seed=recipe.seed, score_fn=score_fn(source))
+                     layers=recipe.layers, seed=recipe.seed, score_fn=scores, layer_scores=layer_scores)
     return plan, source
 
 
@@ -179,6 +203,8 @@ def validate_recipe_steps(
     tokenizer: str | Path | None = None,
     allow_changed_source: bool = False,
     allow_nonfinite: bool = False,
+    teacher: bool = False,
+    save_trained=None,
     progress: ProgressFn = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
 ):
@@ -192,21 +218,40 @@ def validate_recipe_steps(
     Args:
         config: a :class:`~core.training.ValidationConfig` (default: the recipe's validation block).
         tokenizer: the tokenizer folder (default: the source's folder).
+        teacher: distil from the source (:class:`~core.training.Teacher`, built once): both arms
+            add the term; the transferred arm is matched through the plan's hidden map.
+        save_trained: a folder or :class:`~core.training.SaveTrained`: the trained transferred
+            arm (or the named arms) written there, with the recipe; never the source.
     """
-    from core.training import Arm, ValidationConfig, validation_steps
+    from core.training import Arm, SaveTrained, Teacher, ValidationConfig, validation_steps
+    from core.training.loop import resolve_device
+    from core.training.tasks import task_for
     from core.transfer import build_state_dict
 
     progress(-1.0, "materialising the target")
     plan, source = plan_recipe(recipe, source)
+    if config is None:
+        config = ValidationConfig(**(recipe.validation or {}))
+    save = SaveTrained.of(save_trained)
+    if save is not None:  # refused before the scan and the training, never after them
+        save = replace(save, protect=tuple(save.protect) + protected_paths(source),
+                       recipes={"transferred": recipe.to_dict(), **save.recipes})
+        save.check(["transferred", "baseline"], "baseline", [Path(tokenizer or source.root)])
     trust_source(recipe, source, allow_changed_source=allow_changed_source, allow_nonfinite=allow_nonfinite,
                  progress=progress, cancel=cancel)
     cancel.check()
     state = build_state_dict(plan, source, device="cpu", dtype="float32", cancel=cancel)
+    hidden = plan.dims.get("hidden")
     arms = [Arm.from_state("transferred", plan.target_config, state, f"{recipe.values['default']['method']} transfer of {source.display_name}"),
             Arm.baseline(plan.target_config)]
-    if config is None:
-        config = ValidationConfig(**(recipe.validation or {}))
-    return (yield from validation_steps(arms, config, tokenizer=tokenizer or source.root, progress=progress, cancel=cancel))
+    arms[0].teacher_map = list(hidden.index) if hidden is not None else None
+    guide = None
+    if teacher:
+        progress(-1.0, "loading the source as the teacher")
+        guide = Teacher.from_source(source, task_for(plan.target_config["model_type"]),
+                                    device=resolve_device(config.device), seed=config.seed)
+    return (yield from validation_steps(arms, config, tokenizer=tokenizer or source.root, teacher=guide,
+                                        save_trained=save, progress=progress, cancel=cancel))
 
 
 def materialise_summaries(

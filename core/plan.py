@@ -27,6 +27,8 @@ from core.strategies.growth import growth_exactness
 from core.strategies.index import linspace_indices
 
 GROWING_HINT = "growth (function-preserving), mean_field with i.i.d. sampling, or a distribution fit"
+#: named layer selections (besides an explicit list of source layers); by_influence needs calibration data.
+LAYER_MAPS = ("first_n", "uniform", "last_n", "by_influence")
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,9 @@ class TensorPlan:
     params: dict
     new_layer: bool = False
     writes_residual: bool = False
+    #: the model-wide strategy that could not fill this tensor, and why (``strategy`` is its fallback).
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
 
     @property
     def numel(self) -> int:
@@ -216,8 +221,13 @@ def growing_dims(src: dict[str, int], tgt: dict[str, int], names) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # maps
 # ---------------------------------------------------------------------------------------------
-def make_layer_map(n_source: int, n_target: int, method: str | list[int]) -> list[LayerLink]:
-    """Target layer j ← source layer; with more target layers, new blocks follow their source."""
+def make_layer_map(n_source: int, n_target: int, method: str | list[int], layer_scores=None) -> list[LayerLink]:
+    """Target layer j ← source layer; with more target layers, new blocks follow their source.
+
+    ``by_influence`` keeps the Ñ layers with the highest Block Influence (ShortGPT: the least
+    redundant), in order, ties to the earlier layer; ``layer_scores`` is that list (or a callable
+    returning it, called only when layers are dropped).
+    """
     if isinstance(method, list):
         if len(method) != n_target:
             raise PlanError(f"the explicit layer list has {len(method)} entries but the target has {n_target} layers")
@@ -232,8 +242,10 @@ def make_layer_map(n_source: int, n_target: int, method: str | list[int]) -> lis
             chosen = linspace_indices(n_source, n_target)  # the same rounding as the uniform index map
         elif method == "last_n":
             chosen = list(range(n_source - n_target, n_source))
+        elif method == "by_influence":
+            chosen = _most_influential(n_source, n_target, layer_scores)
         else:
-            raise PlanError(f"unknown layer selection {method!r}; use first_n, uniform, last_n or an explicit list")
+            raise PlanError(f"unknown layer selection {method!r}; use {', '.join(LAYER_MAPS)} or an explicit list")
         return [LayerLink(j, i) for j, i in enumerate(chosen)]
     # Growing depth: spread the new blocks evenly, each after the source block it copies.
     links: list[LayerLink] = []
@@ -244,6 +256,19 @@ def make_layer_map(n_source: int, n_target: int, method: str | list[int]) -> lis
         for _ in range(per[i]):
             links.append(LayerLink(len(links), i, new=True))
     return links
+
+
+def _most_influential(n_source: int, n_target: int, layer_scores) -> list[int]:
+    if n_target == n_source:
+        return list(range(n_source))
+    if layer_scores is None:
+        raise PlanError("the by_influence layer map needs the source's Block Influence; plan through "
+                        "core.pipeline.plan_recipe, or pass layer_scores to make_plan")
+    bi = [float(x) for x in (layer_scores() if callable(layer_scores) else layer_scores)]
+    if len(bi) != n_source:
+        raise PlanError(f"Block Influence was measured for {len(bi)} layers, but the source has {n_source}; "
+                        "by_influence cannot choose layers for it, use first_n or uniform")
+    return sorted(sorted(range(n_source), key=lambda i: (-bi[i], i))[:n_target])
 
 
 def _draw(method: str, params, n_source: int, n_target: int, seed: int, key: str, scores=None) -> list[int]:
@@ -261,16 +286,19 @@ def make_dim_maps(spec, src: dict[str, int], tgt: dict[str, int], layer_map: lis
                   method: str, params, seed: int, score_fn=None) -> dict[str, DimMap]:
     """One map per named dimension; per-layer dims keyed ``dim@<target layer>``."""
     dims: dict[str, DimMap] = {}
+    scored = score_fn is not None and strategies.get(method).needs_scores
 
     def add(key: str, dim: str, n: int, m: int, source_layer: int | None):
-        scores = score_fn(dim, source_layer) if (score_fn and strategies.get(method).needs_scores) else None
+        scores = score_fn(dim, source_layer) if scored else None
         dims[key] = DimMap(key, n, m, _draw(method, params, n, m, seed, key, scores), method)
 
     for dim in sorted(spec.resizable - PER_LAYER_DIMS):
         if dim not in src:
             continue
         if dim == "head_dim" and spec.rotary and src[dim] != tgt[dim]:
-            half = _draw(method, params, src[dim] // 2, tgt[dim] // 2, seed, "head_dim/2")
+            s = score_fn(dim, None) if scored else None  # a rotary pair (i, i + d/2) scores s[i] + s[i + d/2]
+            pairs = s[: src[dim] // 2] + s[src[dim] // 2:] if s is not None else None
+            half = _draw(method, params, src[dim] // 2, tgt[dim] // 2, seed, "head_dim/2", pairs)
             half = sorted(half) if len(set(half)) == len(half) else half
             dims[dim] = DimMap(dim, src[dim], tgt[dim], half + [i + src[dim] // 2 for i in half], method)
         else:
@@ -284,8 +312,10 @@ def make_dim_maps(spec, src: dict[str, int], tgt: dict[str, int], layer_map: lis
         add(kv_key, "kv_heads", src["kv_heads"], tgt["kv_heads"], layer)
         r_src, r_tgt = src["heads"] // src["kv_heads"], tgt["heads"] // tgt["kv_heads"]
         heads: list[int] = []
+        head_scores = score_fn("heads", layer) if scored else None
         for g, kv in enumerate(dims[kv_key].index):
-            within = _draw(method, params, r_src, r_tgt, seed, f"{h_key}/group{g}")
+            group = head_scores[kv * r_src:(kv + 1) * r_src] if head_scores is not None else None
+            within = _draw(method, params, r_src, r_tgt, seed, f"{h_key}/group{g}", group)
             heads += [kv * r_src + o for o in within]
         dims[h_key] = DimMap(h_key, src["heads"], tgt["heads"], heads, method)
     return dims
@@ -349,7 +379,7 @@ def _check_roles(values: dict, tensors: list[TensorPlan], spec) -> None:
 
 
 def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: dict | None = None,
-              layers: str | list[int] = "first_n", seed: int = 0, score_fn=None) -> Plan:
+              layers: str | list[int] = "first_n", seed: int = 0, score_fn=None, layer_scores=None) -> Plan:
     """Compute the plan of a transfer (no tensor data is read unless ``score_fn`` is used).
 
     Args:
@@ -359,9 +389,10 @@ def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: 
             "attn": {"method": "mimetic", "params": {...}}}``.
         index: ``{"method": "first_n", "params": {}}``; defaults to the default value
             strategy's preferred index strategy.
-        layers: ``first_n``, ``uniform``, ``last_n`` or an explicit list of source layers.
+        layers: one of :data:`LAYER_MAPS` or an explicit list of source layers.
         seed: decides every random draw.
         score_fn: ``(dim, source_layer) -> Tensor[N]`` neuron scores, for score-based indexing.
+        layer_scores: Block Influence per source layer (or a callable giving it), for ``by_influence``.
 
     Raises:
         PlanError: impossible sizes, or a strategy that cannot produce this target.
@@ -386,7 +417,7 @@ def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: 
             what = ", ".join(f"{d} {src[d]}→{tgt[d]}" for d in grows)
             raise PlanError(f"strategy {', '.join(blocked)} can only shrink, but the target is larger ({what}); use {GROWING_HINT}")
 
-    layer_map = (make_layer_map(src["layers"], tgt["layers"], layers) if spec.family != "mlp"
+    layer_map = (make_layer_map(src["layers"], tgt["layers"], layers, layer_scores) if spec.family != "mlp"
                  else [LayerLink(j, j) for j in range(src["layers"])])
     dims = make_dim_maps(spec, src, tgt, layer_map, index["method"], index_params, seed, score_fn)
     for fixed in ("qkv",):
@@ -438,6 +469,7 @@ def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: 
     for m in tail:
         add(m, None, False)
     untie = _untie_for_growth(spec, config, values, src, tgt, tensors, matched, dims)
+    fallback_notes = _apply_fallbacks(values, tensors, grows=bool(grows))
     _check_roles(values, tensors, spec)
 
     new_layers = any(link.new for link in layer_map)
@@ -458,8 +490,45 @@ def make_plan(source, sizes: TargetSizes, *, values: dict | None = None, index: 
                 target_config[key] = [value[link.source] for link in layer_map]
     plan = Plan(family=spec.family, seed=seed, source_sizes=src, target_sizes=tgt, target_config=target_config,
                 layer_map=layer_map, dims=dims, tensors=tensors, index=index, values=values)
-    plan.warnings = growth_exactness(plan, spec)  # raises PlanError where growth cannot keep the function
+    plan.warnings = fallback_notes + growth_exactness(plan, spec)  # growth raises PlanError where it cannot keep the function
     return plan
+
+
+def _explicit(values: dict, role: str) -> bool:
+    """Whether a role override (not the model-wide ``default``) decides ``role``'s strategy."""
+    return any(key != "default" and (role == key or role.startswith(key + ".")) for key in values)
+
+
+def _apply_fallbacks(values: dict, tensors: list[TensorPlan], *, grows: bool) -> list[str]:
+    """Give every tensor the model-wide strategy cannot fill that strategy's stated fallback.
+
+    Only the ``default`` choice falls back (templates on a 30522×256 embedding that 8×8 tiles do
+    not divide, mimetic outside attention); a strategy the user set for a role explicitly stays,
+    and the plan refuses it with the reason. Returns one sentence per strategy that fell back
+    (the plan's warnings: the CLI prints them, the app shows them under the sizes).
+    """
+    fell: dict[tuple[str, str], list[str]] = {}
+    for t in tensors:
+        if t.kind == "buffer":
+            continue
+        strategy = strategies.get(t.strategy)
+        reason = strategy.cannot_fill(strategies.make_params(t.strategy, t.params), t)
+        if reason is None:
+            continue
+        if _explicit(values, t.role):
+            if strategy.roles is not None and t.role not in strategy.roles:
+                continue  # _check_roles refuses it, naming the roles it accepts
+            raise PlanError(f"{reason} ({t.name}); choose another strategy for role {t.role} or other parameters")
+        fallback = strategy.fallback or ("mean_field" if grows else "select")
+        t.fallback_from, t.fallback_reason = t.strategy, reason
+        t.strategy, t.params = fallback, {}
+        fell.setdefault((t.fallback_from, fallback), []).append(t.name)
+    notes = []
+    for (method, fallback), names in fell.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        notes.append(f"{method} cannot fill {len(names)} tensor(s) ({shown}); they use {fallback} instead "
+                     f"(set a role override to choose another)")
+    return notes
 
 
 def _untie_for_growth(spec, config, values, src, tgt, tensors, matched, dims) -> bool:
@@ -520,6 +589,8 @@ def format_plan(plan: Plan, limit: int | None = None) -> str:
         src = "×".join(map(str, t.source_shape))
         dst = "×".join(map(str, t.shape))
         flag = " (new)" if t.new_layer else ""
+        if t.fallback_from:
+            flag += f"  ← {t.fallback_from} cannot: {t.fallback_reason}"
         lines.append(f"  {shown(t.name):<{width}}  {t.role:<9} {src:>12} → {dst:<12} {t.strategy}{flag}")
     if limit is not None and len(plan.tensors) > limit:
         lines.append(f"  … {len(plan.tensors) - limit} more")

@@ -14,7 +14,7 @@ from pathlib import Path
 from core import __version__
 from core.devices import check_device_name
 from core.errors import RecipeError
-from core.plan import TargetSizes
+from core.plan import LAYER_MAPS, TargetSizes
 
 FORMAT = 1
 DTYPES = ("float32", "bfloat16", "float16")
@@ -104,11 +104,14 @@ class Recipe:
             _check_choice(choice, f"values[{role!r}]")
         if self.index is not None:
             _check_choice(self.index, "index")
+        named = ", ".join(LAYER_MAPS)
         if isinstance(self.layers, list):
             if not self.layers or not all(isinstance(i, int) and not isinstance(i, bool) for i in self.layers):
-                raise RecipeError(f"layers must be first_n, uniform, last_n or a non-empty list of layer numbers, not {self.layers!r}")
+                raise RecipeError(f"layers must be {named} or a non-empty list of layer numbers, not {self.layers!r}")
         else:
-            _expect(self.layers, str, "layers", "first_n, uniform, last_n or a list of layer numbers")
+            _expect(self.layers, str, "layers", f"{named} or a list of layer numbers")
+            if self.layers not in LAYER_MAPS:
+                raise RecipeError(f"layers must be {named} or a list of layer numbers, not {self.layers!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise RecipeError(f"seed must be a whole number from 0 to 2^63 − 1, not {self.seed!r}")
         _expect(self.device, str, "device", "cpu, cuda or cuda:N")

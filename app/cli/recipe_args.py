@@ -6,6 +6,7 @@ import argparse
 import json
 
 from core.errors import RecipeError
+from core.plan import LAYER_MAPS
 from core.provenance import CHANGED_FLAG, NONFINITE_FLAG
 from core.recipe import DTYPES, Recipe
 
@@ -25,10 +26,12 @@ def add_recipe_args(parser: argparse.ArgumentParser, *, source_required: bool = 
                    help="a parameter of --strategy (repeatable)")
     s.add_argument("--role", action="append", default=[], metavar="ROLE=NAME[:k=v,…]",
                    help="a strategy for one role prefix, e.g. attn=mimetic or mlp=distribution:family=student_t")
-    s.add_argument("--index", help="index strategy for the dimension maps (first_n, uniform, random, iid, cyclic, by_norm)")
+    s.add_argument("--index", help="index strategy for the dimension maps (first_n, uniform, random, iid, cyclic, by_norm, "
+                                   "by_activation: the largest activations on calibration data)")
     s.add_argument("--index-param", action="append", default=[], metavar="KEY=VALUE")
-    s.add_argument("--layer-map", dest="layer_map", metavar="first_n|uniform|last_n|0,2,4",
-                   help="which source layers the target keeps")
+    s.add_argument("--layer-map", dest="layer_map", metavar="|".join(LAYER_MAPS) + "|0,2,4",
+                   help="which source layers the target keeps (by_influence: the least redundant on calibration "
+                        "data, by Block Influence)")
     s.add_argument("--seed", type=int)
     o = parser.add_argument_group("output")
     o.add_argument("--dtype", choices=DTYPES, help="export dtype (default: the source's)")
@@ -78,7 +81,7 @@ def _layer_list(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",")]
     except ValueError:
-        raise RecipeError(f"--layer-map {text!r} must be first_n, uniform, last_n or source layer numbers "
+        raise RecipeError(f"--layer-map {text!r} must be {', '.join(LAYER_MAPS)} or source layer numbers "
                           "separated by commas, like 0,2,4") from None
 
 

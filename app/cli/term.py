@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 
 class TerminalProgress:
@@ -52,3 +54,20 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels(cancel) -> Iterator[None]:
+    """Ctrl-C once cancels ``cancel`` (the job stops after its current step); twice quits at once."""
+
+    def on_interrupt(signum, frame):
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        print("\ngraft: stopping after this step (Ctrl-C again to quit now)", file=sys.stderr)
+        cancel.cancel()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -154,7 +154,7 @@ def _plan(recipe, source, *, progress, cancel) -> PlanResult:
     from core.pipeline import plan_recipe
 
     prepare_torch()
-    plan, _ = plan_recipe(recipe, source)
+    plan, _ = plan_recipe(recipe, source, progress=progress, cancel=cancel)
     return PlanResult(recipe, plan)
 
 
@@ -204,22 +204,38 @@ def source_table_job(source) -> Job:
     return Job("analyse source", partial(_source_table, source))
 
 
-def _validate(recipe, source, config, tokenizer: str | None, allow_nonfinite: bool, *, progress, cancel):
+def _validate(recipe, source, config, tokenizer: str | None, allow_nonfinite: bool, teacher: bool = False,
+              save_trained: str | None = None, keep_history: bool = False, *, progress, cancel):
     # In a child process: there, training does not compete with the GUI thread for the GIL, and
     # the child materialises the target from the recipe itself (no tensors cross over).
     from core.pipeline import validate_recipe_steps
     from core.process import run_in_child
 
+    options = {}  # only what was asked for: a plain run calls validate_recipe_steps as before
+    if teacher:
+        options["teacher"] = True
+    if save_trained:
+        options["save_trained"] = save_trained
     progress(-1.0, "starting the training process")
-    return (yield from run_in_child(validate_recipe_steps, recipe, source, config, tokenizer=tokenizer,
-                                    allow_nonfinite=allow_nonfinite, progress=progress, cancel=cancel))
+    report = yield from run_in_child(validate_recipe_steps, recipe, source, config, tokenizer=tokenizer,
+                                     allow_nonfinite=allow_nonfinite, progress=progress, cancel=cancel, **options)
+    if keep_history:
+        add_history("validation", history_keys(recipe)["validation"], {"recipe": recipe.to_dict(), "report": report.to_dict()})
+    return report
 
 
-def validate_job(recipe, source, config, tokenizer: str | Path | None = None, *, allow_nonfinite: bool = False) -> Job:
+def validate_job(recipe, source, config, tokenizer: str | Path | None = None, *, allow_nonfinite: bool = False,
+                 teacher: bool = False, save_trained: str | Path | None = None, keep_history: bool = False) -> Job:
     """Materialise ``recipe`` and train it against the baseline, side by side, in a child
-    process; yields ``StepMetrics``, returns the ``ValidationReport``."""
+    process; yields ``StepMetrics``, returns the ``ValidationReport``.
+
+    ``teacher`` distils every arm from the source; ``save_trained`` (a folder that does not exist
+    yet) keeps each trained arm there as ``<folder>/<arm>/`` (``report.saved``); ``keep_history``
+    adds the finished run to :class:`core.history.History` under the recipe's validation key
+    (computed on the job's thread, like every core call).
+    """
     return Job("validate", partial(_validate, recipe, source, config, str(tokenizer) if tokenizer else None,
-                                   allow_nonfinite))
+                                   allow_nonfinite, teacher, str(save_trained) if save_trained else None, keep_history))
 
 
 def _export(recipe, out_dir: str, source, force: bool, replace_any: bool, allow_nonfinite: bool, *, progress, cancel):
@@ -250,3 +266,128 @@ def load_recipe(path: str | Path):
     from core.recipe import Recipe
 
     return Recipe.load(path)
+
+
+# -- leaderboard, history, trained weights ---------------------------------------------------
+@dataclass
+class Compared:
+    """A finished comparison: the leaderboard as JSON data and the history file that keeps it."""
+
+    board: dict  # core.leaderboard.Leaderboard.to_dict()
+    history_path: str | None = None
+
+
+def add_history(kind: str, key: str, payload: dict) -> Path | None:
+    """Keep a finished run in :class:`core.history.History`; a failure to write is logged, not
+    raised (the run's result on screen matters more than its copy on disk)."""
+    from core.errors import GraftError
+    from core.history import History
+
+    try:
+        return History().add(kind, key, payload)
+    except (OSError, GraftError) as exc:
+        log.warning("could not keep the %s in the history: %s", kind, exc)
+        return None
+
+
+def history_keys(recipe) -> dict[str, str]:
+    """The history keys of ``recipe``: ``leaderboard`` (source, revision, target sizes, seed: the
+    question a leaderboard answers, whatever the strategy) and ``validation`` (the whole recipe)."""
+    from core.history import recipe_key
+
+    return {"leaderboard": recipe_key(recipe, what="leaderboard"), "validation": recipe_key(recipe, what="validation")}
+
+
+def _history(recipe, *, progress, cancel) -> list[dict]:
+    from core.history import History
+
+    keys = history_keys(recipe)
+    history = History()
+    entries = [*history.entries(key=keys["leaderboard"], kind="leaderboard"),
+               *history.entries(key=keys["validation"], kind="validation")]
+    return sorted(entries, key=lambda e: str(e.get("created") or ""), reverse=True)
+
+
+def history_job(recipe) -> Job:
+    """Read the history of ``recipe``'s target: its leaderboards and the exact recipe's validations,
+    newest first."""
+    return Job("read the history", partial(_history, recipe))
+
+
+def _compare(recipe, source, specs: list[str], config, tokenizer: str | None, quick_steps: int | None,
+             keep_history: bool, allow_nonfinite: bool, *, progress, cancel):
+    from core.leaderboard import compare_steps, parse_candidates
+    from core.process import run_in_child
+
+    progress(-1.0, "reading the candidates")
+    candidates = parse_candidates(recipe, list(specs))
+    cancel.check()
+    progress(-1.0, "starting the training process")
+    board = yield from run_in_child(compare_steps, recipe, candidates, config, source=source, tokenizer=tokenizer,
+                                    quick_steps=quick_steps, allow_nonfinite=allow_nonfinite, progress=progress,
+                                    cancel=cancel)
+    data = board.to_dict()
+    path = add_history("leaderboard", history_keys(recipe)["leaderboard"], data) if keep_history else None
+    return Compared(data, str(path) if path is not None else None)
+
+
+def compare_job(recipe, source, specs: list[str], config, tokenizer: str | Path | None = None, *,
+                quick_steps: int | None = None, keep_history: bool = False, allow_nonfinite: bool = False) -> Job:
+    """Train every candidate start of ``recipe``'s target (``specs``: see
+    ``core.leaderboard.parse_candidates``) and the baseline on the same batches, in a child
+    process; yields ``StepMetrics``, returns :class:`Compared` (kept in the history under the
+    recipe's leaderboard key when ``keep_history``)."""
+    return Job(f"compare {len(specs)} starts", partial(_compare, recipe, source, list(specs), config,
+                                                      str(tokenizer) if tokenizer else None, quick_steps, keep_history,
+                                                      allow_nonfinite))
+
+
+def trained_run_folder() -> Path:
+    """A new folder name for one validation's trained weights: ``trained/<time>`` next to the
+    history's root (it does not exist yet; the validation creates it)."""
+    from datetime import datetime
+
+    from core.history import History
+
+    parent = Path(History().root).parent / "trained"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder, n = parent / stamp, 1
+    while folder.exists():
+        n += 1
+        folder = parent / f"{stamp}-{n}"
+    return folder
+
+
+def _copy_trained(src: str, out: str, source, *, progress, cancel) -> Path:
+    import shutil
+
+    from core.budget import check_disk
+    from core.errors import ExportError
+    from core.outdir import AtomicFolder, protected_paths
+    from core.training.save import TRAINED
+
+    folder = Path(src)
+    if not folder.is_dir():
+        raise ExportError(f"the trained weights in {folder} are gone; run the validation again with "
+                          "'Keep trained weights' ticked")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    total = sum(p.stat().st_size for p in files)
+    # never over the model's source, nor over (or inside) the folder being copied
+    protect = (*(protected_paths(source) if source is not None else ()), folder)
+    check_disk(total, Path(out))
+    done = 0
+    with AtomicFolder(out, kind=TRAINED, protect=protect) as tmp:
+        for path in files:
+            cancel.check()
+            target = tmp / path.relative_to(folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            done += path.stat().st_size
+            progress(done / max(total, 1), f"copying {path.name}")
+    return Path(out).absolute()
+
+
+def export_trained_job(trained: str | Path, out_dir: str | Path, source=None) -> Job:
+    """Copy a trained arm's folder (``report.saved[arm]``) to ``out_dir`` atomically, refused as
+    an export is (core.outdir: never the source, never over a folder that is not empty)."""
+    return Job(f"export trained → {Path(out_dir).name}", partial(_copy_trained, str(trained), str(out_dir), source))

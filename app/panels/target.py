@@ -6,10 +6,11 @@ from app.panels.forms import DataclassForm
 from app.panels.overrides import ROLE_CHOICES, OverrideRow, role_choices
 from app.qt import QtCore, QtWidgets
 from core.devices import DEVICES  # which ones work here comes later, from set_devices
+from core.plan import LAYER_MAPS
 
 SIZE_FIELDS = (("layers", "Layers"), ("hidden", "Hidden"), ("ffn", "FFN"), ("heads", "Heads"),
                ("kv_heads", "KV heads"), ("head_dim", "Head dim"))
-LAYER_CHOICES = ("first_n", "uniform", "last_n")
+LAYER_CHOICES = LAYER_MAPS
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 DEFAULT_INDEX = "(strategy's default)"
 

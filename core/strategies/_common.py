@@ -109,3 +109,15 @@ def add_paired_noise(ctx, data, relative_std: float):
     draw = torch.randn(ctx.shape, generator=ctx.generator("noise"), dtype=torch.float32) * (relative_std * scale.cpu())
     noise = draw.index_select(axis, torch.tensor(partner)) * along(torch.tensor(sign), axis, data.dim())
     return data + noise.to(data.device, data.dtype)
+
+
+#: what value strategies that sample do with lookup tables (see :func:`is_lookup`).
+LOOKUPS = ("select", "sample")
+LOOKUP_HELP = ("token, position and vocabulary tables (roles embed and pos, any tensor with a vocab axis): select "
+               "copies them through the maps, since each row stands for one token and a draw would erase which; "
+               "sample draws them like any other matrix (Graft 0.2)")
+
+
+def is_lookup(tensor) -> bool:
+    """A table whose rows are tokens or positions (embeddings, position tables, an LM head)."""
+    return tensor.role in ("embed", "pos") or any("vocab" in axis for axis in tensor.axes)

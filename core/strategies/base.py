@@ -158,6 +158,20 @@ class ValueStrategy:
     #: the roles it can fill (None: any); a plan that gives it another role is refused.
     roles: ClassVar[tuple[str, ...] | None] = None
 
+    #: the strategy a model-wide choice falls back to for a tensor it cannot fill (None: ``select``
+    #: when the plan only shrinks, ``mean_field`` when it grows; see ``core.plan``).
+    fallback: ClassVar[str | None] = None
+
+    def cannot_fill(self, params, tensor) -> str | None:
+        """Why this strategy cannot fill the planned ``tensor`` (a :class:`core.plan.TensorPlan`), or None.
+
+        Checked when the plan is made: a model-wide (``default``) choice then falls back for that
+        tensor, a role the user chose it for explicitly is refused with this reason.
+        """
+        if self.roles is not None and tensor.kind != "buffer" and tensor.role not in self.roles:
+            return f"{self.name} only fills roles {', '.join(self.roles)}"
+        return None
+
     def fill(self, params, ctx):
         """Return the target tensor, shape ``ctx.shape`` (any float dtype; export casts)."""
         raise NotImplementedError

@@ -13,6 +13,8 @@ Conv kernels (4-D, e.g. the ViT patch embedding, out × in × kh × kw): every f
 N(μ_taps, Σ_taps), the mean and covariance of the kh·kw spatial taps over all source filters.
 
 Vectors (biases, norms, class tokens) carry no covariance: they are copied through the maps.
+Lookup tables (token/position/type embeddings, vocab-axis tensors) are selected through the maps
+too unless ``lookups="sample"``: each row stands for one token (see ``core.strategies.distribution``).
 Singleton axes (ViT's (1, patches, hidden) position table) are squeezed first.
 """
 
@@ -21,12 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import StrategyError
+from core.strategies._common import LOOKUP_HELP, LOOKUPS, is_lookup
 from core.strategies.base import ValueStrategy, param, register
 from core.strategies.mean_field import RESCALES, fan_in_factor
 
 
 @dataclass(frozen=True)
 class CovarianceParams:
+    lookups: str = param("select", help=LOOKUP_HELP, choices=LOOKUPS)
     shrinkage: float = param(0.1, help="shrink each covariance toward its diagonal: (1−λ)Σ + λ·diag(Σ)",
                              min=0.0, max=1.0)
     jitter: float = param(1e-6, help="added to the covariance diagonal (relative to its mean) so the Cholesky works",
@@ -95,7 +99,8 @@ class Covariance(ValueStrategy):
     can_grow = True
 
     def fill(self, params, ctx):
-
+        if params.lookups == "select" and is_lookup(ctx.tensor):
+            return ctx.gather()
         src_shape, shape = ctx.source_shape, ctx.shape
         if len(src_shape) == 4:
             out = self._conv(params, ctx)

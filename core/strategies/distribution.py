@@ -11,6 +11,11 @@ values in all (an evenly shared, seeded subsample); it is computed once per run 
 Cost: one fit per tensor/role is fast; a per-row or per-column Student-t fits every row at once
 by ECM (about a hundred passes over the tensor), the slow path on large embeddings.
 
+Lookup tables — the token, position and type embeddings, and any tensor with a vocab axis — are
+selected through the maps by default (``lookups="select"``): row v of an embedding *is* token v, and
+an i.i.d. draw erases which token each row stands for, so the model starts by relearning its
+vocabulary (``benchmarks/bench_strategies.py`` measures both; ``lookups="sample"`` is Graft 0.2).
+
 The fitted parameters are recorded as a plain dict in ``ctx.cache["fits"][target name]``
 (see :meth:`core.strategies.fits.GroupFit.to_dict`): scalars for one group, mean/min/max over
 the groups of a row/column fit, 21 quantiles for the non-parametric families.
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 
 from core.errors import StrategyError
 from core.strategies import base as registry
+from core.strategies._common import LOOKUP_HELP, LOOKUPS, is_lookup
 from core.strategies.base import ValueStrategy, param, register
 from core.strategies.fits import FAMILIES, GroupFit, fit
 
@@ -30,6 +36,7 @@ SCOPES = ("tensor", "row", "column", "role")
 
 @dataclass(frozen=True)
 class DistributionParams:
+    lookups: str = param("select", help=LOOKUP_HELP, choices=LOOKUPS)
     family: str = param("gaussian", help="distribution fitted to the source values", choices=FAMILIES)
     scope: str = param("tensor", help="fit per tensor, per row, per column, or pooled over the role's layers",
                        choices=SCOPES)
@@ -90,6 +97,8 @@ class Distribution(ValueStrategy):
 
         if ctx.tensor.source_name is None:
             raise StrategyError(f"{ctx.tensor.name} has no source tensor to fit; use mimetic or baseline for it")
+        if params.lookups == "select" and is_lookup(ctx.tensor):
+            return ctx.gather()
         fitted, axis, scope = fit_for(params, ctx)
         ctx.cache.setdefault("fits", {})[ctx.tensor.name] = {"scope": scope, **fitted.to_dict()}
         shape = ctx.shape

@@ -112,6 +112,15 @@ class Templates(ValueStrategy):
     default_index = "cyclic"
     can_grow = True
 
+    def cannot_fill(self, params, tensor):
+        if len(tensor.shape) != 2:
+            return None  # vectors are copied through the maps
+        for what, shape in (("the target", tensor.shape), ("the source", tensor.source_shape)):
+            if shape[0] % params.t1 or shape[1] % params.t2:
+                return (f"templates of {params.t1}×{params.t2} do not tile {what}'s "
+                        f"{'×'.join(map(str, shape))}")
+        return None
+
     def fill(self, params, ctx):
         import torch
 

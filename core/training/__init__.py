@@ -8,8 +8,9 @@ Public API::
 
 Modules: ``config`` (options), ``data`` (data sets, packing, seeded split), ``tasks``/``vision``
 (what each family trains on), ``arms`` (initial states), ``loop`` (one arm's steps; ``train``
-generator), ``job`` (interleaved arms, ``run_validation``), ``verdict``, ``report``, ``ddp``
-(the torchrun entry point).
+generator), ``job`` (interleaved arms, ``run_validation``), ``teacher`` (distillation from the
+source), ``save`` (the trained weights as checkpoints), ``verdict``, ``report``, ``ddp`` (the
+torchrun entry point).
 """
 
 from core.training.arms import BASELINE, Arm, build_arm_model, load_tensors
@@ -18,11 +19,13 @@ from core.training.data import batch_digest, dataset_names, register_dataset
 from core.training.job import ValidationSession, run_validation, validation_steps
 from core.training.loop import ArmRunner, StepMetrics, resolve_device, train
 from core.training.report import ValidationReport
+from core.training.save import SaveTrained
 from core.training.tasks import Task, get_task, register_task, task_for
+from core.training.teacher import Teacher
 from core.training.verdict import Verdict, compute_verdicts
 
 __all__ = [
-    "BASELINE", "Arm", "ArmRunner", "StepMetrics", "Task", "ValidationConfig", "ValidationReport",
+    "BASELINE", "Arm", "ArmRunner", "SaveTrained", "StepMetrics", "Task", "Teacher", "ValidationConfig", "ValidationReport",
     "ValidationSession", "Verdict", "batch_digest", "build_arm_model", "compute_verdicts",
     "dataset_names", "get_task", "load_tensors", "register_dataset", "register_task",
     "resolve_device", "run_validation", "task_for", "train", "validation_steps",

@@ -3,9 +3,11 @@
 An arm is a target config plus where its weights come from: an export folder (``config.json`` +
 safetensors), a state dict in memory, or nothing — the **baseline**, the architecture's own
 default init. Every arm is built the same way: ``torch.manual_seed(seed)``, the task's model from
-the config (the baseline init), then the arm's tensors loaded over it. Tensors the arm lacks (an
-MLM head the source never had, a new classifier) therefore get the very same draw in every arm,
-which keeps the A/B comparison about the transferred tensors alone.
+the config (the baseline init), then the arm's tensors loaded over it. Tensors the arm lacks (a
+new classifier) therefore get the very same draw in every arm, which keeps the A/B comparison
+about the transferred tensors alone — except a masked-LM head the source never had, which by
+default (``head_init="auto"``) starts as a readout of the arm's own body
+(:mod:`core.training.heads`); the baseline, which has no tensors, keeps its random head.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class Arm:
     state_dict: dict[str, torch.Tensor] | None = None
     path: Path | None = None
     description: str = ""
+    #: with a teacher matched on hidden states: the source channel feeding each target hidden
+    #: channel (the plan's ``dims["hidden"].index``); None = the first channels.
+    teacher_map: list[int] | None = None
+    #: with a teacher: whether this arm adds the distillation term (False: a plain arm beside them).
+    distill: bool = True
 
     @classmethod
     def baseline(cls, config: dict, name: str = BASELINE) -> Arm:
@@ -101,9 +108,11 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # in the model, not in the arm: default init
     unexpected: list[str] = field(default_factory=list)  # in the arm, not in the model: ignored
     mismatched: list[str] = field(default_factory=list)  # same name, other shape: default init
+    head: dict | None = None  # how a missing task head was initialised (core.training.heads)
 
     def to_dict(self) -> dict:
-        return {"loaded": self.loaded, "missing": self.missing, "unexpected": self.unexpected, "mismatched": self.mismatched}
+        return {"loaded": self.loaded, "missing": self.missing, "unexpected": self.unexpected,
+                "mismatched": self.mismatched, "head": self.head}
 
 
 def _candidates(names: list[str], prefix: str) -> list[dict[str, str]]:
@@ -115,6 +124,42 @@ def _candidates(names: list[str], prefix: str) -> list[dict[str, str]]:
     return out
 
 
+def _hf_renamed(model: nn.Module, names: list[str]) -> dict[str, str] | None:
+    """Checkpoint keys renamed the way ``from_pretrained`` renames them, or None when nothing changes.
+
+    transformers 5 keeps saving some families under their legacy names (ViT:
+    ``vit.encoder.layer.N.attention.attention.query``) while the module tree uses new ones
+    (``vit.layers.N.attention.q_proj``); ``from_pretrained`` maps them through the library's
+    checkpoint conversion table, which is what this applies (renamings only: a key that would need
+    a tensor conversion keeps its name). Older transformers have no table: None.
+    """
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import (
+            WeightConverter,
+            WeightRenaming,
+            rename_source_key,
+        )
+    except ImportError:
+        return None
+    try:
+        transforms = get_model_conversion_mapping(model)
+    except Exception as exc:  # a model transformers cannot map: load the names as they are
+        log.debug("no checkpoint conversion table for %s: %s", type(model).__name__, exc)
+        return None
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    if not renamings:
+        return None
+    own = model.state_dict()
+    prefix = getattr(model, "base_model_prefix", None)
+    out = {}
+    for name in names:
+        new, converted = rename_source_key(name, renamings, converters, prefix, own)
+        out[name] = new if converted is None else name
+    return out if any(k != v for k, v in out.items()) else None
+
+
 def load_tensors(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport:
     """Copy ``state`` into ``model`` (dtype cast), matching keys with or without the base prefix.
 
@@ -123,7 +168,11 @@ def load_tensors(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport
     """
     own = model.state_dict()
     prefix = getattr(model, "base_model_prefix", "") or ""
-    best = max(_candidates(list(state), prefix), key=lambda m: sum(1 for v in m.values() if v in own))
+    candidates = _candidates(list(state), prefix)
+    renamed = _hf_renamed(model, list(state))
+    if renamed is not None:
+        candidates.append(renamed)
+    best = max(candidates, key=lambda m: sum(1 for v in m.values() if v in own))
     report = LoadReport()
     accepted: dict[str, torch.Tensor] = {}
     for src, dst in best.items():
@@ -145,13 +194,21 @@ def load_tensors(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport
     return report
 
 
-def build_arm_model(task, arm: Arm, seed: int) -> tuple[nn.Module, LoadReport]:
-    """The arm's model: default init under ``torch.manual_seed(seed)``, then its tensors loaded."""
+def build_arm_model(task, arm: Arm, seed: int, *, data=None, options=None) -> tuple[nn.Module, LoadReport]:
+    """The arm's model: default init under ``torch.manual_seed(seed)``, then its tensors loaded.
+
+    With ``data`` (the task's prepared data) and ``options`` (``head_init="auto"``), a task head
+    the arm's tensors lack is initialised from its body (:func:`core.training.heads.init_missing_head`).
+    """
     torch.manual_seed(seed)
     model = task.build_model(arm.config)
     state = arm.tensors()
     if state is None:
         return model, LoadReport(loaded=0)
     report = load_tensors(model, state)
+    if data is not None and options is not None and options.head_init == "auto":
+        from core.training.heads import init_missing_head
+
+        report.head = init_missing_head(task, model, report, data, options)
     log.info("arm %s: %d tensors loaded, %d missing, %d mismatched", arm.name, report.loaded, len(report.missing), len(report.mismatched))
     return model, report

@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from core.errors import TrainingError
 
 SCHEDULES = ("cosine", "linear", "constant")
+HEAD_INITS = ("auto", "random")
 
 
 _KINDS = {"int": int, "float": float, "str": str, "bool": bool}
@@ -61,6 +62,12 @@ class ValidationConfig:
     dataset: str | None = _opt(None, "registered data set name or a path (default: pydoc or digits)")
     mlm_probability: float = _opt(0.15, "fraction of tokens masked for masked LM", min=0.0, max=1.0)
     eval_fraction: float = _opt(0.1, "fraction of the data held out for evaluation", min=0.0, max=0.9)
+    head_init: str = _opt("auto", "a task head the arm lacks (the demo's MLM head): auto (tied to the embeddings, "
+                          "identity transform, the body's final norm, scale and unigram bias fitted on training "
+                          "batches) or random (the architecture's default draw)", choices=HEAD_INITS)
+    teacher_weight: float = _opt(1.0, "with a teacher: loss = task loss + this × distillation term", min=0.0)
+    teacher_temperature: float = _opt(2.0, "with a teacher matched on logits: softmax temperature T of the "
+                                      "KL term (scaled by T²)", min=0.01)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -79,6 +86,8 @@ class ValidationConfig:
                 raise TrainingError(f"{f.name}={value} is out of range [{lo}, {hi}]; change it")
         if self.schedule not in SCHEDULES:
             raise TrainingError(f"schedule {self.schedule!r} is unknown; use one of {', '.join(SCHEDULES)}")
+        if self.head_init not in HEAD_INITS:
+            raise TrainingError(f"head_init {self.head_init!r} is unknown; use one of {', '.join(HEAD_INITS)}")
 
     def eval_steps(self) -> list[int]:
         """Steps after which the arms are evaluated: 0, every ``eval_every``, and the last."""

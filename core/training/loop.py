@@ -17,7 +17,7 @@ import contextlib
 import fnmatch
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -41,6 +41,7 @@ class StepMetrics:
     metric_name: str = ""
     batch_hash: str = ""
     elapsed_s: float = 0.0
+    distill_loss: float | None = None  # the distillation term (unweighted) when the arm has a teacher
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,8 +166,15 @@ class ArmRunner:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def step(self, batch: dict[str, torch.Tensor], digest: str = "") -> StepMetrics:
-        """One optimizer step on ``batch`` (the whole batch; this rank takes its shard)."""
+    def step(self, batch: dict[str, torch.Tensor], digest: str = "",
+             distill: Callable[[dict], torch.Tensor] | None = None) -> StepMetrics:
+        """One optimizer step on ``batch`` (the whole batch; this rank takes its shard).
+
+        Args:
+            distill: ``distill(outputs) -> term`` (the task's compute dict → a scalar); the step
+                then minimises ``loss + teacher_weight · term``. The logged ``train_loss`` stays
+                the task loss; the term goes to ``distill_loss``.
+        """
         start = time.perf_counter()
         lr = self.config.lr_at(self.step_count)
         for group in self.optimizer.param_groups:
@@ -176,14 +184,16 @@ class ArmRunner:
             with self._autocast():
                 out = self.module(**self._to_device(self._shard(batch)))
             loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise TrainingError(f"arm {self.name}: the loss became {loss.item()} at step {self.step_count + 1}; lower the learning rate")
-            loss.backward()
+            term = distill(out) if distill is not None else None
+            total = loss if term is None else loss + self.config.teacher_weight * term
+            if not torch.isfinite(total):
+                raise TrainingError(f"arm {self.name}: the loss became {total.item()} at step {self.step_count + 1}; lower the learning rate")
+            total.backward()
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        value = loss.detach()
+        value = loss.detach() if term is None else torch.stack([loss.detach().float(), term.detach().float()])
         if self.world > 1:
             import torch.distributed as dist
 
@@ -191,7 +201,9 @@ class ArmRunner:
             value = value / self.world
         self.step_count += 1
         self.elapsed += time.perf_counter() - start
-        return StepMetrics(self.name, self.step_count, float(value), lr, batch_hash=digest, elapsed_s=self.elapsed)
+        train_loss, term_value = (float(value), None) if term is None else (float(value[0]), float(value[1]))
+        return StepMetrics(self.name, self.step_count, train_loss, lr, batch_hash=digest, elapsed_s=self.elapsed,
+                           distill_loss=term_value)
 
     @torch.no_grad()
     def evaluate(self, batches: list[dict[str, torch.Tensor]]) -> tuple[float, float]:

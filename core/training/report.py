@@ -4,7 +4,8 @@ Files written by :meth:`ValidationReport.write` into the run folder:
 
 - ``validation.json``: everything (config, arms, every step's metrics, verdicts, status);
 - ``validation_curves.csv``: one row per arm and step (``arm, step, train_loss, lr, eval_loss,
-  eval_metric, metric_name, batch_hash``), eval columns empty between eval steps;
+  eval_metric, metric_name, batch_hash, distill_loss``), eval columns empty between eval steps
+  (``distill_loss`` empty without a teacher);
 - ``validation_verdict.csv``: one row per non-baseline arm.
 
 The PNG of the curves is drawn by the app (``app/render.py``), not by core.
@@ -25,7 +26,7 @@ REPORT_VERSION = 1
 JSON_NAME = "validation.json"
 CURVES_NAME = "validation_curves.csv"
 VERDICT_NAME = "validation_verdict.csv"
-CSV_FIELDS = ("arm", "step", "train_loss", "lr", "eval_loss", "eval_metric", "metric_name", "batch_hash")
+CSV_FIELDS = ("arm", "step", "train_loss", "lr", "eval_loss", "eval_metric", "metric_name", "batch_hash", "distill_loss")
 
 
 @dataclass
@@ -47,6 +48,10 @@ class ValidationReport:
     world_size: int = 1
     elapsed_s: float = 0.0
     version: int = REPORT_VERSION
+    #: with a teacher: ``{"kind", "source", "weight", "temperature", "seconds", "ms_per_step"}``.
+    teacher: dict | None = None
+    #: trained models written by ``save_trained``: arm → folder.
+    saved: dict[str, str] = field(default_factory=dict)
 
     # -- views ---------------------------------------------------------------------------------
     @property
@@ -93,6 +98,8 @@ class ValidationReport:
             "verdicts": {a: v.to_dict() for a, v in self.verdicts.items()},
             "eval": {a: [list(p) for p in pts] for a, pts in self.evals().items()},
             "records": {a: [m.to_dict() for m in r] for a, r in self.records.items()},
+            "teacher": self.teacher,
+            "saved": self.saved,
         }
 
     @classmethod
@@ -103,6 +110,7 @@ class ValidationReport:
             task=data["task"], metric=data["metric"], config=data["config"], arms=data["arms"], baseline=data["baseline"],
             records=records, status=data["status"], device=data.get("device", "cpu"),
             world_size=data.get("world_size", 1), elapsed_s=data.get("elapsed_s", 0.0), version=data.get("version", 1),
+            teacher=data.get("teacher"), saved=dict(data.get("saved") or {}),
         )
 
     @classmethod

@@ -14,7 +14,10 @@ task                      model types                   model                  e
 
 Every batch is a pure function of (data, seed, step): arms and DDP ranks see the same batches.
 A task's :meth:`Task.loss_module` wraps the model in an ``nn.Module`` whose ``forward(**batch)``
-returns ``{"loss": mean, "count": n, "correct": k}``, so DistributedDataParallel can wrap it.
+returns ``{"loss": mean, "count": n, "correct": k, "logits", "hidden"}``, so DistributedDataParallel
+can wrap it; ``logits`` and ``hidden`` (final hidden states) are the tensors the loss was computed
+from, at its positions (masked tokens, next-token positions, the [CLS] token), which a distillation
+term (:mod:`core.training.teacher`) matches without a second forward.
 """
 
 from __future__ import annotations
@@ -118,7 +121,17 @@ class Task:
         raise NotImplementedError
 
     def compute(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        """``{"loss", "count", "correct", "logits", "hidden"}``: the loss and the tensors it was
+        computed from, at the positions the loss uses (what distillation matches, no extra forward)."""
         raise NotImplementedError
+
+    def outputs(self, model: nn.Module, batch: dict, *, logits: bool = True) -> dict[str, torch.Tensor | None]:
+        """The final hidden states ``(N, H)`` or ``(B, T, H)`` and the logits at the loss's positions.
+
+        ``logits=False`` may skip the output layer (a teacher matched on hidden states needs none);
+        ``"logits"`` is then None.
+        """
+        raise TrainingError(f"task {self.name!r} does not expose its hidden states and logits, so it cannot be distilled")
 
     def metric_value(self, loss: float, correct: float, count: float) -> float:
         if self.metric == "accuracy":
@@ -178,12 +191,18 @@ class CausalLMTask(_LanguageTask):
 
         return AutoModelForCausalLM.from_config(self.hf_config(config))
 
-    def compute(self, model, batch):
+    def outputs(self, model, batch, *, logits=True):
         ids = batch["input_ids"]
-        logits = model(input_ids=ids).logits[:, :-1]
-        target = ids[:, 1:]
+        if not logits:  # the body alone: its output is the final (normed) hidden state
+            return {"hidden": getattr(model, model.base_model_prefix)(input_ids=ids)[0][:, :-1], "logits": None}
+        out = model(input_ids=ids, output_hidden_states=True)
+        return {"hidden": out.hidden_states[-1][:, :-1], "logits": out.logits[:, :-1]}
+
+    def compute(self, model, batch):
+        out = self.outputs(model, batch)
+        logits, target = out["logits"], batch["input_ids"][:, 1:]
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1))
-        return {"loss": loss, "count": torch.tensor(float(target.numel())), "correct": torch.tensor(0.0)}
+        return {"loss": loss, "count": torch.tensor(float(target.numel())), "correct": torch.tensor(0.0), **out}
 
 
 class MaskedLMTask(_LanguageTask):
@@ -218,21 +237,22 @@ class MaskedLMTask(_LanguageTask):
         ids = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_ids, ids)
         return {"input_ids": ids, "labels": labels}
 
-    def compute(self, model, batch):
-        labels = batch["labels"]
-        base = getattr(model, model.base_model_prefix)
+    def outputs(self, model, batch, *, logits=True):
+        selected = batch["labels"] != -100
         head = getattr(model, "cls", None)
         if head is None:
             head = getattr(model, "lm_head", None)
-        selected = labels != -100
         if head is None:  # an unknown head layout: the full forward
-            logits = model(input_ids=batch["input_ids"]).logits[selected]
-        else:
-            hidden = base(input_ids=batch["input_ids"])[0]
-            logits = head(hidden[selected])
-        target = labels[selected]
-        loss = nn.functional.cross_entropy(logits.float(), target)
-        return {"loss": loss, "count": torch.tensor(float(target.numel())), "correct": torch.tensor(0.0)}
+            out = model(input_ids=batch["input_ids"], output_hidden_states=True)
+            return {"hidden": out.hidden_states[-1][selected], "logits": out.logits[selected]}
+        hidden = getattr(model, model.base_model_prefix)(input_ids=batch["input_ids"])[0][selected]
+        return {"hidden": hidden, "logits": head(hidden) if logits else None}
+
+    def compute(self, model, batch):
+        out = self.outputs(model, batch)
+        target = batch["labels"][batch["labels"] != -100]
+        loss = nn.functional.cross_entropy(out["logits"].float(), target)
+        return {"loss": loss, "count": torch.tensor(float(target.numel())), "correct": torch.tensor(0.0), **out}
 
 
 register_task(CausalLMTask())

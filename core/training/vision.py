@@ -68,8 +68,14 @@ class ViTClassificationTask(_ImageTask):
         images = nn.functional.interpolate(images, size=(size, size), mode="nearest")
         return {"pixel_values": images.expand(-1, channels, -1, -1).contiguous(), "labels": data.labels[rows]}
 
+    def outputs(self, model, batch, *, logits=True):
+        # what ViTForImageClassification.forward does: the classifier reads the [CLS] token
+        hidden = getattr(model, model.base_model_prefix)(pixel_values=batch["pixel_values"])[0][:, 0]
+        return {"hidden": hidden, "logits": model.classifier(hidden) if logits else None}
+
     def compute(self, model, batch):
-        return self._classify(model(pixel_values=batch["pixel_values"]).logits, batch["labels"])
+        out = self.outputs(model, batch)
+        return {**self._classify(out["logits"], batch["labels"]), **out}
 
 
 def mlp_widths(config: dict) -> list[int]:
@@ -125,8 +131,13 @@ class MLPClassificationTask(_ImageTask):
     def _rows_batch(self, data, rows):
         return {"inputs": data.inputs[rows].reshape(len(rows), -1), "labels": data.labels[rows]}
 
+    def outputs(self, model, batch, *, logits=True):
+        hidden = model[:-1](batch["inputs"])  # the last Linear's input (the inputs for one layer)
+        return {"hidden": hidden, "logits": model[-1](hidden) if logits else None}
+
     def compute(self, model, batch):
-        return self._classify(model(batch["inputs"]), batch["labels"])
+        out = self.outputs(model, batch)
+        return {**self._classify(out["logits"], batch["labels"]), **out}
 
 
 register_task(ViTClassificationTask())

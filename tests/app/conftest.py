@@ -22,6 +22,14 @@ def fresh_settings(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def fresh_history(tmp_path, monkeypatch):
+    """Every test keeps its runs (history, trained weights) in its own folder (never the user's)."""
+    path = tmp_path / "data" / "history"
+    monkeypatch.setenv("GRAFT_HISTORY_DIR", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
 def thread_exceptions():
     """An exception escaping any thread fails the test (threads swallow them otherwise)."""
     errors: list[threading.ExceptHookArgs] = []

@@ -58,9 +58,14 @@ def test_gpt2_fused_qkv_with_reversed_signs(gpt2_path):
 
 
 def test_non_attention_roles_are_refused(llama):
-    # At plan time (the app shows it inline as the form changes) ...
+    # Model-wide, mimetic fills attention and the other roles fall back to select, said in the plan ...
+    plan = make_plan(llama, TargetSizes(), values={"default": {"method": "mimetic"}})
+    assert {t.strategy for t in plan.tensors if t.role.startswith("attn.")} == {"mimetic"}
+    assert {t.fallback_from for t in plan.tensors if not t.role.startswith("attn.")} == {"mimetic"}
+    assert plan.warnings and plan.warnings[0].startswith("mimetic cannot fill")
+    # ... set for a role explicitly, it is refused at plan time (the app shows it inline) ...
     with pytest.raises(PlanError, match=r"mimetic only fills roles attn\.q.*given (embed|norm|mlp)"):
-        make_plan(llama, TargetSizes(), values={"default": {"method": "mimetic"}})
+        make_plan(llama, TargetSizes(), values={"default": {"method": "select"}, "mlp": {"method": "mimetic"}})
     # ... and by the strategy itself, for a plan built by hand.
     plan = make_plan(llama, TargetSizes(), values={"default": {"method": "select"}})
     up = next(t for t in plan.tensors if t.role == "mlp.up")

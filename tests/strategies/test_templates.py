@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.errors import StrategyError
+from core.errors import PlanError, StrategyError
 from core.plan import TargetSizes, make_plan
 from core.strategies.templates import assemble, scalers_of
 from core.transfer import build_state_dict, fill_tensor
@@ -56,6 +56,15 @@ def test_scalers_are_recoverable_and_targets_resize(llama):
 
 
 def test_indivisible_sizes_are_refused_clearly(llama):
+    # Set for a role explicitly, a tile that does not divide is refused when the plan is made ...
+    with pytest.raises(PlanError, match=r"templates of 8×8 do not tile the target's 100×32 \(model.embed_tokens.weight\); "
+                                        r"choose another strategy for role embed"):
+        make_plan(llama, TargetSizes(), values={"default": {"method": "select"}, "embed": {"method": "templates"}})
+    # ... model-wide, that tensor falls back to select (the plan says so) ...
     plan = make_plan(llama, TargetSizes(), values={"default": {"method": "templates", "params": {"t1": 8, "t2": 8}}})
+    assert plan.tensor("model.embed_tokens.weight").strategy == "select"
+    # ... and a plan edited by hand still meets the strategy's own check.
+    plan.tensor("model.embed_tokens.weight").strategy = "templates"
+    plan.tensor("model.embed_tokens.weight").params = {"t1": 8, "t2": 8}
     with pytest.raises(StrategyError, match="do not tile"):
         build_state_dict(plan, llama)  # the 100-row embedding
