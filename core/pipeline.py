@@ -46,13 +46,16 @@ def plan_recipe(recipe: Recipe, source: Source | None = None, *, progress: Progr
     by_activation = index.get("method") == "by_activation"
     scores, layer_scores = score_fn(source), None
     if by_activation or recipe.layers == "by_influence":
+        # by_influence alone needs only Block Influence, which any rule measures: the cheap one.
+        from core.architectures import detect
         from core.calibration import activation_score_fn, lazy_profile
         from core.strategies import make_params
+        from core.strategies.index import activation_rule
 
-        # by_influence alone needs only Block Influence, which any rule measures: the cheap one.
         p = make_params("by_activation", index.get("params") if by_activation else {"rule": "magnitude"})
+        rule = activation_rule(p.rule, detect(source)[0].family)
         validation = recipe.validation or {}
-        profile = lazy_profile(source, dataset=p.dataset or None, samples=p.samples, seq_len=p.seq_len, rule=p.rule,
+        profile = lazy_profile(source, dataset=p.dataset or None, samples=p.samples, seq_len=p.seq_len, rule=rule,
                                seed=validation.get("seed", 0),
                                eval_fraction=validation.get("eval_fraction", 0.1), progress=progress, cancel=cancel)
         if by_activation:

@@ -15,6 +15,11 @@ all source layers and each layer has scalers S_k ((out/t1) × (in/t2)) with W �
 * The relative Frobenius error of the source layer's reconstruction, ‖W − Σ S⊗T‖ / ‖W‖, is
   recorded in ``ctx.cache["wave_error"][target name]``.
 
+The default k = 32 of the 64 possible 8×8 templates was chosen by ``benchmarks/bench_strategies.py``
+(demo → 4/256/8/1024 masked LM, eval loss after 30 steps: k = 8 4.92, 16 4.92, 32 4.81; at step 200,
+k = 8 4.46, k = 32 4.27). More templates reconstruct the source better (k = t1·t2 reproduces it, i.e.
+``select``); fewer compress it more — WAVE's reason to exist, which a start at init does not reward.
+
 Scalers stay identifiable for scaler-only training: the templates are recorded in
 ``ctx.cache["wave_templates"][target name]`` (Tensor (k, t1, t2), orthonormal), so
 ``scalers_of(W̃, T)`` recovers the scalers of the exported weight exactly and ``assemble(S, T)``
@@ -31,7 +36,8 @@ from core.strategies.base import ValueStrategy, param, register
 
 @dataclass(frozen=True)
 class TemplatesParams:
-    k: int = param(8, help="number of templates shared by the layers of a role", min=1, max=4096)
+    k: int = param(32, help="number of templates shared by the layers of a role (at most t1·t2 are used; "
+                            "t1·t2 reconstructs the source exactly)", min=1, max=4096)
     t1: int = param(8, help="template rows (must divide the tensor's rows)", min=1, max=256)
     t2: int = param(8, help="template columns (must divide the tensor's columns)", min=1, max=256)
     resize: str = param("maps", help="how scaler grids change size: through the dimension maps, or by interpolation",
@@ -130,10 +136,11 @@ class Templates(ValueStrategy):
         t1, t2 = params.t1, params.t2
         _check(t.name, ctx.shape, t1, t2, "target tensor")
         names = ctx.same_role_sources() or [t.source_name]
-        key = ("wave", tuple(names), t1, t2, params.k)
+        k = min(params.k, t1 * t2)  # only t1·t2 templates exist: a larger k means all of them
+        key = ("wave", tuple(names), t1, t2, k)
         store = ctx.cache.setdefault("wave_templates_by_role", {})
         if key not in store:
-            store[key] = learn_templates(ctx.read, names, t1, t2, params.k)
+            store[key] = learn_templates(ctx.read, names, t1, t2, k)
         templates = store[key]
         w = ctx.read().to(torch.float64)
         scalers = scalers_of(w, templates)

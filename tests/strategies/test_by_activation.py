@@ -291,3 +291,19 @@ def test_cli_transfer_demo_loads_with_transformers(tmp_path, capsys):
     bi = activation_profile(open_source("demo")).block_influence  # the cached profile the transfer used
     plan, _ = plan_recipe(Recipe.from_dict(recipe))
     assert [link.source for link in plan.layer_map] == sorted(sorted(range(6), key=lambda i: -bi[i])[:2])
+
+
+@pytest.mark.parametrize("family, rule", [("mlp", "reconstruction"), ("llama", "magnitude")])
+def test_the_auto_rule_is_each_benchmarks_winner(mlp_path, llama_path, family, rule):
+    from core.pipeline import plan_recipe
+    from core.strategies.index import activation_rule
+
+    path = mlp_path if family == "mlp" else llama_path
+    assert make_params("by_activation", {}).rule == "auto" and activation_rule("auto", family) == rule
+    sizes = {"hidden": 8} if family == "mlp" else {"ffn": 8, "hidden": 16}
+
+    def maps(params):
+        recipe = Recipe(source=str(path), target=sizes, index={"method": "by_activation", "params": {**FAST, **params}})
+        return {k: m.index for k, m in plan_recipe(recipe)[0].dims.items()}
+
+    assert maps({}) == maps({"rule": rule})

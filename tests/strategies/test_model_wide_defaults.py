@@ -109,3 +109,13 @@ def test_sampling_strategies_select_the_token_tables_unless_asked(bert, method):
     drawn = build_state_dict(_plan(bert, method, lookups="sample"), source)
     table = "bert.embeddings.word_embeddings.weight"
     assert not torch.equal(drawn[table], selected[table])
+
+
+def test_templates_default_k_uses_every_template_of_smaller_tiles(bert):
+    source = open_source(str(bert))
+    small = {"t1": 4, "t2": 4}  # 16 templates exist: the default k=32 means all of them, not an error
+    default = build_state_dict(_plan(bert, "templates", **small), source)
+    every = build_state_dict(_plan(bert, "templates", k=16, **small), source)
+    assert all(torch.equal(default[n], every[n]) for n in default)
+    fewer = build_state_dict(_plan(bert, "templates", k=4, **small), source)
+    assert not all(torch.equal(default[n], fewer[n]) for n in default)
