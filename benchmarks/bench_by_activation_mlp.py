@@ -11,7 +11,8 @@ are the first ``--samples`` rows of the benchmark's *training* images (registere
 set, so no test image is ever scored). Reported: zero-shot test accuracy, and after one epoch of
 Adam (lr 1e-3, batch 64), mean over 3 seeds (the seed draws by_norm's sample and the training
 order; the other rules are deterministic). Target: by_activation ≥ 80% of the source's zero-shot
-accuracy (one run: rule=reconstruction with mean_field 0.827 = 84.7%; magnitude 0.18).
+accuracy (one run: rule=reconstruction — the default, rule=auto, for this family — with mean_field 0.827
+= 84.7%; magnitude 0.18).
 
 Usage: python benchmarks/bench_by_activation_mlp.py [--seeds 3] [--samples 64] [--json out.json]
 """
@@ -44,7 +45,7 @@ from core.transfer import build_state_dict  # noqa: E402
 SOURCE_WIDTH, WIDTH = 512, 32
 #: (label, index strategy, its params); by_activation's two rules score the same calibration pass.
 INDEXES = (("first_n", "first_n", {}), ("uniform", "uniform", {}), ("by_norm", "by_norm", {}),
-           ("by_activation", "by_activation", {"rule": "magnitude"}),
+           ("by_act/magn", "by_activation", {"rule": "magnitude"}),
            ("by_act/recon", "by_activation", {"rule": "reconstruction"}))
 RESCALES = ("none", "mean_field")
 DATASET = "bench-digits-train"
@@ -75,7 +76,7 @@ def main() -> None:
         source = open_source(path)
         profiles = {rule: lazy_profile(source, dataset=DATASET, samples=args.samples, rule=rule)
                     for rule in ("magnitude", "reconstruction")}
-        scores = {"by_norm": score_fn(source), "by_activation": activation_score_fn(profiles["magnitude"]),
+        scores = {"by_norm": score_fn(source), "by_act/magn": activation_score_fn(profiles["magnitude"]),
                   "by_act/recon": activation_score_fn(profiles["reconstruction"])}
         for label, idx, params in INDEXES:
             for rescale in RESCALES:
@@ -99,7 +100,7 @@ def main() -> None:
     for r in results:
         print(f"{r['index']:<14} {r['rescale']:<10} {r['zero_shot']:>9.4f} ({r['zero_shot_min']:.3f}–"
               f"{r['zero_shot_max']:.3f}) {r['zero_shot'] / source_acc:>8.1%} {r['one_epoch']:>8.4f}")
-    for label in ("by_activation", "by_act/recon"):
+    for label in ("by_act/magn", "by_act/recon"):
         best = max((r for r in results if r["index"] == label), key=lambda r: r["zero_shot"])
         ratio = best["zero_shot"] / source_acc
         print(f"{label} best: rescale {best['rescale']} {best['zero_shot']:.4f} = {ratio:.1%} of the source "

@@ -119,3 +119,21 @@ def test_templates_default_k_uses_every_template_of_smaller_tiles(bert):
     assert all(torch.equal(default[n], every[n]) for n in default)
     fewer = build_state_dict(_plan(bert, "templates", k=4, **small), source)
     assert not all(torch.equal(default[n], fewer[n]) for n in default)
+
+
+def test_mean_field_auto_rescale_is_none_for_a_shrinking_transformer_only(bert):
+    from core.strategies.mean_field import resolve_rescale
+
+    source = open_source(str(bert))
+
+    def state(target, rescale=None):
+        params = {} if rescale is None else {"rescale": rescale}
+        return build_state_dict(_plan(bert, "mean_field", target=target, **params), source)
+
+    def same(a, b):
+        return all(torch.equal(a[n], b[n]) for n in a)
+
+    assert same(state(SHRINK), state(SHRINK, "none")) and not same(state(SHRINK), state(SHRINK, "mean_field"))
+    grow = {"hidden": 48}
+    assert same(state(grow), state(grow, "mean_field")) and not same(state(grow), state(grow, "none"))
+    assert resolve_rescale("auto", "mlp", 4.0) == "mean_field" and resolve_rescale("variance", "bert", 2.0) == "variance"
