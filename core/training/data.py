@@ -127,7 +127,8 @@ def pack_documents(docs: list[str], tokenizer, seq_len: int, *, wrap: bool) -> t
     if wrap and (tokenizer.cls_token_id is None or tokenizer.sep_token_id is None):
         raise TrainingError("masked LM needs a tokenizer with cls and sep tokens")
     joiner = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
-    encoded = tokenizer(docs, add_special_tokens=False)["input_ids"]
+    # verbose=False: documents longer than the model's positions are expected, the stream is cut below
+    encoded = tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"]
     stream: list[int] = []
     for ids in encoded:
         stream.extend(ids)
