@@ -133,7 +133,7 @@ def run(args) -> None:
     torch.set_num_threads(args.threads)
     specs = [s.strip() for s in args.arms.split(",") if s.strip()]
     config = ValidationConfig(steps=args.steps, eval_every=args.eval_every, batch_size=16, seq_len=128,
-                              lr=5e-4, warmup=30, seed=args.seed)
+                              lr=5e-4, warmup=30, seed=args.seed, teacher_weight=args.teacher_weight)
     source = open_source("demo")
     arms, timings = build_arms(specs, config, source)
     teacher = None
@@ -257,6 +257,7 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--stop-after", type=int, default=None, help="stop after this many steps of the full schedule")
+    r.add_argument("--teacher-weight", type=float, default=1.0, help="α of the distillation term (+teacher arms)")
     r.add_argument("--out", default="bench-out/strategies.json")
     m = sub.add_parser("merge")
     m.add_argument("files", nargs="+")

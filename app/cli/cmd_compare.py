@@ -152,6 +152,10 @@ def run_compare(args) -> int:
     winner = board.winner
     if winner is not None:
         print(f"winner: {winner.name}" + (" (quick look)" if quick else ""))
+    if quick:
+        from core.ranking import QUICK_AGREEMENT
+
+        print(f"quick look: {QUICK_AGREEMENT}")
     if args.history:
         path = History().add("leaderboard", board.key, board.to_dict())
         log.info("history: %s", path)

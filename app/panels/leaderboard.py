@@ -123,8 +123,10 @@ class LeaderboardPanel(QtWidgets.QWidget):
         self.steps_spin.setToolTip("optimizer steps of every start (and of the baseline)")
         form.addRow("Steps", self.steps_spin)
         self.quick_box = QtWidgets.QCheckBox("at step")
+        from core.ranking import QUICK_AGREEMENT
+
         self.quick_box.setToolTip("Quick: stop after the first K steps of the same schedule and rank by the eval "
-                                  "loss there (the full run's first K steps, exactly)")
+                                  f"loss there (the full run's first K steps, exactly); {QUICK_AGREEMENT}")
         self.quick_spin = QtWidgets.QSpinBox()
         self.quick_spin.setRange(1, 100_000)
         self.quick_spin.setValue(20)

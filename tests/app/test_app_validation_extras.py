@@ -77,7 +77,7 @@ def test_teacher_keep_trained_and_export(qtbot, window, gui, tmp_path, fresh_his
         panel.export_trained(str(refused))
         entry = window.workspace.queue.entries[-1]
         qtbot.waitUntil(lambda e=entry: e.state == FAILED, timeout=30_000)
-        qtbot.waitUntil(lambda: len(open_error_dialogs(window)) == 1, timeout=10_000)
+        qtbot.waitUntil(lambda: len(open_error_dialogs(window)) == 1, timeout=60_000)
         box = open_error_dialogs(window)[0]
         assert words in box.text() and "bug" not in box.text()
         box.accept()
@@ -85,7 +85,7 @@ def test_teacher_keep_trained_and_export(qtbot, window, gui, tmp_path, fresh_his
 
     # The run is in the history of this recipe: the Leaderboard tab lists it and can show it.
     board = window.leaderboard
-    qtbot.waitUntil(lambda: any(e["kind"] == "validation" for e in board.entries), timeout=10_000)
+    qtbot.waitUntil(lambda: any(e["kind"] == "validation" for e in board.entries), timeout=60_000)
     index = next(i for i, e in enumerate(board.entries) if e["kind"] == "validation")
     text = board.history_list.item(index).text()
     assert "· validation\n3 steps · transferred (select)" in text
