@@ -45,7 +45,7 @@ def test_compare_rank_use_and_history(qtbot, window, gui, runner, fresh_history)
     panel.steps_spin.setValue(3)
     assert panel.checked_candidates() == ["distribution", "mean_field", "select"]  # in the list's order
     assert panel.compare_button.isEnabled()
-    with qtbot.waitSignal(window.workspace.leaderboard_finished, timeout=120_000):
+    with qtbot.waitSignal(window.workspace.leaderboard_finished, timeout=300_000):
         qtbot.mouseClick(panel.compare_button, QtCore.Qt.LeftButton)
     assert window.centre_tabs.currentWidget() is panel
     entry = window.workspace.queue.entries[-1]
@@ -110,7 +110,7 @@ def test_history_survives_a_new_window(qtbot, window, gui, runner, fresh_history
     panel.steps_spin.setValue(3)
     panel.quick_box.setChecked(True)  # quick: rank at step 1 of the 3-step schedule
     panel.quick_spin.setValue(1)
-    with qtbot.waitSignal(window.workspace.leaderboard_finished, timeout=120_000):
+    with qtbot.waitSignal(window.workspace.leaderboard_finished, timeout=300_000):
         panel.request_compare()
     qtbot.waitUntil(lambda: len(panel.entries) == 1, timeout=60_000)
     before = panel.board
@@ -157,7 +157,7 @@ def test_a_cancelled_comparison_says_so(qtbot, window, gui, fresh_history):
     panel.request_compare()
     assert not panel.compare_button.isEnabled()  # one comparison at a time from the tab
     entry = window.workspace.queue.entries[-1]
-    qtbot.waitUntil(lambda: len(panel.curves.series().get("baseline", [])) >= 1, timeout=120_000)
+    qtbot.waitUntil(lambda: len(panel.curves.series().get("baseline", [])) >= 1, timeout=300_000)
     window.workspace.queue.cancel(entry)
     qtbot.waitUntil(lambda: entry.state == "cancelled", timeout=60_000)
     assert "cancelled" in panel.status.text() and panel.compare_button.isEnabled()

@@ -103,7 +103,7 @@ def test_a_cancelled_validation_says_cancelled_and_keeps_partial_weights(qtbot, 
     window.validate_action.trigger()
     assert "running" in window.validation.summary.text()
     entry = window.workspace.queue.entries[-1]
-    qtbot.waitUntil(lambda: len(window.validation.curves.series().get("transferred", [])) >= 2, timeout=120_000)
+    qtbot.waitUntil(lambda: len(window.validation.curves.series().get("transferred", [])) >= 2, timeout=300_000)
     with qtbot.waitSignal(window.workspace.validation_cancelled, timeout=60_000) as cancelled:
         window.workspace.queue.cancel(entry)
     assert entry.state == CANCELLED
