@@ -96,10 +96,7 @@ def build_arms(specs: list[str], config, source):
         plan, _ = plan_recipe(recipe, source)
         state = build_state_dict(plan, source, device="cpu", dtype="float32")
         arm = Arm.from_state(spec, plan.target_config, state, f"{spec} transfer of the demo")
-        if hasattr(arm, "teacher_map"):
-            arm.teacher_map = list(plan.dims["hidden"].index)
-        if hasattr(arm, "distill"):
-            arm.distill = d["teacher"]
+        arm.teacher_map, arm.distill = list(plan.dims["hidden"].index), d["teacher"]
         arms.append(arm)
         timings[spec] = time.perf_counter() - start
         target_config = plan.target_config
@@ -110,13 +107,11 @@ def build_arms(specs: list[str], config, source):
         torch.manual_seed(config.seed)
         body = {k: v.clone() for k, v in task.build_model(target_config).state_dict().items() if not k.startswith("cls.")}
         arm = Arm.from_state("baseline+head", target_config, body, "the baseline's random body with the data-initialised head")
-        if hasattr(arm, "distill"):
-            arm.distill = False
+        arm.distill = False
         arms.append(arm)
     if "baseline" in specs:
         arm = Arm.baseline(target_config)
-        if hasattr(arm, "distill"):
-            arm.distill = False
+        arm.distill = False
         arms.append(arm)
     return arms, timings
 

@@ -162,27 +162,6 @@ def _rows(task, config: dict, source, dataset, samples, seq_len, batch_size, see
     return batches
 
 
-def _checkpoint_keys(model) -> dict[str, str]:
-    """Checkpoint spelling → the model's state-dict key.
-
-    transformers 5 renames some modules in memory (ViT's ``attention.attention.query`` is
-    ``attention.q_proj``) and saves the old names; its own reverse mapping gives them, key by key.
-    """
-    own = model.state_dict()
-    try:
-        from transformers.core_model_loading import revert_weight_conversion
-    except ImportError:  # a transformers without conversions: the names are the checkpoint's
-        return {k: k for k in own}
-    out = {}
-    for key, value in own.items():
-        try:
-            renamed = revert_weight_conversion(model, {key: value})
-        except Exception:  # a many-to-one conversion needs its partners; such a tensor keeps its name
-            renamed = {key: value}
-        out[next(iter(renamed)) if len(renamed) == 1 else key] = key
-    return out
-
-
 def _state_names(source, spec, config, model) -> dict[str, str]:
     """Source tensor name → the model's state-dict key (with or without the base prefix)."""
     if spec.family == "mlp":  # the k-th Linear of the file is module 2k of the rebuilt Sequential
@@ -193,15 +172,10 @@ def _state_names(source, spec, config, model) -> dict[str, str]:
                 if name in source.tensors:
                     out[name] = f"{2 * k}.{kind}"
         return out
-    keys = _checkpoint_keys(model)
-    prefix = getattr(model, "base_model_prefix", "") or ""
-    names = list(source.tensors)
-    options = [{n: n for n in names}]
-    if prefix:
-        options.append({n: f"{prefix}.{n}" for n in names})
-        options.append({n: n[len(prefix) + 1:] for n in names if n.startswith(prefix + ".")})
-    best = max(options, key=lambda m: sum(1 for v in m.values() if v in keys))
-    return {n: keys[v] for n, v in best.items() if v in keys}
+    from core.training.arms import match_keys
+
+    own = model.state_dict()
+    return {n: key for n, key in match_keys(model, list(source.tensors)).items() if key in own}
 
 
 def _load_model(source, spec, config, task, seed: int):

@@ -35,8 +35,6 @@ weights, so this changes no curve) and the leaderboard's notes say so.
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import logging
 import time
 from collections.abc import Generator, Sequence
@@ -57,9 +55,6 @@ log = logging.getLogger(__name__)
 
 TEACHER = "teacher"
 SCRATCH = "scratch"
-#: strategies of the data-aware selection work: known names even before their module registers,
-#: so a Graft without them gives a refused row ("unknown strategy") instead of a parse error.
-PLANNED_INDEX = ("by_activation",)
 #: value strategies never in the defaults: the reference itself.
 NOT_DEFAULT = ("baseline",)
 
@@ -78,7 +73,7 @@ def _value_names() -> list[str]:
 
 
 def _index_names() -> list[str]:
-    return sorted({*strategies.names("index"), *PLANNED_INDEX})
+    return strategies.names("index")
 
 
 def default_candidate_specs() -> list[str]:
@@ -204,17 +199,6 @@ def quick_config(config: ValidationConfig, quick_steps: int | None) -> tuple[Val
     return config.with_(eval_every=every), [note]
 
 
-def _teacher_support() -> None:
-    from core.training import Arm, ValidationSession
-
-    has = (importlib.util.find_spec("core.training.teacher") is not None
-           and {"distill", "teacher_map"} <= {f.name for f in fields(Arm)}
-           and "teacher" in inspect.signature(ValidationSession).parameters)
-    if not has:
-        raise TrainingError("distillation (+teacher) needs core.training.teacher, which this Graft does not have; "
-                            "leave +teacher out of the candidates")
-
-
 def _reference_plan(base: Recipe, source):
     """The base recipe's plan, for the baseline's config; the baseline strategy when the base's is refused."""
     from core.pipeline import plan_recipe
@@ -271,7 +255,7 @@ def compare_steps(
 
     Raises:
         StrategyError: every candidate was refused (the message lists why).
-        TrainingError: bad ``quick_steps``, or ``+teacher`` without distillation support.
+        TrainingError: bad ``quick_steps``.
     """
     from core.pipeline import open_recipe_source, plan_recipe, trust_source
     from core.provenance import verify_recorded_hashes
@@ -286,8 +270,6 @@ def compare_steps(
     candidates = list(candidates)
     if not candidates:
         raise RecipeError("give at least one candidate, e.g. select,mean_field")
-    if any(c.distill for c in candidates):
-        _teacher_support()
     progress(-1.0, "checking the source")
     cancel.check()
     source = source or open_recipe_source(base)

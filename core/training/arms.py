@@ -160,19 +160,26 @@ def _hf_renamed(model: nn.Module, names: list[str]) -> dict[str, str] | None:
     return out if any(k != v for k, v in out.items()) else None
 
 
-def load_tensors(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport:
-    """Copy ``state`` into ``model`` (dtype cast), matching keys with or without the base prefix.
+def match_keys(model: nn.Module, names: list[str]) -> dict[str, str]:
+    """Checkpoint name → the model's state-dict key it loads into (possibly not one of its keys).
 
-    A checkpoint of the bare encoder (``embeddings.…``) loads into a task model
-    (``bert.embeddings.…``) and the other way round.
+    Of the ways to spell the names — as they are, with or without the base prefix (a bare encoder's
+    ``embeddings.…`` into a task model's ``bert.embeddings.…`` and back), renamed as
+    ``from_pretrained`` renames them — the one that hits the most of the model's keys.
     """
     own = model.state_dict()
     prefix = getattr(model, "base_model_prefix", "") or ""
-    candidates = _candidates(list(state), prefix)
-    renamed = _hf_renamed(model, list(state))
+    candidates = _candidates(names, prefix)
+    renamed = _hf_renamed(model, names)
     if renamed is not None:
         candidates.append(renamed)
-    best = max(candidates, key=lambda m: sum(1 for v in m.values() if v in own))
+    return max(candidates, key=lambda m: sum(1 for v in m.values() if v in own))
+
+
+def load_tensors(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport:
+    """Copy ``state`` into ``model`` (dtype cast), its keys matched by :func:`match_keys`."""
+    own = model.state_dict()
+    best = match_keys(model, list(state))
     report = LoadReport()
     accepted: dict[str, torch.Tensor] = {}
     for src, dst in best.items():

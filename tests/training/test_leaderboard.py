@@ -226,7 +226,6 @@ def test_cancel_keeps_complete_steps_only(source):
 
 
 def test_teacher_candidates_distil_and_leave_the_others_alone(source):
-    pytest.importorskip("core.training.teacher")
     base = Recipe(source=str(source), target=SHRINK)
     config = FAST.with_(steps=2, eval_every=1)
     _, plain = run(compare_steps(base, parse_candidates(base, ["select"]), config))
