@@ -34,6 +34,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check app core tests benchmarks
+	$(VENV)/bin/ruff format --check app core tests benchmarks
 	$(VENV)/bin/lint-imports
 
 bench: install

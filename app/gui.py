@@ -1,8 +1,14 @@
-"""``graft-gui``: the desktop application (``python -m app.gui [--demo] [SOURCE]``)."""
+"""``graft-gui``: the desktop application (``python -m app.gui [--demo] [SOURCE]``).
+
+Qt's event loop runs the app's asyncio loop (qasync, ``app.jobs.loop``): the flows of the
+window — and the self-test below, one ``async def`` from opening the demo to the screenshot —
+are coroutines on it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import multiprocessing
 import sys
@@ -46,66 +52,78 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", nargs="?", help="a model to open: a path, a hub repo id or 'demo'")
     parser.add_argument("--demo", action="store_true", help="open the demo model")
     parser.add_argument("--recipe", help="open a recipe file")
-    parser.add_argument("--self-test", metavar="PNG",
-                        help="open the demo, preview, materialise it in a child process, save a screenshot to PNG "
-                             "and quit (exit code 0 when all of that worked): checks an install or a bundle")
+    parser.add_argument(
+        "--self-test",
+        metavar="PNG",
+        help="open the demo, preview, materialise it in a child process, save a screenshot to PNG "
+        "and quit (exit code 0 when all of that worked): checks an install or a bundle",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     # High-DPI: Qt 6 scales by default; pass fractional factors through instead of rounding them.
     QtGui.QGuiApplication.setHighDpiScaleFactorRoundingPolicy(QtCore.Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
     qt_app = create_app()
 
-    from app.jobs import event_loop
+    from app.jobs import event_loop, start_flow
+    from app.jobs.loop import close_event_loop
     from app.main_window import MainWindow
 
-    loop = event_loop()
+    event_loop()  # before the window: its flows run on it
     window = MainWindow()
     window.show()
     outcome = {"code": 0}
     if args.self_test:
         outcome["code"] = 1
-        _self_test(window, args.self_test, outcome)
+        start_flow(_self_test(window, args.self_test, outcome))
     elif args.recipe:
         QtCore.QTimer.singleShot(0, window, lambda: window.open_recipe(args.recipe))
     elif args.demo or args.source:
         QtCore.QTimer.singleShot(0, window, lambda: window.open_source(args.source or "demo"))
-    with loop:
-        loop.run_forever()
+    qt_app.exec()
     qt_app.processEvents()
+    close_event_loop()
     return outcome["code"]
 
 
-SELF_TEST_TIMEOUT_MS = 300_000
+SELF_TEST_TIMEOUT_S = 300.0
 
 
-def _self_test(window, png: str, outcome: dict) -> None:
-    """Open the demo; once it is previewed, materialise it; then save ``png`` and close the window.
+async def _self_test(window, png: str, outcome: dict) -> None:
+    """Open the demo, plan and preview it, materialise it in a child process; then save ``png``
+    and close the window.
 
     ``outcome["code"]`` becomes 0 only if every step finished; a failure or the timeout closes
     the window with code 1 (the reason goes to the log).
     """
     ws = window.workspace
+    failures: list[str] = []
+    ws.source_failed.connect(lambda exc: failures.append(str(exc)))
+    ws.plan_failed.connect(failures.append)
+    ws.preview_failed.connect(failures.append)
+    ws.job_failed.connect(lambda title, exc: failures.append(f"{title}: {exc}"))
 
-    def finish(ok: bool, why: str = "") -> None:
-        if not ok:
-            log.error("self-test failed: %s", why)
-        window.grab().save(png)
-        outcome["code"] = 0 if ok else 1
-        window.close()
-        QtWidgets.QApplication.quit()
+    async def steps() -> str | None:  # why it failed, or None
+        if await window.open_source("demo") is None or ws.plan is None or window.preview.data is None:
+            return "the demo did not open, plan and preview"
+        if await ws.materialise() is None:
+            return "the demo did not materialise"
+        await asyncio.sleep(0.3)  # the overview draws on its timers
+        return None
 
-    def on_preview(_data) -> None:
-        ws.preview_ready.disconnect(on_preview)
-        ws.materialise()
-
-    ws.preview_ready.connect(on_preview)
-    ws.target_materialised.connect(lambda m: QtCore.QTimer.singleShot(300, window, lambda: finish(True)))
-    ws.job_failed.connect(lambda title, exc: finish(False, f"{title}: {exc}"))
-    ws.source_failed.connect(lambda exc: finish(False, str(exc)))
-    QtCore.QTimer.singleShot(SELF_TEST_TIMEOUT_MS, window, lambda: finish(False, "timed out"))
-    QtCore.QTimer.singleShot(0, window, lambda: window.open_source("demo"))
+    try:
+        why = await asyncio.wait_for(steps(), SELF_TEST_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        why = "timed out"
+    why = "; ".join(failures) or why
+    if why:
+        log.error("self-test failed: %s", why)
+    window.grab().save(png)
+    outcome["code"] = 1 if why else 0
+    window.close()
+    QtWidgets.QApplication.quit()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""The main window: composes the panels, wires them to the workspace, owns menus and shortcuts."""
+"""The main window: composes the panels, wires them to the workspace, owns menus and shortcuts.
+
+Its few flows (``app.jobs.flow``) are the ones that need a view: warming up (the target form
+learns which devices work) and applying a recipe (open its source, then show it in the form and plan it).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 from pathlib import Path
 
 from app.dialogs import show_error
-from app.jobs import JobController, JobRunner, tasks
+from app.jobs import JobController, JobRunner, factories, flow
 from app.panels.export_dialog import ExportDialog
 from app.panels.jobs import JobsPanel
 from app.panels.leaderboard import LeaderboardPanel
@@ -78,8 +82,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self._restore_geometry()
         self.sources.refresh_cache()
         self.warm_up = JobController(self.runner, self)
-        self.warm_up.returned.connect(self.target.set_devices)
-        QtCore.QTimer.singleShot(300, self, lambda: self.warm_up.start(tasks.warm_up_job()))
+        QtCore.QTimer.singleShot(300, self, self._warm_up)
+
+    @flow
+    async def _warm_up(self) -> None:
+        """Import the heavy libraries in the background (``factories.warm_up_job``), then grey out
+        the devices this machine lacks."""
+        try:
+            availability = await self.warm_up.run(factories.warm_up_job())
+        except Exception:  # logged by the controller; every device stays offered
+            return
+        self.target.set_devices(availability)
 
     # -- wiring ------------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -123,9 +136,13 @@ class MainWindow(QtWidgets.QMainWindow):
     def _make_actions(self) -> None:
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        self.open_file_action = self._action(file_menu, "Open &file…", QtGui.QKeySequence.Open, self.sources.choose_file)
+        self.open_file_action = self._action(
+            file_menu, "Open &file…", QtGui.QKeySequence.Open, self.sources.choose_file
+        )
         self.open_folder_action = self._action(file_menu, "Open f&older…", "Ctrl+Shift+O", self.sources.choose_folder)
-        self.open_demo_action = self._action(file_menu, "Open the &demo model", "Ctrl+D", lambda: self.open_source("demo"))
+        self.open_demo_action = self._action(
+            file_menu, "Open the &demo model", "Ctrl+D", lambda: self.open_source("demo")
+        )
         file_menu.addSeparator()
         self.open_recipe_action = self._action(file_menu, "Open &recipe…", "Ctrl+R", self.open_recipe)
         self.save_recipe_action = self._action(file_menu, "&Save recipe…", QtGui.QKeySequence.Save, self.save_recipe)
@@ -133,7 +150,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(file_menu, "&Quit", QtGui.QKeySequence.Quit, self.close)
         run_menu = menu.addMenu("&Run")
         self.materialise_action = self._action(run_menu, "&Materialise", "Ctrl+M", self.materialise)
-        self.validate_action = self._action(run_menu, "&Validate", "Ctrl+T", lambda: self.validate(self.jobs.steps_spin.value()))
+        self.validate_action = self._action(
+            run_menu, "&Validate", "Ctrl+T", lambda: self.validate(self.jobs.steps_spin.value())
+        )
         self.export_action = self._action(run_menu, "&Export…", "Ctrl+E", self.export)
         run_menu.addSeparator()
         self.analyse_action = self._action(run_menu, "&Analyse the source", "Ctrl+Shift+A", self.analyse_source)
@@ -157,8 +176,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.leaderboard.set_ready(ready)
 
     # -- intents -----------------------------------------------------------------------------
-    def open_source(self, location: str) -> None:
-        self.workspace.open_source(location)
+    def open_source(self, location: str):
+        """Open ``location`` (see ``Workspace.open_source``); returns the flow's task."""
+        return self.workspace.open_source(location)
 
     def analyse_source(self) -> None:
         if self.workspace.source is not None:
@@ -171,8 +191,14 @@ class MainWindow(QtWidgets.QMainWindow):
     def _validation_config(self, steps: int):
         from core.training import ValidationConfig
 
-        return ValidationConfig(steps=steps, eval_every=max(1, steps // 8), warmup=min(30, steps // 5),
-                                device=self.workspace.device, batch_size=8, seq_len=64)
+        return ValidationConfig(
+            steps=steps,
+            eval_every=max(1, steps // 8),
+            warmup=min(30, steps // 5),
+            device=self.workspace.device,
+            batch_size=8,
+            seq_len=64,
+        )
 
     def validate(self, steps: int) -> None:
         if self.workspace.plan is None:
@@ -187,8 +213,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.leaderboard.start(request["candidates"], request["steps"], request.get("quick_steps"))
         self.centre_tabs.setCurrentWidget(self.leaderboard)
-        self.workspace.compare(request["candidates"], self._validation_config(request["steps"]),
-                               quick_steps=request.get("quick_steps"))
+        self.workspace.compare(
+            request["candidates"], self._validation_config(request["steps"]), quick_steps=request.get("quick_steps")
+        )
 
     def export(self) -> None:
         if self.workspace.plan is None:
@@ -196,8 +223,12 @@ class MainWindow(QtWidgets.QMainWindow):
         source = self.workspace.source
         default_parent = self.settings.get("export/last_folder") or str(Path.home())
         name = Path(source.display_name).name + "-graft" if source is not None else "graft-export"
-        dialog = ExportDialog(str(Path(default_parent) / name), self.settings.get("export/max_shard_size"),
-                              self.settings.get("export/dtype"), self)
+        dialog = ExportDialog(
+            str(Path(default_parent) / name),
+            self.settings.get("export/max_shard_size"),
+            self.settings.get("export/dtype"),
+            self,
+        )
         dialog.setObjectName("graft-export-dialog")
         dialog.accepted.connect(lambda: self._export_accepted(dialog.options()))
         dialog.open()
@@ -209,8 +240,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.set("export/last_folder", str(Path(options["out_dir"]).parent))
         self.settings.set("export/max_shard_size", options["max_shard_size"])
         self.settings.set("export/dtype", options["dtype"] or "")
-        self.workspace.export(options["out_dir"], dtype=options["dtype"], max_shard_size=options["max_shard_size"],
-                              force=options["force"], replace_any=options["replace_any"])
+        self.workspace.export(
+            options["out_dir"],
+            dtype=options["dtype"],
+            max_shard_size=options["max_shard_size"],
+            force=options["force"],
+            replace_any=options["replace_any"],
+        )
 
     def save_recipe(self, path: str | None = None) -> None:
         recipe = self.workspace.recipe
@@ -232,10 +268,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def open_recipe(self, path: str | None = None) -> None:
         if path is None:
             path, _ = QtWidgets.QFileDialog.getOpenFileName(
-                self, "Open a recipe", self.settings.get("recipe/last_folder"), "Recipes (*.json);;All files (*)")
+                self, "Open a recipe", self.settings.get("recipe/last_folder"), "Recipes (*.json);;All files (*)"
+            )
             if not path:
                 return
-        from app.jobs.tasks import load_recipe
+        from app.jobs.factories import load_recipe
         from core.errors import GraftError
 
         try:
@@ -258,10 +295,19 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.apply_recipe(recipe)
 
-    def apply_recipe(self, recipe) -> None:
-        """Open the recipe's source; once open, the form and the workspace take the recipe."""
-        self._pending_recipe = recipe
-        self.workspace.open_source(recipe.source if recipe.revision is None else f"{recipe.source}@{recipe.revision}")
+    @flow
+    async def apply_recipe(self, recipe) -> None:
+        """Open the recipe's source; once open, show the recipe in the form, then plan and preview it."""
+        from core.recipe import Recipe
+
+        location = recipe.source if recipe.revision is None else f"{recipe.source}@{recipe.revision}"
+        if await self.workspace.open_source(location, then_plan=False) is None:
+            return  # failed (a dialog says why), cancelled or superseded
+        self.target.set_recipe(recipe)
+        device = self.target.device_combo.currentData()
+        if recipe.device != device:  # the form fell back from a device this machine lacks
+            recipe = Recipe.from_dict({**recipe.to_dict(), "device": device})
+        await self.workspace.plan_recipe(recipe)
 
     # -- workspace events --------------------------------------------------------------------
     def _on_source_opening(self, location: str) -> None:
@@ -277,16 +323,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status.showMessage(f"Opened {opened.source.display_name}", 5000)
         if opened.source.identity.get("kind") == "hub":
             self.sources.refresh_cache()  # a download just added it (or a new revision) to the cache
-        pending = getattr(self, "_pending_recipe", None)
-        if pending is not None:
-            self._pending_recipe = None
-            self.target.set_recipe(pending)
-            device = self.target.device_combo.currentData()
-            if pending.device != device:  # the form fell back from a device this machine lacks
-                from core.recipe import Recipe
-
-                pending = Recipe.from_dict({**pending.to_dict(), "device": device})
-            self.workspace.set_recipe(pending, immediately=True)
 
     def _on_source_failed(self, error: BaseException) -> None:
         self.status.clearMessage()
@@ -307,8 +343,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def _about(self) -> None:
         from core import __version__
 
-        QtWidgets.QMessageBox.about(self, "About Graft", f"Graft {__version__}\nBuild a new model's starting "
-                                    "weights from a pretrained one, preview them, validate them, export them.")
+        QtWidgets.QMessageBox.about(
+            self,
+            "About Graft",
+            f"Graft {__version__}\nBuild a new model's starting "
+            "weights from a pretrained one, preview them, validate them, export them.",
+        )
 
     def changeEvent(self, event: QtCore.QEvent) -> None:  # noqa: N802 (Qt API)
         # The system switched between light and dark: plots are not styled by the palette.

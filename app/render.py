@@ -124,7 +124,9 @@ def render_table_heatmap_png(
 
     data = np.asarray(values_2d, dtype=float)
     if data.ndim != 2 or data.shape != (len(row_labels), len(col_labels)):
-        raise ValueError(f"values of shape {data.shape} do not match {len(row_labels)} rows × {len(col_labels)} columns")
+        raise ValueError(
+            f"values of shape {data.shape} do not match {len(row_labels)} rows × {len(col_labels)} columns"
+        )
     finite = np.where(np.isfinite(data), data, np.nan)
     with warnings.catch_warnings():  # an all-NaN column (a metric no tensor has) stays blank
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -135,8 +137,11 @@ def render_table_heatmap_png(
     normalised = (data - low) / span
     plot = HeatmapPlot(title=title, light=True)
     plot.show_matrix(
-        normalised, levels=(0.0, 1.0), colormap=SEQUENTIAL,
-        row_labels=list(row_labels), col_labels=list(col_labels),
+        normalised,
+        levels=(0.0, 1.0),
+        colormap=SEQUENTIAL,
+        row_labels=list(row_labels),
+        col_labels=list(col_labels),
         cell_text=[[_format(v) for v in row] for row in data],
     )
     plot.colour_bar.hide()  # per-column scales: one bar would mislead

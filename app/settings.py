@@ -37,7 +37,11 @@ OPTIONS: dict[str, Option] = {
     for o in (
         Option("sources/recent", [], "recently opened sources (paths, repo ids or 'demo'), newest first"),
         Option("sources/offline", False, "never contact the Hub: use the local cache only"),
-        Option("sources/endpoint", "", "Hub URL to download from (empty: HF_ENDPOINT or huggingface.co): a mirror or a private hub"),
+        Option(
+            "sources/endpoint",
+            "",
+            "Hub URL to download from (empty: HF_ENDPOINT or huggingface.co): a mirror or a private hub",
+        ),
         Option("sources/cache_dir", "", "Hugging Face cache folder (empty: HF_HUB_CACHE or the default)"),
         Option("sources/last_folder", "", "folder the open dialogs start in"),
         Option("recipe/last_folder", "", "folder the recipe dialogs start in"),
@@ -45,7 +49,6 @@ OPTIONS: dict[str, Option] = {
         Option("export/max_shard_size", "5GB", "largest safetensors shard (decimal units, as on the Hub)"),
         Option("export/dtype", "", "dtype of exported floats (empty: keep the source's)"),
         Option("target/device", "cpu", "device used to materialise and preview (cpu, cuda, mps)"),
-        Option("validation/steps", 100, "optimizer steps of a validation run from the GUI"),
         Option("window/geometry", "", "main window geometry (base64)"),
         Option("window/state", "", "main window dock and splitter state (base64)"),
     )

@@ -1,8 +1,12 @@
-"""The window's working state — source, recipe, plan, materialised target — and the jobs on it.
+"""The window's working state — source, recipe, plan, materialised target — and the flows on it.
 
-Panels read from it and subscribe to its signals; user intents come in as method calls. All
-heavy work goes through ``app.jobs`` (one controller per kind of job: opening a source, planning,
-previewing; long jobs in the queue). It holds core objects but never computes on tensors.
+Panels read from it and subscribe to its signals; user intents come in as method calls. Each
+intent is a flow (``app.jobs.flow``: an ``async def`` started on the app's loop; calling it
+returns the asyncio task) that awaits its jobs and reads top to bottom: open a source → plan →
+preview; materialise, analyse, validate, compare, export. Heavy work goes through ``app.jobs``:
+one controller per kind of short job (opening a source, planning, previewing, checking values,
+reading the history: a newer one supersedes the older), the queue for the long ones. The
+workspace holds core objects but never computes on tensors.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
-from app.jobs import JobController, JobQueue, JobRunner, tasks
+from app.jobs import JobController, JobQueue, JobRunner, factories, flow
+from app.jobs.results import Compared, Materialised, OpenedSource, PlanResult
 from app.qt import QtCore
 from app.settings import Settings
+from core.errors import Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +29,17 @@ PREVIEW_DEBOUNCE_MS = 120
 
 class Workspace(QtCore.QObject):
     """Signals:
-        source_opening(location), source_opened(OpenedSource), source_failed(error)
-        recipe_changed(Recipe), plan_changed(PlanResult), plan_failed(message)
-        preview_ready(PreviewData), preview_failed(message), preview_busy(bool)
-        target_materialised(Materialised), validation_step(StepMetrics)
-        validation_cancelled(dict): the run was cancelled; ``{arm: folder}`` of trained weights it kept
-        leaderboard_step(StepMetrics), leaderboard_finished(Compared), leaderboard_stopped(why)
-        history_loaded(list): the current target's history entries, newest first
-        job_failed(title, error): a queued job failed (the window shows a dialog)
+    source_opening(location), source_opened(OpenedSource), source_failed(error)
+    recipe_changed(Recipe), plan_changed(PlanResult), plan_failed(message)
+    preview_ready(PreviewData), preview_failed(message), preview_busy(bool)
+    source_checked(ValueScan): the source's weights were read once (NaN/Inf counts)
+    target_materialised(Materialised), source_analysed(table)
+    validation_step(StepMetrics), validation_finished(ValidationReport)
+    validation_cancelled(dict): the run was cancelled; ``{arm: folder}`` of trained weights it kept
+    leaderboard_step(StepMetrics), leaderboard_finished(Compared), leaderboard_stopped(why)
+    history_loaded(list): the current target's history entries, newest first
+    exported(path): an export (or a copy of trained weights) is written
+    job_failed(title, error): a queued job failed (the window shows a dialog)
     """
 
     source_opening = QtCore.Signal(str)
@@ -60,116 +68,140 @@ class Workspace(QtCore.QObject):
         super().__init__(parent)
         self.runner = runner
         self.settings = settings
-        self.opened: tasks.OpenedSource | None = None
+        self.opened: OpenedSource | None = None
         self.recipe = None
-        self.plan: tasks.PlanResult | None = None
-        self.materialised: tasks.Materialised | None = None
+        self.plan: PlanResult | None = None
+        self.materialised: Materialised | None = None
         self.selected_tensor: str | None = None
         self.device = settings.get("target/device")
+        #: the user allows transferring a source whose weights hold NaN/Inf (the CLI's --allow-nonfinite)
+        self.allow_nonfinite = False
 
         self.open_controller = JobController(runner, self)
         self.plan_controller = JobController(runner, self)
         self.preview_controller = JobController(runner, self)
         self.check_controller = JobController(runner, self)
         self.history_controller = JobController(runner, self)
-        self._history_of: str | None = None  # the recipe whose history is shown (its JSON)
-        self._trained_runs: dict[int, Path] = {}  # queue entry id → its validation's trained-weights folder
-        #: the user allows transferring a source whose weights hold NaN/Inf (the CLI's --allow-nonfinite)
-        self.allow_nonfinite = False
         self.queue = JobQueue(runner, self)
+        self._history_of: str | None = None  # the recipe whose history is shown (its JSON)
 
-        self.open_controller.returned.connect(self._on_source_returned)
-        self.open_controller.errored.connect(self.source_failed)
-        self.check_controller.returned.connect(self._on_values_checked)
-        self.check_controller.errored.connect(lambda exc: self.job_failed.emit("Checking the source's values failed", exc))
-        self.history_controller.returned.connect(self.history_loaded)
-        self.history_controller.errored.connect(lambda exc: log.warning("cannot read the history: %s", exc))
-        self.plan_controller.returned.connect(self._on_plan_returned)
-        self.plan_controller.errored.connect(self._on_plan_errored)
-        self.preview_controller.returned.connect(self.preview_ready)
-        self.preview_controller.errored.connect(lambda exc: self.preview_failed.emit(str(exc)))
         self.preview_controller.started.connect(lambda _: self.preview_busy.emit(True))
         self.preview_controller.finished.connect(lambda: self.preview_busy.emit(False))
-        self.queue.entry_finished.connect(self._on_entry_finished)
-        self.queue.entry_yielded.connect(self._on_entry_yielded)
-
-        self._plan_timer = _single_shot(self, PLAN_DEBOUNCE_MS, self._start_plan)
-        self._preview_timer = _single_shot(self, PREVIEW_DEBOUNCE_MS, self._start_preview)
+        self._plan_timer = _single_shot(self, PLAN_DEBOUNCE_MS, self.plan_recipe)
+        self._preview_timer = _single_shot(self, PREVIEW_DEBOUNCE_MS, self.preview)
 
     # -- sources -----------------------------------------------------------------------------
     @property
     def source(self):
         return self.opened.source if self.opened else None
 
-    def open_source(self, location: str) -> None:
-        """Open 'demo', a path or a repo id in the background (a newer request wins)."""
+    @flow
+    async def open_source(self, location: str, *, then_plan: bool = True) -> OpenedSource | None:
+        """Open 'demo', a path or a repo id (downloading it from the hub, or taking it from the
+        cache), adopt it with an identity recipe, then plan and preview that recipe (unless
+        ``then_plan`` is False: the caller plans a recipe of its own). A newer request wins.
+
+        Returns the opened source; None when it failed (``source_failed``), was cancelled (the
+        open controller's ``aborted``) or superseded.
+        """
+        from core.recipe import Recipe
+
         location = str(location).strip()
         if not location:
-            return
+            return None
         self.source_opening.emit(location)
-        self.open_controller.start(tasks.open_source_job(
-            location, offline=self.settings.get("sources/offline"), cache_dir=self.settings.get("sources/cache_dir"),
-            endpoint=self.settings.get("sources/endpoint")))
-
-    def cancel_open(self) -> None:
-        self.open_controller.cancel()
-
-    def _on_source_returned(self, opened: tasks.OpenedSource) -> None:
-        from core.recipe import Recipe
+        job = factories.open_source_job(
+            location,
+            offline=self.settings.get("sources/offline"),
+            cache_dir=self.settings.get("sources/cache_dir"),
+            endpoint=self.settings.get("sources/endpoint"),
+        )
+        try:
+            opened = await self.open_controller.run(job)
+        except Cancelled:
+            return None
+        except Exception as exc:
+            self.source_failed.emit(exc)
+            return None
 
         log.info("opened %s: %s, %d tensors", opened.location, opened.family, len(opened.source.tensors))
         self.opened = opened
         self.plan = None
         self.materialised = None
         self.selected_tensor = None
+        self.allow_nonfinite = False
         self.settings.add_recent_source(opened.location)
         if opened.architecture_error is None:
-            # An identity recipe first; listeners of source_opened may replace it (a recipe file).
-            self.set_recipe(Recipe(source=opened.location, device=self.device))
-        self.allow_nonfinite = False
+            self._adopt(Recipe(source=opened.location, device=self.device))
         self.source_opened.emit(opened)
+        self.check_values()
         if opened.architecture_error is not None:
             self.plan_failed.emit(opened.architecture_error)
-        self.check_controller.start(tasks.check_values_job(opened.source))
+        elif then_plan:
+            await self.plan_recipe()
+        return opened
 
-    def _on_values_checked(self, scan) -> None:
+    def cancel_open(self) -> None:
+        self.open_controller.cancel()
+
+    @flow
+    async def check_values(self) -> None:
+        """Read every weight of the source once (in the background): NaN/Inf counts → ``source_checked``."""
+        try:
+            scan = await self.check_controller.run(factories.check_values_job(self.source))
+        except Cancelled:
+            return
+        except Exception as exc:
+            self.job_failed.emit("Checking the source's values failed", exc)
+            return
         if scan.nonfinite:
             log.warning("%s: %s", self.source.display_name if self.source else "source", scan.summary())
         self.source_checked.emit(scan)
 
     # -- recipe and plan ---------------------------------------------------------------------
-    def set_recipe(self, recipe, *, immediately: bool = False) -> None:
-        """Adopt ``recipe`` and re-plan shortly (debounced: a burst of edits plans once)."""
+    def set_recipe(self, recipe) -> None:
+        """Adopt ``recipe`` (the form was edited) and plan it shortly: a burst of edits plans once."""
+        self._adopt(recipe)
+        self._plan_timer.start()
+
+    def _adopt(self, recipe) -> None:
         self.recipe = recipe
         self.device = recipe.device or self.device
         self.recipe_changed.emit(recipe)
-        if immediately:
-            self._plan_timer.stop()
-            self._start_plan()
-        else:
-            self._plan_timer.start()
 
-    def _start_plan(self) -> None:
-        if self.recipe is None or self.source is None:
-            return
-        self.plan_controller.start(tasks.plan_job(self.recipe, self.source))
+    @flow
+    async def plan_recipe(self, recipe=None) -> PlanResult | None:
+        """Adopt ``recipe`` (default: the current one), plan it on the open source, then preview
+        the selected tensor (the first attention query when the plan lacks it).
 
-    def _on_plan_returned(self, result: tasks.PlanResult) -> None:
-        if result.recipe is not self.recipe:
-            return  # an older recipe's plan
+        Returns the plan; None when it failed (``plan_failed``) or a newer one took its place.
+        """
+        self._plan_timer.stop()
+        if recipe is not None:
+            self._adopt(recipe)
+        recipe, source = self.recipe, self.source
+        if recipe is None or source is None:
+            return None
+        try:
+            result = await self.plan_controller.run(factories.plan_job(recipe, source))
+        except Cancelled:
+            return None
+        except Exception as exc:
+            self.plan = None  # the form no longer describes a valid plan
+            self.plan_failed.emit(str(exc))
+            return None
+        if recipe is not self.recipe:
+            return None  # edited meanwhile: the newer recipe's plan follows
+
         log.debug("plan ready: %d target tensors, %d parameters", len(result.plan.tensors), result.plan.num_parameters)
         self.plan = result
         self.materialised = None
-        names = {t.name for t in result.plan.tensors}
-        if self.selected_tensor not in names:
+        if self.selected_tensor not in {t.name for t in result.plan.tensors}:
             self.selected_tensor = _default_tensor(result.plan)
         self.plan_changed.emit(result)
-        self.request_preview()
         self.refresh_history()
-
-    def _on_plan_errored(self, error: BaseException) -> None:
-        self.plan = None  # the form no longer describes a valid plan
-        self.plan_failed.emit(str(error))
+        await self.preview()
+        return result
 
     # -- preview -----------------------------------------------------------------------------
     def select_tensor(self, name: str | None) -> None:
@@ -177,119 +209,199 @@ class Workspace(QtCore.QObject):
         self.request_preview()
 
     def request_preview(self) -> None:
+        """Preview the selected tensor shortly (debounced: a burst of selections previews once)."""
         self._preview_timer.start()
 
-    def _start_preview(self) -> None:
+    @flow
+    async def preview(self) -> None:
+        """Fill the selected tensor of the current plan and compare it with its source → ``preview_ready``."""
+        self._preview_timer.stop()
         if self.plan is None or self.selected_tensor is None:
             return
-        self.preview_controller.start(tasks.preview_job(self.plan, self.source, self.selected_tensor, self.device))
-
-    # -- long jobs ---------------------------------------------------------------------------
-    def materialise(self):
-        if self.plan is None:
-            raise RuntimeError("no plan yet")
-        return self.queue.enqueue(tasks.materialise_job(self.plan, self.source, self.device, self.recipe.dtype,
-                                                        allow_nonfinite=self.allow_nonfinite))
-
-    def analyse_source(self):
-        """Queue the model-wide statistics of the source (layer × role, mean-field diagnostics)."""
-        if self.source is None:
-            raise RuntimeError("no source yet")
-        return self.queue.enqueue(tasks.source_table_job(self.source))
-
-    def validate(self, config, *, teacher: bool = False, keep_trained: bool = False):
-        """Queue a validation run of the current recipe (it materialises its own copy); ``teacher``
-        distils from the source, ``keep_trained`` keeps the trained arms in a new run folder."""
-        if self.plan is None:
-            raise RuntimeError("no plan yet")
-        tokenizer = self.source.root if self.source is not None else None
-        trained = tasks.trained_run_folder() if keep_trained else None
-        entry = self.queue.enqueue(tasks.validate_job(
-            self.plan.recipe, self.source, config, tokenizer, allow_nonfinite=self.allow_nonfinite, teacher=teacher,
-            save_trained=trained, keep_history=True))
-        if trained is not None:
-            self._trained_runs[entry.id] = trained
-        return entry
-
-    def compare(self, specs: list[str], config, *, quick_steps: int | None = None):
-        """Queue a leaderboard of ``specs`` (candidate starts) on the current recipe's target."""
-        if self.plan is None:
-            raise RuntimeError("no plan yet")
-        tokenizer = self.source.root if self.source is not None else None
-        return self.queue.enqueue(tasks.compare_job(
-            self.plan.recipe, self.source, specs, config, tokenizer, quick_steps=quick_steps,
-            keep_history=True, allow_nonfinite=self.allow_nonfinite))
-
-    def export_trained(self, trained: str | Path, out_dir: str | Path):
-        """Queue a copy of a trained arm's folder to ``out_dir`` (refusals come back through ``job_failed``)."""
-        return self.queue.enqueue(tasks.export_trained_job(trained, out_dir, self.source))
-
-    def refresh_history(self, *, force: bool = False) -> None:
-        """Re-read the history when the plan's recipe changed (or ``force``: a run was added).
-
-        The history keys are hashed on the job's thread; here the recipe is only compared as JSON.
-        """
-        if self.plan is None:
+        job = factories.preview_job(self.plan, self.source, self.selected_tensor, self.device)
+        try:
+            data = await self.preview_controller.run(job)
+        except Cancelled:
             return
-        recipe = self.plan.recipe
-        question = json.dumps({k: v for k, v in recipe.to_dict().items() if k != "provenance"}, sort_keys=True)
-        if force or question != self._history_of:
-            self._history_of = question
-            self.history_controller.start(tasks.history_job(recipe))
+        except Exception as exc:
+            self.preview_failed.emit(str(exc))
+            return
+        self.preview_ready.emit(data)
 
-    def export(self, out_dir: str | Path, *, dtype: str | None, max_shard_size: str, force: bool = False,
-               replace_any: bool = False):
-        """Queue an export of the current recipe; ``force`` replaces an earlier Graft export,
-        ``replace_any`` (with ``force``) any folder. Refusals (core.outdir: never the source, …)
-        come back through ``job_failed`` as an ExportError, which the window shows in a dialog."""
+    # -- long jobs (queued) ------------------------------------------------------------------
+    async def _queued(self, job, on_item=None):
+        """Run ``job`` in the queue: its result; None when it failed (``job_failed``) or was cancelled."""
+        try:
+            return await self.queue.submit(job, on_item=on_item)
+        except Cancelled:
+            return None
+        except Exception as exc:
+            self.job_failed.emit(f"{job.name.capitalize()} failed", exc)
+            return None
+
+    @flow
+    async def materialise(self) -> Materialised | None:
+        """Fill and summarise every target tensor (queued, in a child process) → ``target_materialised``."""
         if self.plan is None:
-            raise RuntimeError("no plan yet")
+            return None
+        materialised = await self._queued(
+            factories.materialise_job(
+                self.plan, self.source, self.device, self.recipe.dtype, allow_nonfinite=self.allow_nonfinite
+            )
+        )
+        if materialised is not None:
+            self.materialised = materialised
+            self.target_materialised.emit(materialised)
+        return materialised
+
+    @flow
+    async def analyse_source(self) -> None:
+        """The model-wide statistics of the source (layer × role, mean-field diagnostics; queued) → ``source_analysed``."""
+        if self.source is None:
+            return
+        table = await self._queued(factories.source_table_job(self.source))
+        if table is not None:
+            self.source_analysed.emit(table)
+
+    @flow
+    async def validate(self, config, *, teacher: bool = False, keep_trained: bool = False):
+        """Validate the current recipe (queued; it materialises its own copy): each step →
+        ``validation_step``, the report → ``validation_finished``; a cancel → ``validation_cancelled``
+        with the arms it kept. ``teacher`` distils from the source, ``keep_trained`` keeps the
+        trained arms in a new run folder."""
+        if self.plan is None:
+            return None
+        tokenizer = self.source.root if self.source is not None else None
+        trained = factories.trained_run_folder() if keep_trained else None
+        job = factories.validate_job(
+            self.plan.recipe,
+            self.source,
+            config,
+            tokenizer,
+            allow_nonfinite=self.allow_nonfinite,
+            teacher=teacher,
+            save_trained=trained,
+            keep_history=True,
+        )
+        try:
+            report = await self.queue.submit(job, on_item=self.validation_step.emit)
+        except Cancelled:
+            self.validation_cancelled.emit(_kept_arms(trained))
+            return None
+        except Exception as exc:
+            self.job_failed.emit(f"{job.name.capitalize()} failed", exc)
+            return None
+        self.validation_finished.emit(report)
+        self.refresh_history(force=True)
+        return report
+
+    @flow
+    async def compare(self, specs: list[str], config, *, quick_steps: int | None = None) -> Compared | None:
+        """A leaderboard of ``specs`` (candidate starts) on the current recipe's target (queued):
+        each step → ``leaderboard_step``, the board → ``leaderboard_finished``; a failure or a
+        cancel → ``leaderboard_stopped``."""
+        if self.plan is None:
+            return None
+        tokenizer = self.source.root if self.source is not None else None
+        job = factories.compare_job(
+            self.plan.recipe,
+            self.source,
+            specs,
+            config,
+            tokenizer,
+            quick_steps=quick_steps,
+            keep_history=True,
+            allow_nonfinite=self.allow_nonfinite,
+        )
+        try:
+            compared = await self.queue.submit(job, on_item=self.leaderboard_step.emit)
+        except Cancelled:
+            self.leaderboard_stopped.emit("cancelled")
+            return None
+        except Exception as exc:
+            self.leaderboard_stopped.emit("failed")
+            self.job_failed.emit(f"{job.name.capitalize()} failed", exc)
+            return None
+        self.leaderboard_finished.emit(compared)
+        self.refresh_history(force=True)
+        return compared
+
+    @flow
+    async def export(
+        self,
+        out_dir: str | Path,
+        *,
+        dtype: str | None,
+        max_shard_size: str,
+        force: bool = False,
+        replace_any: bool = False,
+    ) -> Path | None:
+        """Export the current recipe (queued) → ``exported``; ``force`` replaces an earlier Graft
+        export, ``replace_any`` (with ``force``) any folder. Refusals (core.outdir: never the
+        source, …) come back through ``job_failed`` as an ExportError, which the window shows."""
+        if self.plan is None:
+            return None
         from core.recipe import Recipe
 
         data = self.recipe.to_dict()
         data.update(dtype=dtype or None, max_shard_size=max_shard_size)
         recipe = Recipe.from_dict(data)
-        return self.queue.enqueue(tasks.export_job(recipe, out_dir, self.source, force=force,
-                                                   replace_any=force and replace_any,
-                                                   allow_nonfinite=self.allow_nonfinite))
+        path = await self._queued(
+            factories.export_job(
+                recipe,
+                out_dir,
+                self.source,
+                force=force,
+                replace_any=force and replace_any,
+                allow_nonfinite=self.allow_nonfinite,
+            )
+        )
+        if path is not None:
+            self.exported.emit(path)
+        return path
 
-    def _on_entry_yielded(self, entry, item: Any) -> None:
-        if entry.job.name == "validate":
-            self.validation_step.emit(item)
-        elif entry.job.name.startswith("compare"):
-            self.leaderboard_step.emit(item)
+    @flow
+    async def export_trained(self, trained: str | Path, out_dir: str | Path) -> Path | None:
+        """Copy a trained arm's folder to ``out_dir`` (queued) → ``exported``; refusals come
+        back through ``job_failed``."""
+        path = await self._queued(factories.export_trained_job(trained, out_dir, self.source))
+        if path is not None:
+            self.exported.emit(path)
+        return path
 
-    def _on_entry_finished(self, entry) -> None:
-        from app.jobs import CANCELLED, DONE, FAILED
-
-        trained = self._trained_runs.pop(entry.id, None)
-        if entry.job.name.startswith("compare") and entry.state in (FAILED, CANCELLED):
-            self.leaderboard_stopped.emit("failed" if entry.state == FAILED else "cancelled")
-        if entry.state == FAILED:
-            self.job_failed.emit(f"{entry.job.name.capitalize()} failed", entry.error)
-        elif entry.state == CANCELLED and entry.job.name == "validate":
-            self.validation_cancelled.emit(_kept_arms(trained))
-        elif entry.state == DONE:
-            if isinstance(entry.result, tasks.Materialised):
-                self.materialised = entry.result
-                self.target_materialised.emit(entry.result)
-            elif entry.job.name == "analyse source":
-                self.source_analysed.emit(entry.result)
-            elif entry.job.name == "validate":
-                self.validation_finished.emit(entry.result)
-                self.refresh_history(force=True)
-            elif entry.job.name.startswith("compare"):
-                self.leaderboard_finished.emit(entry.result)
-                self.refresh_history(force=True)
-            elif entry.job.name.startswith("export"):
-                self.exported.emit(entry.result)
+    # -- history -----------------------------------------------------------------------------
+    @flow
+    async def refresh_history(self, *, force: bool = False) -> None:
+        """Re-read the history when the plan's recipe changed (or ``force``: a run was added) →
+        ``history_loaded``. The history keys are hashed on the job's thread; here the recipe is
+        only compared as JSON."""
+        if self.plan is None:
+            return
+        recipe = self.plan.recipe
+        question = json.dumps({k: v for k, v in recipe.to_dict().items() if k != "provenance"}, sort_keys=True)
+        if not force and question == self._history_of:
+            return
+        self._history_of = question
+        try:
+            entries = await self.history_controller.run(factories.history_job(recipe))
+        except Cancelled:
+            return
+        except Exception as exc:
+            log.warning("cannot read the history: %s", exc)
+            return
+        self.history_loaded.emit(entries)
 
     # -- lifetime ----------------------------------------------------------------------------
     def cancel_all(self) -> None:
         self._plan_timer.stop()
         self._preview_timer.stop()
-        for controller in (self.open_controller, self.plan_controller, self.preview_controller, self.check_controller,
-                           self.history_controller):
+        for controller in (
+            self.open_controller,
+            self.plan_controller,
+            self.preview_controller,
+            self.check_controller,
+            self.history_controller,
+        ):
             controller.cancel()
         self.queue.cancel_all()
 

@@ -44,9 +44,13 @@ from core.transfer import build_state_dict  # noqa: E402
 
 SOURCE_WIDTH, WIDTH = 512, 32
 #: (label, index strategy, its params); by_activation's two rules score the same calibration pass.
-INDEXES = (("first_n", "first_n", {}), ("uniform", "uniform", {}), ("by_norm", "by_norm", {}),
-           ("by_act/magn", "by_activation", {"rule": "magnitude"}),
-           ("by_act/recon", "by_activation", {"rule": "reconstruction"}))
+INDEXES = (
+    ("first_n", "first_n", {}),
+    ("uniform", "uniform", {}),
+    ("by_norm", "by_norm", {}),
+    ("by_act/magn", "by_activation", {"rule": "magnitude"}),
+    ("by_act/recon", "by_activation", {"rule": "reconstruction"}),
+)
 RESCALES = ("none", "mean_field")
 DATASET = "bench-digits-train"
 
@@ -71,42 +75,72 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("GRAFT_CACHE_DIR", str(Path(tmp) / "cache"))
         path = Path(tmp) / "source.safetensors"
-        save_file({k: v.contiguous() for k, v in source_model.state_dict().items()}, str(path),
-                  metadata={"format": "pt", "graft.mlp.activation": "relu"})
+        save_file(
+            {k: v.contiguous() for k, v in source_model.state_dict().items()},
+            str(path),
+            metadata={"format": "pt", "graft.mlp.activation": "relu"},
+        )
         source = open_source(path)
-        profiles = {rule: lazy_profile(source, dataset=DATASET, samples=args.samples, rule=rule)
-                    for rule in ("magnitude", "reconstruction")}
-        scores = {"by_norm": score_fn(source), "by_act/magn": activation_score_fn(profiles["magnitude"]),
-                  "by_act/recon": activation_score_fn(profiles["reconstruction"])}
+        profiles = {
+            rule: lazy_profile(source, dataset=DATASET, samples=args.samples, rule=rule)
+            for rule in ("magnitude", "reconstruction")
+        }
+        scores = {
+            "by_norm": score_fn(source),
+            "by_act/magn": activation_score_fn(profiles["magnitude"]),
+            "by_act/recon": activation_score_fn(profiles["reconstruction"]),
+        }
         for label, idx, params in INDEXES:
             for rescale in RESCALES:
                 zs, ones = [], []
                 for seed in range(args.seeds):
                     values = {"default": {"method": "mean_field", "params": {"rescale": rescale}}}
-                    plan = make_plan(source, TargetSizes(hidden=WIDTH), values=values,
-                                     index={"method": idx, "params": params}, seed=seed, score_fn=scores.get(label))
+                    plan = make_plan(
+                        source,
+                        TargetSizes(hidden=WIDTH),
+                        values=values,
+                        index={"method": idx, "params": params},
+                        seed=seed,
+                        score_fn=scores.get(label),
+                    )
                     model = mlp(WIDTH)
                     model.load_state_dict(build_state_dict(plan, source))
                     zs.append(accuracy(model, xte, yte))
                     train(model, xtr, ytr, 1, seed=1000 + seed)
                     ones.append(accuracy(model, xte, yte))
-                results.append({"index": label, "rescale": rescale, "zero_shot": sum(zs) / len(zs),
-                                "zero_shot_min": min(zs), "zero_shot_max": max(zs), "one_epoch": sum(ones) / len(ones)})
+                results.append(
+                    {
+                        "index": label,
+                        "rescale": rescale,
+                        "zero_shot": sum(zs) / len(zs),
+                        "zero_shot_min": min(zs),
+                        "zero_shot_max": max(zs),
+                        "one_epoch": sum(ones) / len(ones),
+                    }
+                )
         used = profiles["magnitude"]()
     elapsed = time.time() - start
-    print(f"source MLP 64→{SOURCE_WIDTH}→{SOURCE_WIDTH}→10, test accuracy {source_acc:.4f}; shrunk to {WIDTH}; "
-          f"{args.seeds} seeds; calibration {used.samples} training images; {elapsed:.0f} s")
+    print(
+        f"source MLP 64→{SOURCE_WIDTH}→{SOURCE_WIDTH}→10, test accuracy {source_acc:.4f}; shrunk to {WIDTH}; "
+        f"{args.seeds} seeds; calibration {used.samples} training images; {elapsed:.0f} s"
+    )
     print(f"{'index':<14} {'rescale':<10} {'zero-shot':>9} {'(min–max)':>13} {'% source':>8} {'1 epoch':>8}")
     for r in results:
-        print(f"{r['index']:<14} {r['rescale']:<10} {r['zero_shot']:>9.4f} ({r['zero_shot_min']:.3f}–"
-              f"{r['zero_shot_max']:.3f}) {r['zero_shot'] / source_acc:>8.1%} {r['one_epoch']:>8.4f}")
+        print(
+            f"{r['index']:<14} {r['rescale']:<10} {r['zero_shot']:>9.4f} ({r['zero_shot_min']:.3f}–"
+            f"{r['zero_shot_max']:.3f}) {r['zero_shot'] / source_acc:>8.1%} {r['one_epoch']:>8.4f}"
+        )
     for label in ("by_act/magn", "by_act/recon"):
         best = max((r for r in results if r["index"] == label), key=lambda r: r["zero_shot"])
         ratio = best["zero_shot"] / source_acc
-        print(f"{label} best: rescale {best['rescale']} {best['zero_shot']:.4f} = {ratio:.1%} of the source "
-              + ("(target ≥ 80%: ok)" if ratio >= 0.8 else "(target ≥ 80%: BELOW TARGET)"))
+        print(
+            f"{label} best: rescale {best['rescale']} {best['zero_shot']:.4f} = {ratio:.1%} of the source "
+            + ("(target ≥ 80%: ok)" if ratio >= 0.8 else "(target ≥ 80%: BELOW TARGET)")
+        )
     if args.json:
-        args.json.write_text(json.dumps({"source_accuracy": source_acc, "seconds": elapsed, "results": results}, indent=1))
+        args.json.write_text(
+            json.dumps({"source_accuracy": source_acc, "seconds": elapsed, "results": results}, indent=1)
+        )
     sys.exit(0 if ratio >= 0.8 else 1)
 
 

@@ -119,15 +119,25 @@ def run(steps: int, nudge: bool = True) -> dict:
 
     def summary(values: list[float]) -> dict:
         ordered = sorted(values)
-        return {"ticks": len(values), "max_stall_ms": round(ordered[-1], 1),
-                "p99_stall_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 1),
-                "median_stall_ms": round(statistics.median(ordered), 2)}
+        return {
+            "ticks": len(values),
+            "max_stall_ms": round(ordered[-1], 1),
+            "p99_stall_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 1),
+            "median_stall_ms": round(statistics.median(ordered), 2),
+        }
 
     jobs = [(e.job.name, e.state, str(e.error) if e.error else "") for e in ws.queue.entries]
     busy = [g for phase, gaps in meter.by_phase.items() if phase != "idle" for g in gaps]
-    result = {"jobs": jobs, "busy": summary(busy), **{k: summary(v) for k, v in meter.by_phase.items()},
-              "transfer_s": round(transfer_s, 1), "validation_s": round(validation_s, 1), "validation_steps": steps,
-              "cpus": os.cpu_count(), "target_max_stall_ms": 50}
+    result = {
+        "jobs": jobs,
+        "busy": summary(busy),
+        **{k: summary(v) for k, v in meter.by_phase.items()},
+        "transfer_s": round(transfer_s, 1),
+        "validation_s": round(validation_s, 1),
+        "validation_steps": steps,
+        "cpus": os.cpu_count(),
+        "target_max_stall_ms": 50,
+    }
     idle = result["idle"]
     result["ratio_max_busy_vs_idle"] = round(result["busy"]["max_stall_ms"] / max(idle["max_stall_ms"], 0.1), 1)
     result["ratio_p99_busy_vs_idle"] = round(result["busy"]["p99_stall_ms"] / max(idle["p99_stall_ms"], 0.1), 1)

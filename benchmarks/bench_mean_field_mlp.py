@@ -50,8 +50,13 @@ def digits():
 
 
 def mlp(width: int) -> torch.nn.Sequential:
-    return torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), torch.nn.Linear(width, width),
-                               torch.nn.ReLU(), torch.nn.Linear(width, 10))
+    return torch.nn.Sequential(
+        torch.nn.Linear(64, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, 10),
+    )
 
 
 def accuracy(model, x, y) -> float:
@@ -68,7 +73,7 @@ def train(model, x, y, epochs: int, seed: int, lr: float = 1e-3, batch: int = 64
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch):
-            b = order[i:i + batch]
+            b = order[i : i + batch]
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x[b]), y[b]).backward()
             opt.step()
@@ -100,8 +105,11 @@ def main() -> None:
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "source.safetensors"
-        save_file({k: v.contiguous() for k, v in source_model.state_dict().items()}, str(path),
-                  metadata={"format": "pt", "graft.mlp.activation": "relu"})
+        save_file(
+            {k: v.contiguous() for k, v in source_model.state_dict().items()},
+            str(path),
+            metadata={"format": "pt", "graft.mlp.activation": "relu"},
+        )
         source = open_source(path)
         scores = score_fn(source)
         for width in WIDTHS:
@@ -110,42 +118,68 @@ def main() -> None:
                 if (width > SOURCE_WIDTH and idx in SHRINK_ONLY) or (width < SOURCE_WIDTH and idx == "cyclic"):
                     continue
                 for rescale in RESCALES:
-                    runs.append((idx, rescale, {"default": {"method": "mean_field", "params": {"rescale": rescale}}},
-                                 {"method": idx}))
+                    runs.append(
+                        (
+                            idx,
+                            rescale,
+                            {"default": {"method": "mean_field", "params": {"rescale": rescale}}},
+                            {"method": idx},
+                        )
+                    )
             for idx, rescale, values, index in runs:
                 zs, ones = [], []
                 for seed in range(args.seeds):
                     z, o = evaluate(source, width, values, index, seed, data, scores if idx == "by_norm" else None)
                     zs.append(z)
                     ones.append(o)
-                results.append({"width": width, "index": idx, "rescale": rescale,
-                                "zero_shot": sum(zs) / len(zs), "one_epoch": sum(ones) / len(ones),
-                                "zero_shot_min": min(zs), "zero_shot_max": max(zs)})
+                results.append(
+                    {
+                        "width": width,
+                        "index": idx,
+                        "rescale": rescale,
+                        "zero_shot": sum(zs) / len(zs),
+                        "one_epoch": sum(ones) / len(ones),
+                        "zero_shot_min": min(zs),
+                        "zero_shot_max": max(zs),
+                    }
+                )
     elapsed = time.time() - start
-    print(f"source MLP 64→{SOURCE_WIDTH}→{SOURCE_WIDTH}→10, test accuracy {source_acc:.4f} "
-          f"({args.source_epochs} epochs); {args.seeds} seeds; {elapsed:.0f} s")
+    print(
+        f"source MLP 64→{SOURCE_WIDTH}→{SOURCE_WIDTH}→10, test accuracy {source_acc:.4f} "
+        f"({args.source_epochs} epochs); {args.seeds} seeds; {elapsed:.0f} s"
+    )
     print(f"{'width':>5}  {'index':<8} {'rescale':<10} {'zero-shot':>9} {'(min–max)':>13} {'1 epoch':>8}")
     for r in results:
-        print(f"{r['width']:>5}  {r['index']:<8} {r['rescale']:<10} {r['zero_shot']:>9.4f} "
-              f"({r['zero_shot_min']:.3f}–{r['zero_shot_max']:.3f}) {r['one_epoch']:>8.4f}")
+        print(
+            f"{r['width']:>5}  {r['index']:<8} {r['rescale']:<10} {r['zero_shot']:>9.4f} "
+            f"({r['zero_shot_min']:.3f}–{r['zero_shot_max']:.3f}) {r['one_epoch']:>8.4f}"
+        )
     ok = True
     print("best zero-shot rule per width (target ≥ 90% of the source's accuracy at 128 and 1024):")
     for width in WIDTHS:
-        best = max((r for r in results if r["width"] == width and r["index"] != "baseline"), key=lambda r: r["zero_shot"])
+        best = max(
+            (r for r in results if r["width"] == width and r["index"] != "baseline"), key=lambda r: r["zero_shot"]
+        )
         ratio = best["zero_shot"] / source_acc
         passed = ratio >= 0.9
         if width in (128, 1024):
             ok &= passed
-        print(f"  {width:>5}: {best['index']}/{best['rescale']} {best['zero_shot']:.4f} = {ratio:.1%} of the source"
-              + ("" if width == 32 else ("  ok" if passed else "  BELOW TARGET")))
+        print(
+            f"  {width:>5}: {best['index']}/{best['rescale']} {best['zero_shot']:.4f} = {ratio:.1%} of the source"
+            + ("" if width == 32 else ("  ok" if passed else "  BELOW TARGET"))
+        )
     by_rule = {}
     for r in results:
         if r["index"] != "baseline":
             by_rule.setdefault(r["rescale"], []).append(r["zero_shot"])
-    print("mean zero-shot over all widths and index strategies: " +
-          ", ".join(f"{k} {sum(v) / len(v):.4f}" for k, v in by_rule.items()))
+    print(
+        "mean zero-shot over all widths and index strategies: "
+        + ", ".join(f"{k} {sum(v) / len(v):.4f}" for k, v in by_rule.items())
+    )
     if args.json:
-        args.json.write_text(json.dumps({"source_accuracy": source_acc, "seconds": elapsed, "results": results}, indent=1))
+        args.json.write_text(
+            json.dumps({"source_accuracy": source_acc, "seconds": elapsed, "results": results}, indent=1)
+        )
     sys.exit(0 if ok else 1)
 
 

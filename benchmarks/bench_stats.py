@@ -71,9 +71,15 @@ def numpy_bundle(a: np.ndarray, b: np.ndarray, bins: int, lo: float, hi: float) 
         x64 = x.astype(np.float64)
         mean, std = x64.mean(), x64.std()
         dev = np.abs(x64 - mean)
-        out[side] = dict(hist=np.histogram(x, bins, range=(lo, hi))[0], mean=mean, std=std,
-                         skew=sstats.skew(x64), kurt=sstats.kurtosis(x64),
-                         f3=np.mean(dev > 3 * std), f6=np.mean(dev > 6 * std))
+        out[side] = dict(
+            hist=np.histogram(x, bins, range=(lo, hi))[0],
+            mean=mean,
+            std=std,
+            skew=sstats.skew(x64),
+            kurt=sstats.kurtosis(x64),
+            f3=np.mean(dev > 3 * std),
+            f6=np.mean(dev > 6 * std),
+        )
     out["ks"] = sstats.ks_2samp(a, b).statistic
     out["w1"] = sstats.wasserstein_distance(a, b)
     p = np.append(out["source"]["hist"], a.size - out["source"]["hist"].sum()) + 0.5
@@ -95,9 +101,11 @@ def bench_tensor() -> None:
     torch.manual_seed(0)
     w = (torch.distributions.StudentT(5.0).sample((4096, 11008)) * 0.02).to(torch.bfloat16)
     t = (w[:2048, :5504].float() * 2**0.5).to(torch.bfloat16)
-    print(f"tensor: {tuple(w.shape)} bf16 (Student-t ν=5 entries) vs target {tuple(t.shape)}; "
-          f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"tensor: {tuple(w.shape)} bf16 (Student-t ν=5 entries) vs target {tuple(t.shape)}; "
+        f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
     ms_ours, ours = best_ms(lambda: compare_tensors(w, t, fits=()))
     ms_fits, with_fits = best_ms(lambda: compare_tensors(w, t))
@@ -114,17 +122,27 @@ def bench_tensor() -> None:
         return res
 
     ms_np_same, np_same = best_ms(numpy_same)
-    ms_np_full, np_full = best_ms(lambda: numpy_bundle(w.float().numpy().ravel(), t.float().numpy().ravel(), bins, lo, hi), 1)
-    print(f"histogram pair + moments + distances: ours {ms_ours:.0f} ms ({cpu(ours)}) | numpy same subsample {ms_np_same:.0f} ms "
-          f"(×{ms_np_same / ms_ours:.1f}) | numpy full tensors {ms_np_full:.0f} ms (×{ms_np_full / ms_ours:.0f})")
-    assert np.array_equal(np_same["source"]["hist"], h.source) or np.abs(np_same["source"]["hist"] - h.source).sum() < 10
-    print(f"  vs numpy same subsample: kurtosis {ours.source.excess_kurtosis:.4f} / {np_same['source']['kurt']:.4f}, "
-          f"KS {ours.distances.ks:.5f} / {np_same['ks']:.5f}, W1 {ours.distances.wasserstein1:.3e} / {np_same['w1']:.3e}, "
-          f"KL {ours.distances.kl_hist:.5f} / {np_same['kl']:.5f}")
-    print(f"  subsampling error vs full tensors: std {ours.source.std / np_full['source']['std'] - 1:+.2e} rel, "
-          f"kurtosis {ours.source.excess_kurtosis - np_full['source']['kurt']:+.3f} (full {np_full['source']['kurt']:.3f}), "
-          f"KS {ours.distances.ks - np_full['ks']:+.4f} (full {np_full['ks']:.4f}), "
-          f"W1 {ours.distances.wasserstein1 / np_full['w1'] - 1:+.2%}, KL {ours.distances.kl_hist - np_full['kl']:+.5f}")
+    ms_np_full, np_full = best_ms(
+        lambda: numpy_bundle(w.float().numpy().ravel(), t.float().numpy().ravel(), bins, lo, hi), 1
+    )
+    print(
+        f"histogram pair + moments + distances: ours {ms_ours:.0f} ms ({cpu(ours)}) | numpy same subsample {ms_np_same:.0f} ms "
+        f"(×{ms_np_same / ms_ours:.1f}) | numpy full tensors {ms_np_full:.0f} ms (×{ms_np_full / ms_ours:.0f})"
+    )
+    assert (
+        np.array_equal(np_same["source"]["hist"], h.source) or np.abs(np_same["source"]["hist"] - h.source).sum() < 10
+    )
+    print(
+        f"  vs numpy same subsample: kurtosis {ours.source.excess_kurtosis:.4f} / {np_same['source']['kurt']:.4f}, "
+        f"KS {ours.distances.ks:.5f} / {np_same['ks']:.5f}, W1 {ours.distances.wasserstein1:.3e} / {np_same['w1']:.3e}, "
+        f"KL {ours.distances.kl_hist:.5f} / {np_same['kl']:.5f}"
+    )
+    print(
+        f"  subsampling error vs full tensors: std {ours.source.std / np_full['source']['std'] - 1:+.2e} rel, "
+        f"kurtosis {ours.source.excess_kurtosis - np_full['source']['kurt']:+.3f} (full {np_full['source']['kurt']:.3f}), "
+        f"KS {ours.distances.ks - np_full['ks']:+.4f} (full {np_full['ks']:.4f}), "
+        f"W1 {ours.distances.wasserstein1 / np_full['w1'] - 1:+.2%}, KL {ours.distances.kl_hist - np_full['kl']:+.5f}"
+    )
 
     def numpy_fit_bundle():
         res = numpy_same()
@@ -134,8 +152,10 @@ def bench_tensor() -> None:
 
     ms_np_fits, _ = best_ms(numpy_fit_bundle, 2)
     nu = with_fits.source_fits["student-t"].nu
-    print(f"  + Gaussian/Laplace/Student-t fits on both sides: ours {ms_fits:.0f} ms ({cpu(with_fits)}) | numpy+scipy.stats.*.fit same "
-          f"subsample {ms_np_fits:.0f} ms (×{ms_np_fits / ms_fits:.1f}); fitted ν = {nu:.2f} (true 5)")
+    print(
+        f"  + Gaussian/Laplace/Student-t fits on both sides: ours {ms_fits:.0f} ms ({cpu(with_fits)}) | numpy+scipy.stats.*.fit same "
+        f"subsample {ms_np_fits:.0f} ms (×{ms_np_fits / ms_fits:.1f}); fitted ν = {nu:.2f} (true 5)"
+    )
 
     ms_corr, cmap = best_ms(lambda: correlation_map(w, "rows"))
     idx = cmap.indices
@@ -146,11 +166,15 @@ def bench_tensor() -> None:
     ms_np_corr, ref = best_ms(numpy_corr)
     err = float(np.abs(ref - cmap.matrix).max())
     ms_cols, _ = best_ms(lambda: correlation_map(w, "cols"))
-    print(f"256×256 row correlation map: ours {ms_corr:.0f} ms ({cpu(cmap)}) | numpy corrcoef same rows {ms_np_corr:.0f} ms "
-          f"(×{ms_np_corr / ms_corr:.1f}); max |diff| {err:.1e}; column map {ms_cols:.0f} ms")
+    print(
+        f"256×256 row correlation map: ours {ms_corr:.0f} ms ({cpu(cmap)}) | numpy corrcoef same rows {ms_np_corr:.0f} ms "
+        f"(×{ms_np_corr / ms_corr:.1f}); max |diff| {err:.1e}; column map {ms_cols:.0f} ms"
+    )
     total = ms_ours + ms_corr
-    print(f"interactive path (histogram pair + moments + distances + row map): {total:.0f} ms "
-          f"(budget 150 ms: {'OK' if total < 150 else 'OVER'}); with fits {ms_fits + ms_corr:.0f} ms")
+    print(
+        f"interactive path (histogram pair + moments + distances + row map): {total:.0f} ms "
+        f"(budget 150 ms: {'OK' if total < 150 else 'OVER'}); with fits {ms_fits + ms_corr:.0f} ms"
+    )
 
 
 CHILD = """
@@ -179,8 +203,9 @@ print(json.dumps(out))
 
 
 def run_child(location: str, what: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT)), location, what],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD.format(root=str(ROOT)), location, what], capture_output=True, text=True, cwd=ROOT
+    )
     if proc.returncode:
         raise SystemExit(proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -195,13 +220,17 @@ def bench_table(label: str, location: str) -> None:
     read = run_child(location, "read")
     table = run_child(location, ",".join(TABLE_METRICS))
     print(f"{label}: {size / 1e6:.0f} MB, {len(src.tensors)} tensors, largest {largest / 1e6:.0f} MB")
-    print(f"  model table ({', '.join(TABLE_METRICS)}): {table['wall']:.1f} s for {table['cells']} matrices "
-          f"(= {table['wall'] / read['wall']:.1f}× reading and summing every tensor once, {read['wall']:.2f} s); "
-          f"median α {table['alpha_median']:.2f}")
+    print(
+        f"  model table ({', '.join(TABLE_METRICS)}): {table['wall']:.1f} s for {table['cells']} matrices "
+        f"(= {table['wall'] / read['wall']:.1f}× reading and summing every tensor once, {read['wall']:.2f} s); "
+        f"median α {table['alpha_median']:.2f}"
+    )
     grow = table["hwm"] - table["rss_before"]
-    print(f"  peak RSS {table['hwm'] / 1e6:.0f} MB (interpreter + torch before the table: {table['rss_before'] / 1e6:.0f} MB; "
-          f"growth {grow / 1e6:.0f} MB = {grow / size:.1%} of the checkpoint, {grow / largest:.1f}× the largest tensor); "
-          f"reading alone peaks at {read['hwm'] / 1e6:.0f} MB")
+    print(
+        f"  peak RSS {table['hwm'] / 1e6:.0f} MB (interpreter + torch before the table: {table['rss_before'] / 1e6:.0f} MB; "
+        f"growth {grow / 1e6:.0f} MB = {grow / size:.1%} of the checkpoint, {grow / largest:.1f}× the largest tensor); "
+        f"reading alone peaks at {read['hwm'] / 1e6:.0f} MB"
+    )
 
 
 def main() -> None:
@@ -225,7 +254,9 @@ def main() -> None:
     from bench_transfer import llama_config, write_checkpoint  # the issue-2 benchmark's generator
 
     src = Path(args.dir) / "llama-src"
-    layers = max(2, round((args.gb * 1e9 - 2 * 2 * 32000 * 2048) / (2 * (4 * 2048 * 2048 - 2 * 2048 * 1024 + 3 * 2048 * 5504))))
+    layers = max(
+        2, round((args.gb * 1e9 - 2 * 2 * 32000 * 2048) / (2 * (4 * 2048 * 2048 - 2 * 2048 * 1024 + 3 * 2048 * 5504)))
+    )
     if not (src / "model.safetensors.index.json").is_file():
         print(f"writing a synthetic llama checkpoint ({layers} layers, bf16, shard by shard) to {src} …", flush=True)
         write_checkpoint(src, llama_config(2048, layers, 16, 8, 5504, 32000))

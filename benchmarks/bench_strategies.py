@@ -58,8 +58,16 @@ def _parse(spec: str) -> dict:
             params[key] = json.loads(text)
         except ValueError:
             params[key] = text
-    out = {"name": spec, "value": value, "params": params, "index": None, "index_params": {}, "layers": "first_n",
-           "teacher": False, "random_head": random_head}
+    out = {
+        "name": spec,
+        "value": value,
+        "params": params,
+        "index": None,
+        "index_params": {},
+        "layers": "first_n",
+        "teacher": False,
+        "random_head": random_head,
+    }
     if value == "by_activation":  # select with the data-aware index; ~k=v are the index's parameters
         out["value"], out["index"], out["params"], out["index_params"] = "select", "by_activation", {}, params
     for token in tokens[1:]:
@@ -90,9 +98,14 @@ def build_arms(specs: list[str], config, source):
             continue  # added last, once target_config is known
         d = _parse(spec)
         start = time.perf_counter()
-        recipe = Recipe(source="demo", target=dict(TARGET), values={"default": {"method": d["value"], "params": d["params"]}},
-                        index={"method": d["index"], "params": d["index_params"]} if d["index"] else None, layers=d["layers"],
-                        seed=config.seed)
+        recipe = Recipe(
+            source="demo",
+            target=dict(TARGET),
+            values={"default": {"method": d["value"], "params": d["params"]}},
+            index={"method": d["index"], "params": d["index_params"]} if d["index"] else None,
+            layers=d["layers"],
+            seed=config.seed,
+        )
         plan, _ = plan_recipe(recipe, source)
         state = build_state_dict(plan, source, device="cpu", dtype="float32")
         arm = Arm.from_state(spec, plan.target_config, state, f"{spec} transfer of the demo")
@@ -105,8 +118,12 @@ def build_arms(specs: list[str], config, source):
         target_config = plan_recipe(recipe, source)[0].target_config
     if "baseline+head" in specs:
         torch.manual_seed(config.seed)
-        body = {k: v.clone() for k, v in task.build_model(target_config).state_dict().items() if not k.startswith("cls.")}
-        arm = Arm.from_state("baseline+head", target_config, body, "the baseline's random body with the data-initialised head")
+        body = {
+            k: v.clone() for k, v in task.build_model(target_config).state_dict().items() if not k.startswith("cls.")
+        }
+        arm = Arm.from_state(
+            "baseline+head", target_config, body, "the baseline's random body with the data-initialised head"
+        )
         arm.distill = False
         arms.append(arm)
     if "baseline" in specs:
@@ -123,12 +140,20 @@ def run(args) -> None:
 
     from core.sources import open_source
     from core.training import ValidationConfig
-    from core.training.job import ValidationSession
+    from core.training.session import ValidationSession
 
     torch.set_num_threads(args.threads)
     specs = [s.strip() for s in args.arms.split(",") if s.strip()]
-    config = ValidationConfig(steps=args.steps, eval_every=args.eval_every, batch_size=16, seq_len=128,
-                              lr=5e-4, warmup=30, seed=args.seed, teacher_weight=args.teacher_weight)
+    config = ValidationConfig(
+        steps=args.steps,
+        eval_every=args.eval_every,
+        batch_size=16,
+        seq_len=128,
+        lr=5e-4,
+        warmup=30,
+        seed=args.seed,
+        teacher_weight=args.teacher_weight,
+    )
     source = open_source("demo")
     arms, timings = build_arms(specs, config, source)
     teacher = None
@@ -147,7 +172,9 @@ def run(args) -> None:
         sessions.append(ValidationSession(main, config=config, tokenizer=source.root, **kwargs))
     if random_heads:
         other = [a for a in arms if a.name in random_heads]
-        sessions.append(ValidationSession(other, config=dataclasses.replace(config, head_init="random"), tokenizer=source.root))
+        sessions.append(
+            ValidationSession(other, config=dataclasses.replace(config, head_init="random"), tokenizer=source.root)
+        )
     curves, heads, teacher_info = {}, {}, None
     started = time.perf_counter()
     for session in sessions:
@@ -157,15 +184,25 @@ def run(args) -> None:
             if m.eval_loss is not None:
                 curves.setdefault(m.arm, []).append((m.step, m.eval_loss))
                 if m.step % 50 == 0 or m.step == config.steps:
-                    print(f"{time.perf_counter() - started:7.0f}s {m.arm:<34} step {m.step:>3} eval {m.eval_loss:.3f}", flush=True)
+                    print(
+                        f"{time.perf_counter() - started:7.0f}s {m.arm:<34} step {m.step:>3} eval {m.eval_loss:.3f}",
+                        flush=True,
+                    )
         report = session.report()
         for name, info in report.arms.items():
             heads[name] = (info.get("load") or {}).get("head")
             timings.setdefault(name, 0.0)
             timings[name] += next((r.elapsed_s for r in reversed(report.records[name])), 0.0)
         teacher_info = getattr(report, "teacher", None) or teacher_info
-    out = {"config": dataclasses.asdict(config), "target": TARGET, "curves": curves, "heads": heads,
-           "wall_s": timings, "teacher": teacher_info, "torch_threads": args.threads}
+    out = {
+        "config": dataclasses.asdict(config),
+        "target": TARGET,
+        "curves": curves,
+        "heads": heads,
+        "wall_s": timings,
+        "teacher": teacher_info,
+        "torch_threads": args.threads,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     summarise(out)
@@ -197,36 +234,52 @@ def summarise(data: dict) -> None:
     final = {k: v[-1][1] for k, v in curves.items()}
     zero = {k: v[0][1] for k, v in curves.items()}
     base_final = final["baseline"]
-    print(f"\nbaseline: eval loss {zero['baseline']:.3f} at step 0, {base_final:.3f} at step {curves['baseline'][-1][0]}")
+    print(
+        f"\nbaseline: eval loss {zero['baseline']:.3f} at step 0, {base_final:.3f} at step {curves['baseline'][-1][0]}"
+    )
     print(f"{'arm':<34} {'steps→base':>10} {'speedup':>8} {'final':>7} {'step 0':>7} {'wall s':>7}  head")
     full_key = {}
-    for name in sorted(verdicts, key=lambda n: (verdicts[n].steps_to_baseline if verdicts[n].steps_to_baseline is not None else 10**9, final[n])):
+    for name in sorted(
+        verdicts,
+        key=lambda n: (verdicts[n].steps_to_baseline if verdicts[n].steps_to_baseline is not None else 10**9, final[n]),
+    ):
         v = verdicts[name]
         stb = "—" if v.steps_to_baseline is None else str(v.steps_to_baseline)
         speed = "start" if v.reached_at_start else ("—" if v.speedup is None else f"{v.speedup:.1f}×")
         head = data.get("heads", {}).get(name)
         head_txt = f"tied s={head['scale']}" if head else "random"
-        print(f"{name:<34} {stb:>10} {speed:>8} {final[name]:7.3f} {zero[name]:7.3f} {data['wall_s'].get(name, 0):7.0f}  {head_txt}")
+        print(
+            f"{name:<34} {stb:>10} {speed:>8} {final[name]:7.3f} {zero[name]:7.3f} {data['wall_s'].get(name, 0):7.0f}  {head_txt}"
+        )
         full_key[name] = (v.steps_to_baseline if v.steps_to_baseline is not None else 10**6) + final[name] / 100
     if data.get("teacher"):
         print(f"teacher: {data['teacher']}")
     winner = min(full_key, key=full_key.get)
     print(f"\nquick proxy vs the full ranking ({len(full_key)} arms, full winner {winner}):")
     for k in QUICK:
-        at = {n: next((loss for s, loss in data['curves'][n] if s == k), None) for n in full_key}
+        at = {n: next((loss for s, loss in data["curves"][n] if s == k), None) for n in full_key}
         at = {n: v for n, v in at.items() if v is not None}
         if len(at) < len(full_key):
             continue
         quick_winner = min(at, key=at.get)
         top_full = set(sorted(full_key, key=full_key.get)[:3])
         top_quick = set(sorted(at, key=at.get)[:3])
-        print(f"  eval loss at step {k:>2}: winner {quick_winner:<30} same={quick_winner == winner}  "
-              f"spearman {spearman(at, full_key):+.2f}  top-3 overlap {len(top_full & top_quick)}/3")
+        print(
+            f"  eval loss at step {k:>2}: winner {quick_winner:<30} same={quick_winner == winner}  "
+            f"spearman {spearman(at, full_key):+.2f}  top-3 overlap {len(top_full & top_quick)}/3"
+        )
 
 
 def merge(args) -> None:
     datas = [json.loads(Path(p).read_text()) for p in args.files]
-    out = {"config": datas[0]["config"], "target": datas[0]["target"], "curves": {}, "heads": {}, "wall_s": {}, "teacher": None}
+    out = {
+        "config": datas[0]["config"],
+        "target": datas[0]["target"],
+        "curves": {},
+        "heads": {},
+        "wall_s": {},
+        "teacher": None,
+    }
     for d in datas:
         if d["config"] != out["config"]:
             raise SystemExit("these runs have different configs; they cannot be merged")
@@ -246,7 +299,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--arms", default="baseline,baseline+head,select,select@random_head,mean_field,distribution,covariance,templates,mimetic")
+    r.add_argument(
+        "--arms",
+        default="baseline,baseline+head,select,select@random_head,mean_field,distribution,covariance,templates,mimetic",
+    )
     r.add_argument("--steps", type=int, default=STEPS)
     r.add_argument("--eval-every", type=int, default=EVAL_EVERY)
     r.add_argument("--seed", type=int, default=0)

@@ -42,8 +42,15 @@ from core.training import (  # noqa: E402
 from core.training.data import batch_digest  # noqa: E402
 
 DEMO_TARGET = {"layers": 4, "hidden": 256, "heads": 8, "ffn": 1024}
-TINY_BERT = {"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 2,
-             "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64}
+TINY_BERT = {
+    "model_type": "bert",
+    "vocab_size": 30522,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+}
 
 
 def demo_target_config() -> dict:
@@ -57,8 +64,10 @@ def plain_loop(model, task, batches, config: ValidationConfig):
     """The loop anyone would write by hand; returns a ``run(batches)`` closure."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: config.lr_at(s) / config.lr)
     params = decay + no_decay
     model.train()
@@ -105,7 +114,8 @@ def overhead(label: str, model_config: dict, config: ValidationConfig, blocks: i
         "model": label,
         "ours_steps_per_s": statistics.median(t_ours),
         "plain_steps_per_s": statistics.median(t_plain),
-        "blocks": blocks, "block_steps": block_steps,
+        "blocks": blocks,
+        "block_steps": block_steps,
     }
     result["ratio"] = result["ours_steps_per_s"] / result["plain_steps_per_s"]
     return result
@@ -122,13 +132,18 @@ def quality(out: Path, steps: int) -> dict:
         plan, source = plan_recipe(recipe.with_strategy(method))
         arms.append(Arm.from_state(method, plan.target_config, build_state_dict(plan, source, dtype="float32")))
     arms.append(Arm.baseline(arms[0].config))
-    config = ValidationConfig(steps=steps, batch_size=16, seq_len=128, lr=5e-4, warmup=30, eval_every=50, eval_batches=4, device="cpu")
+    config = ValidationConfig(
+        steps=steps, batch_size=16, seq_len=128, lr=5e-4, warmup=30, eval_every=50, eval_batches=4, device="cpu"
+    )
     started = time.perf_counter()
 
     def on_step(m):
         if m.eval_loss is not None or (m.step % 10 == 0 and m.arm == "baseline"):
             evaluated = f" eval {m.eval_loss:.3f}" if m.eval_loss is not None else ""
-            print(f"[{time.perf_counter() - started:7.1f}s] {m.arm:>10} step {m.step:4d} train {m.train_loss or 0:.3f}{evaluated}", flush=True)
+            print(
+                f"[{time.perf_counter() - started:7.1f}s] {m.arm:>10} step {m.step:4d} train {m.train_loss or 0:.3f}{evaluated}",
+                flush=True,
+            )
 
     report = run_validation(arms, config=config, tokenizer=source.root, out_dir=out, on_step=on_step)
     table = {a: dict(pts) for a, pts in report.eval_curves().items()}
@@ -142,8 +157,13 @@ def quality(out: Path, steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("part", nargs="?", default="overhead", choices=("overhead", "quality", "all"),
-                    help="overhead (default, a few minutes), quality (tens of minutes on 2 cores) or all")
+    ap.add_argument(
+        "part",
+        nargs="?",
+        default="overhead",
+        choices=("overhead", "quality", "all"),
+        help="overhead (default, a few minutes), quality (tens of minutes on 2 cores) or all",
+    )
     ap.add_argument("--out", default="bench-out/training")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--blocks", type=int, default=6)
@@ -158,11 +178,22 @@ def main() -> None:
     if args.part in ("overhead", "all"):
         config = ValidationConfig(steps=1000, warmup=30, device="cpu")
         results["overhead"] = [
-            overhead("tiny bert 2L/32H, batch 16x64", TINY_BERT, config.with_(seq_len=64), args.blocks * 3, args.block_steps * 3),
-            overhead("demo target bert 4L/256H, batch 16x128", demo_target_config(), config, args.blocks, args.block_steps),
+            overhead(
+                "tiny bert 2L/32H, batch 16x64",
+                TINY_BERT,
+                config.with_(seq_len=64),
+                args.blocks * 3,
+                args.block_steps * 3,
+            ),
+            overhead(
+                "demo target bert 4L/256H, batch 16x128", demo_target_config(), config, args.blocks, args.block_steps
+            ),
         ]
         for r in results["overhead"]:
-            print(f"overhead {r['model']}: ours {r['ours_steps_per_s']:.2f} steps/s, plain {r['plain_steps_per_s']:.2f} steps/s, ratio {r['ratio']:.3f}", flush=True)
+            print(
+                f"overhead {r['model']}: ours {r['ours_steps_per_s']:.2f} steps/s, plain {r['plain_steps_per_s']:.2f} steps/s, ratio {r['ratio']:.3f}",
+                flush=True,
+            )
     if args.part in ("quality", "all"):
         results["quality"] = quality(out, args.steps)
         print(results["quality"]["summary"], flush=True)

@@ -30,10 +30,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def llama_config(hidden: int, layers: int, heads: int, kv: int, ffn: int, vocab: int) -> dict:
-    return {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": hidden,
-            "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
-            "intermediate_size": ffn, "vocab_size": vocab, "max_position_embeddings": 2048,
-            "rms_norm_eps": 1e-5, "tie_word_embeddings": False, "hidden_act": "silu"}
+    return {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv,
+        "intermediate_size": ffn,
+        "vocab_size": vocab,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-5,
+        "tie_word_embeddings": False,
+        "hidden_act": "silu",
+    }
 
 
 def tensors_for(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
@@ -43,11 +53,17 @@ def tensors_for(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
     out = [("model.embed_tokens.weight", (v, h))]
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        out += [(p + "self_attn.q_proj.weight", (h, h)), (p + "self_attn.k_proj.weight", (kv, h)),
-                (p + "self_attn.v_proj.weight", (kv, h)), (p + "self_attn.o_proj.weight", (h, h)),
-                (p + "mlp.gate_proj.weight", (f, h)), (p + "mlp.up_proj.weight", (f, h)),
-                (p + "mlp.down_proj.weight", (h, f)), (p + "input_layernorm.weight", (h,)),
-                (p + "post_attention_layernorm.weight", (h,))]
+        out += [
+            (p + "self_attn.q_proj.weight", (h, h)),
+            (p + "self_attn.k_proj.weight", (kv, h)),
+            (p + "self_attn.v_proj.weight", (kv, h)),
+            (p + "self_attn.o_proj.weight", (h, h)),
+            (p + "mlp.gate_proj.weight", (f, h)),
+            (p + "mlp.up_proj.weight", (f, h)),
+            (p + "mlp.down_proj.weight", (h, f)),
+            (p + "input_layernorm.weight", (h,)),
+            (p + "post_attention_layernorm.weight", (h,)),
+        ]
     return out + [("model.norm.weight", (h,)), ("lm_head.weight", (v, h))]
 
 
@@ -74,7 +90,9 @@ def write_checkpoint(folder: Path, cfg: dict, shard_bytes: int = 500_000_000) ->
             weight_map[n] = fname
             total += t.numel() * 2
         del data
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map})
+    )
     return total
 
 
@@ -136,7 +154,9 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.dir)
     src, small = work / "llama-src", work / "llama-small-src"
-    layers = max(2, round((args.gb * 1e9 - 2 * 2 * 32000 * 2048) / (2 * (4 * 2048 * 2048 - 2 * 2048 * 1024 + 3 * 2048 * 5504))))
+    layers = max(
+        2, round((args.gb * 1e9 - 2 * 2 * 32000 * 2048) / (2 * (4 * 2048 * 2048 - 2 * 2048 * 1024 + 3 * 2048 * 5504)))
+    )
     cfg = llama_config(2048, layers, 16, 8, 5504, 32000)
     if not (src / "model.safetensors.index.json").is_file():
         print(f"writing a synthetic llama checkpoint ({layers} layers) to {src} …", flush=True)
@@ -145,11 +165,15 @@ def main() -> None:
         write_checkpoint(small, llama_config(64, layers, 4, 2, 128, 256))
     size = sum(p.stat().st_size for p in src.glob("*.safetensors"))
     small_size = sum(p.stat().st_size for p in small.glob("*.safetensors"))
-    print(f"checkpoint: {size / 1e9:.2f} GB in {len(list(src.glob('*.safetensors')))} shards, {layers} layers, hidden 2048")
+    print(
+        f"checkpoint: {size / 1e9:.2f} GB in {len(list(src.glob('*.safetensors')))} shards, {layers} layers, hidden 2048"
+    )
 
     t_big, t_small = time_inspect(src), time_inspect(small)
-    print(f"inspect (open + describe, headers only): {t_big * 1e3:.1f} ms on {size / 1e9:.2f} GB vs "
-          f"{t_small * 1e3:.1f} ms on {small_size / 1e6:.1f} MB with the same tensor names; ratio {t_big / t_small:.2f}")
+    print(
+        f"inspect (open + describe, headers only): {t_big * 1e3:.1f} ms on {size / 1e9:.2f} GB vs "
+        f"{t_small * 1e3:.1f} ms on {small_size / 1e6:.1f} MB with the same tensor names; ratio {t_big / t_small:.2f}"
+    )
 
     cp_dst = work / "cp-copy"
     shutil.rmtree(cp_dst, ignore_errors=True)
@@ -167,10 +191,12 @@ def main() -> None:
         drop_cache(src)
         stats = run_transfer(src, work / "out", cache, target)
         out_size = sum(p.stat().st_size for p in (work / "out").glob("*.safetensors"))
-        print(f"transfer to half width/depth ({label}): {stats['wall']:.2f} s = {stats['wall'] / t_cp:.2f}× cp; "
-              f"read from disk {stats['read_bytes'] / 1e9:.2f} GB ({stats['read_bytes'] / size:.0%} of the source); "
-              f"peak RSS {stats['maxrss'] / 1e6:.0f} MB = {stats['maxrss'] / size:.1%} of the checkpoint "
-              f"(limit 25%); wrote {out_size / 1e9:.2f} GB")
+        print(
+            f"transfer to half width/depth ({label}): {stats['wall']:.2f} s = {stats['wall'] / t_cp:.2f}× cp; "
+            f"read from disk {stats['read_bytes'] / 1e9:.2f} GB ({stats['read_bytes'] / size:.0%} of the source); "
+            f"peak RSS {stats['maxrss'] / 1e6:.0f} MB = {stats['maxrss'] / size:.1%} of the checkpoint "
+            f"(limit 25%); wrote {out_size / 1e9:.2f} GB"
+        )
     shutil.rmtree(cache, ignore_errors=True)
 
 

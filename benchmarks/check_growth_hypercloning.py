@@ -55,8 +55,9 @@ def _out(model, vision: bool = False):
     return o.logits if getattr(o, "logits", None) is not None else o.last_hidden_state
 
 
-def grown_difference(source: str, model, auto: str, target: dict, work: Path, params: dict | None = None,
-                     vision: bool = False) -> float:
+def grown_difference(
+    source: str, model, auto: str, target: dict, work: Path, params: dict | None = None, vision: bool = False
+) -> float:
     import transformers
 
     recipe = Recipe(source=source, target=target, values={"default": {"method": "growth", "params": params or {}}})
@@ -80,26 +81,48 @@ def part_one(work: Path, skip_demo: bool) -> None:
     if not skip_demo:
         demo = str(demo_model_path())
         model = transformers.AutoModel.from_pretrained(demo).eval()
-        rows.append(("MiniLM --hidden 768 --ffn 3072 (head_dim 32→64)",
-                     grown_difference("demo", model, "AutoModel", {"hidden": 768, "ffn": 3072}, work / "d1")))
-        rows.append(("MiniLM --hidden 768 --heads 24 --ffn 3072",
-                     grown_difference("demo", model, "AutoModel", {"hidden": 768, "heads": 24, "ffn": 3072}, work / "d2")))
+        rows.append(
+            (
+                "MiniLM --hidden 768 --ffn 3072 (head_dim 32→64)",
+                grown_difference("demo", model, "AutoModel", {"hidden": 768, "ffn": 3072}, work / "d1"),
+            )
+        )
+        rows.append(
+            (
+                "MiniLM --hidden 768 --heads 24 --ffn 3072",
+                grown_difference("demo", model, "AutoModel", {"hidden": 768, "heads": 24, "ffn": 3072}, work / "d2"),
+            )
+        )
         try:
             plan_recipe(Recipe(source="demo", target={"layers": 8}, values={"default": {"method": "growth"}}))
             rows.append(("MiniLM --layers 8: NOT refused", float("nan")))
         except PlanError as exc:
             print(f"  MiniLM --layers 8 refused: {exc}")
-        rows.append(("MiniLM --layers 8 with allow_inexact (post-LN)",
-                     grown_difference("demo", model, "AutoModel", {"layers": 8}, work / "d3", {"allow_inexact": True})))
-    for family, target in [("gpt2", {"hidden": 128}), ("gpt2", {"hidden": 64, "heads": 8, "layers": 4}),
-                           ("bert", {"hidden": 64}), ("bert", {"hidden": 64, "heads": 8}),
-                           ("llama", {"hidden": 64, "heads": 8, "layers": 4}), ("vit", {"hidden": 64, "layers": 4}),
-                           ("qwen2", {"hidden": 64, "heads": 8})]:
+        rows.append(
+            (
+                "MiniLM --layers 8 with allow_inexact (post-LN)",
+                grown_difference("demo", model, "AutoModel", {"layers": 8}, work / "d3", {"allow_inexact": True}),
+            )
+        )
+    for family, target in [
+        ("gpt2", {"hidden": 128}),
+        ("gpt2", {"hidden": 64, "heads": 8, "layers": 4}),
+        ("bert", {"hidden": 64}),
+        ("bert", {"hidden": 64, "heads": 8}),
+        ("llama", {"hidden": 64, "heads": 8, "layers": 4}),
+        ("vit", {"hidden": 64, "layers": 4}),
+        ("qwen2", {"hidden": 64, "heads": 8}),
+    ]:
         folder = work / f"src-{family}"
         model, auto = build_tiny(family, folder)
-        rows.append((f"pico {family} {target}", grown_difference(str(folder), model, auto, target,
-                                                                  work / f"o-{family}-{len(rows)}",
-                                                                  vision=family == "vit")))
+        rows.append(
+            (
+                f"pico {family} {target}",
+                grown_difference(
+                    str(folder), model, auto, target, work / f"o-{family}-{len(rows)}", vision=family == "vit"
+                ),
+            )
+        )
     for name, diff in rows:
         print(f"  {name:<58} {diff:.3g}")
 
@@ -109,8 +132,9 @@ def part_one(work: Path, skip_demo: bool) -> None:
 # --------------------------------------------------------------------------------------------
 def load_hypercloning(into: Path):
     """Import HyperCloning's llama/gemma modules from the fetched mirror (its __init__ needs OLMo: skipped)."""
-    archive = subprocess.run(["git", "--git-dir", str(MIRROR), "archive", "HEAD", "hypercloning"],
-                             check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "--git-dir", str(MIRROR), "archive", "HEAD", "hypercloning"], check=True, capture_output=True
+    ).stdout
     tarfile.open(fileobj=io.BytesIO(archive)).extractall(into, filter="data")
     package = types.ModuleType("hypercloning")
     package.__path__ = [str(into / "hypercloning")]
@@ -135,10 +159,20 @@ def pico(kind: str, folder: Path):
     from transformers import GemmaConfig, GemmaForCausalLM, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                  intermediate_size=64, vocab_size=100)
-    model = (LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=False)) if kind == "llama"
-             else GemmaForCausalLM(GemmaConfig(**common)))
+    common = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        intermediate_size=64,
+        vocab_size=100,
+    )
+    model = (
+        LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=False))
+        if kind == "llama"
+        else GemmaForCausalLM(GemmaConfig(**common))
+    )
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
@@ -158,38 +192,52 @@ def part_two(work: Path) -> None:
     for kind, clone in (("llama", clone_llama), ("gemma", clone_gemma)):
         source = pico(kind, work / f"hc-{kind}")
         theirs = clone(source, embedding_dim_multiplier=2, up_project_multiplier=2).eval()
-        plan, src = plan_recipe(Recipe(source=str(work / f"hc-{kind}"), target=target,
-                                       values={"default": {"method": "growth"}}))
+        plan, src = plan_recipe(
+            Recipe(source=str(work / f"hc-{kind}"), target=target, values={"default": {"method": "growth"}})
+        )
         ours = build_state_dict(plan, src)
         reference = theirs.state_dict()
         same = [n for n in ours if n in reference and torch.equal(ours[n], reference[n].to(ours[n].dtype))]
         differ = [n for n in ours if n in reference and n not in same]
         print(f"  {kind}: {len(same)} of {len(ours)} tensors bit-identical; differ: {differ or 'none'}")
         for n in differ:
-            why = (" (HyperCloning keeps it tied to the √2-divided embedding and scales by 1/√2 at run time; Graft "
-                   "unties it as the embedding / 2: the same product)") if (kind, n) == ("gemma", "lm_head.weight") else ""
+            why = (
+                (
+                    " (HyperCloning keeps it tied to the √2-divided embedding and scales by 1/√2 at run time; Graft "
+                    "unties it as the embedding / 2: the same product)"
+                )
+                if (kind, n) == ("gemma", "lm_head.weight")
+                else ""
+            )
             print(f"    {n}: max |Δ| {(ours[n] - reference[n]).abs().max().item():.3g}{why}")
-        export = export_recipe(Recipe(source=str(work / f"hc-{kind}"), target=target,
-                                      values={"default": {"method": "growth"}}), work / f"hc-out-{kind}")
+        export = export_recipe(
+            Recipe(source=str(work / f"hc-{kind}"), target=target, values={"default": {"method": "growth"}}),
+            work / f"hc-out-{kind}",
+        )
         grown = transformers.AutoModelForCausalLM.from_pretrained(export).eval()
-        print(f"    max |logits − source|: Graft {(_out(grown) - _out(source)).abs().max().item():.3g}, "
-              f"HyperCloning {(_out(theirs) - _out(source)).abs().max().item():.3g}")
+        print(
+            f"    max |logits − source|: Graft {(_out(grown) - _out(source)).abs().max().item():.3g}, "
+            f"HyperCloning {(_out(theirs) - _out(source)).abs().max().item():.3g}"
+        )
     # noise: both add ±ε on the two copies of each input neuron, keep the function
     source = pico("llama", work / "hc-llama")
     torch.manual_seed(0)
     theirs = clone_llama(source, embedding_dim_multiplier=2, up_project_multiplier=2, snr_db=20).eval()
     clean = clone_llama(source, embedding_dim_multiplier=2, up_project_multiplier=2).state_dict()
-    recipe = Recipe(source=str(work / "hc-llama"), target=target,
-                    values={"default": {"method": "growth", "params": {"noise": 0.1}}})
+    recipe = Recipe(
+        source=str(work / "hc-llama"), target=target, values={"default": {"method": "growth", "params": {"noise": 0.1}}}
+    )
     noisy = transformers.AutoModelForCausalLM.from_pretrained(export_recipe(recipe, work / "hc-noise")).eval()
     name = "model.layers.0.mlp.up_proj.weight"
     for who, weights in (("HyperCloning", theirs.state_dict()), ("Graft", noisy.state_dict())):
         delta = weights[name] - clean[name]
         paired = torch.allclose(delta[:, :32], -delta[:, 32:], atol=1e-6)
         model = theirs if who == "HyperCloning" else noisy
-        print(f"  noise, {who}: {name} Δ pairs cancel: {paired}; copied rows differ: "
-              f"{not torch.equal(weights[name][:64], weights[name][64:])}; "
-              f"max |logits − source| {(_out(model) - _out(source)).abs().max().item():.3g}")
+        print(
+            f"  noise, {who}: {name} Δ pairs cancel: {paired}; copied rows differ: "
+            f"{not torch.equal(weights[name][:64], weights[name][64:])}; "
+            f"max |logits − source| {(_out(model) - _out(source)).abs().max().item():.3g}"
+        )
 
 
 def main() -> None:

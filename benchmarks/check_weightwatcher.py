@@ -68,8 +68,11 @@ def demo_matrices() -> dict[str, np.ndarray]:
     from core.sources import open_source
 
     source = open_source("demo")
-    return {name: source.read(name).float().numpy().astype(np.float64) for name, info in source.tensors.items()
-            if info.is_float and len(info.shape) == 2 and min(info.shape) >= 8}
+    return {
+        name: source.read(name).float().numpy().astype(np.float64)
+        for name, info in source.tensors.items()
+        if info.is_float and len(info.shape) == 2 and min(info.shape) >= 8
+    }
 
 
 def weightwatcher_alphas(matrices: dict[str, np.ndarray]) -> list[float]:
@@ -114,10 +117,14 @@ def main() -> int:
     for (name, w), a_ww, a, a_old in zip(matrices.items(), theirs, ours, old):
         deltas.append(abs(a - a_ww))
         old_deltas.append(abs(a_old - a_ww))
-        print(f"{name[:55]:55s} {'×'.join(map(str, w.shape)):>11s} {a_ww:13.6f} {a:10.6f} {deltas[-1]:8.1e} {a_old:10.4f}")
+        print(
+            f"{name[:55]:55s} {'×'.join(map(str, w.shape)):>11s} {a_ww:13.6f} {a:10.6f} {deltas[-1]:8.1e} {a_old:10.4f}"
+        )
     n_old = sum(d > 1e-8 for d in old_deltas)
-    print(f"\n{len(matrices)} matrices: max |Δα| = {max(deltas):.2e} (Graft now vs WeightWatcher {_version()});"
-          f" before issue 12: max {max(old_deltas):.3g}, {n_old} of {len(matrices)} off by > 1e-8")
+    print(
+        f"\n{len(matrices)} matrices: max |Δα| = {max(deltas):.2e} (Graft now vs WeightWatcher {_version()});"
+        f" before issue 12: max {max(old_deltas):.3g}, {n_old} of {len(matrices)} off by > 1e-8"
+    )
     print(f"time: WeightWatcher analyze {t_ww:.1f} s, Graft spectrum {t_ours:.1f} s (same matrices, this machine)")
     return 0 if max(deltas) <= 1e-10 else 1
 

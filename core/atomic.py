@@ -76,7 +76,7 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
-    fields = data[data.rindex(b")") + 2:].split()
+    fields = data[data.rindex(b")") + 2 :].split()
     return fields[0].decode(), int(fields[19])  # fields 3 (state) and 22 (starttime)
 
 
@@ -343,5 +343,16 @@ def remove_created(created: list[Path]) -> None:
             return  # something else lives there now
 
 
-__all__ = ["exchange", "fresh_dir", "fsync_path", "fsync_tree", "make_parents", "move_folder_into_place",
-           "owner_of", "remove_created", "rename_noreplace", "sibling", "sweep"]
+__all__ = [
+    "exchange",
+    "fresh_dir",
+    "fsync_path",
+    "fsync_tree",
+    "make_parents",
+    "move_folder_into_place",
+    "owner_of",
+    "remove_created",
+    "rename_noreplace",
+    "sibling",
+    "sweep",
+]

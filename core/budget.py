@@ -25,15 +25,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.dtypes import itemsize
 from core.errors import ExportError, PlanError
-from core.sources.base import DTYPE_BYTES
 
 #: bytes per tensor-table row and per dimension-map entry of a plan held in Python (measured ~2.5 KB, ~36 B).
 PLAN_ROW_BYTES = 3000
 PLAN_INDEX_BYTES = 40
 #: a block of source rows read while gathering (core.transfer.GATHER_BLOCK_BYTES).
 GATHER_BYTES = 32 << 20
-_WIDTH = {**DTYPE_BYTES, "float32": 4, "float16": 2, "bfloat16": 2}
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ def estimate(spec, source, target_sizes: dict[str, int], dtype: str | None = Non
         dtype: the export dtype (None: each tensor keeps the source's).
     """
     matched = spec.ensure_matches(list(source.tensors))
-    layered = [m for m in matched.values() if m.layer is not None and spec.family != "mlp"]
+    layered = [m for m in matched.values() if m.layer is not None]
     first_layer = min((m.layer for m in layered), default=None)
     n_layers = target_sizes.get("layers", 1)
     total = n_tensors = 0
@@ -84,7 +83,7 @@ def estimate(spec, source, target_sizes: dict[str, int], dtype: str | None = Non
     for m in matched.values():
         if m.rule.kind == "drop":
             continue
-        if m.layer is not None and spec.family != "mlp" and m.layer != first_layer:
+        if m.layer is not None and m.layer != first_layer:
             continue
         info = source.tensors[m.name]
         shape = tuple(
@@ -92,8 +91,8 @@ def estimate(spec, source, target_sizes: dict[str, int], dtype: str | None = Non
             for dims, size in zip(m.rule.axes, info.shape)
         )
         numel = math.prod(shape)
-        width = _WIDTH.get(dtype if dtype and info.is_float else info.dtype, 4)
-        copies = n_layers if (m.layer is not None and spec.family != "mlp") else 1
+        width = itemsize(dtype if dtype and info.is_float else info.dtype, 4)
+        copies = n_layers if m.layer is not None else 1
         total += numel * width * copies
         n_tensors += copies
         if numel * width > largest[2]:
@@ -130,12 +129,16 @@ def check_memory(est: Estimate, memory: int | None = None) -> None:
         return
     if est.build_bytes > memory:
         shape = " × ".join(map(str, est.largest_shape))
-        raise PlanError(f"the target's largest tensor, {est.largest_name} ({shape}), needs about "
-                        f"{human(est.build_bytes)} of memory to build, but {human(memory)} are available; "
-                        "choose smaller target sizes")
+        raise PlanError(
+            f"the target's largest tensor, {est.largest_name} ({shape}), needs about "
+            f"{human(est.build_bytes)} of memory to build, but {human(memory)} are available; "
+            "choose smaller target sizes"
+        )
     if est.plan_bytes > memory // 2:
-        raise PlanError(f"a target of {est.n_tensors:,} tensors needs about {human(est.plan_bytes)} just to plan, "
-                        f"more than half the {human(memory)} of memory available; choose fewer layers or smaller sizes")
+        raise PlanError(
+            f"a target of {est.n_tensors:,} tensors needs about {human(est.plan_bytes)} just to plan, "
+            f"more than half the {human(memory)} of memory available; choose fewer layers or smaller sizes"
+        )
 
 
 def check_disk(total_bytes: int, out_dir: Path) -> None:
@@ -152,5 +155,7 @@ def check_disk(total_bytes: int, out_dir: Path) -> None:
     except OSError:  # a name too long, a folder we may not stat: the writer reports those
         return
     if total_bytes > free:
-        raise ExportError(f"the export needs {human(total_bytes)} but only {human(free)} are free at {folder}; "
-                          "free some space, choose another --out or smaller target sizes")
+        raise ExportError(
+            f"the export needs {human(total_bytes)} but only {human(free)} are free at {folder}; "
+            "free some space, choose another --out or smaller target sizes"
+        )

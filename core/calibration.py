@@ -53,10 +53,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.architectures.spec import PER_LAYER_DIMS
 from core.calibration_pass import RULES, aggregate, check_gram_memory, find_readers, run_pass
 from core.errors import PlanError, TrainingError
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,9 @@ class ActivationProfile:
         """Scores (N,) of the neurons of ``dim`` (at ``source_layer`` for per-layer dimensions)."""
         import torch
 
-        key = f"{dim}@{source_layer}" if dim in PER_LAYER_DIMS and self.family != "mlp" else dim
+        from core.architectures import FAMILIES
+
+        key = f"{dim}@{source_layer}" if FAMILIES.get(self.family).per_layer(dim) else dim
         found = self.dims.get(key)
         if found is None:
             log.info("no linear layer reads %s: its activation scores are all equal", key)
@@ -99,15 +100,29 @@ class ActivationProfile:
         return found.clone()
 
     def to_state(self) -> dict:
-        return {"format": FORMAT, "family": self.family, "dims": self.dims, "sizes": self.sizes,
-                "block_influence": self.block_influence, "samples": self.samples, "tokens": self.tokens}
+        return {
+            "format": FORMAT,
+            "family": self.family,
+            "dims": self.dims,
+            "sizes": self.sizes,
+            "block_influence": self.block_influence,
+            "samples": self.samples,
+            "tokens": self.tokens,
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> ActivationProfile:
         if state.get("format") != FORMAT:
             raise ValueError("another format")
-        return cls(state["family"], dict(state["dims"]), dict(state["sizes"]), list(state["block_influence"]),
-                   int(state["samples"]), int(state["tokens"]), cached=True)
+        return cls(
+            state["family"],
+            dict(state["dims"]),
+            dict(state["sizes"]),
+            list(state["block_influence"]),
+            int(state["samples"]),
+            int(state["tokens"]),
+            cached=True,
+        )
 
 
 # -- the model and its data --------------------------------------------------------------------------
@@ -118,16 +133,20 @@ def max_bytes() -> int:
     try:
         return int(text)
     except ValueError:
-        raise PlanError(f"{MAX_BYTES_ENV}={text!r} is not a number of bytes; set it to e.g. 17179869184 (16 GiB)") from None
+        raise PlanError(
+            f"{MAX_BYTES_ENV}={text!r} is not a number of bytes; set it to e.g. 17179869184 (16 GiB)"
+        ) from None
 
 
 def _check_size(source) -> None:
     need, limit = 4 * source.num_parameters, max_bytes()
     if need > limit:
-        raise PlanError(f"scoring activations loads the whole source in float32 ({need / 2**30:.1f} GiB), above the "
-                        f"{limit / 2**30:.1f} GiB limit ({MAX_BYTES_ENV}); models this large must be scored layer by "
-                        "layer, which Graft does not do yet — use by_norm or first_n, or raise the limit if this "
-                        "machine has the memory")
+        raise PlanError(
+            f"scoring activations loads the whole source in float32 ({need / 2**30:.1f} GiB), above the "
+            f"{limit / 2**30:.1f} GiB limit ({MAX_BYTES_ENV}); models this large must be scored layer by "
+            "layer, which Graft does not do yet — use by_norm or first_n, or raise the limit if this "
+            "machine has the memory"
+        )
 
 
 def _max_tokens(config: dict, seq_len: int) -> int:
@@ -145,15 +164,16 @@ def _rows(task, config: dict, source, dataset, samples, seq_len, batch_size, see
     from core.training.config import ValidationConfig
 
     try:
-        options = ValidationConfig(dataset=dataset or None, seq_len=seq_len, batch_size=batch_size, seed=seed,
-                                   eval_fraction=eval_fraction)
+        options = ValidationConfig(
+            dataset=dataset or None, seq_len=seq_len, batch_size=batch_size, seed=seed, eval_fraction=eval_fraction
+        )
         data = task.prepare(config, options, str(source.root))
     except TrainingError as exc:
         raise PlanError(f"the calibration data for data-aware selection cannot be prepared: {exc}") from exc
     rows = data.split.train_index[:samples]
     batches = []
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
+        chunk = rows[start : start + batch_size]
         if task.data_kind == "text":
             batches.append({"input_ids": data.inputs[chunk]})
         else:  # the image tasks' own preprocessing (resize for ViT, flatten for the MLP)
@@ -163,19 +183,15 @@ def _rows(task, config: dict, source, dataset, samples, seq_len, batch_size, see
 
 
 def _state_names(source, spec, config, model) -> dict[str, str]:
-    """Source tensor name → the model's state-dict key (with or without the base prefix)."""
-    if spec.family == "mlp":  # the k-th Linear of the file is module 2k of the rebuilt Sequential
-        out = {}
-        for k, index in enumerate(config["module_indices"]):
-            for kind in ("weight", "bias"):
-                name = f"{spec.prefixes[0]}{index}.{kind}"
-                if name in source.tensors:
-                    out[name] = f"{2 * k}.{kind}"
-        return out
+    """Source tensor name → the model's state-dict key: as the family fixes it (the MLP's k-th Linear is
+    module 2k), else matched to the model's keys (with or without the base prefix, transformers' renamings)."""
     from core.training.arms import match_keys
 
     own = model.state_dict()
-    return {n: key for n, key in match_keys(model, list(source.tensors)).items() if key in own}
+    keys = spec.model_keys(config, list(source.tensors))
+    if keys is None:
+        keys = match_keys(model, list(source.tensors))
+    return {n: key for n, key in keys.items() if key in own}
 
 
 def _load_model(source, spec, config, task, seed: int):
@@ -194,8 +210,10 @@ def _load_model(source, spec, config, task, seed: int):
     names = {n: key for n, key in _state_names(source, spec, config, model).items() if key in own}
     bad = [n for n, key in names.items() if tuple(own[key].shape) != tuple(source.tensors[n].shape)]
     if bad:
-        raise PlanError(f"the source's tensor {bad[0]!r} does not fit the {config.get('model_type')} model built "
-                        "from its config, so its activations cannot be measured; use by_norm or first_n")
+        raise PlanError(
+            f"the source's tensor {bad[0]!r} does not fit the {config.get('model_type')} model built "
+            "from its config, so its activations cannot be measured; use by_norm or first_n"
+        )
     absent = [n for n in source.tensors if n not in names]
     if absent:  # e.g. a pooler the task model has no use for: not run, so not scored
         log.info("not part of the %s task model, not scored: %s", config.get("model_type"), ", ".join(absent[:5]))
@@ -253,9 +271,19 @@ def _write_cache(key: str, profile: ActivationProfile) -> None:
         log.warning("cannot write the activation cache %s: %s", path, exc)
 
 
-def activation_profile(source, *, dataset: str | None = None, samples: int = 64, seq_len: int = 128,
-                       batch_size: int = 16, seed: int = 0, eval_fraction: float = 0.1, rule: str = "magnitude",
-                       progress: ProgressFn = no_progress, cancel: CancelToken = NEVER_CANCELLED) -> ActivationProfile:
+def activation_profile(
+    source,
+    *,
+    dataset: str | None = None,
+    samples: int = 64,
+    seq_len: int = 128,
+    batch_size: int = 16,
+    seed: int = 0,
+    eval_fraction: float = 0.1,
+    rule: str = "magnitude",
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+) -> ActivationProfile:
     """Run the source on calibration data; the per-dimension scores and per-layer Block Influence.
 
     Args:
@@ -296,8 +324,15 @@ def activation_profile(source, *, dataset: str | None = None, samples: int = 64,
     seq_len = _max_tokens(config, seq_len) if task.data_kind == "text" else seq_len
     progress(-1.0, "preparing calibration data")
     batches = _rows(task, config, source, dataset, samples, seq_len, batch_size, seed, eval_fraction)
-    params = {"dataset": dataset or "", "samples": samples, "seq_len": seq_len, "batch_size": batch_size,
-              "seed": seed, "eval_fraction": eval_fraction, "rule": rule}
+    params = {
+        "dataset": dataset or "",
+        "samples": samples,
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "seed": seed,
+        "eval_fraction": eval_fraction,
+        "rule": rule,
+    }
     key = _key(source, config, batches, params)
     hit = _read_cache(key)
     if hit is not None:
@@ -310,12 +345,12 @@ def activation_profile(source, *, dataset: str | None = None, samples: int = 64,
     reconstruct = rule == "reconstruction"
     if reconstruct:
         check_gram_memory(readers, max_bytes())
-    n_layers = sizes.get("layers", 0) if spec.family != "mlp" else 0
+    n_layers = sizes.get("layers", 0) if spec.layered else 0
     influence, grams = run_pass(model, batches, readers, n_layers, grams=reconstruct, progress=progress, cancel=cancel)
     first = [next(iter(b.values())) for b in batches]
     rows = sum(len(x) for x in first)
     tokens = sum(x.numel() for x in first) if task.data_kind == "text" else rows
-    dims = aggregate(readers, spec.family, sizes, grams if reconstruct else None)
+    dims = aggregate(readers, spec, sizes, grams if reconstruct else None)
     profile = ActivationProfile(spec.family, dims, dict(sizes), influence, rows, tokens)
     _write_cache(key, profile)
     return profile

@@ -29,7 +29,6 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from core.architectures.spec import PER_LAYER_DIMS
 from core.errors import PlanError
 
 log = logging.getLogger(__name__)
@@ -212,6 +211,7 @@ def run_pass(model, batches, readers: list[Reader], n_layers: int, *, grams: boo
                 gram = (flat.T @ flat).to(torch.float64)
                 gram_sums[reader.group] = gram_sums[reader.group] + gram if reader.group in gram_sums else gram
                 gram_done.add(reader.group)
+
         return hook
 
     blocks = _blocks(runner, n_layers) if n_layers else None
@@ -222,6 +222,7 @@ def run_pass(model, batches, readers: list[Reader], n_layers: int, *, grams: boo
     def block_pre(index):
         def hook(module, args, kwargs):
             block_in[index] = args[0] if args else kwargs["hidden_states"]
+
         return hook
 
     def block_post(index):
@@ -230,6 +231,7 @@ def run_pass(model, batches, readers: list[Reader], n_layers: int, *, grams: boo
             cos = torch.nn.functional.cosine_similarity(block_in.pop(index).float(), out.float(), dim=-1)
             cos_sum[index] += float(cos.sum(dtype=torch.float64))
             cos_count[index] += cos.numel()
+
         return hook
 
     handles = [r.module.register_forward_pre_hook(reader_hook(r)) for r in readers]
@@ -255,26 +257,28 @@ def run_pass(model, batches, readers: list[Reader], n_layers: int, *, grams: boo
     return [1.0 - s / max(c, 1) for s, c in zip(cos_sum, cos_count)], gram_sums
 
 
-def _key(atom: str, layer: int | None, family: str) -> str | None:
-    if atom in PER_LAYER_DIMS and family != "mlp":
+def _key(atom: str, layer: int | None, spec) -> str | None:
+    if spec.per_layer(atom):
         return None if layer is None else f"{atom}@{layer}"
     return atom
 
 
-def aggregate(readers: list[Reader], family: str, sizes: dict[str, int], gram_sums: dict | None = None) -> dict:
-    """Score vectors by key (``hidden``, ``ffn@3`` …); with ``gram_sums``, reconstruction where it applies."""
+def aggregate(readers: list[Reader], spec, sizes: dict[str, int], gram_sums: dict | None = None) -> dict:
+    """Score vectors by key (``hidden``, ``ffn@3`` …) of ``spec``'s dimensions; with ``gram_sums``,
+    reconstruction where it applies."""
     import torch
 
     groups: dict[str, dict[int, list]] = {}
     for reader in readers:
         for atom, vector in zip(reader.atoms, reader.magnitudes()):
-            key = _key(atom, reader.layer, family)
+            key = _key(atom, reader.layer, spec)
             if key is not None:
                 groups.setdefault(key, {}).setdefault(reader.group, []).append(vector)
-    dims = {key: combine_readers([torch.stack(vs).mean(0) for vs in by_group.values()])
-            for key, by_group in groups.items()}
+    dims = {
+        key: combine_readers([torch.stack(vs).mean(0) for vs in by_group.values()]) for key, by_group in groups.items()
+    }
     if gram_sums:
-        dims.update(_reconstruction(readers, family, gram_sums))
+        dims.update(_reconstruction(readers, spec, gram_sums))
     heads, kv = sizes.get("heads"), sizes.get("kv_heads")
     if heads and kv and heads % kv == 0:
         for key in [k for k in dims if k.startswith("heads@")]:
@@ -283,12 +287,12 @@ def aggregate(readers: list[Reader], family: str, sizes: dict[str, int], gram_su
     return dims
 
 
-def _reconstruction(readers: list[Reader], family: str, gram_sums: dict) -> dict:
+def _reconstruction(readers: list[Reader], spec, gram_sums: dict) -> dict:
     import torch
 
     by_key: dict[str, dict[int, list]] = {}
     for reader in readers:
-        key = _key(reader.atoms[0], reader.layer, family)
+        key = _key(reader.atoms[0], reader.layer, spec)
         if len(reader.atoms) != 1 or key is None or reader.group not in gram_sums:
             continue
         g = gram_sums[reader.group] * reader.weight_gram()
@@ -309,5 +313,7 @@ def check_gram_memory(readers: list[Reader], limit: int) -> None:
     """Refuse the reconstruction rule when its N × N input statistics would not fit in ``limit`` bytes."""
     need = sum(8 * r.shape[0] ** 2 for r in readers if len(r.atoms) == 1)
     if need > limit:
-        raise PlanError(f"the reconstruction rule keeps {need / 2**30:.1f} GiB of input statistics for this model, "
-                        f"above the {limit / 2**30:.1f} GiB limit; use by_activation's rule=magnitude")
+        raise PlanError(
+            f"the reconstruction rule keeps {need / 2**30:.1f} GiB of input statistics for this model, "
+            f"above the {limit / 2**30:.1f} GiB limit; use by_activation's rule=magnitude"
+        )

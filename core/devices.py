@@ -18,11 +18,15 @@ def device_availability() -> dict[str, str | None]:
     if torch.cuda.is_available():
         out["cuda"] = None
     elif torch.version.cuda is None:
-        out["cuda"] = "this torch build has no CUDA support (a CPU-only wheel); install a CUDA build of torch to use a GPU"
+        out["cuda"] = (
+            "this torch build has no CUDA support (a CPU-only wheel); install a CUDA build of torch to use a GPU"
+        )
     else:
         out["cuda"] = "torch finds no CUDA GPU on this machine (check the driver and CUDA_VISIBLE_DEVICES)"
     mps = getattr(torch.backends, "mps", None)
-    out["mps"] = None if mps is not None and mps.is_available() else "Apple's Metal (mps) is not available on this machine"
+    out["mps"] = (
+        None if mps is not None and mps.is_available() else "Apple's Metal (mps) is not available on this machine"
+    )
     return out
 
 
@@ -57,5 +61,7 @@ def check_device_available(name: str) -> None:
         import torch
 
         if int(index) >= torch.cuda.device_count():
-            raise RecipeError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                              "numbered from 0")
+            raise RecipeError(
+                f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                "numbered from 0"
+            )

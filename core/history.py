@@ -38,7 +38,8 @@ KINDS = ("leaderboard", "validation")
 def history_root() -> Path:
     """Where history lives (``GRAFT_HISTORY_DIR`` overrides; tests set it)."""
     base = os.environ.get("GRAFT_HISTORY_DIR") or os.path.join(
-        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "graft", "history")
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "graft", "history"
+    )
     return Path(base)
 
 
@@ -71,9 +72,12 @@ def recipe_key(recipe: Recipe | dict, *, what: str = "leaderboard", config=None)
     if what == "leaderboard":
         from core.plan import TargetSizes
 
-        question = {"source": data.get("source"), "revision": data.get("revision"),
-                    "target": TargetSizes.from_dict(data.get("target") or {}).to_dict(),
-                    "seed": data.get("seed", 0)}
+        question = {
+            "source": data.get("source"),
+            "revision": data.get("revision"),
+            "target": TargetSizes.from_dict(data.get("target") or {}).to_dict(),
+            "seed": data.get("seed", 0),
+        }
     elif what == "validation":
         question = {k: v for k, v in data.items() if k not in ("provenance", "graft_version")}
         question["validation"] = options
@@ -106,8 +110,13 @@ class History:
         if not key or not all(c in "0123456789abcdef" for c in key):
             raise GraftError(f"history key {key!r} is not a recipe_key (hex digits)")
         now = datetime.now(timezone.utc)
-        record = {"graft_history": HISTORY_FORMAT, "kind": kind, "key": key,
-                  "created": now.isoformat(timespec="microseconds"), "payload": payload}
+        record = {
+            "graft_history": HISTORY_FORMAT,
+            "kind": kind,
+            "key": key,
+            "created": now.isoformat(timespec="microseconds"),
+            "payload": payload,
+        }
         folder = self.root / key
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{kind}-{secrets.token_hex(4)}.json"
@@ -128,8 +137,11 @@ class History:
 
         Unreadable files are skipped with a warning.
         """
-        folders = [self.root / key] if key else (sorted(p for p in self.root.iterdir() if p.is_dir())
-                                                 if self.root.is_dir() else [])
+        folders = (
+            [self.root / key]
+            if key
+            else (sorted(p for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else [])
+        )
         out = []
         for folder in folders:
             for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -157,9 +169,13 @@ def _read(path: Path) -> dict | None:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         log.warning("history: skipping %s, which cannot be read (%s)", path, exc)
         return None
-    ok = (isinstance(record, dict) and record.get("graft_history") == HISTORY_FORMAT
-          and isinstance(record.get("kind"), str) and isinstance(record.get("created"), str)
-          and isinstance(record.get("payload"), dict))
+    ok = (
+        isinstance(record, dict)
+        and record.get("graft_history") == HISTORY_FORMAT
+        and isinstance(record.get("kind"), str)
+        and isinstance(record.get("created"), str)
+        and isinstance(record.get("payload"), dict)
+    )
     if not ok:
         log.warning("history: skipping %s, which is not a Graft history file of format %d", path, HISTORY_FORMAT)
         return None

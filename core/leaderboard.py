@@ -44,8 +44,8 @@ from pathlib import Path
 
 from core import strategies
 from core.errors import Cancelled, GraftError, PlanError, RecipeError, StrategyError, TrainingError
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.plan import LAYER_MAPS
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.ranking import LEADERBOARD_DIR, Leaderboard, Row, agreement, rank_curves, rank_rows
 from core.recipe import Recipe
 from core.training.arms import BASELINE
@@ -95,9 +95,11 @@ def _transfer(recipe: Recipe) -> dict:
 
 
 def _grammar() -> str:
-    return (f"value strategies ({', '.join(n for n in _value_names() if n != 'baseline')}), index strategies "
-            f"({', '.join(_index_names())}), layer maps ({', '.join('layers=' + m for m in LAYER_MAPS)}, or "
-            f"by_influence), {TEACHER}, {SCRATCH}, joined by '+' (e.g. mean_field+by_norm), or a recipe .json path")
+    return (
+        f"value strategies ({', '.join(n for n in _value_names() if n != 'baseline')}), index strategies "
+        f"({', '.join(_index_names())}), layer maps ({', '.join('layers=' + m for m in LAYER_MAPS)}, or "
+        f"by_influence), {TEACHER}, {SCRATCH}, joined by '+' (e.g. mean_field+by_norm), or a recipe .json path"
+    )
 
 
 def _token_candidate(base: Recipe, spec: str) -> Candidate:
@@ -144,11 +146,15 @@ def _recipe_candidate(base: Recipe, spec: str, taken: set[str]) -> Candidate:
     recipe = Recipe.load(path)
     want, got = base.sizes.to_dict(), recipe.sizes.to_dict()
     if want != got:
-        raise RecipeError(f"candidate recipe {location} targets {got or 'the source sizes'}, but the leaderboard "
-                          f"compares starts of {want or 'the source sizes'}; give recipes of the same sizes")
+        raise RecipeError(
+            f"candidate recipe {location} targets {got or 'the source sizes'}, but the leaderboard "
+            f"compares starts of {want or 'the source sizes'}; give recipes of the same sizes"
+        )
     if (recipe.source, recipe.revision) != (base.source, base.revision):
-        raise RecipeError(f"candidate recipe {location} transfers from {recipe.source}, but the leaderboard "
-                          f"compares starts from {base.source}; give recipes of the same source")
+        raise RecipeError(
+            f"candidate recipe {location} transfers from {recipe.source}, but the leaderboard "
+            f"compares starts from {base.source}; give recipes of the same source"
+        )
     stem = path.parent.name if (path.is_dir() or path.stem == "graft_recipe") else path.stem
     name = stem if stem and stem not in taken and stem != BASELINE else location
     return Candidate(name + (f"+{TEACHER}" if distill else ""), recipe, distill)
@@ -167,7 +173,9 @@ def parse_candidates(base: Recipe, specs: Sequence[str]) -> list[Candidate]:
         if not spec:
             raise RecipeError("a candidate is empty; give names like select or mean_field+by_norm, separated by commas")
         if spec == BASELINE:
-            raise RecipeError("the baseline is always in the leaderboard (the reference row); leave it out of the candidates")
+            raise RecipeError(
+                "the baseline is always in the leaderboard (the reference row); leave it out of the candidates"
+            )
         stripped = spec[: -len(TEACHER) - 1] if spec.endswith("+" + TEACHER) else spec
         if _is_path(stripped):
             cand = _recipe_candidate(base, spec, {c.name for c in out})
@@ -189,13 +197,17 @@ def quick_config(config: ValidationConfig, quick_steps: int | None) -> tuple[Val
     if quick_steps is None:
         return config, []
     if isinstance(quick_steps, bool) or not isinstance(quick_steps, int) or not 1 <= quick_steps <= config.steps:
-        raise TrainingError(f"quick steps must be a whole number from 1 to the run's {config.steps} steps, "
-                            f"not {quick_steps!r}; lower --quick-steps or raise --steps")
+        raise TrainingError(
+            f"quick steps must be a whole number from 1 to the run's {config.steps} steps, "
+            f"not {quick_steps!r}; lower --quick-steps or raise --steps"
+        )
     if quick_steps in config.eval_steps():
         return config, []
     every = max(d for d in range(1, config.eval_every + 1) if quick_steps % d == 0)
-    note = (f"eval_every {config.eval_every} → {every}, so that step {quick_steps} is evaluated "
-            "(evaluation changes no weight and no random draw: the curves are the full run's)")
+    note = (
+        f"eval_every {config.eval_every} → {every}, so that step {quick_steps} is evaluated "
+        "(evaluation changes no weight and no random draw: the curves are the full run's)"
+    )
     return config.with_(eval_every=every), [note]
 
 
@@ -216,8 +228,11 @@ def _build_teacher(teacher_source, source, model_type: str, config: ValidationCo
     from core.training.tasks import task_for
     from core.training.teacher import Teacher
 
-    tsrc = source if teacher_source is None else (open_source(teacher_source) if isinstance(teacher_source, str)
-                                                  else teacher_source)
+    tsrc = (
+        source
+        if teacher_source is None
+        else (open_source(teacher_source) if isinstance(teacher_source, str) else teacher_source)
+    )
     task = task_for(model_type)
     return Teacher.from_source(tsrc, task, device=resolve_device(config.device), seed=config.seed), tsrc is source
 
@@ -273,8 +288,14 @@ def compare_steps(
     progress(-1.0, "checking the source")
     cancel.check()
     source = source or open_recipe_source(base)
-    trust_source(base, source, allow_changed_source=allow_changed_source, allow_nonfinite=allow_nonfinite,
-                 progress=progress, cancel=cancel)
+    trust_source(
+        base,
+        source,
+        allow_changed_source=allow_changed_source,
+        allow_nonfinite=allow_nonfinite,
+        progress=progress,
+        cancel=cancel,
+    )
     reference = _reference_plan(base, source)
     arms, plans, errors, build_s = [], {}, {}, {}
     for i, cand in enumerate(candidates):
@@ -296,7 +317,9 @@ def compare_steps(
         build_s[cand.name] = time.perf_counter() - start
         plans[cand.name] = plan
         notes += [f"{cand.name}: {w}" for w in plan.warnings]
-        arms.append(Arm.from_state(cand.name, plan.target_config, state, f"{cand.name} transfer of {source.display_name}"))
+        arms.append(
+            Arm.from_state(cand.name, plan.target_config, state, f"{cand.name} transfer of {source.display_name}")
+        )
     if not arms:
         raise StrategyError("every candidate was refused: " + "; ".join(f"{n}: {e}" for n, e in errors.items()))
     baseline = Arm.baseline(reference.target_config)
@@ -312,8 +335,12 @@ def compare_steps(
         baseline.distill = False  # the reference trains alone: add baseline+teacher to see it distilled
     progress(-1.0, "preparing data and models")
     started = time.perf_counter()
-    session = ValidationSession([*arms, baseline], config=config, tokenizer=tokenizer or source.root,
-                                **({"teacher": teacher} if teacher is not None else {}))
+    session = ValidationSession(
+        [*arms, baseline],
+        config=config,
+        tokenizer=tokenizer or source.root,
+        **({"teacher": teacher} if teacher is not None else {}),
+    )
     report = session.report()
     stop_at = quick_steps or config.steps
     total = (stop_at + 1) * len(session.runners)
@@ -360,12 +387,29 @@ def _leaderboard(base, candidates, report, config, asked, quick_steps, errors, b
     base_records = report.records.get(base_row.name)
     base_row.wall_s = base_records[-1].elapsed_s if base_records else None
     return Leaderboard(
-        rows=rank_rows(rows, quick=quick_steps is not None), baseline=base_row, config=asdict(config),
-        quick_steps=quick_steps, base_recipe=base.to_dict(), report=report.to_dict(),
+        rows=rank_rows(rows, quick=quick_steps is not None),
+        baseline=base_row,
+        config=asdict(config),
+        quick_steps=quick_steps,
+        base_recipe=base.to_dict(),
+        report=report.to_dict(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        key=recipe_key(base, what="leaderboard", config=asked), notes=notes,
+        key=recipe_key(base, what="leaderboard", config=asked),
+        notes=notes,
     )
 
 
-__all__ = ["DEFAULT_CANDIDATES", "LEADERBOARD_DIR", "Candidate", "Leaderboard", "Row", "agreement", "compare_steps",
-           "default_candidate_specs", "parse_candidates", "quick_config", "rank_curves", "rank_rows"]
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "LEADERBOARD_DIR",
+    "Candidate",
+    "Leaderboard",
+    "Row",
+    "agreement",
+    "compare_steps",
+    "default_candidate_specs",
+    "parse_candidates",
+    "quick_config",
+    "rank_curves",
+    "rank_rows",
+]

@@ -60,10 +60,13 @@ class Kind:
 
 
 def _export_name(name: str) -> bool:
-    from core.sources.base import AUX_FILE_PATTERNS
+    from core.sources.base import is_aux_file
 
-    return (name in ("config.json", "graft_recipe.json", "README.md") or name in AUX_FILE_PATTERNS
-            or name.endswith((".safetensors", ".safetensors.index.json")))
+    return (
+        name in ("config.json", "graft_recipe.json", "README.md")
+        or is_aux_file(name)
+        or name.endswith((".safetensors", ".safetensors.index.json"))
+    )
 
 
 def _validation_name(name: str) -> bool:
@@ -115,15 +118,20 @@ def check_not_source(out: Path, protect: Iterable[Path], what: str) -> None:
             for o in outs:
                 if o == p:
                     kind = "folder" if folder else f"file {Path(path).name}"
-                    raise ExportError(f"cannot write the {what} to {out}: it is the source {kind}; "
-                                      "choose a folder outside the source")
+                    raise ExportError(
+                        f"cannot write the {what} to {out}: it is the source {kind}; choose a folder outside the source"
+                    )
                 if _within(p, o):
-                    raise ExportError(f"cannot write the {what} to {out}: it holds the source "
-                                      f"{'folder' if folder else 'file'} {os.path.relpath(p, o)}, which "
-                                      "would be lost; choose a folder outside the source")
+                    raise ExportError(
+                        f"cannot write the {what} to {out}: it holds the source "
+                        f"{'folder' if folder else 'file'} {os.path.relpath(p, o)}, which "
+                        "would be lost; choose a folder outside the source"
+                    )
                 if folder and _within(o, p):
-                    raise ExportError(f"cannot write the {what} to {out}: it lies inside the source folder "
-                                      f"{path}; choose a folder outside the source")
+                    raise ExportError(
+                        f"cannot write the {what} to {out}: it lies inside the source folder "
+                        f"{path}; choose a folder outside the source"
+                    )
 
 
 def _check_not_home_or_cwd(out: Path) -> None:
@@ -135,8 +143,7 @@ def _check_not_home_or_cwd(out: Path) -> None:
     outs = _forms(out)
     for label, place in places:
         if any(o == p or _within(p, o) for o in outs for p in _forms(place)):
-            raise ExportError(f"{out} is or holds {label} ({place}), which Graft never replaces; "
-                              "choose another folder")
+            raise ExportError(f"{out} is or holds {label} ({place}), which Graft never replaces; choose another folder")
 
 
 # -- what Graft wrote -----------------------------------------------------------------------------
@@ -158,7 +165,9 @@ def foreign_reason(folder: Path, kind: Kind) -> str | None:
             inner = kind.folders.get(entry.name)
             if inner is not None and entry.is_dir(follow_symlinks=False):
                 with os.scandir(entry.path) as files:
-                    stray = next((f.name for f in files if not (f.is_file(follow_symlinks=False) and inner(f.name))), None)
+                    stray = next(
+                        (f.name for f in files if not (f.is_file(follow_symlinks=False) and inner(f.name))), None
+                    )
                 if stray is not None:
                     return f"it holds {entry.name}/{stray}, which Graft does not write"
             elif not entry.is_file(follow_symlinks=False) or not kind.names(entry.name):
@@ -183,8 +192,9 @@ def is_graft_safetensors(path: Path) -> bool:
 # -- the checks -------------------------------------------------------------------------------------
 
 
-def check_out_dir(out: Path, *, kind: Kind = EXPORT, force: bool = False, replace_any: bool = False,
-                  protect: Sequence[Path] = ()) -> None:
+def check_out_dir(
+    out: Path, *, kind: Kind = EXPORT, force: bool = False, replace_any: bool = False, protect: Sequence[Path] = ()
+) -> None:
     """Refuse an output folder that the rules above do not allow (see the module docstring).
 
     Raises:
@@ -210,16 +220,20 @@ def check_out_dir(out: Path, *, kind: Kind = EXPORT, force: bool = False, replac
         return
     reason = foreign_reason(out, kind)
     if reason is not None:
-        raise ExportError(f"{out} is not a {kind.what} Graft wrote ({reason}), so --force does not replace "
-                          "it; choose another folder, or pass --force --replace-any to replace it anyway")
+        raise ExportError(
+            f"{out} is not a {kind.what} Graft wrote ({reason}), so --force does not replace "
+            "it; choose another folder, or pass --force --replace-any to replace it anyway"
+        )
 
 
 def _check_name_lengths(out: Path) -> None:
     # Refused here, in one sentence, rather than by the first stat() of the path (ENAMETOOLONG).
     for part in Path(os.path.abspath(out)).parts:
         if len(os.fsencode(part)) > _MAX_NAME:
-            raise ExportError(f"the name {part[:40]}… in the output path is longer than the {_MAX_NAME} bytes "
-                              "a file system allows; choose a shorter one")
+            raise ExportError(
+                f"the name {part[:40]}… in the output path is longer than the {_MAX_NAME} bytes "
+                "a file system allows; choose a shorter one"
+            )
 
 
 def check_out_file(out: Path, *, inputs: Sequence[Path], force: bool = False, replace_any: bool = False) -> None:
@@ -236,8 +250,9 @@ def check_out_file(out: Path, *, inputs: Sequence[Path], force: bool = False, re
         except OSError:
             pass
         if same:
-            raise ExportError(f"{out} is the input {Path(path).name} (or a link to it) and would overwrite it; "
-                              "choose another --out")
+            raise ExportError(
+                f"{out} is the input {Path(path).name} (or a link to it) and would overwrite it; choose another --out"
+            )
     if not os.path.lexists(out):
         return
     if os.path.islink(out):
@@ -247,8 +262,10 @@ def check_out_file(out: Path, *, inputs: Sequence[Path], force: bool = False, re
     if not force:
         raise ExportError(f"{out} already exists; remove it, choose another --out or pass --force")
     if not replace_any and not is_graft_safetensors(out):
-        raise ExportError(f"{out} was not written by Graft, so --force does not replace it; choose another "
-                          "--out, or pass --force --replace-any to replace it anyway")
+        raise ExportError(
+            f"{out} was not written by Graft, so --force does not replace it; choose another "
+            "--out, or pass --force --replace-any to replace it anyway"
+        )
 
 
 # -- writing a folder atomically --------------------------------------------------------------------
@@ -264,8 +281,15 @@ class AtomicFolder:
     (an ``OSError`` becomes an :class:`ExportError`).
     """
 
-    def __init__(self, out_dir: str | os.PathLike, *, kind: Kind = EXPORT, force: bool = False,
-                 replace_any: bool = False, protect: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        *,
+        kind: Kind = EXPORT,
+        force: bool = False,
+        replace_any: bool = False,
+        protect: Sequence[Path] = (),
+    ) -> None:
         self.out_dir = Path(os.path.abspath(out_dir))
         self.kind, self.force, self.replace_any, self.protect = kind, force, replace_any, tuple(protect)
         self.tmp: Path | None = None
@@ -279,8 +303,9 @@ class AtomicFolder:
         self._check()
 
     def _check(self) -> None:
-        check_out_dir(self.out_dir, kind=self.kind, force=self.force, replace_any=self.replace_any,
-                      protect=self.protect)
+        check_out_dir(
+            self.out_dir, kind=self.kind, force=self.force, replace_any=self.replace_any, protect=self.protect
+        )
 
     def open(self) -> Path:
         """Check, then create the temporary folder (and missing parents); returns it."""
@@ -321,8 +346,9 @@ class AtomicFolder:
                 self.commit()
             except OSError as error:
                 self.abort()
-                raise ExportError(f"cannot write the {self.kind.what} to {self.out_dir}: "
-                                  f"{error.strerror or error}") from error
+                raise ExportError(
+                    f"cannot write the {self.kind.what} to {self.out_dir}: {error.strerror or error}"
+                ) from error
             except BaseException:
                 self.abort()
                 raise
@@ -333,5 +359,15 @@ class AtomicFolder:
         return False
 
 
-__all__ = ["EXPORT", "REPORT", "AtomicFolder", "Kind", "check_not_source", "check_out_dir", "check_out_file",
-           "foreign_reason", "is_graft_safetensors", "protected_paths"]
+__all__ = [
+    "EXPORT",
+    "REPORT",
+    "AtomicFolder",
+    "Kind",
+    "check_not_source",
+    "check_out_dir",
+    "check_out_file",
+    "foreign_reason",
+    "is_graft_safetensors",
+    "protected_paths",
+]

@@ -8,13 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from core import __version__
+from core.architectures import FAMILIES
 from core.budget import check_disk
 from core.devices import check_device_available
 from core.errors import SourceError
-from core.export import ExportEntry, default_model_card, export_checkpoint, mlp_metadata
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.export import ExportEntry, default_model_card, export_checkpoint
 from core.outdir import check_out_dir, protected_paths
 from core.plan import Plan, make_plan
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.provenance import check_finite, verify_recorded_hashes
 from core.provenance import record as record_provenance
 from core.recipe import Recipe
@@ -33,8 +34,13 @@ def open_recipe_source(recipe: Recipe, **kw) -> Source:
     return open_source(location, **kw)
 
 
-def plan_recipe(recipe: Recipe, source: Source | None = None, *, progress: ProgressFn = no_progress,
-                cancel: CancelToken = NEVER_CANCELLED) -> tuple[Plan, Source]:
+def plan_recipe(
+    recipe: Recipe,
+    source: Source | None = None,
+    *,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+) -> tuple[Plan, Source]:
     """Open the recipe's source (unless given) and compute its plan.
 
     Data-aware choices (the ``by_activation`` index strategy, the ``by_influence`` layer map) run
@@ -55,15 +61,31 @@ def plan_recipe(recipe: Recipe, source: Source | None = None, *, progress: Progr
         p = make_params("by_activation", index.get("params") if by_activation else {"rule": "magnitude"})
         rule = activation_rule(p.rule, detect(source)[0].family)
         validation = recipe.validation or {}
-        profile = lazy_profile(source, dataset=p.dataset or None, samples=p.samples, seq_len=p.seq_len, rule=rule,
-                               seed=validation.get("seed", 0),
-                               eval_fraction=validation.get("eval_fraction", 0.1), progress=progress, cancel=cancel)
+        profile = lazy_profile(
+            source,
+            dataset=p.dataset or None,
+            samples=p.samples,
+            seq_len=p.seq_len,
+            rule=rule,
+            seed=validation.get("seed", 0),
+            eval_fraction=validation.get("eval_fraction", 0.1),
+            progress=progress,
+            cancel=cancel,
+        )
         if by_activation:
             scores = activation_score_fn(profile)
         if recipe.layers == "by_influence":
             layer_scores = lambda: profile().block_influence  # noqa: E731  (measured only if layers are dropped)
-    plan = make_plan(source, recipe.sizes, values=recipe.values, index=recipe.index,
-                     layers=recipe.layers, seed=recipe.seed, score_fn=scores, layer_scores=layer_scores)
+    plan = make_plan(
+        source,
+        recipe.sizes,
+        values=recipe.values,
+        index=recipe.index,
+        layers=recipe.layers,
+        seed=recipe.seed,
+        score_fn=scores,
+        layer_scores=layer_scores,
+    )
     return plan, source
 
 
@@ -101,9 +123,15 @@ def export_entries(plan: Plan, dtype: str | None) -> list[ExportEntry]:
     return [ExportEntry(t.name, tuple(t.shape), output_dtype(t, dtype)) for t in plan.tensors]
 
 
-def trust_source(recipe: Recipe, source: Source, *, allow_changed_source: bool = False,
-                 allow_nonfinite: bool = False, progress: ProgressFn = no_progress,
-                 cancel: CancelToken = NEVER_CANCELLED) -> None:
+def trust_source(
+    recipe: Recipe,
+    source: Source,
+    *,
+    allow_changed_source: bool = False,
+    allow_nonfinite: bool = False,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+) -> None:
     """Before any weight is transferred: the recipe's device exists here, the recipe's recorded
     hashes match the source, every value is finite.
 
@@ -113,15 +141,25 @@ def trust_source(recipe: Recipe, source: Source, *, allow_changed_source: bool =
     """
     check_device_available(recipe.device)
     # The scan is a phase before the job's own work: its fraction never reports "done".
-    check_finite(source, allow_nonfinite=allow_nonfinite, cancel=cancel,
-                 progress=lambda f, m: progress(min(f, 0.999), m))
+    check_finite(
+        source, allow_nonfinite=allow_nonfinite, cancel=cancel, progress=lambda f, m: progress(min(f, 0.999), m)
+    )
     verify_recorded_hashes(recipe.provenance, source, allow_changed=allow_changed_source)
 
 
-def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None = None, plan: Plan | None = None,
-                  force: bool = False, replace_any: bool = False, allow_changed_source: bool = False,
-                  allow_nonfinite: bool = False, progress: ProgressFn = no_progress,
-                  cancel: CancelToken = NEVER_CANCELLED) -> Path:
+def export_recipe(
+    recipe: Recipe,
+    out_dir: str | Path,
+    *,
+    source: Source | None = None,
+    plan: Plan | None = None,
+    force: bool = False,
+    replace_any: bool = False,
+    allow_changed_source: bool = False,
+    allow_nonfinite: bool = False,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+) -> Path:
     """Materialise the recipe's target tensor by tensor and write an HF folder atomically.
 
     The source is checked first (:func:`trust_source`): its hashes against the recipe's recorded
@@ -138,8 +176,14 @@ def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None 
     # replace_any): a refusal must not wait for the scan below.
     protect = protected_paths(source)
     check_out_dir(Path(out_dir), force=force, replace_any=replace_any, protect=protect)
-    trust_source(recipe, source, allow_changed_source=allow_changed_source, allow_nonfinite=allow_nonfinite,
-                 progress=progress, cancel=cancel)
+    trust_source(
+        recipe,
+        source,
+        allow_changed_source=allow_changed_source,
+        allow_nonfinite=allow_nonfinite,
+        progress=progress,
+        cancel=cancel,
+    )
     cache: dict = {}
     by_name = {t.name: t for t in plan.tensors}
 
@@ -155,14 +199,11 @@ def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None 
                 written["provenance"][key] = cache[key]
         return out
 
-    metadata = {"graft.version": __version__}
-    config = dict(plan.target_config)
+    spec = FAMILIES.get(plan.family)
+    config, family_metadata = spec.export_files(plan.target_config)
+    metadata = {"graft.version": __version__, **family_metadata}
     removed: dict[str, list[str]] = {}
-    if plan.family == "mlp":
-        metadata.update(mlp_metadata(config["widths"], config["activation"]))
-        config = None
-    else:
-        config.pop("_name_or_path", None)
+    if config is not None:
         if recipe.dtype:
             config["dtype"] = recipe.dtype
         dropped = strip_remote_code(config)
@@ -176,24 +217,40 @@ def export_recipe(recipe: Recipe, out_dir: str | Path, *, source: Source | None 
         else:
             aux_texts[path.name], removed[path.name] = edited
     default = recipe.values["default"]
-    card = default_model_card({
-        "source": source.display_name,
-        "revision": source.identity.get("revision"),
-        "family": plan.family,
-        "target": {k: v for k, v in plan.target_sizes.items() if k not in ("one", "qkv")},
-        "strategy": default["method"] + "".join(f", {r}: {c['method']}" for r, c in recipe.values.items() if r != "default"),
-        "parameters": default.get("params") or {},
-        "seed": recipe.seed,
-        "dtype": recipe.dtype,
-        "removed_remote_code": removed,
-    })
+    card = default_model_card(
+        {
+            "source": source.display_name,
+            "revision": source.identity.get("revision"),
+            "family": plan.family,
+            "library": spec.library,
+            "loader": spec.loader,
+            "target": {k: v for k, v in plan.target_sizes.items() if k not in ("one", "qkv")},
+            "strategy": default["method"]
+            + "".join(f", {r}: {c['method']}" for r, c in recipe.values.items() if r != "default"),
+            "parameters": default.get("params") or {},
+            "seed": recipe.seed,
+            "dtype": recipe.dtype,
+            "removed_remote_code": removed,
+        }
+    )
     entries = export_entries(plan, recipe.dtype)
     check_disk(sum(e.nbytes for e in entries), Path(out_dir))
     out = export_checkpoint(
-        Path(out_dir), entries=entries, produce=produce, config=config,
-        aux_files=aux_files, aux_texts=aux_texts, recipe=written, model_card=card, metadata=metadata,
-        max_shard_size=recipe.max_shard_size, force=force, replace_any=replace_any,
-        protect=protect, progress=progress, cancel=cancel,
+        Path(out_dir),
+        entries=entries,
+        produce=produce,
+        config=config,
+        aux_files=aux_files,
+        aux_texts=aux_texts,
+        recipe=written,
+        model_card=card,
+        metadata=metadata,
+        max_shard_size=recipe.max_shard_size,
+        force=force,
+        replace_any=replace_any,
+        protect=protect,
+        progress=progress,
+        cancel=cancel,
     )
     return out
 
@@ -237,24 +294,50 @@ def validate_recipe_steps(
         config = ValidationConfig(**(recipe.validation or {}))
     save = SaveTrained.of(save_trained)
     if save is not None:  # refused before the scan and the training, never after them
-        save = replace(save, protect=tuple(save.protect) + protected_paths(source),
-                       recipes={"transferred": recipe.to_dict(), **save.recipes})
+        save = replace(
+            save,
+            protect=tuple(save.protect) + protected_paths(source),
+            recipes={"transferred": recipe.to_dict(), **save.recipes},
+        )
         save.check(["transferred", "baseline"], "baseline", [Path(tokenizer or source.root)])
-    trust_source(recipe, source, allow_changed_source=allow_changed_source, allow_nonfinite=allow_nonfinite,
-                 progress=progress, cancel=cancel)
+    trust_source(
+        recipe,
+        source,
+        allow_changed_source=allow_changed_source,
+        allow_nonfinite=allow_nonfinite,
+        progress=progress,
+        cancel=cancel,
+    )
     cancel.check()
     state = build_state_dict(plan, source, device="cpu", dtype="float32", cancel=cancel)
     hidden = plan.dims.get("hidden")
-    arms = [Arm.from_state("transferred", plan.target_config, state, f"{recipe.values['default']['method']} transfer of {source.display_name}"),
-            Arm.baseline(plan.target_config)]
+    arms = [
+        Arm.from_state(
+            "transferred",
+            plan.target_config,
+            state,
+            f"{recipe.values['default']['method']} transfer of {source.display_name}",
+        ),
+        Arm.baseline(plan.target_config),
+    ]
     arms[0].teacher_map = list(hidden.index) if hidden is not None else None
     guide = None
     if teacher:
         progress(-1.0, "loading the source as the teacher")
-        guide = Teacher.from_source(source, task_for(plan.target_config["model_type"]),
-                                    device=resolve_device(config.device), seed=config.seed)
-    return (yield from validation_steps(arms, config, tokenizer=tokenizer or source.root, teacher=guide,
-                                        save_trained=save, progress=progress, cancel=cancel))
+        guide = Teacher.from_source(
+            source, task_for(plan.target_config["model_type"]), device=resolve_device(config.device), seed=config.seed
+        )
+    return (
+        yield from validation_steps(
+            arms,
+            config,
+            tokenizer=tokenizer or source.root,
+            teacher=guide,
+            save_trained=save,
+            progress=progress,
+            cancel=cancel,
+        )
+    )
 
 
 def materialise_summaries(
@@ -278,8 +361,16 @@ def materialise_summaries(
     from core.transfer import materialize
 
     plan, source = plan_recipe(recipe, source)
-    trust_source(recipe, source, allow_changed_source=allow_changed_source, allow_nonfinite=allow_nonfinite,
-                 progress=progress, cancel=cancel)
+    trust_source(
+        recipe,
+        source,
+        allow_changed_source=allow_changed_source,
+        allow_nonfinite=allow_nonfinite,
+        progress=progress,
+        cancel=cancel,
+    )
     by_name = {t.name: t for t in plan.tensors}
-    return [summarise(by_name[name], tensor, source)
-            for name, tensor in materialize(plan, source, device=device, dtype=dtype, progress=progress, cancel=cancel)]
+    return [
+        summarise(by_name[name], tensor, source)
+        for name, tensor in materialize(plan, source, device=device, dtype=dtype, progress=progress, cancel=cancel)
+    ]

@@ -44,7 +44,7 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from core.errors import Cancelled, GraftError
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,12 @@ log = logging.getLogger(__name__)
 #: the main families too: seconds of imports a validation run would otherwise start with). The
 #: first one lowers the server's CPU priority, which its children inherit.
 DEFAULT_PRELOAD = (
-    "core._lower_priority", "core.training", "transformers", "transformers.models.bert.modeling_bert",
-    "transformers.models.llama.modeling_llama", "transformers.models.gpt2.modeling_gpt2",
+    "core._lower_priority",
+    "core.training",
+    "transformers",
+    "transformers.models.bert.modeling_bert",
+    "transformers.models.llama.modeling_llama",
+    "transformers.models.gpt2.modeling_gpt2",
     "transformers.models.vit.modeling_vit",
 )
 
@@ -114,8 +118,10 @@ def run_in_child(
     stop_reader, stop = ctx.Pipe(duplex=False)  # parent → child: a message (or EOF) cancels
     trace = os.environ.get(TRACE_ENV) or None
     child = ctx.Process(
-        target=_child_main, args=(sender, stop_reader, fn, args, kwargs, threads or child_threads(), trace),
-        name=f"graft-{getattr(fn, '__name__', 'job')}", daemon=True,
+        target=_child_main,
+        args=(sender, stop_reader, fn, args, kwargs, threads or child_threads(), trace),
+        name=f"graft-{getattr(fn, '__name__', 'job')}",
+        daemon=True,
     )
     cancel.check()
     child.start()
@@ -232,7 +238,7 @@ def _trace_core_calls(path: str) -> None:
 
     def profile(frame, event, arg):
         if event == "call" and frame.f_code.co_filename.startswith(core_dir):
-            name = frame.f_code.co_filename[len(core_dir) + 1:]
+            name = frame.f_code.co_filename[len(core_dir) + 1 :]
             out.write(f"{pid}\t{threading.current_thread().name}\t{name}:{frame.f_code.co_name}\n")
 
     sys.setprofile(profile)

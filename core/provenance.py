@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from core.errors import RecipeError, SourceError
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,10 @@ def verify_recorded_hashes(recorded: dict | None, source, *, allow_changed: bool
     if not shards:
         return []
     if not isinstance(shards, dict) or not all(isinstance(v, str) for v in shards.values()):
-        raise RecipeError("the recipe's provenance.shards must map file names to SHA-256 strings; "
-                          "remove the provenance block to replay it without verification")
+        raise RecipeError(
+            "the recipe's provenance.shards must map file names to SHA-256 strings; "
+            "remove the provenance block to replay it without verification"
+        )
     current = source.file_hashes()
     problems = []
     for name, digest in shards.items():
@@ -55,15 +57,18 @@ def verify_recorded_hashes(recorded: dict | None, source, *, allow_changed: bool
     problems += [f"{name} is new" for name in current if name not in shards]
     if problems and not allow_changed:
         more = f" (and {len(problems) - 1} more difference(s))" if len(problems) > 1 else ""
-        raise RecipeError(f"the source {source.display_name} changed since this recipe was written: "
-                          f"{problems[0]}{more}; open the recorded source, or pass {CHANGED_FLAG} to go on")
+        raise RecipeError(
+            f"the source {source.display_name} changed since this recipe was written: "
+            f"{problems[0]}{more}; open the recorded source, or pass {CHANGED_FLAG} to go on"
+        )
     for problem in problems:
         log.warning("source changed since the recipe was written: %s", problem)
     return problems
 
 
-def check_finite(source, *, allow_nonfinite: bool = False, progress: ProgressFn = no_progress,
-                 cancel: CancelToken = NEVER_CANCELLED):
+def check_finite(
+    source, *, allow_nonfinite: bool = False, progress: ProgressFn = no_progress, cancel: CancelToken = NEVER_CANCELLED
+):
     """Scan ``source``'s values (cached after the first time) and refuse NaN/Inf weights.
 
     Returns:
@@ -74,8 +79,9 @@ def check_finite(source, *, allow_nonfinite: bool = False, progress: ProgressFn 
     """
     scan = source.scan(progress=progress, cancel=cancel)
     if scan.nonfinite and not allow_nonfinite:
-        raise SourceError(f"the source has {scan.summary()}; repair or re-download it, or pass {NONFINITE_FLAG} "
-                          "to transfer it anyway")
+        raise SourceError(
+            f"the source has {scan.summary()}; repair or re-download it, or pass {NONFINITE_FLAG} to transfer it anyway"
+        )
     if scan.nonfinite:
         log.warning("transferring a source with %s", scan.summary())
     return scan

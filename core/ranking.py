@@ -36,13 +36,14 @@ CSV_NAME = "leaderboard.csv"
 PNG_NAME = "leaderboard.png"
 
 #: how well the quick proxy agreed with the full run where it was measured (shown with every quick look).
-QUICK_AGREEMENT = ("measured on the demo → 4/256/8/1024 masked LM (19 starts, 300 steps, "
-                   "benchmarks/bench_strategies.py): the eval loss after 60 steps ordered the starts with Spearman "
-                   "ρ 0.96 against the full ranking, 2 of its top 3 in common; its winner had the best final loss, "
-                   "the full run's (by steps to the baseline) came second")
+QUICK_AGREEMENT = (
+    "measured on the demo → 4/256/8/1024 masked LM (19 starts, 300 steps, "
+    "benchmarks/bench_strategies.py): the eval loss after 60 steps ordered the starts with Spearman "
+    "ρ 0.96 against the full ranking, 2 of its top 3 in common; its winner had the best final loss, "
+    "the full run's (by steps to the baseline) came second"
+)
 #: the folder ``graft compare --out`` writes (``--force`` replaces only one of these).
-LEADERBOARD_DIR = Kind("leaderboard", JSON_NAME, "graft_leaderboard",
-                       lambda n: n in (JSON_NAME, CSV_NAME, PNG_NAME))
+LEADERBOARD_DIR = Kind("leaderboard", JSON_NAME, "graft_leaderboard", lambda n: n in (JSON_NAME, CSV_NAME, PNG_NAME))
 
 
 @dataclass
@@ -76,8 +77,9 @@ def _loss_at(points: Sequence[tuple], step: int) -> float | None:
     return next((p[1] for p in points if p[0] == step), None)
 
 
-def rank_curves(curves: Mapping[str, Sequence[tuple]], baseline: str = "baseline", *,
-                quick_steps: int | None = None) -> tuple[list[Row], Row]:
+def rank_curves(
+    curves: Mapping[str, Sequence[tuple]], baseline: str = "baseline", *, quick_steps: int | None = None
+) -> tuple[list[Row], Row]:
     """Ranked candidate rows and the baseline's row from eval curves.
 
     Args:
@@ -93,12 +95,19 @@ def rank_curves(curves: Mapping[str, Sequence[tuple]], baseline: str = "baseline
     verdicts = compute_verdicts(evals, baseline) if baseline in evals else {}
     rows = []
     for arm, points in evals.items():
-        row = Row(arm, zero_step_eval_loss=_loss_at(points, 0),
-                  final_eval_loss=points[-1][1] if points else None,
-                  quick_eval_loss=_loss_at(points, quick_steps) if quick_steps is not None else None)
+        row = Row(
+            arm,
+            zero_step_eval_loss=_loss_at(points, 0),
+            final_eval_loss=points[-1][1] if points else None,
+            quick_eval_loss=_loss_at(points, quick_steps) if quick_steps is not None else None,
+        )
         v = verdicts.get(arm)
         if v is not None:
-            row.steps_to_baseline, row.speedup, row.reached_at_start = v.steps_to_baseline, v.speedup, v.reached_at_start
+            row.steps_to_baseline, row.speedup, row.reached_at_start = (
+                v.steps_to_baseline,
+                v.speedup,
+                v.reached_at_start,
+            )
             row.final_eval_loss = v.final_eval_loss
         rows.append(row)
     base_row = next((r for r in rows if r.name == baseline), Row(baseline))
@@ -111,8 +120,12 @@ def rank_rows(rows: Sequence[Row], *, quick: bool = False) -> list[Row]:
     inf = math.inf
 
     def full_key(r: Row):
-        return (r.steps_to_baseline is None, r.steps_to_baseline or 0,
-                inf if r.final_eval_loss is None else r.final_eval_loss, r.name)
+        return (
+            r.steps_to_baseline is None,
+            r.steps_to_baseline or 0,
+            inf if r.final_eval_loss is None else r.final_eval_loss,
+            r.name,
+        )
 
     def quick_key(r: Row):
         return (r.quick_eval_loss is None, inf if r.quick_eval_loss is None else r.quick_eval_loss, *full_key(r))
@@ -163,17 +176,34 @@ class Leaderboard:
         return {a: [(int(p[0]), float(p[1])) for p in pts] for a, pts in self.report.get("eval", {}).items()}
 
     def to_dict(self) -> dict:
-        return {"graft_leaderboard": self.version, "key": self.key, "created": self.created, "status": self.status,
-                "quick_steps": self.quick_steps, "config": self.config, "base_recipe": self.base_recipe,
-                "notes": list(self.notes), "rows": [r.to_dict() for r in self.rows],
-                "baseline": self.baseline.to_dict(), "report": self.report}
+        return {
+            "graft_leaderboard": self.version,
+            "key": self.key,
+            "created": self.created,
+            "status": self.status,
+            "quick_steps": self.quick_steps,
+            "config": self.config,
+            "base_recipe": self.base_recipe,
+            "notes": list(self.notes),
+            "rows": [r.to_dict() for r in self.rows],
+            "baseline": self.baseline.to_dict(),
+            "report": self.report,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Leaderboard:
-        return cls(rows=[Row.from_dict(r) for r in data["rows"]], baseline=Row.from_dict(data["baseline"]),
-                   config=data["config"], quick_steps=data.get("quick_steps"), base_recipe=data["base_recipe"],
-                   created=data["created"], report=data["report"], key=data["key"], notes=list(data.get("notes", [])),
-                   version=data.get("graft_leaderboard", LEADERBOARD_FORMAT))
+        return cls(
+            rows=[Row.from_dict(r) for r in data["rows"]],
+            baseline=Row.from_dict(data["baseline"]),
+            config=data["config"],
+            quick_steps=data.get("quick_steps"),
+            base_recipe=data["base_recipe"],
+            created=data["created"],
+            report=data["report"],
+            key=data["key"],
+            notes=list(data.get("notes", [])),
+            version=data.get("graft_leaderboard", LEADERBOARD_FORMAT),
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -208,7 +238,14 @@ class Leaderboard:
                 reach, speed = "not reached", ""
             else:
                 reach, speed = f"step {r.steps_to_baseline}", f"{r.speedup:.1f}x"
-            cells = ["" if is_base else _dash(r.rank), r.name, reach, speed, _num(r.final_eval_loss), _num(r.zero_step_eval_loss)]
+            cells = [
+                "" if is_base else _dash(r.rank),
+                r.name,
+                reach,
+                speed,
+                _num(r.final_eval_loss),
+                _num(r.zero_step_eval_loss),
+            ]
             if self.quick_steps is not None:
                 cells.append(_num(r.quick_eval_loss))
             cells += [_num(r.wall_s, 1), _num(r.materialise_s, 1)]
@@ -237,7 +274,7 @@ def _align(headers: list[str], rows: list[list[str]]) -> str:
     widths = [len(h) for h in headers]
     for row in rows:
         cells = row if len(row) == len(headers) else row[:-1]
-        widths = [max(w, len(c)) for w, c in zip(widths, cells)] + widths[len(cells):]
+        widths = [max(w, len(c)) for w, c in zip(widths, cells)] + widths[len(cells) :]
 
     def line(cells: list[str]) -> str:
         return "  ".join([*(c.ljust(w) for c, w in zip(cells[:-1], widths)), cells[-1]]).rstrip()

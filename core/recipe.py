@@ -13,11 +13,11 @@ from pathlib import Path
 
 from core import __version__
 from core.devices import check_device_name
+from core.dtypes import EXPORT_DTYPES
 from core.errors import RecipeError
 from core.plan import LAYER_MAPS, TargetSizes
 
 FORMAT = 1
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _expect(value, kinds, name: str, what: str) -> None:
@@ -29,7 +29,7 @@ def _expect(value, kinds, name: str, what: str) -> None:
 
 def _check_choice(choice, where: str) -> None:
     if not isinstance(choice, dict) or not isinstance(choice.get("method"), str):
-        raise RecipeError(f"{where} must be an object with a 'method' name, like {{\"method\": \"select\"}}")
+        raise RecipeError(f'{where} must be an object with a \'method\' name, like {{"method": "select"}}')
     unknown = set(choice) - {"method", "params"}
     if unknown:
         raise RecipeError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}; it takes 'method' and 'params'")
@@ -83,7 +83,9 @@ class Recipe:
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
-            raise RecipeError(f"unknown recipe field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(known))}")
+            raise RecipeError(
+                f"unknown recipe field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(known))}"
+            )
         recipe = cls(**data)
         recipe.validate()
         return recipe
@@ -96,8 +98,10 @@ class Recipe:
         _expect(self.revision, (str, type(None)), "revision", "a branch, tag or commit hash, or null")
         _expect(self.target, dict, "target", 'an object of sizes, like {"layers": 4, "hidden": 256}')
         TargetSizes.from_dict(self.target)
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise RecipeError(f"dtype must be one of {', '.join(DTYPES)} (or absent to keep the source's), not {self.dtype!r}")
+        if self.dtype is not None and self.dtype not in EXPORT_DTYPES:
+            raise RecipeError(
+                f"dtype must be one of {', '.join(EXPORT_DTYPES)} (or absent to keep the source's), not {self.dtype!r}"
+            )
         if not isinstance(self.values, dict) or "default" not in self.values:
             raise RecipeError("the recipe's 'values' must map roles to strategies and include a 'default'")
         for role, choice in self.values.items():
@@ -117,7 +121,9 @@ class Recipe:
         _expect(self.device, str, "device", "cpu, cuda or cuda:N")
         check_device_name(self.device)
         if isinstance(self.max_shard_size, bool) or not isinstance(self.max_shard_size, (str, int)):
-            raise RecipeError(f"max_shard_size must be a size like \"5GB\" or a number of bytes, not {self.max_shard_size!r}")
+            raise RecipeError(
+                f'max_shard_size must be a size like "5GB" or a number of bytes, not {self.max_shard_size!r}'
+            )
         _expect(self.validation, dict, "validation", "an object of validation settings")
         _expect(self.provenance, dict, "provenance", "an object (written by Graft on export)")
 

@@ -23,36 +23,20 @@ import math
 import os
 import struct
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import torch
 
+from core.dtypes import TABLE
+
 #: torch dtype → safetensors dtype string (the names of the safetensors format specification).
+#: (Derived from :data:`core.dtypes.TABLE`; a dtype this torch lacks, an older float8, is left out.)
 DTYPE_NAMES: dict[torch.dtype, str] = {
-    torch.float64: "F64",
-    torch.float32: "F32",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.int16: "I16",
-    torch.int8: "I8",
-    torch.uint8: "U8",
-    torch.bool: "BOOL",
-    torch.complex64: "C64",
+    getattr(torch, d.torch_name): d.code for d in TABLE if hasattr(torch, d.torch_name)
 }
-for _attr, _name in (
-    ("uint64", "U64"),
-    ("uint32", "U32"),
-    ("uint16", "U16"),
-    ("float8_e4m3fn", "F8_E4M3"),
-    ("float8_e5m2", "F8_E5M2"),
-):
-    if hasattr(torch, _attr):
-        DTYPE_NAMES[getattr(torch, _attr)] = _name
 
 #: Bytes are handed to the file in pieces of this size, so progress moves inside big tensors.
 CHUNK_BYTES = 64 << 20
@@ -97,9 +81,7 @@ def nbytes(shape: Sequence[int], dtype: torch.dtype) -> int:
     return math.prod(shape) * dtype.itemsize
 
 
-def build_header(
-    entries: Sequence[TensorEntry], metadata: Mapping[str, str] | None = None
-) -> bytes:
+def build_header(entries: Sequence[TensorEntry], metadata: Mapping[str, str] | None = None) -> bytes:
     """The complete header block: length prefix, JSON and space padding.
 
     Args:
@@ -116,13 +98,9 @@ def build_header(
     meta = {"format": "pt", **(metadata or {})}
     for key, value in meta.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise ValueError(
-                f"safetensors metadata must map strings to strings, got {key!r}: {value!r}"
-            )
+            raise ValueError(f"safetensors metadata must map strings to strings, got {key!r}: {value!r}")
     if meta["format"] != "pt":
-        raise ValueError(
-            f"metadata 'format' must be 'pt' for torch checkpoints, got {meta['format']!r}"
-        )
+        raise ValueError(f"metadata 'format' must be 'pt' for torch checkpoints, got {meta['format']!r}")
     header: dict[str, object] = {"__metadata__": dict(sorted(meta.items()))}
     offset = 0
     for entry in entries:
@@ -189,18 +167,11 @@ class SafetensorsStreamWriter:
             raise
 
     @property
-    def header_bytes(self) -> int:
-        """Length of the header block (prefix included)."""
-        return len(self._header)
-
-    @property
     def pending(self) -> list[str]:
         """Names not written yet, in order."""
         return [e.name for e in self.entries[self._next :]]
 
-    def write(
-        self, name: str, tensor: torch.Tensor, on_bytes: Callable[[int], None] | None = None
-    ) -> int:
+    def write(self, name: str, tensor: torch.Tensor, on_bytes: Callable[[int], None] | None = None) -> int:
         """Append the next tensor's bytes.
 
         Args:
@@ -220,9 +191,7 @@ class SafetensorsStreamWriter:
         if name != entry.name:
             raise ValueError(f"expected tensor {entry.name!r} next, got {name!r}")
         if tuple(tensor.shape) != tuple(entry.shape):
-            raise ValueError(
-                f"tensor {name!r} has shape {tuple(tensor.shape)}, declared {tuple(entry.shape)}"
-            )
+            raise ValueError(f"tensor {name!r} has shape {tuple(tensor.shape)}, declared {tuple(entry.shape)}")
         if tensor.dtype != entry.dtype:
             raise ValueError(f"tensor {name!r} has dtype {tensor.dtype}, declared {entry.dtype}")
         data = tensor_bytes(tensor)
@@ -235,11 +204,6 @@ class SafetensorsStreamWriter:
         self._next += 1
         return len(data)
 
-    def write_all(self, tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Write ``(name, tensor)`` pairs as the iterable yields them (lazily)."""
-        for name, tensor in tensors:
-            self.write(name, tensor)
-
     def close(self) -> None:
         """Finish the file.
 
@@ -251,9 +215,7 @@ class SafetensorsStreamWriter:
         if self._next != len(self.entries):
             missing = self.pending
             self.abort()
-            raise ValueError(
-                f"{len(missing)} declared tensor(s) never written, first {missing[0]!r}"
-            )
+            raise ValueError(f"{len(missing)} declared tensor(s) never written, first {missing[0]!r}")
         self._fh.close()
 
     def abort(self) -> None:

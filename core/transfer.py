@@ -10,25 +10,37 @@ import logging
 import math
 from collections.abc import Iterator
 
+from core.dtypes import itemsize, torch_dtype
 from core.errors import PlanError, StrategyError
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
-from core.plan import Plan, TensorPlan, composite_index
-from core.sources.base import DTYPE_BYTES
+from core.plan import Plan, TensorPlan
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.strategies import base as registry
 
 log = logging.getLogger(__name__)
 
-#: bytes of source rows read per block when gathering (bounds peak memory per tensor).
-GATHER_BLOCK_BYTES = 32 << 20
 
-TORCH_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64",
-                "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+def composite_index(plan: Plan, axis: list[str]):
+    """Flat source indices for every target position of one (composite) axis, or None if identity.
 
-
-def torch_dtype(name: str):
+    For an axis (d1, …, dk) the flat source index of target position (t1, …, tk) is
+    Σ m_i[t_i] · Π_{j>i} N_j — row-major, like the tensor's memory layout.
+    """
     import torch
 
-    return getattr(torch, TORCH_DTYPES.get(name, name))
+    maps = [plan.dims.get(k) for k in axis]
+    if all(m is None or m.is_identity for m in maps):
+        return None
+    flat = torch.zeros(1, dtype=torch.long)
+    for key, m in zip(axis, maps):
+        if m is None:
+            raise PlanError(f"dimension {key} has no map but shares an axis with resized ones")
+        flat = flat[:, None] * m.source_size + torch.tensor(m.index, dtype=torch.long)[None, :]
+        flat = flat.reshape(-1)
+    return flat
+
+
+#: bytes of source rows read per block when gathering (bounds peak memory per tensor).
+GATHER_BLOCK_BYTES = 32 << 20
 
 
 class FillContext:
@@ -119,11 +131,11 @@ class FillContext:
         if idx0 is None:  # a scalar
             return self.source.read(name).to(self.device)
         # Read the source in blocks of rows so peak memory follows the output, not the source.
-        row_bytes = max(1, math.prod(self.tensor.source_shape[1:]) * DTYPE_BYTES.get(self.tensor.dtype, 4))
+        row_bytes = max(1, math.prod(self.tensor.source_shape[1:]) * itemsize(self.tensor.dtype, 4))
         block = max(1, GATHER_BLOCK_BYTES // row_bytes)
         parts = []
         for start in range(0, len(idx0), block):
-            rows = idx0[start:start + block]
+            rows = idx0[start : start + block]
             lo, hi = int(rows.min()), int(rows.max()) + 1
             part = self.source.read_slice(name, (slice(lo, hi),)).to(self.device)
             if not (hi - lo == len(rows) and bool((rows == torch.arange(lo, hi)).all())):
@@ -135,7 +147,9 @@ class FillContext:
             parts.append(part)
         data = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
         if tuple(data.shape) != self.shape:
-            raise PlanError(f"{self.tensor.name}: gathered shape {tuple(data.shape)} differs from the planned {self.shape}")
+            raise PlanError(
+                f"{self.tensor.name}: gathered shape {tuple(data.shape)} differs from the planned {self.shape}"
+            )
         return data
 
     def same_role_sources(self) -> list[str]:
@@ -161,7 +175,9 @@ def fill_tensor(plan: Plan, tensor: TensorPlan, source, *, device: str = "cpu", 
     ctx = FillContext(plan, tensor, source, device=device, cache=cache)
     out = strategy.fill(params, ctx)
     if tuple(out.shape) != tuple(tensor.shape):
-        raise StrategyError(f"strategy {tensor.strategy} produced {tuple(out.shape)} for {tensor.name}, expected {tuple(tensor.shape)}")
+        raise StrategyError(
+            f"strategy {tensor.strategy} produced {tuple(out.shape)} for {tensor.name}, expected {tuple(tensor.shape)}"
+        )
     return out
 
 
@@ -172,9 +188,16 @@ def output_dtype(tensor: TensorPlan, dtype: str | None):
     return torch_dtype(dtype)
 
 
-def materialize(plan: Plan, source, *, device: str = "cpu", dtype: str | None = None,
-                progress: ProgressFn = no_progress, cancel: CancelToken = NEVER_CANCELLED,
-                cache: dict | None = None) -> Iterator[tuple[str, object]]:
+def materialize(
+    plan: Plan,
+    source,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+    cache: dict | None = None,
+) -> Iterator[tuple[str, object]]:
     """Yield ``(name, tensor)`` for every target tensor in file order, one at a time.
 
     ``cache`` is shared by the strategies of one run; pass a dict to read what they left in it

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.jobs import CancelToken
+from core.progress import CancelToken
 
 
 class CancelMidway:

@@ -127,7 +127,7 @@ class FakeHub:
     def downloaded(self, repo_id: str) -> set[str]:
         """Files of ``repo_id`` fetched with GET."""
         prefix = f"/{repo_id}/resolve/"
-        return {p[len(prefix):].split("/", 1)[1] for m, p in self.requests if m == "GET" and p.startswith(prefix)}
+        return {p[len(prefix) :].split("/", 1)[1] for m, p in self.requests if m == "GET" and p.startswith(prefix)}
 
     def _resolve(self, repo_id: str, rev: str) -> tuple[FakeRepo | None, str | None]:
         repo = self.repos.get(repo_id)
@@ -175,13 +175,17 @@ class FakeHub:
                 for start in range(0, len(body), CHUNK):
                     time.sleep(hub.seconds_per_chunk)
                     try:
-                        self.wfile.write(body[start:start + CHUNK])
+                        self.wfile.write(body[start : start + CHUNK])
                     except (BrokenPipeError, ConnectionResetError):  # the client gave up (cancel)
                         return
 
             def _error(self, status: int, code: str, head: bool = False) -> None:
-                self._send(status, json.dumps({"error": code}).encode(),
-                           {"X-Error-Code": code, "Content-Type": "application/json"}, head)
+                self._send(
+                    status,
+                    json.dumps({"error": code}).encode(),
+                    {"X-Error-Code": code, "Content-Type": "application/json"},
+                    head,
+                )
 
             def _json(self, data) -> None:
                 self._send(200, json.dumps(data).encode(), {"Content-Type": "application/json"})
@@ -223,7 +227,7 @@ class FakeHub:
                 if rule is not None and (rule.only is None or rule.only in unquote(path)):
                     return self._misbehave(rule, head, json_body=area == "api")
                 if path.startswith("/api/models/"):
-                    rest = path[len("/api/models/"):]
+                    rest = path[len("/api/models/") :]
                     for marker in ("/revision/", "/tree/"):
                         if marker in rest:
                             repo_id, rev = rest.split(marker, 1)
@@ -239,10 +243,12 @@ class FakeHub:
                     if marker == "/revision/":
                         siblings = [{"rfilename": n, "size": len(d)} for n, d in sorted(repo.files.items())]
                         return self._json({"id": repo_id, "sha": commit, "private": False, "siblings": siblings})
-                    return self._json([
-                        {"type": "file", "path": n, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
-                        for n, d in sorted(repo.files.items())
-                    ])
+                    return self._json(
+                        [
+                            {"type": "file", "path": n, "size": len(d), "oid": hashlib.sha1(d).hexdigest()}
+                            for n, d in sorted(repo.files.items())
+                        ]
+                    )
                 if "/resolve/" in path:
                     repo_id, rest = path.lstrip("/").split("/resolve/", 1)
                     rev, _, filename = rest.partition("/")
@@ -260,8 +266,12 @@ class FakeHub:
                         self.end_headers()
                         return None
                     etag = hashlib.sha256(data).hexdigest()
-                    return self._send(200, data, {"X-Repo-Commit": commit, "ETag": f'"{etag}"',
-                                                  "Content-Type": "application/octet-stream"}, head)
+                    return self._send(
+                        200,
+                        data,
+                        {"X-Repo-Commit": commit, "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"},
+                        head,
+                    )
                 return self._error(404, "RepoNotFound", head)
 
         return Handler

@@ -14,17 +14,67 @@ def _configs():
     )
 
     return {
-        "bert": (BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                            vocab_size=100, max_position_embeddings=64), "AutoModelForMaskedLM"),
-        "roberta": (RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                                  vocab_size=100, max_position_embeddings=66, pad_token_id=1), "AutoModel"),
-        "llama": (LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                              intermediate_size=64, vocab_size=100, tie_word_embeddings=False), "AutoModelForCausalLM"),
-        "qwen2": (Qwen2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                              intermediate_size=64, vocab_size=100, tie_word_embeddings=True), "AutoModelForCausalLM"),
+        "bert": (
+            BertConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=64,
+                vocab_size=100,
+                max_position_embeddings=64,
+            ),
+            "AutoModelForMaskedLM",
+        ),
+        "roberta": (
+            RobertaConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=64,
+                vocab_size=100,
+                max_position_embeddings=66,
+                pad_token_id=1,
+            ),
+            "AutoModel",
+        ),
+        "llama": (
+            LlamaConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                intermediate_size=64,
+                vocab_size=100,
+                tie_word_embeddings=False,
+            ),
+            "AutoModelForCausalLM",
+        ),
+        "qwen2": (
+            Qwen2Config(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                intermediate_size=64,
+                vocab_size=100,
+                tie_word_embeddings=True,
+            ),
+            "AutoModelForCausalLM",
+        ),
         "gpt2": (GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, vocab_size=100), "AutoModelForCausalLM"),
-        "vit": (ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                          image_size=16, patch_size=4, num_channels=3, num_labels=10), "AutoModelForImageClassification"),
+        "vit": (
+            ViTConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=64,
+                image_size=16,
+                patch_size=4,
+                num_channels=3,
+                num_labels=10,
+            ),
+            "AutoModelForImageClassification",
+        ),
     }
 
 

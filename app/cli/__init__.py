@@ -1,28 +1,94 @@
 """The ``graft`` command line: the same core as the GUI, driven by the same recipe file.
 
-Each sub-command lives in a module ``app/cli/cmd_<name>.py`` exposing
-``register(subparsers) -> None``; this module finds them, so adding a command is adding a file.
-Starting the CLI never imports Qt.
+Each sub-command lives in a module ``app/cli/cmd_<name>.py`` that registers it into
+:data:`COMMANDS` (a :class:`core.registry.Registry`, like every other "find it by name" table):
+
+    @command("inspect", help="list a source's tensors")
+    def arguments(parser) -> None:
+        parser.add_argument("source")
+        parser.set_defaults(func=run)
+
+The registry imports every ``cmd_*`` module on the first lookup, so adding a command is adding a
+file. A command's arguments are added only when its parser is used (parsing or ``--help``), so
+``graft strategies`` or ``graft --help`` never import what another command's flags need (torch,
+for the training options). Starting the CLI never imports Qt.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import pkgutil
 import signal
 import sys
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from core.errors import Cancelled, GraftError
+from core.registry import Registry
 
 log = logging.getLogger("graft")
 
 
+@dataclass(frozen=True)
+class Command:
+    """A sub-command: its name, one line for ``graft --help``, and what adds its arguments."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    aliases: tuple[str, ...] = ()
+    description: str | None = None
+
+
+COMMANDS: Registry[Command] = Registry(
+    "command",
+    GraftError,
+    hint="see 'graft --help'",
+    modules=sorted(f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if m.name.startswith("cmd_")),
+)
+
+
+def command(name: str, *, help: str, aliases: Sequence[str] = (), description: str | None = None) -> Callable:
+    """Decorator: register ``arguments(parser) -> None`` as the sub-command ``name``.
+
+    ``arguments`` adds the command's flags and ``parser.set_defaults(func=run)``, where
+    ``run(args) -> int`` is the exit code.
+    """
+
+    def wrap(arguments: Callable[[argparse.ArgumentParser], None]) -> Callable[[argparse.ArgumentParser], None]:
+        COMMANDS.add(name, Command(name, help, arguments, tuple(aliases), description))
+        return arguments
+
+    return wrap
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``graft: error: …``, exit 2) like every other error."""
+    """argparse, but a usage error is one line (``graft: error: …``, exit 2) like every other error,
+    and a sub-command's arguments are added on the first parse or help."""
+
+    def __init__(self, *args, arguments: Callable[[argparse.ArgumentParser], None] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._arguments = arguments
+
+    def _add_command_arguments(self) -> None:
+        arguments, self._arguments = self._arguments, None
+        if arguments is not None:
+            arguments(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._add_command_arguments()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._add_command_arguments()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._add_command_arguments()
+        return super().format_help()
 
     def error(self, message: str):
         self.exit(2, f"graft: error: {self.prog}: {message}; see '{self.prog} --help'\n")
@@ -46,10 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    package = importlib.import_module(__name__)
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name.startswith("cmd_"):
-            importlib.import_module(f"{__name__}.{info.name}").register(sub)
+    for name in COMMANDS.names():
+        c = COMMANDS.get(name)
+        sub.add_parser(name, help=c.help, aliases=list(c.aliases), description=c.description, arguments=c.arguments)
     return parser
 
 

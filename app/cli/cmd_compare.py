@@ -19,7 +19,14 @@ import logging
 import sys
 from pathlib import Path
 
-from app.cli.recipe_args import SIZE_FLAGS, add_trust_args, recipe_from_args, trust_kwargs
+from app.cli import command
+from app.cli.recipe_args import (
+    SIZE_FLAGS,
+    add_size_args,
+    add_trust_args,
+    recipe_from_args,
+    trust_kwargs,
+)
 from app.cli.term import TerminalProgress, ctrl_c_cancels
 from core.errors import RecipeError
 
@@ -28,46 +35,76 @@ log = logging.getLogger(__name__)
 QUICK_FRACTION = 5  # --quick without --quick-steps: the first fifth of the run
 
 
-def register(sub) -> None:
-    from core.training.config import add_arguments
+@command("compare", help="train many transferred starts and the baseline together; print the ranked leaderboard")
+def arguments(p) -> None:
+    from core.params import add_arguments
+    from core.plan import LAYER_MAPS
+    from core.training.config import ValidationConfig
 
-    p = sub.add_parser("compare", help="train many transferred starts and the baseline together; print the ranked leaderboard")
     p.add_argument("source", nargs="?", help="'demo', a model folder or file, or a hub repo id (owner/name[@rev])")
     p.add_argument("--recipe", help="base recipe (source, sizes, seed, layer map); flags override it")
-    g = p.add_argument_group("target sizes (omitted = keep the source's)")
-    for name in SIZE_FLAGS:
-        g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, metavar="N")
+    add_size_args(p)
     c = p.add_argument_group("candidates")
-    c.add_argument("--candidates", metavar="A,B,…",
-                   help="comma-separated: value strategies (select, mean_field, …), index strategies (uniform, "
-                        "by_activation, …), layers=first_n|uniform|last_n|by_influence, teacher, joined by '+' "
-                        "(e.g. by_activation+by_influence), or recipe .json paths; default: every value strategy, "
-                        "by_activation and by_activation+by_influence")
+    c.add_argument(
+        "--candidates",
+        metavar="A,B,…",
+        help="comma-separated: value strategies (select, mean_field, …), index strategies (uniform, "
+        f"by_activation, …), layers={'|'.join(LAYER_MAPS)}, teacher, joined by '+' "
+        "(e.g. by_activation+by_influence), or recipe .json paths; default: every value strategy, "
+        "by_activation and by_activation+by_influence",
+    )
     c.add_argument("--layer-map", dest="layer_map", help="the base recipe's layer map (candidates may override it)")
-    c.add_argument("--transfer-seed", dest="transfer_seed", type=int, metavar="N",
-                   help="seed of the transfers' random draws (the recipe's seed; --seed is the training's)")
-    c.add_argument("--teacher", metavar="SOURCE",
-                   help="teacher of the +teacher candidates: 'source' (the default) or another model location")
+    c.add_argument(
+        "--transfer-seed",
+        dest="transfer_seed",
+        type=int,
+        metavar="N",
+        help="seed of the transfers' random draws (the recipe's seed; --seed is the training's)",
+    )
+    c.add_argument(
+        "--teacher",
+        metavar="SOURCE",
+        help="teacher of the +teacher candidates: 'source' (the default) or another model location",
+    )
     q = p.add_argument_group("quick look")
-    q.add_argument("--quick", action="store_true",
-                   help=f"stop after the first --quick-steps of the full schedule (default: a {QUICK_FRACTION}th of --steps)")
-    q.add_argument("--quick-steps", dest="quick_steps", type=int, metavar="K", help="steps of the quick look (implies --quick)")
+    q.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"stop after the first --quick-steps of the full schedule (default: a {QUICK_FRACTION}th of --steps)",
+    )
+    q.add_argument(
+        "--quick-steps", dest="quick_steps", type=int, metavar="K", help="steps of the quick look (implies --quick)"
+    )
     o = p.add_argument_group("output")
-    o.add_argument("--out", required=True, help="folder for leaderboard.json/.csv/.png (must not exist or be empty, unless --force)")
+    o.add_argument(
+        "--out",
+        required=True,
+        help="folder for leaderboard.json/.csv/.png (must not exist or be empty, unless --force)",
+    )
     o.add_argument("--force", action="store_true", help="replace a non-empty --out that holds an earlier leaderboard")
     o.add_argument("--tokenizer", help="tokenizer folder for language models (default: the source's)")
     o.add_argument("--no-history", dest="history", action="store_false", help="do not add the result to the history")
     add_trust_args(p)
     t = p.add_argument_group("training options")
-    add_arguments(t)
+    add_arguments(t, ValidationConfig)
     p.set_defaults(func=run_compare)
 
 
 def base_recipe(args):
     """The base recipe: ``--recipe`` and the source, size, layer-map and seed flags."""
     flags = argparse.Namespace(
-        source=args.source, recipe=args.recipe, strategy=None, param=[], role=[], index=None, index_param=[],
-        layer_map=args.layer_map, seed=args.transfer_seed, dtype=None, device=None, max_shard_size=None,
+        source=args.source,
+        recipe=args.recipe,
+        strategy=None,
+        param=[],
+        role=[],
+        index=None,
+        index_param=[],
+        layer_map=args.layer_map,
+        seed=args.transfer_seed,
+        dtype=None,
+        device=None,
+        max_shard_size=None,
         **{n: getattr(args, n) for n in SIZE_FLAGS},
     )
     return recipe_from_args(flags)
@@ -99,22 +136,25 @@ def _quick_steps(args, steps: int) -> int | None:
 def run_compare(args) -> int:
     from app.cli.cmd_validate import _base_config
     from core.history import History
-    from core.jobs import CancelToken
     from core.leaderboard import DEFAULT_CANDIDATES, compare_steps, parse_candidates, quick_config
     from core.outdir import AtomicFolder, protected_paths
+    from core.params import from_args
     from core.pipeline import open_recipe_source
+    from core.progress import CancelToken
     from core.ranking import CSV_NAME, JSON_NAME, LEADERBOARD_DIR, PNG_NAME
-    from core.training.config import config_from_args
+    from core.training.config import ValidationConfig
 
     base = base_recipe(args)
-    config = config_from_args(args, _base_config(base.validation))
+    config = from_args(ValidationConfig, args, _base_config(base.validation))
     specs = args.candidates.split(",") if args.candidates is not None else list(DEFAULT_CANDIDATES)
     candidates = parse_candidates(base, specs)
     teacher = None
     if args.teacher is not None:
         if not any(c.distill for c in candidates):
-            raise RecipeError("--teacher names the teacher of +teacher candidates, but none distils; "
-                              "add one (e.g. select+teacher) or leave --teacher out")
+            raise RecipeError(
+                "--teacher names the teacher of +teacher candidates, but none distils; "
+                "add one (e.g. select+teacher) or leave --teacher out"
+            )
         teacher = None if args.teacher == "source" else args.teacher
     quick = _quick_steps(args, config.steps)
     quick_config(config, quick)  # a bad --quick-steps is refused before the source is opened
@@ -129,9 +169,18 @@ def run_compare(args) -> int:
     count = f"{len(candidates)} candidate{'s' if len(candidates) != 1 else ''}"
     print(f"compare: {count} + baseline; {what} steps of batch {config.batch_size}", file=sys.stderr)
     with ctrl_c_cancels(cancel):
-        steps = compare_steps(base, candidates, config, source=source, tokenizer=args.tokenizer, quick_steps=quick,
-                              teacher_source=teacher, progress=TerminalProgress("compare"), cancel=cancel,
-                              **trust_kwargs(args))
+        steps = compare_steps(
+            base,
+            candidates,
+            config,
+            source=source,
+            tokenizer=args.tokenizer,
+            quick_steps=quick,
+            teacher_source=teacher,
+            progress=TerminalProgress("compare"),
+            cancel=cancel,
+            **trust_kwargs(args),
+        )
         while True:
             try:
                 next(steps)
@@ -147,8 +196,10 @@ def run_compare(args) -> int:
     print(board.table())
     teacher_info = board.report.get("teacher")
     if teacher_info:
-        print(f"teacher ({teacher_info.get('kind')} of {teacher_info.get('source', 'the source')}): "
-              f"{teacher_info.get('seconds', 0.0):.1f} s, {teacher_info.get('ms_per_step', 0.0):.0f} ms/step")
+        print(
+            f"teacher ({teacher_info.get('kind')} of {teacher_info.get('source', 'the source')}): "
+            f"{teacher_info.get('seconds', 0.0):.1f} s, {teacher_info.get('ms_per_step', 0.0):.0f} ms/step"
+        )
     winner = board.winner
     if winner is not None:
         print(f"winner: {winner.name}" + (" (quick look)" if quick else ""))

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 
+from app.cli import command
 from app.cli.term import TerminalProgress, format_table
 
 
-def register(sub) -> None:
-    p = sub.add_parser("inspect", help="list a source's tensors: name, role, named dims, dtype, shape")
+@command("inspect", help="list a source's tensors: name, role, named dims, dtype, shape")
+def arguments(p) -> None:
     p.add_argument("source", help="'demo', a .safetensors file, a model folder, or a hub repo id")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--headers-only", action="store_true",
-                   help="skip the scan of every value for NaN/Inf (one read of the weights, cached after the first)")
+    p.add_argument(
+        "--headers-only",
+        action="store_true",
+        help="skip the scan of every value for NaN/Inf (one read of the weights, cached after the first)",
+    )
     p.set_defaults(func=run)
 
 
@@ -30,24 +34,52 @@ def run(args) -> int:
     scan = None if args.headers_only else source.scan(progress=TerminalProgress("checking values"))
     nonfinite = scan.nonfinite if scan else {}
     if args.json:
-        print(json.dumps({
-            "source": source.display_name, "family": spec.family, "sizes": sizes,
-            "parameters": source.num_parameters, "bytes": source.total_bytes,
-            "files": [str(f) for f in source.files],
-            "problems": problems,
-            "nonfinite": None if scan is None else {"total": scan.total, "tensors": nonfinite},
-            "tensors": [{"name": r.name, "role": r.role, "layer": r.layer, "dims": [list(a) for a in r.axes],
-                         "dtype": r.dtype, "shape": list(r.shape), "nonfinite": nonfinite.get(r.name, 0)}
-                        for r in roles],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "source": source.display_name,
+                    "family": spec.family,
+                    "sizes": sizes,
+                    "parameters": source.num_parameters,
+                    "bytes": source.total_bytes,
+                    "files": [str(f) for f in source.files],
+                    "problems": problems,
+                    "nonfinite": None if scan is None else {"total": scan.total, "tensors": nonfinite},
+                    "tensors": [
+                        {
+                            "name": r.name,
+                            "role": r.role,
+                            "layer": r.layer,
+                            "dims": [list(a) for a in r.axes],
+                            "dtype": r.dtype,
+                            "shape": list(r.shape),
+                            "nonfinite": nonfinite.get(r.name, 0),
+                        }
+                        for r in roles
+                    ],
+                },
+                indent=2,
+            )
+        )
         return _verdict(problems, scan, quiet=True)
     print(shown(source.display_name))
     print(f"family {spec.family}   " + "  ".join(f"{k} {v}" for k, v in sizes.items()))
-    print(f"{len(roles)} tensors in {len(source.files)} file(s), {source.num_parameters:,} parameters, "
-          f"{source.total_bytes / 1e6:,.1f} MB")
+    print(
+        f"{len(roles)} tensors in {len(source.files)} file(s), {source.num_parameters:,} parameters, "
+        f"{source.total_bytes / 1e6:,.1f} MB"
+    )
     print()
-    rows = [(shown(r.name), r.role, "" if r.layer is None else r.layer, r.dims_label, r.dtype,
-             "×".join(map(str, r.shape)) or "scalar") for r in roles]
+    rows = [
+        (
+            shown(r.name),
+            r.role,
+            "" if r.layer is None else r.layer,
+            r.dims_label,
+            r.dtype,
+            "×".join(map(str, r.shape)) or "scalar",
+        )
+        for r in roles
+    ]
     print(format_table(("name", "role", "layer", "dims", "dtype", "shape"), rows))
     print()
     print("values: " + ("not scanned (--headers-only)" if scan is None else scan.summary()))
@@ -64,8 +96,10 @@ def _verdict(problems: list[str], scan, *, quiet: bool) -> int:
     for problem in problems[1:]:
         print(f"graft: problem: {problem}", file=sys.stderr)
     if scan is not None and scan.nonfinite and not quiet:
-        print(f"graft: warning: the source has {scan.summary()}; a transfer refuses it unless you pass "
-              "--allow-nonfinite", file=sys.stderr)
+        print(
+            f"graft: warning: the source has {scan.summary()}; a transfer refuses it unless you pass --allow-nonfinite",
+            file=sys.stderr,
+        )
     if problems:
         more = f" ({len(problems) - 1} more problem(s) above)" if len(problems) > 1 else ""
         print(f"graft: error: {problems[0]}{more}", file=sys.stderr)

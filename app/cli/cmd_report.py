@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
+from app.cli import command
 from app.cli.cmd_transfer import add_replace_args, replace_kwargs
 from app.cli.term import TerminalProgress
 
@@ -25,42 +25,25 @@ REPORT_FORMAT = 1
 TABLE_METRICS = ("std", "kurtosis", "alpha", "stable_rank", "row_corr_excess", "col_corr_excess", "top1_norm_ratio")
 
 
-def register(sub) -> None:
-    p = sub.add_parser("report", help="write PNG figures and a JSON summary of a source's (and a target's) weights")
+@command("report", help="write PNG figures and a JSON summary of a source's (and a target's) weights")
+def arguments(p) -> None:
     p.add_argument("source", help="'demo', a .safetensors file, a model folder, or a hub repo id")
     p.add_argument("--target", metavar="RECIPE", help="a recipe file: also show the target it builds from the source")
-    p.add_argument("--out", required=True, help="folder to write the figures and report.json into "
-                                                "(must not exist or be empty, unless --force)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder to write the figures and report.json into (must not exist or be empty, unless --force)",
+    )
     add_replace_args(p, "report")
-    p.add_argument("--tensor", action="append", default=[], metavar="NAME",
-                   help="source tensor to draw in detail (repeatable; default: each matrix role of the first layer)")
+    p.add_argument(
+        "--tensor",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="source tensor to draw in detail (repeatable; default: each matrix role of the first layer)",
+    )
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: %(default)s)")
     p.set_defaults(func=run)
-
-
-@dataclass(frozen=True)
-class _PlannedInfo:
-    shape: tuple[int, ...]
-    is_float: bool
-
-
-class PlanSource:
-    """A plan's target tensors seen as a source: ``read`` materialises one tensor on demand."""
-
-    def __init__(self, plan, source) -> None:
-        self.plan, self.source, self._cache = plan, source, {}
-        self.tensors = {t.name: _PlannedInfo(tuple(t.shape), t.dtype.startswith(("F", "BF"))) for t in plan.tensors}
-        self.display_name = "target"
-
-    def read(self, name: str):
-        from core.transfer import fill_tensor
-
-        return fill_tensor(self.plan, self.plan.tensor(name), self.source, cache=self._cache).cpu()
-
-    def describe(self, _source=None):
-        from core.stats.table import LabelledTensor
-
-        return [LabelledTensor(t.name, t.role, t.layer, t.fan_in, t.kind) for t in self.plan.tensors]
 
 
 def _slug(name: str) -> str:
@@ -72,7 +55,9 @@ def _pick_tensors(source, labels, wanted: list[str]) -> list[str]:
         for name in wanted:
             source.info(name)  # raises a SourceError naming the tensor
         return wanted
-    matrices = [t for t in labels if t.kind == "param" and t.layer is not None and len(source.tensors[t.name].shape) == 2]
+    matrices = [
+        t for t in labels if t.kind == "param" and t.layer is not None and len(source.tensors[t.name].shape) == 2
+    ]
     first = min((t.layer for t in matrices), default=None)
     seen, out = set(), []
     for t in matrices:
@@ -116,6 +101,7 @@ def run(args) -> int:
     protect = list(protected_paths(source))
     if args.target:
         from core.pipeline import plan_recipe
+        from core.preview import PlanSource
         from core.recipe import Recipe
 
         plan, _ = plan_recipe(Recipe.load(args.target), source)
@@ -135,16 +121,23 @@ def _write_report(args, source, labels, target, out: Path) -> int:
     from core import __version__
     from core.stats import compare_tensors, correlation_map, model_table, spectrum, tensor_stats
 
-    report: dict = {"graft_report": REPORT_FORMAT, "graft_version": __version__, "source": source.display_name,
-                    "figures": [], "tables": {}, "tensors": {}}
+    report: dict = {
+        "graft_report": REPORT_FORMAT,
+        "graft_version": __version__,
+        "source": source.display_name,
+        "figures": [],
+        "tables": {},
+        "tensors": {},
+    }
 
     def figure(path: Path) -> None:
         report["figures"].append(path.name)
 
     sides = [("source", source, None)] + ([("target", target, target.describe)] if target else [])
     for side, src, describe in sides:
-        table = model_table(src, TABLE_METRICS, describe=describe, device=args.device,
-                            progress=TerminalProgress(f"{side} table"))
+        table = model_table(
+            src, TABLE_METRICS, describe=describe, device=args.device, progress=TerminalProgress(f"{side} table")
+        )
         report["tables"][side] = table.to_dict()
         if side == "source" and table.nonfinite:
             from app.cli.cmd_stats import nonfinite_line
@@ -152,11 +145,13 @@ def _write_report(args, source, labels, target, out: Path) -> int:
             print(nonfinite_line(table.nonfinite))
         report["tables"][side]["suggestions"] = [
             {"layer": layer, "role": col, "tensor": name, "suggestions": list(s)}
-            for layer, col, name, s in table.suggestions()]
+            for layer, col, name, s in table.suggestions()
+        ]
         for metric in TABLE_METRICS:
             path = out / f"table_{side}_{metric}.png"
-            render.render_table_heatmap_png(table.values[metric], table.row_labels(), table.columns, path,
-                                            f"{side}: {metric}")
+            render.render_table_heatmap_png(
+                table.values[metric], table.row_labels(), table.columns, path, f"{side}: {metric}"
+            )
             figure(path)
 
     by_source = {}
@@ -174,19 +169,27 @@ def _write_report(args, source, labels, target, out: Path) -> int:
             entry["target"] = target_name
             entry["comparison"] = {k: v for k, v in comparison.to_dict().items() if k != "histogram"}
             hist = comparison.histogram
-            spectra = {"source": spectrum(w).singular_values, "target": spectrum(t).singular_values} if t.ndim == 2 else None
+            spectra = (
+                {"source": spectrum(w).singular_values, "target": spectrum(t).singular_values} if t.ndim == 2 else None
+            )
         else:
             hist = compare_tensors(w, w, device=args.device).histogram
-            hist = {"edges": hist.edges, "series": {"source": hist.source},
-                    "fits": {k: v for k, v in hist.fits.items() if k.startswith("source")}}
+            hist = {
+                "edges": hist.edges,
+                "series": {"source": hist.source},
+                "fits": {k: v for k, v in hist.fits.items() if k.startswith("source")},
+            }
             spectra = {"source": spectrum(w).singular_values} if w.ndim == 2 else None
         path = out / f"hist_{slug}.png"
         render.render_histogram_png(hist, path, name)
         figure(path)
         if w.ndim == 2:
             path = out / f"corr_rows_{slug}.png"
-            render.render_heatmap_png(correlation_map(w, "rows", order="cluster", device=args.device).matrix, path,
-                                      f"{name}: row correlations (clustered)")
+            render.render_heatmap_png(
+                correlation_map(w, "rows", order="cluster", device=args.device).matrix,
+                path,
+                f"{name}: row correlations (clustered)",
+            )
             figure(path)
             path = out / f"spectrum_{slug}.png"
             render.render_spectrum_png(spectra, path, f"{name}: singular values")

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import math
 
+from app.cli import command
 from app.cli.term import TerminalProgress, format_table
 
 TABLE_METRICS = ("std", "kurtosis", "alpha", "stable_rank", "row_corr_excess", "col_corr_excess", "top1_norm_ratio")
 
 
-def register(sub) -> None:
-    p = sub.add_parser("stats", help="weight statistics: one tensor in detail, or a layer × role table of the model")
+@command("stats", help="weight statistics: one tensor in detail, or a layer × role table of the model")
+def arguments(p) -> None:
     p.add_argument("source", help="'demo', a .safetensors file, a model folder, or a hub repo id")
     p.add_argument("--tensor", metavar="NAME", help="statistics of this tensor only (names: graft inspect)")
-    p.add_argument("--metrics", default=",".join(TABLE_METRICS),
-                   help="comma-separated table metrics (default: %(default)s)")
+    p.add_argument(
+        "--metrics", default=",".join(TABLE_METRICS), help="comma-separated table metrics (default: %(default)s)"
+    )
     p.add_argument("--roles", help="comma-separated roles to keep in the table (default: all matrices)")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -31,7 +33,7 @@ def fmt(value) -> str:
 
 
 def nonfinite_line(counts: dict[str, int]) -> str | None:
-    """"3 NaN/Inf in 1 tensor, first: NAME" for tensor name → count (None when there are none)."""
+    """ "3 NaN/Inf in 1 tensor, first: NAME" for tensor name → count (None when there are none)."""
     counts = {name: n for name, n in counts.items() if n}
     if not counts:
         return None
@@ -79,9 +81,23 @@ def _tensor(source, args) -> int:
     if line:
         print(f"{line} (moments and fits use the finite entries; no spectrum)")
     print()
-    print(format_table(("mean", "std", "skewness", "excess kurtosis", "beyond 3σ", "beyond 6σ", "min", "max"),
-                       [(fmt(m.mean), fmt(m.std), fmt(m.skewness), fmt(m.excess_kurtosis), fmt(m.frac_beyond_3sigma),
-                         fmt(m.frac_beyond_6sigma), fmt(m.min), fmt(m.max))]))
+    print(
+        format_table(
+            ("mean", "std", "skewness", "excess kurtosis", "beyond 3σ", "beyond 6σ", "min", "max"),
+            [
+                (
+                    fmt(m.mean),
+                    fmt(m.std),
+                    fmt(m.skewness),
+                    fmt(m.excess_kurtosis),
+                    fmt(m.frac_beyond_3sigma),
+                    fmt(m.frac_beyond_6sigma),
+                    fmt(m.min),
+                    fmt(m.max),
+                )
+            ],
+        )
+    )
     print()
     rows = []
     for name, fit in stats.fits.items():
@@ -92,19 +108,36 @@ def _tensor(source, args) -> int:
         s, f = stats.spectrum, stats.spectrum.fit
         used = "whole matrix" if s.exact else "—" if s.nonfinite else "×".join(map(str, s.used_shape)) + " subset"
         print()
-        print(format_table(
-            ("σ max", "stable rank", "ESD α", "α ± (SE)", "λ_min", "tail size", "decomposed"),
-            [(fmt(float(s.singular_values[0]) if s.singular_values.size else None), fmt(s.stable_rank), fmt(s.alpha),
-              fmt(f.stderr if f else None), fmt(f.xmin if f else None), fmt(f.n_tail if f else None), used)]))
+        print(
+            format_table(
+                ("σ max", "stable rank", "ESD α", "α ± (SE)", "λ_min", "tail size", "decomposed"),
+                [
+                    (
+                        fmt(float(s.singular_values[0]) if s.singular_values.size else None),
+                        fmt(s.stable_rank),
+                        fmt(s.alpha),
+                        fmt(f.stderr if f else None),
+                        fmt(f.xmin if f else None),
+                        fmt(f.n_tail if f else None),
+                        used,
+                    )
+                ],
+            )
+        )
     if stats.mean_field is not None:
         mf = stats.mean_field
         print()
-        print(format_table(
-            ("", "measured", "i.i.d. null"),
-            [("row correlation energy", fmt(mf.row_corr_energy), fmt(mf.row_corr_null)),
-             ("column correlation energy", fmt(mf.col_corr_energy), fmt(mf.col_corr_null)),
-             ("top-1% rows' norm share", fmt(mf.top1_norm_share), fmt(mf.top1_norm_null)),
-             ("excess kurtosis", fmt(mf.excess_kurtosis), "0")]))
+        print(
+            format_table(
+                ("", "measured", "i.i.d. null"),
+                [
+                    ("row correlation energy", fmt(mf.row_corr_energy), fmt(mf.row_corr_null)),
+                    ("column correlation energy", fmt(mf.col_corr_energy), fmt(mf.col_corr_null)),
+                    ("top-1% rows' norm share", fmt(mf.top1_norm_share), fmt(mf.top1_norm_null)),
+                    ("excess kurtosis", fmt(mf.excess_kurtosis), "0"),
+                ],
+            )
+        )
         print()
         for line in mf.suggestions:
             print(f"mean-field: {line}")
@@ -124,8 +157,9 @@ def _table(source, args) -> int:
     if args.json:
         out = table.to_dict()
         out["source"] = source.display_name
-        out["suggestions"] = [{"layer": layer, "role": col, "tensor": name, "suggestions": list(s)}
-                              for layer, col, name, s in advice]
+        out["suggestions"] = [
+            {"layer": layer, "role": col, "tensor": name, "suggestions": list(s)} for layer, col, name, s in advice
+        ]
         print(json.dumps(out, indent=2))
         return 0
     print(f"{source.display_name}: {sum(1 for _ in table.cells())} matrices")

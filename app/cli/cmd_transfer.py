@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from app.cli import command
 from app.cli.recipe_args import add_recipe_args, add_trust_args, recipe_from_args, trust_kwargs
 from app.cli.term import TerminalProgress
 from core.errors import ExportError, RecipeError
@@ -13,15 +14,20 @@ from core.errors import ExportError, RecipeError
 DEMO_TARGET = {"layers": 4, "hidden": 256, "ffn": 1024, "heads": 8}
 
 
-def register(sub) -> None:
-    p = sub.add_parser("plan", help="print the layer map, dimension maps and tensor table of a transfer")
+@command("plan", help="print the layer map, dimension maps and tensor table of a transfer")
+def plan_arguments(p) -> None:
     add_recipe_args(p, source_required=False)
     p.add_argument("--json", action="store_true", help="the plan as JSON")
     p.add_argument("--limit", type=int, default=None, help="show at most this many tensors")
     p.set_defaults(func=run_plan)
 
-    t = sub.add_parser("transfer", aliases=["export"],
-                       help="build the target's weights from the source and export an HF folder (alias: export)")
+
+@command(
+    "transfer",
+    aliases=["export"],
+    help="build the target's weights from the source and export an HF folder (alias: export)",
+)
+def transfer_arguments(t) -> None:
     add_recipe_args(t, source_required=False)
     t.add_argument("--out", help="export folder (must not exist or be empty, unless --force)")
     add_replace_args(t)
@@ -30,7 +36,9 @@ def register(sub) -> None:
     add_trust_args(t)
     t.set_defaults(func=run_transfer)
 
-    d = sub.add_parser("demo", help="shrink the bundled all-MiniLM-L6-v2 to 4 layers × 256 by weight selection")
+
+@command("demo", help="shrink the bundled all-MiniLM-L6-v2 to 4 layers × 256 by weight selection")
+def demo_arguments(d) -> None:
     d.add_argument("--out", default="out/demo", help="export folder (default: out/demo)")
     add_replace_args(d)
     d.set_defaults(func=run_demo)
@@ -38,11 +46,17 @@ def register(sub) -> None:
 
 def add_replace_args(parser, what: str = "export") -> None:
     """``--force`` and ``--replace-any``, the two steps of replacing an existing --out folder."""
-    parser.add_argument("--force", action="store_true",
-                        help=f"replace a non-empty --out folder that is an earlier Graft {what}; never the "
-                             "source, the home or the working folder")
-    parser.add_argument("--replace-any", action="store_true",
-                        help=f"with --force: replace --out even if it is not a Graft {what} (its files are deleted)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"replace a non-empty --out folder that is an earlier Graft {what}; never the "
+        "source, the home or the working folder",
+    )
+    parser.add_argument(
+        "--replace-any",
+        action="store_true",
+        help=f"with --force: replace --out even if it is not a Graft {what} (its files are deleted)",
+    )
 
 
 def replace_kwargs(args) -> dict:
@@ -59,8 +73,8 @@ def print_warnings(plan) -> None:
 
 
 def run_plan(args) -> int:
+    from app.cli.plan_text import format_plan
     from core.pipeline import plan_recipe
-    from core.plan import format_plan
 
     plan, _ = plan_recipe(recipe_from_args(args))
     print_warnings(plan)
@@ -69,8 +83,8 @@ def run_plan(args) -> int:
 
 
 def run_transfer(args) -> int:
+    from app.cli.plan_text import format_plan
     from core.pipeline import export_recipe, plan_recipe
-    from core.plan import format_plan
 
     recipe = recipe_from_args(args)
     replacing = replace_kwargs(args)
@@ -83,8 +97,15 @@ def run_transfer(args) -> int:
         return 0
     if not args.out:
         raise RecipeError("give --out FOLDER for the export (or --dry-run to only print the plan)")
-    out = export_recipe(recipe, Path(args.out), source=source, plan=plan, **replacing,
-                        progress=TerminalProgress("export"), **trust_kwargs(args))
+    out = export_recipe(
+        recipe,
+        Path(args.out),
+        source=source,
+        plan=plan,
+        **replacing,
+        progress=TerminalProgress("export"),
+        **trust_kwargs(args),
+    )
     print(f"wrote {out} ({plan.num_parameters:,} parameters, {plan.family})")
     return 0
 
@@ -97,8 +118,9 @@ def run_demo(args) -> int:
     replacing = replace_kwargs(args)
     plan, source = plan_recipe(recipe)
     print(f"demo: {source.display_name} → {plan.family} {DEMO_TARGET} by weight selection", file=sys.stderr)
-    out = export_recipe(recipe, Path(args.out), source=source, plan=plan, **replacing,
-                        progress=TerminalProgress("export"))
+    out = export_recipe(
+        recipe, Path(args.out), source=source, plan=plan, **replacing, progress=TerminalProgress("export")
+    )
     print(f"wrote {out} ({plan.num_parameters:,} parameters)")
     print(f"load it with: python -c \"from transformers import AutoModel; AutoModel.from_pretrained('{out}')\"")
     return 0

@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from app.cli import command
 from app.cli.term import TerminalProgress, ctrl_c_cancels
 from core.errors import TrainingError
 
@@ -34,22 +35,39 @@ DEFAULT_VS = ("baseline",)
 TEACHERS = ("source",)
 
 
-def register(sub) -> None:
-    from core.training.config import add_arguments
+@command("validate", help="train the transferred start and the baseline on the same data; report the speedup")
+def arguments(p) -> None:
+    from core.params import add_arguments
+    from core.training.config import ValidationConfig
 
-    p = sub.add_parser("validate", help="train the transferred start and the baseline on the same data; report the speedup")
     p.add_argument("target", help="an export folder (written by 'graft transfer') or a recipe JSON file")
-    p.add_argument("--vs", nargs="+", default=None, metavar="ARM",
-                   help="arms to compare with: 'baseline' and/or strategy names (e.g. select mean_field); default: baseline")
-    p.add_argument("--out", help="run folder for validation.json/.csv/.png (default: <export>/validation or out/validation)")
+    p.add_argument(
+        "--vs",
+        nargs="+",
+        default=None,
+        metavar="ARM",
+        help="arms to compare with: 'baseline' and/or strategy names (e.g. select mean_field); default: baseline",
+    )
+    p.add_argument(
+        "--out", help="run folder for validation.json/.csv/.png (default: <export>/validation or out/validation)"
+    )
     p.add_argument("--tokenizer", help="tokenizer folder for language models (default: the export's or the source's)")
-    p.add_argument("--teacher", metavar="source",
-                   help="distil from a teacher: 'source' (the model the target was built from; the only teacher for now)")
-    p.add_argument("--save-trained", metavar="DIR", help="write each trained arm (not the baseline) to DIR/<arm>/ as a checkpoint")
-    p.add_argument("--save-arm", action="append", metavar="NAME", help="with --save-trained: save this arm only (repeatable)")
-    p.add_argument("--force", action="store_true", help="with --save-trained: replace trained folders an earlier run wrote")
+    p.add_argument(
+        "--teacher",
+        metavar="source",
+        help="distil from a teacher: 'source' (the model the target was built from; the only teacher for now)",
+    )
+    p.add_argument(
+        "--save-trained", metavar="DIR", help="write each trained arm (not the baseline) to DIR/<arm>/ as a checkpoint"
+    )
+    p.add_argument(
+        "--save-arm", action="append", metavar="NAME", help="with --save-trained: save this arm only (repeatable)"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="with --save-trained: replace trained folders an earlier run wrote"
+    )
     g = p.add_argument_group("training options")
-    add_arguments(g)
+    add_arguments(g, ValidationConfig)
     p.set_defaults(func=run_validate)
 
 
@@ -108,10 +126,14 @@ def setup_arms(target: str, vs: list[str], tokenizer: str | None, *, need_source
         arms = [export]
         recipe = Recipe.load(path) if (path / "graft_recipe.json").is_file() else None
         if strategies and recipe is None:
-            raise TrainingError(f"{path} has no graft_recipe.json, so --vs {' '.join(strategies)} cannot be rebuilt; compare with 'baseline' only")
+            raise TrainingError(
+                f"{path} has no graft_recipe.json, so --vs {' '.join(strategies)} cannot be rebuilt; compare with 'baseline' only"
+            )
         if need_source and recipe is None:
-            raise TrainingError(f"{path} has no graft_recipe.json, so its source (the teacher) is unknown; "
-                                "validate the recipe instead, or run without --teacher")
+            raise TrainingError(
+                f"{path} has no graft_recipe.json, so its source (the teacher) is unknown; "
+                "validate the recipe instead, or run without --teacher"
+            )
         if recipe is not None:
             recipes[export.name] = recipe.to_dict()
             local = Path(recipe.source).expanduser()
@@ -129,8 +151,16 @@ def setup_arms(target: str, vs: list[str], tokenizer: str | None, *, need_source
         method = recipe.values["default"]["method"]
         main, source = _recipe_arm(recipe, method)
         arms = [main] + [_recipe_arm(recipe.with_strategy(n), n)[0] for n in strategies if n != method]
-        recipes = {method: recipe.to_dict(), **{n: recipe.with_strategy(n).to_dict() for n in strategies if n != method}}
-        validation, default_out, tok, export_dir = recipe.validation, Path("out/validation"), tokenizer or source.root, None
+        recipes = {
+            method: recipe.to_dict(),
+            **{n: recipe.with_strategy(n).to_dict() for n in strategies if n != method},
+        }
+        validation, default_out, tok, export_dir = (
+            recipe.validation,
+            Path("out/validation"),
+            tokenizer or source.root,
+            None,
+        )
     if "baseline" in vs:
         arms.append(Arm.baseline(arms[0].config))
     return Setup(arms, tok, default_out, export_dir, validation, source, recipes, source_path)
@@ -162,15 +192,18 @@ def render_png(report, out: Path) -> Path | None:
 
 def _check_teacher(name: str | None) -> None:
     if name is not None and name not in TEACHERS:
-        raise TrainingError(f"--teacher {name!r} is not available: only 'source' (the model the target was built from) "
-                            "can teach for now; other teachers are not supported yet")
+        raise TrainingError(
+            f"--teacher {name!r} is not available: only 'source' (the model the target was built from) "
+            "can teach for now; other teachers are not supported yet"
+        )
 
 
 def run_validate(args) -> int:
-    from core.jobs import CancelToken
     from core.outdir import protected_paths
+    from core.params import from_args
+    from core.progress import CancelToken
     from core.training import SaveTrained, Teacher, resolve_device, run_validation, task_for
-    from core.training.config import config_from_args
+    from core.training.config import ValidationConfig
 
     teacher_name = getattr(args, "teacher", None)
     _check_teacher(teacher_name)
@@ -179,25 +212,46 @@ def run_validate(args) -> int:
     vs = list(args.vs or DEFAULT_VS)
     setup = setup_arms(args.target, vs, args.tokenizer, need_source=teacher_name is not None)
     arms, tokenizer, default_out, export = setup.arms, setup.tokenizer, setup.default_out, setup.export
-    config = config_from_args(args, _base_config(setup.validation))
+    config = from_args(ValidationConfig, args, _base_config(setup.validation))
     out = Path(args.out) if args.out else default_out
     save = None
     if getattr(args, "save_trained", None):
-        protect = protected_paths(setup.source) if setup.source is not None else ((setup.source_path,) if setup.source_path else ())
-        save = SaveTrained(Path(args.save_trained).expanduser(), tuple(args.save_arm) if args.save_arm else None,
-                           force=bool(getattr(args, "force", False)), protect=tuple(protect), recipes=setup.recipes)
+        protect = (
+            protected_paths(setup.source)
+            if setup.source is not None
+            else ((setup.source_path,) if setup.source_path else ())
+        )
+        save = SaveTrained(
+            Path(args.save_trained).expanduser(),
+            tuple(args.save_arm) if args.save_arm else None,
+            force=bool(getattr(args, "force", False)),
+            protect=tuple(protect),
+            recipes=setup.recipes,
+        )
         save.check_arms(arms, tokenizer)  # refused before the teacher loads and anything trains
     teacher = None
     if teacher_name is not None:
-        teacher = Teacher.from_source(setup.source, task_for(arms[0].model_type), device=resolve_device(config.device),
-                                      seed=config.seed)
+        teacher = Teacher.from_source(
+            setup.source, task_for(arms[0].model_type), device=resolve_device(config.device), seed=config.seed
+        )
     cancel = CancelToken()
 
     with ctrl_c_cancels(cancel):
         extra = f"; teacher: the {teacher.description}" if teacher is not None else ""
-        print(f"validate: {', '.join(a.name for a in arms)}; {config.steps} steps of batch {config.batch_size}{extra}", file=sys.stderr)
-        report = run_validation(arms, config=config, tokenizer=tokenizer, out_dir=out, teacher=teacher, save_trained=save,
-                                progress=TerminalProgress("validate"), cancel=cancel)
+        print(
+            f"validate: {', '.join(a.name for a in arms)}; {config.steps} steps of batch {config.batch_size}{extra}",
+            file=sys.stderr,
+        )
+        report = run_validation(
+            arms,
+            config=config,
+            tokenizer=tokenizer,
+            out_dir=out,
+            teacher=teacher,
+            save_trained=save,
+            progress=TerminalProgress("validate"),
+            cancel=cancel,
+        )
     png = render_png(report, out)
     if export is not None and out.resolve() != (export / "validation").resolve():
         report.write(export / "validation")

@@ -5,36 +5,59 @@ from __future__ import annotations
 import argparse
 import json
 
+from core.dtypes import EXPORT_DTYPES
 from core.errors import RecipeError
-from core.plan import LAYER_MAPS
+from core.plan import LAYER_MAPS, TargetSizes
 from core.provenance import CHANGED_FLAG, NONFINITE_FLAG
-from core.recipe import DTYPES, Recipe
+from core.recipe import Recipe
 
-SIZE_FLAGS = ("layers", "hidden", "ffn", "heads", "kv_heads", "head_dim")
+#: the target sizes' flags (``--kv-heads`` sets ``args.kv_heads``), one per ``TargetSizes`` field.
+SIZE_FLAGS = tuple(name for name, _, _ in TargetSizes.size_fields())
+
+
+def add_size_args(parser: argparse.ArgumentParser) -> None:
+    """One ``--NAME N`` flag per target size, with its help (``TargetSizes.size_fields``)."""
+    g = parser.add_argument_group("target sizes (omitted = keep the source's)")
+    for name, _, help_text in TargetSizes.size_fields():
+        g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, metavar="N", help=help_text)
 
 
 def add_recipe_args(parser: argparse.ArgumentParser, *, source_required: bool = True) -> None:
-    parser.add_argument("source", nargs="?" if not source_required else None,
-                        help="'demo', a .safetensors file, a model folder, or a hub repo id (owner/name[@rev])")
+    parser.add_argument(
+        "source",
+        nargs="?" if not source_required else None,
+        help="'demo', a .safetensors file, a model folder, or a hub repo id (owner/name[@rev])",
+    )
     parser.add_argument("--recipe", help="start from this recipe file; flags override its fields")
-    g = parser.add_argument_group("target sizes (omitted = keep the source's)")
-    for name in SIZE_FLAGS:
-        g.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, metavar="N")
+    add_size_args(parser)
     s = parser.add_argument_group("strategy")
     s.add_argument("--strategy", help="value strategy for every role (e.g. select, mean_field, growth, distribution)")
-    s.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a parameter of --strategy (repeatable)")
-    s.add_argument("--role", action="append", default=[], metavar="ROLE=NAME[:k=v,…]",
-                   help="a strategy for one role prefix, e.g. attn=mimetic or mlp=distribution:family=student_t")
-    s.add_argument("--index", help="index strategy for the dimension maps (first_n, uniform, random, iid, cyclic, by_norm, "
-                                   "by_activation: the largest activations on calibration data)")
+    s.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter of --strategy (repeatable)"
+    )
+    s.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="ROLE=NAME[:k=v,…]",
+        help="a strategy for one role prefix, e.g. attn=mimetic or mlp=distribution:family=student_t",
+    )
+    s.add_argument(
+        "--index",
+        help="index strategy for the dimension maps (first_n, uniform, random, iid, cyclic, by_norm, "
+        "by_activation: the largest activations on calibration data)",
+    )
     s.add_argument("--index-param", action="append", default=[], metavar="KEY=VALUE")
-    s.add_argument("--layer-map", dest="layer_map", metavar="|".join(LAYER_MAPS) + "|0,2,4",
-                   help="which source layers the target keeps (by_influence: the least redundant on calibration "
-                        "data, by Block Influence)")
+    s.add_argument(
+        "--layer-map",
+        dest="layer_map",
+        metavar="|".join(LAYER_MAPS) + "|0,2,4",
+        help="which source layers the target keeps (by_influence: the least redundant on calibration "
+        "data, by Block Influence)",
+    )
     s.add_argument("--seed", type=int)
     o = parser.add_argument_group("output")
-    o.add_argument("--dtype", choices=DTYPES, help="export dtype (default: the source's)")
+    o.add_argument("--dtype", choices=EXPORT_DTYPES, help="export dtype (default: the source's)")
     o.add_argument("--device", help="cpu, cuda, cuda:1 … (where tensors are computed)")
     o.add_argument("--max-shard-size", help="e.g. 500MB, 5GB (decimal, like the hub)")
 
@@ -42,10 +65,18 @@ def add_recipe_args(parser: argparse.ArgumentParser, *, source_required: bool = 
 def add_trust_args(parser: argparse.ArgumentParser) -> None:
     """The two ways to go on with a source Graft would otherwise refuse (core.provenance)."""
     g = parser.add_argument_group("source checks")
-    g.add_argument(CHANGED_FLAG, dest="allow_changed_source", action="store_true",
-                   help="go on when the source's bytes differ from the SHA-256 hashes the recipe recorded")
-    g.add_argument(NONFINITE_FLAG, dest="allow_nonfinite", action="store_true",
-                   help="transfer a source whose weights hold NaN or Inf values")
+    g.add_argument(
+        CHANGED_FLAG,
+        dest="allow_changed_source",
+        action="store_true",
+        help="go on when the source's bytes differ from the SHA-256 hashes the recipe recorded",
+    )
+    g.add_argument(
+        NONFINITE_FLAG,
+        dest="allow_nonfinite",
+        action="store_true",
+        help="transfer a source whose weights hold NaN or Inf values",
+    )
 
 
 def trust_kwargs(args: argparse.Namespace) -> dict:
@@ -74,15 +105,20 @@ def parse_role(item: str) -> tuple[str, dict]:
     if not sep or not role or not rest:
         raise RecipeError(f"--role {item!r} must look like ROLE=NAME or ROLE=NAME:key=value,key=value")
     name, _, params = rest.partition(":")
-    return role.strip(), {"method": name.strip(), "params": parse_pairs([p for p in params.split(",") if p], "--role parameter")}
+    return role.strip(), {
+        "method": name.strip(),
+        "params": parse_pairs([p for p in params.split(",") if p], "--role parameter"),
+    }
 
 
 def _layer_list(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",")]
     except ValueError:
-        raise RecipeError(f"--layer-map {text!r} must be {', '.join(LAYER_MAPS)} or source layer numbers "
-                          "separated by commas, like 0,2,4") from None
+        raise RecipeError(
+            f"--layer-map {text!r} must be {', '.join(LAYER_MAPS)} or source layer numbers "
+            "separated by commas, like 0,2,4"
+        ) from None
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:

@@ -1,51 +1,43 @@
-"""Where the app's threads start: one stdlib thread pool, reporting back through Qt's event loop.
+"""Where the app's threads start: one stdlib thread pool, reporting back to the GUI thread in order.
 
-Nothing else in the app creates threads. Work is submitted as a :class:`Job`; its progress,
+Nothing else in the app creates threads. A :class:`Job` runs on a worker thread; its progress,
 yielded items and outcome come back to the GUI thread through one queued Qt signal (a
 :class:`_Bridge`), so they arrive in the order the worker sent them. (qasync's
 ``call_soon_threadsafe`` turns each message into its own zero-delay timer, and those were seen
-to overtake each other: a job's result arrived before its last progress.) The qasync loop runs
-the Qt event loop in ``gui.main``, so asyncio code can live in the app; jobs do not depend on it.
-qasync's own ``QThreadExecutor`` is not used: with PySide6 it crashed the interpreter at exit
-(see ECOSYSTEM.md "Qt and threads"); the stdlib executor exits cleanly.
+to overtake each other: a job's result arrived before its last progress.) The outcome is always
+the last message of a job: whoever turns it into the result of an awaited future
+(:class:`~app.jobs.controller.JobController`) resumes the awaiting coroutine only after every
+progress call and item was delivered.
+
+The pool is a stdlib ``ThreadPoolExecutor`` under qasync's loop, not qasync's own
+``QThreadExecutor``: with PySide6 that one crashed the interpreter at exit (ECOSYSTEM.md, "Qt
+and threads"); the stdlib executor exits cleanly. Tensor work of the long jobs runs one step
+further away, in child processes (``core.process.run_in_child``, called from the worker thread).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.qt import QtCore, QtWidgets  # PySide6 first: qasync takes the binding loaded
-
-# isort: split
-import qasync
-
-from core.jobs import CancelToken
+from app.jobs.loop import event_loop
+from app.qt import QtCore
+from core.progress import CancelToken, Throttle
 
 log = logging.getLogger(__name__)
 
 #: ``fn(progress=..., cancel=...)`` → a result, or a generator whose items are streamed.
 JobFn = Callable[..., Any]
 
-_LOOP: qasync.QEventLoop | None = None
-
-
-def event_loop() -> qasync.QEventLoop:
-    """The application's qasync loop (created on first use; ``gui.main`` runs it)."""
-    global _LOOP
-    if _LOOP is None or _LOOP.is_closed():
-        app = QtWidgets.QApplication.instance()
-        if app is None:
-            raise RuntimeError("create the QApplication before starting jobs")
-        _LOOP = qasync.QEventLoop(app)
-    return _LOOP
-
-
+PROGRESS_HZ = 20.0
+YIELD_FLUSH_S = 0.05  # streamed items cross threads in batches, at most 20 times a second
 WORKER_NICENESS = 10
 
 
@@ -68,14 +60,14 @@ def _default_workers() -> int:
 
 @dataclass
 class Job:
-    """One unit of long work.
+    """One unit of background work the app runs.
 
     Attributes:
         name: shown in the jobs panel ("materialise", "preview q_proj", ...).
         fn: called on a worker thread as ``fn(progress=..., cancel=...)``. It returns a result,
             or is a generator whose items are streamed back one by one (e.g. training steps)
             and whose ``return`` value is the result.
-        cancel: the token ``fn`` checks between steps; set by the controller's ``cancel()``.
+        cancel: the token ``fn`` checks between steps; set when the job is cancelled.
     """
 
     name: str
@@ -100,8 +92,10 @@ class JobRunner:
     """Owns the worker threads. One per window; ``shutdown()`` joins them (call on close)."""
 
     def __init__(self, max_workers: int | None = None) -> None:
+        event_loop()  # the loop the jobs' results are awaited on exists before the first job
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_workers or _default_workers(), thread_name_prefix="graft-job",
+            max_workers=max_workers or _default_workers(),
+            thread_name_prefix="graft-job",
             initializer=_lower_worker_priority,
         )
         self._bridge = _Bridge()
@@ -109,21 +103,24 @@ class JobRunner:
         self._lock = threading.Lock()
         self.closed = False
 
-    def submit(self, fn: Callable[[], Any], token: CancelToken) -> concurrent.futures.Future:
-        """Run ``fn()`` on a worker thread; ``token`` is cancelled if the runner shuts down."""
+    def start(
+        self,
+        job: Job,
+        *,
+        on_progress: Callable[[float, str], None],
+        on_items: Callable[[list], None],
+        on_outcome: Callable[[bool, Any], None],
+    ) -> None:
+        """Run ``job`` on a worker thread. On the GUI thread, in the order the worker sent them:
+        ``on_progress(fraction, message)`` (at most 20 a second), ``on_items(batch)`` (a
+        generator job's items, in order, batched at most 20 times a second), then once
+        ``on_outcome(True, result)`` or ``on_outcome(False, exception)`` (``Cancelled`` when
+        cancelled). ``job.cancel`` is set if the runner shuts down first."""
         if self.closed:
             raise RuntimeError("the job runner is shut down")
         with self._lock:
-            self._tokens.add(token)
-
-        def work():
-            try:
-                return fn()
-            finally:
-                with self._lock:
-                    self._tokens.discard(token)
-
-        return self._executor.submit(work)
+            self._tokens.add(job.cancel)
+        self._executor.submit(self._work, job, on_progress, on_items, on_outcome)
 
     def post(self, callback: Callable[..., None], *args: Any) -> None:
         """From any thread: run ``callback(*args)`` on the GUI thread soon, after earlier posts."""
@@ -137,3 +134,40 @@ class JobRunner:
         for token in tokens:
             token.cancel()
         self._executor.shutdown(wait=wait, cancel_futures=True)
+
+    # -- worker side -------------------------------------------------------------------------
+    def _work(self, job: Job, on_progress, on_items, on_outcome) -> None:
+        token = job.cancel
+        try:
+            token.check()
+            progress = Throttle(lambda f, m: self.post(on_progress, f, m), hz=PROGRESS_HZ)
+            result = job.fn(progress=progress, cancel=token)
+            if inspect.isgenerator(result):
+                result = self._drain(job, result, on_items)
+            outcome = (True, result)
+        except Exception as exc:  # the outcome: raised again where the job is awaited
+            outcome = (False, exc)
+        finally:
+            with self._lock:
+                self._tokens.discard(token)
+        self.post(on_outcome, *outcome)
+
+    def _drain(self, job: Job, generator, on_items) -> Any:
+        pending: list[Any] = []
+        last_flush = 0.0
+        try:
+            while True:
+                job.cancel.check()
+                try:
+                    item = next(generator)
+                except StopIteration as stop:
+                    return stop.value
+                pending.append(item)
+                now = time.monotonic()
+                if now - last_flush >= YIELD_FLUSH_S:
+                    self.post(on_items, pending)
+                    pending, last_flush = [], now
+        finally:
+            if pending:  # what was yielded before the end (or the cancel) still arrives, in order
+                self.post(on_items, pending)
+            generator.close()  # lets the generator's own cleanup run on this worker thread

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.qt import QtWidgets
+from core.dtypes import EXPORT_DTYPES
 
-DTYPES = (("keep the source's", ""), ("float32", "float32"), ("bfloat16", "bfloat16"), ("float16", "float16"))
+#: the dtype combo box: (label, value); "" keeps the source's dtypes.
+DTYPES = (("keep the source's", ""), *((d, d) for d in EXPORT_DTYPES))
 
 
 class ExportDialog(QtWidgets.QDialog):
@@ -58,6 +60,10 @@ class ExportDialog(QtWidgets.QDialog):
             self.folder_edit.setText(path)
 
     def options(self) -> dict:
-        return {"out_dir": self.folder_edit.text().strip(), "max_shard_size": self.shard_edit.text().strip() or "5GB",
-                "dtype": self.dtype_combo.currentData() or None, "force": self.force_box.isChecked(),
-                "replace_any": self.force_box.isChecked() and self.replace_any_box.isChecked()}
+        return {
+            "out_dir": self.folder_edit.text().strip(),
+            "max_shard_size": self.shard_edit.text().strip() or "5GB",
+            "dtype": self.dtype_combo.currentData() or None,
+            "force": self.force_box.isChecked(),
+            "replace_any": self.force_box.isChecked() and self.replace_any_box.isChecked(),
+        }

@@ -1,6 +1,7 @@
-"""Forms generated from frozen parameter dataclasses (field metadata: help, min, max, choices).
+"""Forms generated from frozen parameter dataclasses (``core.params``: help, min, max, choices).
 
-The same dataclasses give the CLI its flags and the recipe its schema, so a new strategy
+Each editor is chosen from :func:`core.params.describe` — the same description that gives the
+CLI its flags, the recipe its checks and ``graft strategies`` its rows — so a new strategy
 parameter appears here with no GUI code.
 """
 
@@ -8,25 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from typing import Any
 
 from app.qt import QtCore, QtWidgets
-
-
-def _field_type(cls: type, f: dataclasses.Field) -> Any:
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # forward references the form cannot resolve: fall back to the default
-        hints = {}
-    hint = hints.get(f.name, f.type)
-    if isinstance(hint, str):
-        hint = type(f.default) if f.default is not dataclasses.MISSING else str
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    optional = len(args) < len(typing.get_args(hint))
-    if optional and len(args) == 1:
-        hint = args[0]
-    return hint, optional
+from core.params import ParamInfo, describe
 
 
 class DataclassForm(QtWidgets.QWidget):
@@ -43,7 +29,7 @@ class DataclassForm(QtWidgets.QWidget):
         self._layout = QtWidgets.QFormLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setFieldGrowthPolicy(QtWidgets.QFormLayout.AllNonFixedFieldsGrow)
-        self._editors: dict[str, tuple[QtWidgets.QWidget, dataclasses.Field, Any]] = {}
+        self._editors: dict[str, tuple[QtWidgets.QWidget, ParamInfo]] = {}
         self.cls: type | None = None
         self.set_dataclass(cls)
 
@@ -55,29 +41,26 @@ class DataclassForm(QtWidgets.QWidget):
         self.cls = cls
         if cls is None:
             return
-        fields = dataclasses.fields(cls)
-        if not fields:
+        infos = describe(cls)
+        if not infos:
             label = QtWidgets.QLabel("no parameters")
             label.setEnabled(False)
             self._layout.addRow(label)
-        for f in fields:
-            editor = self._make_editor(cls, f)
-            label = QtWidgets.QLabel(f.name.replace("_", " "))
-            tip = f.metadata.get("help", "")
-            label.setToolTip(tip)
-            editor.setToolTip(tip)
+        for info in infos:
+            editor = self._make_editor(info)
+            label = QtWidgets.QLabel(info.name.replace("_", " "))
+            label.setToolTip(info.help)
+            editor.setToolTip(info.help)
             self._layout.addRow(label, editor)
         if values:
             self.set_values(values)
 
-    def _make_editor(self, cls: type, f: dataclasses.Field) -> QtWidgets.QWidget:
-        meta = f.metadata
-        default = f.default if f.default is not dataclasses.MISSING else None
-        kind, optional = _field_type(cls, f)
-        lo, hi = meta.get("min"), meta.get("max")
-        if meta.get("choices"):
+    def _make_editor(self, info: ParamInfo) -> QtWidgets.QWidget:
+        default = info.default if info.default is not dataclasses.MISSING else None
+        kind, lo, hi = info.type, info.min, info.max
+        if info.choices:
             editor = QtWidgets.QComboBox()
-            for choice in meta["choices"]:
+            for choice in info.choices:
                 editor.addItem(str(choice), choice)
             editor.currentIndexChanged.connect(self._changed)
         elif kind is bool:
@@ -95,10 +78,10 @@ class DataclassForm(QtWidgets.QWidget):
             editor.valueChanged.connect(self._changed)
         else:
             editor = QtWidgets.QLineEdit()
-            if optional:
+            if info.optional:
                 editor.setPlaceholderText("default")
             editor.editingFinished.connect(self._changed)
-        self._editors[f.name] = (editor, f, kind)
+        self._editors[info.name] = (editor, info)
         if default is not None:
             self._set(editor, default)
         return editor
@@ -125,7 +108,7 @@ class DataclassForm(QtWidgets.QWidget):
 
     def all_values(self) -> dict:
         out = {}
-        for name, (editor, f, _kind) in self._editors.items():
+        for name, (editor, info) in self._editors.items():
             if isinstance(editor, QtWidgets.QComboBox):
                 out[name] = editor.currentData()
             elif isinstance(editor, QtWidgets.QCheckBox):
@@ -134,15 +117,15 @@ class DataclassForm(QtWidgets.QWidget):
                 out[name] = editor.value()
             else:
                 text = editor.text().strip()
-                out[name] = None if text == "" and f.default is None else text
+                out[name] = None if text == "" and info.default is None else text
         return out
 
     def values(self) -> dict:
         """Fields whose value differs from the dataclass default (what a recipe records)."""
         out = {}
         for name, value in self.all_values().items():
-            f = self._editors[name][1]
-            if f.default is dataclasses.MISSING or value != f.default:
+            default = self._editors[name][1].default
+            if default is dataclasses.MISSING or value != default:
                 out[name] = value
         return out
 

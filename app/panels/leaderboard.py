@@ -39,17 +39,27 @@ def candidate_choices() -> list[tuple[str, str]]:
     choices = [(n, get(n).summary) for n in names("value") if n not in NOT_OFFERED]
     if "by_activation" in names("index"):
         choices.append(("by_activation", get("by_activation").summary + " (value strategy: select)"))
-        choices.append(("by_activation+by_influence", "by_activation, and the layers with the highest Block "
-                        "Influence (ShortGPT) kept instead of the first ones"))
-    choices.append(("scratch", "default-init weights given everything a transfer gets (a head the source lacks "
-                    "initialised from the body): a start that does not beat it owes its lead to that head"))
+        choices.append(
+            (
+                "by_activation+by_influence",
+                "by_activation, and the layers with the highest Block "
+                "Influence (ShortGPT) kept instead of the first ones",
+            )
+        )
+    choices.append(
+        (
+            "scratch",
+            "default-init weights given everything a transfer gets (a head the source lacks "
+            "initialised from the body): a start that does not beat it owes its lead to that head",
+        )
+    )
     return choices
 
 
 class LeaderboardPanel(QtWidgets.QWidget):
     """Signals (user intents):
-        compare_requested(dict): ``{"candidates": [spec, ...], "steps": int, "quick_steps": int | None}``.
-        recipe_requested(dict): the selected row's recipe (as a dict), to load into the window.
+    compare_requested(dict): ``{"candidates": [spec, ...], "steps": int, "quick_steps": int | None}``.
+    recipe_requested(dict): the selected row's recipe (as a dict), to load into the window.
     """
 
     compare_requested = QtCore.Signal(object)
@@ -113,8 +123,10 @@ class LeaderboardPanel(QtWidgets.QWidget):
         self.candidate_list.itemChanged.connect(lambda *_: self._update_compare())
         layout.addWidget(self.candidate_list, 2)
         self.teacher_box = QtWidgets.QCheckBox("+ teacher (distilled twins)")
-        self.teacher_box.setToolTip("Add a twin of every ticked start trained with the source as its teacher "
-                                    "(distillation), so with and without rank side by side")
+        self.teacher_box.setToolTip(
+            "Add a twin of every ticked start trained with the source as its teacher "
+            "(distillation), so with and without rank side by side"
+        )
         layout.addWidget(self.teacher_box)
         form = QtWidgets.QFormLayout()
         self.steps_spin = QtWidgets.QSpinBox()
@@ -125,8 +137,10 @@ class LeaderboardPanel(QtWidgets.QWidget):
         self.quick_box = QtWidgets.QCheckBox("at step")
         from core.ranking import QUICK_AGREEMENT
 
-        self.quick_box.setToolTip("Quick: stop after the first K steps of the same schedule and rank by the eval "
-                                  f"loss there (the full run's first K steps, exactly); {QUICK_AGREEMENT}")
+        self.quick_box.setToolTip(
+            "Quick: stop after the first K steps of the same schedule and rank by the eval "
+            f"loss there (the full run's first K steps, exactly); {QUICK_AGREEMENT}"
+        )
         self.quick_spin = QtWidgets.QSpinBox()
         self.quick_spin.setRange(1, 100_000)
         self.quick_spin.setValue(20)
@@ -149,8 +163,10 @@ class LeaderboardPanel(QtWidgets.QWidget):
         self.history_list.setObjectName("leaderboard-history")
         self.history_list.setWordWrap(True)
         self.history_list.setTextElideMode(QtCore.Qt.ElideRight)
-        self.history_list.setToolTip("Earlier leaderboards of this source, target and seed, and validations of "
-                                     "this exact recipe, newest first; pick one to show it")
+        self.history_list.setToolTip(
+            "Earlier leaderboards of this source, target and seed, and validations of "
+            "this exact recipe, newest first; pick one to show it"
+        )
         self.history_list.itemClicked.connect(lambda item: self.show_entry(self.history_list.row(item)))
         layout.addWidget(self.history_list, 3)
         return box
@@ -158,8 +174,11 @@ class LeaderboardPanel(QtWidgets.QWidget):
     # -- user intents ------------------------------------------------------------------------
     def checked_candidates(self) -> list[str]:
         """The specs to compare, teacher twins included."""
-        specs = [self.candidate_list.item(i).data(QtCore.Qt.UserRole) for i in range(self.candidate_list.count())
-                 if self.candidate_list.item(i).checkState() == QtCore.Qt.Checked]
+        specs = [
+            self.candidate_list.item(i).data(QtCore.Qt.UserRole)
+            for i in range(self.candidate_list.count())
+            if self.candidate_list.item(i).checkState() == QtCore.Qt.Checked
+        ]
         if self.teacher_box.isChecked():
             specs += [f"{spec}+teacher" for spec in specs]
         return specs
@@ -242,7 +261,7 @@ class LeaderboardPanel(QtWidgets.QWidget):
         self.shown_label.setText(f"Shown: the comparison {why} (no table: it did not finish).")
 
     def show_history(self, entries: list[dict]) -> None:
-        """The history of the current target, newest first (see ``app.jobs.tasks.history_job``)."""
+        """The history of the current target, newest first (see ``app.jobs.factories.history_job``)."""
         self.entries = list(entries)
         self.history_list.clear()
         for entry in self.entries:
@@ -260,8 +279,11 @@ class LeaderboardPanel(QtWidgets.QWidget):
         entry = self.entries[index]
         board = entry_board(entry)
         kind = "leaderboard" if entry.get("kind") == "leaderboard" else "validation"
-        self._show(board, f"Shown: the {kind} of {format_created(entry.get('created'))} from the history "
-                   f"({steps_text(board)}).", entry.get("path"))
+        self._show(
+            board,
+            f"Shown: the {kind} of {format_created(entry.get('created'))} from the history ({steps_text(board)}).",
+            entry.get("path"),
+        )
 
     def _show(self, board: dict, label: str, path: str | None) -> None:
         self.board = board
@@ -300,8 +322,13 @@ def history_text(entry: dict) -> str:
         return f"{when} · leaderboard\n{steps_text(board)} · winner {best or '–'}"
     row = (board.get("rows") or [{}])[0]
     speed = row.get("speedup")
-    verdict = ("at the baseline from step 0" if row.get("reached_at_start") else
-               f"{speed:.1f}× faster" if speed else "does not reach the baseline")
+    verdict = (
+        "at the baseline from step 0"
+        if row.get("reached_at_start")
+        else f"{speed:.1f}× faster"
+        if speed
+        else "does not reach the baseline"
+    )
     return f"{when} · validation\n{steps_text(board)} · {row.get('name', '?')}: {verdict}"
 
 

@@ -21,8 +21,11 @@ from app.qt import QtCore, QtGui, QtWidgets
 COLUMNS = (
     ("#", "rank", "rank: fewest steps to the baseline's final eval loss, ties by final eval loss"),
     ("Start", "name", "the candidate starting point (value strategy + index + layer map)"),
-    ("To baseline", "steps_to_baseline", "steps to the baseline: the first eval step at which its eval loss ≤ the "
-     "baseline's final one"),
+    (
+        "To baseline",
+        "steps_to_baseline",
+        "steps to the baseline: the first eval step at which its eval loss ≤ the baseline's final one",
+    ),
     ("Speedup", "speedup", "the baseline's steps ÷ this start's steps to reach the same eval loss"),
     ("Final eval loss", "final_eval_loss", "eval loss at the last step (lower is better)"),
     ("Step-0 loss", "zero_step_eval_loss", "eval loss before any training step (the zero-step loss)"),
@@ -39,10 +42,14 @@ def eval_curves(report: dict | None) -> dict[str, list[tuple[float, float]]]:
     if not report:
         return {}
     if "eval" in report:
-        return {arm: [(float(p[0]), float(p[1])) for p in points if p[1] is not None]
-                for arm, points in report["eval"].items()}
-    return {arm: [(float(m["step"]), float(m["eval_loss"])) for m in records if m.get("eval_loss") is not None]
-            for arm, records in report.get("records", {}).items()}
+        return {
+            arm: [(float(p[0]), float(p[1])) for p in points if p[1] is not None]
+            for arm, points in report["eval"].items()
+        }
+    return {
+        arm: [(float(m["step"]), float(m["eval_loss"])) for m in records if m.get("eval_loss") is not None]
+        for arm, records in report.get("records", {}).items()
+    }
 
 
 def board_from_validation(payload: dict) -> dict:
@@ -58,20 +65,42 @@ def board_from_validation(payload: dict) -> dict:
         if arm == baseline:
             continue
         verdict = verdicts.get(arm) or {}
-        rows.append({
-            "name": arm if recipe is None else f"{arm} ({_strategy(recipe)})", "arm": arm, "recipe": recipe,
-            "rank": len(rows) + 1, "steps_to_baseline": verdict.get("steps_to_baseline"),
-            "speedup": verdict.get("speedup"), "reached_at_start": verdict.get("reached_at_start", False),
-            "final_eval_loss": points[-1][1] if points else None,
-            "zero_step_eval_loss": points[0][1] if points and points[0][0] == 0 else None,
-            "quick_eval_loss": None, "wall_s": None, "error": None,
-        })
+        rows.append(
+            {
+                "name": arm if recipe is None else f"{arm} ({_strategy(recipe)})",
+                "arm": arm,
+                "recipe": recipe,
+                "rank": len(rows) + 1,
+                "steps_to_baseline": verdict.get("steps_to_baseline"),
+                "speedup": verdict.get("speedup"),
+                "reached_at_start": verdict.get("reached_at_start", False),
+                "final_eval_loss": points[-1][1] if points else None,
+                "zero_step_eval_loss": points[0][1] if points and points[0][0] == 0 else None,
+                "quick_eval_loss": None,
+                "wall_s": None,
+                "error": None,
+            }
+        )
     base_points = curves.get(baseline, [])
-    base_row = {"name": baseline, "recipe": None, "rank": None,
-                "final_eval_loss": base_points[-1][1] if base_points else None,
-                "zero_step_eval_loss": base_points[0][1] if base_points else None} if baseline else None
-    return {"rows": rows, "baseline": base_row, "config": report.get("config") or {}, "quick_steps": None,
-            "report": report, "status": report.get("status")}
+    base_row = (
+        {
+            "name": baseline,
+            "recipe": None,
+            "rank": None,
+            "final_eval_loss": base_points[-1][1] if base_points else None,
+            "zero_step_eval_loss": base_points[0][1] if base_points else None,
+        }
+        if baseline
+        else None
+    )
+    return {
+        "rows": rows,
+        "baseline": base_row,
+        "config": report.get("config") or {},
+        "quick_steps": None,
+        "report": report,
+        "status": report.get("status"),
+    }
 
 
 def _strategy(recipe: dict) -> str:

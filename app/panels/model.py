@@ -22,9 +22,9 @@ def _count(n: int) -> str:
 
 class ModelPanel(QtWidgets.QWidget):
     """Signals:
-        tensor_selected(name): a target tensor was picked (drives the preview).
-        nonfinite_allowed(bool): the user allows (or no longer allows) transferring a source
-            whose weights hold NaN/Inf values.
+    tensor_selected(name): a target tensor was picked (drives the preview).
+    nonfinite_allowed(bool): the user allows (or no longer allows) transferring a source
+        whose weights hold NaN/Inf values.
     """
 
     tensor_selected = QtCore.Signal(str)
@@ -46,16 +46,20 @@ class ModelPanel(QtWidgets.QWidget):
         layout.addLayout(header)
         self.values_banner = QtWidgets.QFrame()
         self.values_banner.setObjectName("graft-values-banner")
-        self.values_banner.setStyleSheet("#graft-values-banner { background: #fdecea; border: 1px solid #d93025; "
-                                         "border-radius: 4px; } QLabel, QCheckBox { color: #5f2120; }")
+        self.values_banner.setStyleSheet(
+            "#graft-values-banner { background: #fdecea; border: 1px solid #d93025; "
+            "border-radius: 4px; } QLabel, QCheckBox { color: #5f2120; }"
+        )
         banner = QtWidgets.QHBoxLayout(self.values_banner)
         banner.setContentsMargins(8, 4, 8, 4)
         self.values_label = QtWidgets.QLabel()
         self.values_label.setWordWrap(True)
         banner.addWidget(self.values_label, 1)
         self.allow_nonfinite_box = QtWidgets.QCheckBox("Transfer it anyway")
-        self.allow_nonfinite_box.setToolTip("Materialise, validate and export refuse a source with NaN/Inf weights "
-                                            "unless this is ticked (the CLI's --allow-nonfinite)")
+        self.allow_nonfinite_box.setToolTip(
+            "Materialise, validate and export refuse a source with NaN/Inf weights "
+            "unless this is ticked (the CLI's --allow-nonfinite)"
+        )
         self.allow_nonfinite_box.toggled.connect(self.nonfinite_allowed)
         banner.addWidget(self.allow_nonfinite_box)
         self.values_banner.hide()
@@ -87,8 +91,9 @@ class ModelPanel(QtWidgets.QWidget):
             role = roles.get(name)
             layer = role.layer if role else None
             group = self._group(groups, layer)
-            item = QtWidgets.QTreeWidgetItem([name, role.role if role else "", _shape(info.shape), info.dtype,
-                                              _count(info.numel), ""])
+            item = QtWidgets.QTreeWidgetItem(
+                [name, role.role if role else "", _shape(info.shape), info.dtype, _count(info.numel), ""]
+            )
             item.setData(0, NAME_ROLE, None)
             item.setData(0, COUNT_ROLE, info.numel)
             item.setData(0, SOURCE_ROLE, name)
@@ -96,23 +101,32 @@ class ModelPanel(QtWidgets.QWidget):
         self._finish_groups(groups)
         self.show_values({}, "")
         family = opened.family if opened.family != "unknown" else "unknown architecture"
-        self.title.setText(f"<b>{opened.source.display_name}</b> — {family}, "
-                           f"{_count(source.num_parameters)} parameters, {len(source.tensors)} tensors")
+        self.title.setText(
+            f"<b>{opened.source.display_name}</b> — {family}, "
+            f"{_count(source.num_parameters)} parameters, {len(source.tensors)} tensors"
+        )
         self.layers.setRowCount(0)
         self.dims.setRowCount(0)
 
     def show_plan(self, result, selected: str | None = None) -> None:
         """Target tensors of the plan with source → target shapes, layer map and dim maps."""
         plan = result.plan
-        expanded = {self.tree.topLevelItem(i).text(0) for i in range(self.tree.topLevelItemCount())
-                    if self.tree.topLevelItem(i).isExpanded()}
+        expanded = {
+            self.tree.topLevelItem(i).text(0)
+            for i in range(self.tree.topLevelItemCount())
+            if self.tree.topLevelItem(i).isExpanded()
+        }
         self._selecting = True
         self.tree.clear()
         groups: dict[str, QtWidgets.QTreeWidgetItem] = {}
         current = None
         for t in plan.tensors:
             group = self._group(groups, t.layer, new=t.new_layer)
-            shape = _shape(t.shape) if list(t.shape) == list(t.source_shape) else f"{_shape(t.source_shape)} → {_shape(t.shape)}"
+            shape = (
+                _shape(t.shape)
+                if list(t.shape) == list(t.source_shape)
+                else f"{_shape(t.source_shape)} → {_shape(t.shape)}"
+            )
             item = QtWidgets.QTreeWidgetItem([t.name, t.role, shape, t.dtype, _count(t.numel), t.strategy])
             item.setData(0, NAME_ROLE, t.name)
             item.setData(0, COUNT_ROLE, t.numel)
@@ -131,7 +145,9 @@ class ModelPanel(QtWidgets.QWidget):
         self._apply_filter(self.filter_edit.text())
         self.layers.setRowCount(len(plan.layer_map))
         for row, link in enumerate(plan.layer_map):
-            for col, text in enumerate([str(link.target), str(link.source), "new block (copy)" if link.new else "copied"]):
+            for col, text in enumerate(
+                [str(link.target), str(link.source), "new block (copy)" if link.new else "copied"]
+            ):
                 self.layers.setItem(row, col, QtWidgets.QTableWidgetItem(text))
         shown = [m for m in plan.dims.values() if m.method != "fixed"]
         self.dims.setRowCount(len(shown))
@@ -146,8 +162,10 @@ class ModelPanel(QtWidgets.QWidget):
         self._nonfinite = dict(nonfinite)
         self.values_banner.setVisible(bool(nonfinite))
         if nonfinite:
-            self.values_label.setText(f"<b>NaN/Inf weights:</b> {summary}. Materialise, validate and export "
-                                      "refuse this source unless you allow it.")
+            self.values_label.setText(
+                f"<b>NaN/Inf weights:</b> {summary}. Materialise, validate and export "
+                "refuse this source unless you allow it."
+            )
         else:
             self.allow_nonfinite_box.setChecked(False)
         self._mark_nonfinite()
@@ -177,7 +195,7 @@ class ModelPanel(QtWidgets.QWidget):
         return groups[key]
 
     def _finish_groups(self, groups: dict, expanded: set[str] | None = None) -> None:
-        order = sorted(groups, key=lambda k: (-1 if k == "global" else int(k.split()[1])))
+        order = sorted(groups, key=lambda k: -1 if k == "global" else int(k.split()[1]))
         for key in order:
             item = groups[key]
             total = sum(int(item.child(i).data(0, COUNT_ROLE) or 0) for i in range(item.childCount()))

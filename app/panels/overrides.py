@@ -37,8 +37,16 @@ class OverrideRow(QtWidgets.QFrame):
     edited = QtCore.Signal()
     remove_requested = QtCore.Signal(object)
 
-    def __init__(self, strategies: dict, role: str, method: str, params: dict | None = None, *,
-                 roles: tuple[str, ...] = ROLE_CHOICES, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(
+        self,
+        strategies: dict,
+        role: str,
+        method: str,
+        params: dict | None = None,
+        *,
+        roles: tuple[str, ...] = ROLE_CHOICES,
+        parent: QtWidgets.QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setFrameShape(QtWidgets.QFrame.StyledPanel)
         self._strategies = strategies

@@ -26,7 +26,11 @@ def layer_table(summaries) -> tuple[np.ndarray, list[str], list[str]]:
     labels = sorted(rows, key=lambda k: -1 if k == "global" else int(k.split()[1]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        values = np.array([np.nanmean(np.array(rows[k], dtype=float), axis=0) for k in labels]) if labels else np.zeros((0, 4))
+        values = (
+            np.array([np.nanmean(np.array(rows[k], dtype=float), axis=0) for k in labels])
+            if labels
+            else np.zeros((0, 4))
+        )
     return values, labels, list(TARGET_METRICS)
 
 
@@ -58,13 +62,16 @@ class OverviewPanel(QtWidgets.QWidget):
         self.view_combo.currentIndexChanged.connect(self._redraw)
         row.addWidget(self.view_combo, 1)
         self.analyse_button = QtWidgets.QPushButton("Analyse the source")
-        self.analyse_button.setToolTip("Statistics of every source matrix by layer and role, with the mean-field "
-                                       "diagnostics (a queued job)")
+        self.analyse_button.setToolTip(
+            "Statistics of every source matrix by layer and role, with the mean-field diagnostics (a queued job)"
+        )
         self.analyse_button.clicked.connect(self.analysis_requested)
         self.analyse_button.setEnabled(False)
         row.addWidget(self.analyse_button)
         layout.addLayout(row)
-        self.title = QtWidgets.QLabel("Materialise the target (Ctrl+M) to see every layer at once, or analyse the source.")
+        self.title = QtWidgets.QLabel(
+            "Materialise the target (Ctrl+M) to see every layer at once, or analyse the source."
+        )
         self.title.setWordWrap(True)
         layout.addWidget(self.title)
         self.heatmap = HeatmapPlot(title="")
@@ -112,18 +119,32 @@ class OverviewPanel(QtWidgets.QWidget):
         values, rows, cols = layer_table(m.summaries)
         if not rows:
             return
-        self.heatmap.show_matrix(_by_column(values), levels=(0.0, 1.0), colormap=SEQUENTIAL, row_labels=rows,
-                                 col_labels=cols, cell_text=[[_cell(v) for v in row] for row in values],
-                                 title="target: layer × metric (each column on its own scale)")
-        self.title.setText(f"Target materialised: {m.num_parameters / 1e6:,.2f} M parameters in {len(m.summaries)} tensors on {m.device}.")
+        self.heatmap.show_matrix(
+            _by_column(values),
+            levels=(0.0, 1.0),
+            colormap=SEQUENTIAL,
+            row_labels=rows,
+            col_labels=cols,
+            cell_text=[[_cell(v) for v in row] for row in values],
+            title="target: layer × metric (each column on its own scale)",
+        )
+        self.title.setText(
+            f"Target materialised: {m.num_parameters / 1e6:,.2f} M parameters in {len(m.summaries)} tensors on {m.device}."
+        )
         self.suggestion.setText(_spread_reading(values[:, 0]))
 
     def _draw_source(self, metric: str) -> None:
         t = self.table
         values = np.asarray(t.values[metric], dtype=float)
-        self.heatmap.show_matrix(values, levels=_levels(values), colormap=SEQUENTIAL, row_labels=t.row_labels(),
-                                 col_labels=list(t.columns), cell_text=[[_cell(v) for v in row] for row in values],
-                                 title=f"source: {metric}")
+        self.heatmap.show_matrix(
+            values,
+            levels=_levels(values),
+            colormap=SEQUENTIAL,
+            row_labels=t.row_labels(),
+            col_labels=list(t.columns),
+            cell_text=[[_cell(v) for v in row] for row in values],
+            title=f"source: {metric}",
+        )
         self.title.setText(f"Source statistics: {len(t.layers)} rows × {len(t.columns)} roles.")
         self.suggestion.setText(_suggestions_text(t))
 
@@ -156,9 +177,13 @@ def _spread_reading(ratios: np.ndarray) -> str:
         return ""
     mean = float(finite.mean())
     if mean > 1.15:
-        return (f"Weights are {mean:.2f}× wider-spread than the source on average: the target sums fewer "
-                "terms per neuron; consider mean_field with rescale=variance to keep activations in scale.")
+        return (
+            f"Weights are {mean:.2f}× wider-spread than the source on average: the target sums fewer "
+            "terms per neuron; consider mean_field with rescale=variance to keep activations in scale."
+        )
     if mean < 0.87:
-        return (f"Weights are {mean:.2f}× the source's spread on average: activations will shrink layer by "
-                "layer; consider rescale=none or a distribution fit.")
+        return (
+            f"Weights are {mean:.2f}× the source's spread on average: activations will shrink layer by "
+            "layer; consider rescale=none or a distribution fit."
+        )
     return f"Weight spread matches the source (mean std ratio {mean:.2f}): the activations' scale should carry over."

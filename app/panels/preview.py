@@ -7,8 +7,12 @@ import numpy as np
 from app.plots import HeatmapPlot, HistogramPlot, SpectrumPlot
 from app.qt import QtCore, QtWidgets
 
-MAPS = (("row_corr", "row correlations"), ("col_corr", "column correlations"),
-        ("heads_qk", "head W_Q W_Kᵀ"), ("heads_vo", "head W_V W_O"))
+MAPS = (
+    ("row_corr", "row correlations"),
+    ("col_corr", "column correlations"),
+    ("heads_qk", "head W_Q W_Kᵀ"),
+    ("heads_vo", "head W_V W_O"),
+)
 #: head map → (its per-head diagonal dominance, the short name in plot titles)
 HEAD_MAPS = {"heads_qk": ("dominance_qk", "QKᵀ"), "heads_vo": ("dominance_vo", "VO")}
 
@@ -61,7 +65,8 @@ class PreviewPanel(QtWidgets.QWidget):
             "<p>Open the <b>demo model</b> (Ctrl+D), a <b>.safetensors file</b> (Ctrl+O) or a <b>model folder</b> "
             "(Ctrl+Shift+O) — or drop one on the Sources panel.</p>"
             "<p>Then set the target sizes and a strategy on the right: the selected tensor's values, "
-            "correlations and spectrum appear here, source against target, as you type.</p>")
+            "correlations and spectrum appear here, source against target, as you type.</p>"
+        )
         welcome.setWordWrap(True)
         welcome.setAlignment(QtCore.Qt.AlignCenter)
         welcome.setMargin(40)
@@ -116,8 +121,14 @@ class PreviewPanel(QtWidgets.QWidget):
         """
         self.data = data
         self._generation += 1
-        self._stages = [self._show_header, self._show_histogram, self._show_numbers, self._show_spectrum,
-                        lambda: self._show_map("source"), lambda: self._show_map("target")]
+        self._stages = [
+            self._show_header,
+            self._show_histogram,
+            self._show_numbers,
+            self._show_spectrum,
+            lambda: self._show_map("source"),
+            lambda: self._show_map("target"),
+        ]
         self._next_stage(self._generation)
 
     @property
@@ -139,7 +150,9 @@ class PreviewPanel(QtWidgets.QWidget):
         src = "×".join(map(str, data.source_shape)) if data.source_name else "no source"
         dst = "×".join(map(str, data.target_shape))
         self.title.setText(f"<b>{data.tensor}</b> · {data.role} · {data.strategy} · {src} → {dst}")
-        self.suggestions.setText("Mean-field reading of the source: " + " ".join(data.suggestions) if data.suggestions else "")
+        self.suggestions.setText(
+            "Mean-field reading of the source: " + " ".join(data.suggestions) if data.suggestions else ""
+        )
         self.suggestions.setVisible(bool(data.suggestions))
 
     def _show_histogram(self) -> None:

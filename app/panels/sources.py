@@ -6,9 +6,10 @@ import time
 from pathlib import Path
 
 from app.dialogs import show_error
-from app.jobs import JobController, tasks
+from app.jobs import JobController, factories, flow
 from app.qt import QtCore, QtGui, QtWidgets
 from app.settings import Settings
+from core.errors import Cancelled
 
 
 def human_bytes(n: float) -> str:
@@ -21,8 +22,8 @@ def human_bytes(n: float) -> str:
 
 class SourcesPanel(QtWidgets.QWidget):
     """Signals:
-        source_requested(location): the user picked something to open.
-        cancel_requested(): the user cancelled a running open/download.
+    source_requested(location): the user picked something to open.
+    cancel_requested(): the user cancelled a running open/download.
     """
 
     source_requested = QtCore.Signal(str)
@@ -97,14 +98,16 @@ class SourcesPanel(QtWidgets.QWidget):
         self.refresh_button = QtWidgets.QToolButton()
         self.refresh_button.setText("⟳")
         self.refresh_button.setToolTip("Scan the Hugging Face cache again")
-        self.refresh_button.clicked.connect(self.refresh_cache)
+        self.refresh_button.clicked.connect(lambda: self.refresh_cache())
         cache_header.addWidget(self.refresh_button)
         layout.addLayout(cache_header)
         self.cache_list = QtWidgets.QTreeWidget()
         self.cache_list.setHeaderLabels(["Repo", "Rev", "Size"])
         self.cache_list.setRootIsDecorated(False)
         self.cache_list.setUniformRowHeights(True)
-        self.cache_list.itemActivated.connect(lambda item, _: self.source_requested.emit(item.data(0, QtCore.Qt.UserRole)))
+        self.cache_list.itemActivated.connect(
+            lambda item, _: self.source_requested.emit(item.data(0, QtCore.Qt.UserRole))
+        )
         layout.addWidget(self.cache_list, 2)
 
         layout.addWidget(QtWidgets.QLabel("Recent"))
@@ -116,20 +119,23 @@ class SourcesPanel(QtWidgets.QWidget):
         self.hint.setEnabled(False)
         layout.addWidget(self.hint)
 
-        cache_controller.returned.connect(self._on_cache_listed)
-        cache_controller.errored.connect(lambda exc: self._cache_message(f"cannot scan the cache: {exc}"))
         self.show_recent()
 
     # -- actions -----------------------------------------------------------------------------
     def choose_file(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open a safetensors file", self.settings.get("sources/last_folder"),
-            "Checkpoints (*.safetensors *.bin *.pt *.pth);;All files (*)")
+            self,
+            "Open a safetensors file",
+            self.settings.get("sources/last_folder"),
+            "Checkpoints (*.safetensors *.bin *.pt *.pth);;All files (*)",
+        )
         if path:
             self._request_path(path)
 
     def choose_folder(self) -> None:
-        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a model folder", self.settings.get("sources/last_folder"))
+        path = QtWidgets.QFileDialog.getExistingDirectory(
+            self, "Open a model folder", self.settings.get("sources/last_folder")
+        )
         if path:
             self._request_path(path)
 
@@ -145,27 +151,46 @@ class SourcesPanel(QtWidgets.QWidget):
     def choose_endpoint(self) -> None:
         """Ask for the hub to download from (a mirror or a private hub; empty: the default)."""
         text, ok = QtWidgets.QInputDialog.getText(
-            self, "Hub URL", "Download models from this hub (empty: HF_ENDPOINT or https://huggingface.co):",
-            QtWidgets.QLineEdit.Normal, self.settings.get("sources/endpoint"))
+            self,
+            "Hub URL",
+            "Download models from this hub (empty: HF_ENDPOINT or https://huggingface.co):",
+            QtWidgets.QLineEdit.Normal,
+            self.settings.get("sources/endpoint"),
+        )
         if ok:
             self.set_endpoint(text)
 
     def set_endpoint(self, url: str) -> None:
         url = url.strip().rstrip("/")
         if url and not url.startswith(("http://", "https://")):
-            show_error(self, "Hub URL", f"{url!r} is not a web address; give one that starts with https:// (or leave it empty)")
+            show_error(
+                self, "Hub URL", f"{url!r} is not a web address; give one that starts with https:// (or leave it empty)"
+            )
             return
         self.settings.set("sources/endpoint", url)
         self._show_endpoint()
 
     def _show_endpoint(self) -> None:
         url = self.settings.get("sources/endpoint")
-        self.endpoint_button.setToolTip(f"Downloading from {url}" if url else "Downloading from the default hub "
-                                        "(HF_ENDPOINT or https://huggingface.co); click to use a mirror or a private hub")
+        self.endpoint_button.setToolTip(
+            f"Downloading from {url}"
+            if url
+            else "Downloading from the default hub "
+            "(HF_ENDPOINT or https://huggingface.co); click to use a mirror or a private hub"
+        )
 
-    def refresh_cache(self) -> None:
+    @flow
+    async def refresh_cache(self) -> None:
+        """Scan the Hugging Face cache (in the background) and list the models in it."""
         self._cache_message("scanning…")
-        self.cache_controller.start(tasks.list_cache_job(self.settings.get("sources/cache_dir")))
+        try:
+            models = await self.cache_controller.run(factories.list_cache_job(self.settings.get("sources/cache_dir")))
+        except Cancelled:
+            return
+        except Exception as exc:
+            self._cache_message(f"cannot scan the cache: {exc}")
+            return
+        self._show_cache(models)
 
     # -- drag and drop -----------------------------------------------------------------------
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802 (Qt API)
@@ -195,7 +220,7 @@ class SourcesPanel(QtWidgets.QWidget):
         self.cache_list.addTopLevelItem(item)
         item.setFirstColumnSpanned(True)
 
-    def _on_cache_listed(self, models: list) -> None:
+    def _show_cache(self, models: list) -> None:
         self.cache_list.clear()
         if not models:
             self._cache_message("no models cached yet")

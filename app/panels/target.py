@@ -6,12 +6,9 @@ from app.panels.forms import DataclassForm
 from app.panels.overrides import ROLE_CHOICES, OverrideRow, role_choices
 from app.qt import QtCore, QtWidgets
 from core.devices import DEVICES  # which ones work here comes later, from set_devices
-from core.plan import LAYER_MAPS
+from core.dtypes import EXPORT_DTYPES, itemsize
+from core.plan import LAYER_MAPS, TargetSizes
 
-SIZE_FIELDS = (("layers", "Layers"), ("hidden", "Hidden"), ("ffn", "FFN"), ("heads", "Heads"),
-               ("kv_heads", "KV heads"), ("head_dim", "Head dim"))
-LAYER_CHOICES = LAYER_MAPS
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 DEFAULT_INDEX = "(strategy's default)"
 
 ERROR_COLOUR = "#d0453a"
@@ -26,7 +23,7 @@ def _strategies():
 
 class TargetPanel(QtWidgets.QScrollArea):
     """Signals:
-        recipe_edited(Recipe): any field changed; the workspace re-plans (debounced).
+    recipe_edited(Recipe): any field changed; the workspace re-plans (debounced).
     """
 
     recipe_edited = QtCore.Signal(object)
@@ -49,8 +46,11 @@ class TargetPanel(QtWidgets.QScrollArea):
         layout.addWidget(QtWidgets.QLabel("<b>Target</b>"))
         sizes = QtWidgets.QFormLayout()
         self.size_spins: dict[str, QtWidgets.QSpinBox] = {}
-        for key, label in SIZE_FIELDS:
+        self._size_help: dict[str, str] = {}
+        for key, label, help_text in TargetSizes.size_fields():
             spin = QtWidgets.QSpinBox()
+            spin.setToolTip(help_text)
+            self._size_help[key] = help_text
             spin.setRange(1, 1_000_000)
             spin.setKeyboardTracking(False)
             spin.setAccelerated(True)
@@ -95,7 +95,7 @@ class TargetPanel(QtWidgets.QScrollArea):
         self.index_combo.currentIndexChanged.connect(self._on_index_strategy)
         form2.addRow("Neurons", self.index_combo)
         self.layers_combo = QtWidgets.QComboBox()
-        for choice in LAYER_CHOICES:
+        for choice in LAYER_MAPS:
             self.layers_combo.addItem(choice.replace("_", " "), choice)
         self.layers_combo.currentIndexChanged.connect(self._edited)
         form2.addRow("Layers", self.layers_combo)
@@ -110,7 +110,9 @@ class TargetPanel(QtWidgets.QScrollArea):
         self.add_override_button = QtWidgets.QToolButton()
         self.add_override_button.setText("+")
         self.add_override_button.setToolTip("Use another strategy for one role (e.g. attention)")
-        self.add_override_button.clicked.connect(lambda: self.add_override("attn", "mimetic" if "mimetic" in self.values else "select"))
+        self.add_override_button.clicked.connect(
+            lambda: self.add_override("attn", "mimetic" if "mimetic" in self.values else "select")
+        )
         overrides_header.addWidget(self.add_override_button)
         layout.addLayout(overrides_header)
         self.overrides = QtWidgets.QVBoxLayout()
@@ -135,7 +137,7 @@ class TargetPanel(QtWidgets.QScrollArea):
         misc.addRow(self.device_note)
         self.dtype_combo = QtWidgets.QComboBox()
         self.dtype_combo.addItem("keep source dtype", None)
-        for dtype in DTYPE_BYTES:
+        for dtype in EXPORT_DTYPES:
             self.dtype_combo.addItem(dtype, dtype)
         self.dtype_combo.currentIndexChanged.connect(self._edited)
         misc.addRow("dtype", self.dtype_combo)
@@ -159,7 +161,9 @@ class TargetPanel(QtWidgets.QScrollArea):
                 size = opened.sizes.get(key)
                 spin.setEnabled(size is not None and key in opened.editable)
                 spin.setValue(size or 1)
-                spin.setToolTip(f"source: {size}" if size is not None else "not used by this architecture")
+                spin.setToolTip(
+                    f"{self._size_help[key]}; source: {size}" if size is not None else "not used by this architecture"
+                )
             self.setEnabled(opened.family != "unknown")
         finally:
             self._loading = False
@@ -223,7 +227,7 @@ class TargetPanel(QtWidgets.QScrollArea):
         finally:
             self._loading = False
         dtype = self.dtype_combo.currentData()
-        width = DTYPE_BYTES.get(dtype) if dtype else _source_width(plan)
+        width = itemsize(dtype) if dtype else _source_width(plan)
         params = plan.num_parameters
         self.count_label.setText(f"<b>{params / 1e6:,.2f} M</b> parameters · {params * width / 1e6:,.1f} MB")
         warnings = list(getattr(plan, "warnings", []))
@@ -299,9 +303,17 @@ class TargetPanel(QtWidgets.QScrollArea):
         values.update(self._override_values())
         index_name = self.index_combo.currentData()
         index = {"method": index_name, "params": self.index_form.values()} if index_name else None
-        return Recipe(source=self._location, revision=self._revision, target=target, values=values, index=index,
-                      layers=self.layers_combo.currentData(), seed=self.seed_spin.value(),
-                      dtype=self.dtype_combo.currentData(), device=self.device_combo.currentData())
+        return Recipe(
+            source=self._location,
+            revision=self._revision,
+            target=target,
+            values=values,
+            index=index,
+            layers=self.layers_combo.currentData(),
+            seed=self.seed_spin.value(),
+            dtype=self.dtype_combo.currentData(),
+            device=self.device_combo.currentData(),
+        )
 
     def _edited(self, *_) -> None:
         if not self._loading and self.isEnabled():
@@ -309,8 +321,8 @@ class TargetPanel(QtWidgets.QScrollArea):
 
 
 def _source_width(plan) -> int:
-    widths = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8}
-    return max((widths.get(t.dtype, 4) for t in plan.tensors), default=4)
+    """Bytes per parameter as the source stores them: its widest float dtype (4 when it has none)."""
+    return max((itemsize(t.dtype, 4) for t in plan.tensors if t.dtype.startswith(("F", "BF"))), default=4)
 
 
 def _rule() -> QtWidgets.QFrame:

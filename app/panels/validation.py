@@ -16,7 +16,7 @@ from app.qt import QtCore, QtWidgets
 
 class ValidationPanel(QtWidgets.QWidget):
     """Signals (user intents):
-        export_trained_requested(trained_folder, out_folder): copy a kept arm's folder there.
+    export_trained_requested(trained_folder, out_folder): copy a kept arm's folder there.
     """
 
     export_trained_requested = QtCore.Signal(str, str)
@@ -29,10 +29,14 @@ class ValidationPanel(QtWidgets.QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         options = QtWidgets.QHBoxLayout()
         self.teacher_box = QtWidgets.QCheckBox("Distil from the source (teacher)")
-        self.teacher_box.setToolTip("Every arm, the baseline too, also learns to match the source model's outputs "
-                                    "(its logits, or its hidden states when it has no task head); eval loss stays the task's")
+        self.teacher_box.setToolTip(
+            "Every arm, the baseline too, also learns to match the source model's outputs "
+            "(its logits, or its hidden states when it has no task head); eval loss stays the task's"
+        )
         self.keep_box = QtWidgets.QCheckBox("Keep trained weights")
-        self.keep_box.setToolTip("Save each trained arm (not the baseline) as a Hugging Face folder, to export afterwards")
+        self.keep_box.setToolTip(
+            "Save each trained arm (not the baseline) as a Hugging Face folder, to export afterwards"
+        )
         self.arm_combo = QtWidgets.QComboBox()
         self.arm_combo.setToolTip("which trained arm to export")
         self.arm_combo.hide()
@@ -46,8 +50,10 @@ class ValidationPanel(QtWidgets.QWidget):
         options.addWidget(self.arm_combo)
         options.addWidget(self.export_button)
         layout.addLayout(options)
-        self.summary = QtWidgets.QLabel("Validate (Ctrl+T) trains the transferred target and a random-init "
-                                        "baseline on the same batches; their losses appear here live.")
+        self.summary = QtWidgets.QLabel(
+            "Validate (Ctrl+T) trains the transferred target and a random-init "
+            "baseline on the same batches; their losses appear here live."
+        )
         self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
         self.curves = CurvesPlot(title="loss: training (solid), evaluation (dashed)")
@@ -82,8 +88,10 @@ class ValidationPanel(QtWidgets.QWidget):
         lines = ["  ".join(lines)]  # the verdicts read as one paragraph; what follows, one line each
         teacher = getattr(report, "teacher", None)
         if teacher:
-            lines.append(f"Teacher ({_teacher_kind(teacher)}): {teacher.get('seconds', 0):.1f} s, "
-                         f"{teacher.get('ms_per_step', 0):.0f} ms/step.")
+            lines.append(
+                f"Teacher ({_teacher_kind(teacher)}): {teacher.get('seconds', 0):.1f} s, "
+                f"{teacher.get('ms_per_step', 0):.0f} ms/step."
+            )
         saved = {arm: str(path) for arm, path in (getattr(report, "saved", None) or {}).items()}
         self._set_saved(saved)
         if saved:
@@ -102,8 +110,11 @@ class ValidationPanel(QtWidgets.QWidget):
 
     def _steps_done(self) -> int:
         """Steps completed by every arm so far (the shortest training curve)."""
-        lengths = [int(points[-1][0]) for label, points in self.curves.series().items()
-                   if points and not label.endswith("(eval)")]
+        lengths = [
+            int(points[-1][0])
+            for label, points in self.curves.series().items()
+            if points and not label.endswith("(eval)")
+        ]
         return min(lengths, default=0)
 
     def _set_saved(self, saved: dict[str, str]) -> None:
@@ -126,8 +137,12 @@ class ValidationPanel(QtWidgets.QWidget):
         if out_dir is None:
             start = str(Path(self.last_folder) / f"{arm}-trained")
             out_dir, _ = QtWidgets.QFileDialog.getSaveFileName(
-                self, "Export the trained weights to a new folder", start, "Folders (*)",
-                options=QtWidgets.QFileDialog.ShowDirsOnly)
+                self,
+                "Export the trained weights to a new folder",
+                start,
+                "Folders (*)",
+                options=QtWidgets.QFileDialog.ShowDirsOnly,
+            )
             if not out_dir:
                 return
         self.last_folder = str(Path(out_dir).parent)

@@ -19,7 +19,9 @@ class CurvesPlot(pg.PlotWidget):
     ``setData`` at most ``REDRAW_HZ`` times a second, so a fast stream never floods the GUI.
     """
 
-    def __init__(self, parent=None, *, title: str = "", light: bool | None = None, grid: bool = False, y_label: str = "loss") -> None:
+    def __init__(
+        self, parent=None, *, title: str = "", light: bool | None = None, grid: bool = False, y_label: str = "loss"
+    ) -> None:
         super().__init__(parent)
         apply_theme(self, light=light)
         if grid:  # off on screen: pyqtgraph's grid lines cost ~15 ms per repaint (measured)
@@ -56,8 +58,11 @@ class CurvesPlot(pg.PlotWidget):
     def mark_step(self, step: float, label: str) -> None:
         """A labelled vertical line, e.g. where the transferred run reached the baseline."""
         line = pg.InfiniteLine(
-            pos=step, angle=90, pen=pg.mkPen("#19a979", width=1.5, style=QtCore.Qt.DashLine),
-            label=label, labelOpts={"position": 0.9, "color": "#19a979"},
+            pos=step,
+            angle=90,
+            pen=pg.mkPen("#19a979", width=1.5, style=QtCore.Qt.DashLine),
+            label=label,
+            labelOpts={"position": 0.9, "color": "#19a979"},
         )
         self.plotItem.addItem(line)
         self._markers.append(line)
@@ -73,8 +78,14 @@ class CurvesPlot(pg.PlotWidget):
             if curve is None:
                 colour = series_colour(label, i)
                 if label.endswith("(eval)"):  # evaluations: sparse points, dashed and marked
-                    curve = self.plotItem.plot(pen=pg.mkPen(colour, width=2, style=QtCore.Qt.DashLine), name=label,
-                                               symbol="o", symbolSize=6, symbolBrush=colour, symbolPen=None)
+                    curve = self.plotItem.plot(
+                        pen=pg.mkPen(colour, width=2, style=QtCore.Qt.DashLine),
+                        name=label,
+                        symbol="o",
+                        symbolSize=6,
+                        symbolBrush=colour,
+                        symbolPen=None,
+                    )
                 else:
                     curve = self.plotItem.plot(pen=pg.mkPen(colour, width=2), name=label)
                 self._curves[label] = curve

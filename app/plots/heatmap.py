@@ -82,7 +82,6 @@ class HeatmapPlot(pg.PlotWidget):
     def __init__(self, parent=None, *, title: str = "", light: bool | None = None) -> None:
         super().__init__(parent)
         apply_theme(self, light=light)
-        self._light = light
         self.plotItem.invertY(True)
         self.plotItem.setAspectLocked(False)
         self.image = pg.ImageItem()
@@ -123,8 +122,16 @@ class HeatmapPlot(pg.PlotWidget):
         if data.ndim != 2:
             raise ValueError(f"a heat map needs a 2-D matrix, got shape {data.shape}")
         levels = levels or symmetric_levels(data)
-        key = (data.tobytes(), data.shape, tuple(levels), colormap, tuple(row_labels or ()), tuple(col_labels or ()),
-               tuple(map(tuple, cell_text)) if cell_text is not None else None, title)
+        key = (
+            data.tobytes(),
+            data.shape,
+            tuple(levels),
+            colormap,
+            tuple(row_labels or ()),
+            tuple(col_labels or ()),
+            tuple(map(tuple, cell_text)) if cell_text is not None else None,
+            title,
+        )
         if key == self._shown:
             return  # the same picture (a source map while only the target changes): no repaint
         self._shown = key

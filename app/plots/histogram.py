@@ -67,7 +67,11 @@ def coerce_histogram(hist) -> HistogramData:
         series = {"source": np.asarray(hist.source_density, float), "target": np.asarray(hist.target_density, float)}
         if not np.any(np.asarray(_get(hist, "source"), float)):
             series.pop("source")
-        fits = {str(k): c for k, c in ((k, _as_curve(v)) for k, v in dict(_get(hist, "fits") or {}).items()) if c is not None}
+        fits = {
+            str(k): c
+            for k, c in ((k, _as_curve(v)) for k, v in dict(_get(hist, "fits") or {}).items())
+            if c is not None
+        }
         return HistogramData(np.asarray(edges, float), series, fits, densities=True)
     given = _get(hist, "series")
     if given:
@@ -121,8 +125,11 @@ class HistogramPlot(pg.PlotWidget):
             fill = pg.mkColor(colour)
             fill.setAlpha(60)
             values = counts if data.densities else to_density(counts, data.edges)
-            series[label] = (data.edges, values, {"stepMode": "center", "fillLevel": 0, "brush": fill,
-                                                  "pen": pg.mkPen(colour, width=1.5)})
+            series[label] = (
+                data.edges,
+                values,
+                {"stepMode": "center", "fillLevel": 0, "brush": fill, "pen": pg.mkPen(colour, width=1.5)},
+            )
         for i, (label, (x, y)) in enumerate(data.fits.items()):
             pen = pg.mkPen(series_colour(label, i), width=2, style=QtCore.Qt.DashLine)
             series[f"{label} fit"] = (x, y, {"pen": pen})

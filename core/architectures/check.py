@@ -81,19 +81,25 @@ def source_problems(source, spec, config: dict, *, limit: int = 20) -> list[str]
         info = source.tensors[name]
         if m.rule.kind == "drop":
             continue
-        if m.layer is not None and spec.family != "mlp" and m.layer >= n_layers:
-            if problem(f"tensor {name!r} belongs to layer {m.layer}, but config.json says {spec.layers_field}="
-                       f"{n_layers}; fix {spec.layers_field} or remove the extra layers' tensors"):
+        if m.layer is not None and m.layer >= n_layers:
+            if problem(
+                f"tensor {name!r} belongs to layer {m.layer}, but config.json says {spec.layers_field}="
+                f"{n_layers}; fix {spec.layers_field} or remove the extra layers' tensors"
+            ):
                 return problems
             continue
         if m.rule.kind == "param" and not info.is_float:
-            if problem(f"tensor {name!r} is {info.dtype}, but {m.rule.role} weights must be floating point; "
-                       "the checkpoint is corrupt or not a model of this family"):
+            if problem(
+                f"tensor {name!r} is {info.dtype}, but {m.rule.role} weights must be floating point; "
+                "the checkpoint is corrupt or not a model of this family"
+            ):
                 return problems
             continue
         if len(info.shape) != len(m.rule.axes):
-            if problem(f"tensor {name!r} has {len(info.shape)} dimension(s) {tuple(info.shape)}, but a "
-                       f"{spec.family} {m.rule.role} tensor has {len(m.rule.axes)}; the checkpoint does not match its family"):
+            if problem(
+                f"tensor {name!r} has {len(info.shape)} dimension(s) {tuple(info.shape)}, but a "
+                f"{spec.family} {m.rule.role} tensor has {len(m.rule.axes)}; the checkpoint does not match its family"
+            ):
                 return problems
             continue
         for axis, (dims, actual) in enumerate(zip(m.rule.axes, info.shape)):
@@ -108,9 +114,11 @@ def source_problems(source, spec, config: dict, *, limit: int = 20) -> list[str]
             expected = math.prod(known[d] for d in dims)
             if expected != actual:
                 stated = ", ".join(f"{d} {known[d]}" + (f" (from {where[d]})" if d in where else "") for d in dims)
-                if problem(f"tensor {name!r} has size {actual} on axis {axis}, but config.json implies {expected} "
-                           f"({stated}); the config does not describe these weights — use the config.json that came "
-                           "with them"):
+                if problem(
+                    f"tensor {name!r} has size {actual} on axis {axis}, but config.json implies {expected} "
+                    f"({stated}); the config does not describe these weights — use the config.json that came "
+                    "with them"
+                ):
                     return problems
                 break
 
@@ -118,7 +126,6 @@ def source_problems(source, spec, config: dict, *, limit: int = 20) -> list[str]
     present: dict[tuple, set] = {}
     for m in matched.values():
         present.setdefault((m.rule.pattern, m.rule.role), set()).add(m.layer)
-    n_layers = n_layers if spec.family != "mlp" else 0
     prefix = _body_prefix(matched)
     for rule in spec.rules:
         if rule.kind == "drop":
@@ -133,13 +140,17 @@ def source_problems(source, spec, config: dict, *, limit: int = 20) -> list[str]
             first_missing = next(i for i in range(len(found) + 1) if i not in found)
             first = prefix + rule.pattern.replace("{L}", str(first_missing))
             what = f"{n_missing:,} of {n_layers:,} layers lack" if n_missing > 1 else "the source lacks"
-            hint = ("the other layers have it" if rule.optional else "every layer of this family needs it")
-            if problem(f"{what} {rule.role} tensor {first!r} ({hint}); the checkpoint is incomplete — download or "
-                       "export it again (a sharded index must list every shard)"):
+            hint = "the other layers have it" if rule.optional else "every layer of this family needs it"
+            if problem(
+                f"{what} {rule.role} tensor {first!r} ({hint}); the checkpoint is incomplete — download or "
+                "export it again (a sharded index must list every shard)"
+            ):
                 return problems
-        elif not rule.optional and not have and spec.family != "mlp":
-            if problem(f"the source lacks the {rule.role} tensor {prefix + rule.pattern!r}; the checkpoint is "
-                       "incomplete — download or export it again"):
+        elif not rule.optional and not have:
+            if problem(
+                f"the source lacks the {rule.role} tensor {prefix + rule.pattern!r}; the checkpoint is "
+                "incomplete — download or export it again"
+            ):
                 return problems
 
     head = _missing_untied_head(source, spec, config, matched)
@@ -162,9 +173,11 @@ def _missing_untied_head(source, spec, config: dict, matched) -> str | None:
     head_name = spec.tied_head[0]
     if any(m.name.endswith(head_name) and m.rule.role == "head" for m in matched.values()):
         return None
-    return (f"config.json says {architectures[0]} with untied embeddings ({spec.tied_field}=false), but the "
-            f"source has no {head_name!r}; the checkpoint is incomplete — download it again, or set "
-            f"{spec.tied_field} to true if the head is shared")
+    return (
+        f"config.json says {architectures[0]} with untied embeddings ({spec.tied_field}=false), but the "
+        f"source has no {head_name!r}; the checkpoint is incomplete — download it again, or set "
+        f"{spec.tied_field} to true if the head is shared"
+    )
 
 
 def check_source(source, spec, config: dict) -> None:

@@ -8,16 +8,36 @@ An axis is a tuple of atomic dimension names, outermost first: GPT-2's fused ``c
 axis is ``("qkv", "heads", "head_dim")`` — three blocks of heads × head_dim. Atomic dimensions
 that differ from layer to layer (``ffn``, ``heads``, ``kv_heads``) are *per layer*: layer 3's
 ffn neurons are a different random variable from layer 4's.
+
+A spec also says how its family lives outside the tensor table, so a new family is one module:
+how a random-init model is built from a config (:meth:`ArchitectureSpec.build_model`, the one
+place Graft does that), what an export writes besides the weights (:meth:`~ArchitectureSpec.export_files`),
+how an export is loaded back (``loader``, :meth:`~ArchitectureSpec.load`) and which training task
+trains it (``task``). The defaults are those of a ``transformers`` family; the generic MLP
+(:mod:`core.architectures.mlp`) overrides them. Every spec registers in :data:`FAMILIES`.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
 
 from core.errors import ArchitectureError
+from core.registry import Registry
 
 Axis = tuple[str, ...]
+
+#: Family name → its spec; each family module registers its own (the MLP's is the template
+#: :func:`core.architectures.mlp.infer_mlp` fills in from a checkpoint's shapes).
+FAMILIES: Registry[ArchitectureSpec] = Registry(
+    "architecture family",
+    ArchitectureError,
+    modules=tuple(f"core.architectures.families.{m}" for m in ("bert", "llama", "gpt2", "vit"))
+    + ("core.architectures.mlp",),
+)
+#: config.json keys that are not arguments of a transformers config class.
+_NOT_CONFIG_ARGS = ("model_type", "architectures", "transformers_version", "_name_or_path")
 
 
 def _positive_int(value, key: str) -> int:
@@ -36,6 +56,7 @@ def _class_default(model_type, key: str, fallback):
     except Exception:  # noqa: BLE001 - an unknown or unbuildable config class: keep the spec's default
         return fallback
     return fallback if value is None else value
+
 
 #: Substrings of the transformers class names that carry an LM head (``GPT2LMHeadModel``, ``BertForMaskedLM`` …).
 LM_HEAD_MARKERS = ("LMHead", "ForCausalLM", "ForMaskedLM", "ForPreTraining")
@@ -69,10 +90,6 @@ class TensorRule:
     kind: str = "param"
     optional: bool = False
     writes_residual: bool = False
-
-    @property
-    def is_bias(self) -> bool:
-        return self.pattern.endswith(".bias") and len(self.axes) == 1
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,20 @@ class ArchitectureSpec:
     sqrt_hidden_embedding: tuple[str, ...] = ()
     #: dimensions a target may resize (the generic MLP names its own).
     resizable: frozenset = RESIZABLE_DIMS
+    #: the family repeats blocks named with ``{L}``: its depth can change and ``ffn``/``heads``/``kv_heads``
+    #: are drawn per layer. False for a fixed chain whose every width is one global dimension (the MLP).
+    layered: bool = True
+    #: the training task (``core.training.tasks.TASKS``) that trains the family in a validation run.
+    task: str = ""
+    #: the library an export loads with (the model card's ``library_name``).
+    library: str = "transformers"
+    #: ``(module, call)`` that loads an export folder: what the model card shows and :meth:`load` runs.
+    loader: tuple[str, str] = ("transformers", "AutoModel.from_pretrained")
+    #: the blocks normalise what they sum (LayerNorm, RMSNorm), so a uniform fan-in scale is undone
+    #: downstream: mean_field's ``rescale=auto`` leaves a shrinking fan-in unscaled.
+    normalised: bool = True
+    #: the rule by_activation's ``rule=auto`` stands for: the benchmarks' winner on the family.
+    activation_rule: str = "magnitude"
     notes: str = ""
     _regexes: tuple = field(default=(), compare=False, repr=False)
 
@@ -152,7 +183,7 @@ class ArchitectureSpec:
             raise ArchitectureError(f"config.json has no {self.layers_field!r}; add the model's number of layers")
         out["layers"] = _positive_int(config[self.layers_field], self.layers_field)
         for dim, key in (("hidden", self.config_fields.get("hidden")), ("heads", self.config_fields.get("heads"))):
-            if key and dim not in out and self.family != "mlp":
+            if key and dim not in out:
                 raise ArchitectureError(f"config.json has no {key!r}; use the config.json that came with these weights")
         out.setdefault("kv_heads", out.get("heads", 1))
         if "head_dim" not in out and "heads" in out:
@@ -177,6 +208,77 @@ class ArchitectureSpec:
         if self.explicit_head_dim and "head_dim" in sizes:
             config[self.config_fields.get("head_dim", "head_dim")] = sizes["head_dim"]
         return config
+
+    def resolve_sizes(self, src: dict[str, int], asked: dict[str, int]) -> dict[str, int] | None:
+        """The target sizes by the family's own rule, or None for the block models' rule
+        (:func:`core.plan.resolve_sizes`: derived kv heads and head_dim, divisibility checks)."""
+        return None
+
+    def target_size_names(self) -> frozenset[str]:
+        """The target sizes a user may set: ``layers`` and the resizable config sizes (not a derived head_dim)."""
+        names = {"layers"} | {d for d in self.config_fields if d in self.resizable}
+        if not self.explicit_head_dim:
+            names.discard("head_dim")  # derived from hidden / heads
+        return frozenset(names)
+
+    def per_layer(self, dim: str) -> bool:
+        """Whether ``dim`` is drawn separately for every layer (``ffn@3``), not once for the model."""
+        return self.layered and dim in PER_LAYER_DIMS
+
+    # -- the model: built, exported, loaded --------------------------------------------------
+    def hf_config(self, config: dict):
+        """A transformers config object from a config dict (config.json's content).
+
+        Raises:
+            ArchitectureError: transformers cannot build a config of this model type from it.
+        """
+        from transformers import AutoConfig
+
+        values = {k: v for k, v in config.items() if k not in _NOT_CONFIG_ARGS}
+        try:
+            return AutoConfig.for_model(config["model_type"], **values)
+        except Exception as exc:  # noqa: BLE001 - transformers raises anything on a bad config
+            raise ArchitectureError(f"cannot build a {config.get('model_type')} config: {exc}") from exc
+
+    def build_model(self, config: dict, model_class: str | None = None):
+        """A randomly initialised model from a config dict: the one place Graft builds one.
+
+        The class is ``model_class`` (a training task's, e.g. ``AutoModelForCausalLM``), else the
+        one config.json's ``architectures`` names, else ``AutoModel``. An Auto class is built with
+        ``from_config`` (which honours the config's dtype), a named class by calling it, exactly as
+        transformers does either; the caller seeds ``torch`` first, so the draw is reproducible.
+        """
+        import transformers
+
+        cfg = self.hf_config(config)
+        name = model_class or (config.get("architectures") or [None])[0]
+        cls = getattr(transformers, name, None) if name else None
+        if cls is None:
+            return transformers.AutoModel.from_config(cfg)
+        return cls.from_config(cfg) if name.startswith("Auto") else cls(cfg)
+
+    def model_keys(self, config: dict, names: list[str]) -> dict[str, str] | None:
+        """Checkpoint name → state-dict key of :meth:`build_model`'s model where the family fixes it,
+        or None: the names are matched to the model's own keys (:func:`core.training.arms.match_keys`)."""
+        return None
+
+    def export_files(self, config: dict) -> tuple[dict | None, dict[str, str]]:
+        """What an export writes besides the weights: ``(config.json's content or None, safetensors metadata)``."""
+        out = dict(config)
+        out.pop("_name_or_path", None)
+        return out, {}
+
+    def config_from_metadata(self, metadata: dict[str, str]) -> dict | None:
+        """The config an export without config.json records in its safetensors metadata (None: not this family's)."""
+        return None
+
+    def load(self, folder):
+        """Load an export folder back into a model, with :attr:`loader`."""
+        module, call = self.loader
+        loader = importlib.import_module(module)
+        for part in call.split("."):
+            loader = getattr(loader, part)
+        return loader(str(folder))
 
     def is_tied(self, config: dict) -> bool:
         """Whether the LM head shares the embedding matrix, as ``transformers`` would decide it.

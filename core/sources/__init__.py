@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import SourceError
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.sources.base import Source, TensorInfo
-from core.sources.hub import CachedModel, download, list_cached_models, parse_repo_ref
+from core.sources.hub.cache import CachedModel, list_cached_models
+from core.sources.hub.download import download
+from core.sources.hub.repo import parse_repo_ref
 from core.sources.local import open_local
 from core.sources.trust import shown
 
@@ -55,8 +57,8 @@ def open_source(
     """Open ``location``: 'demo', a local path, or a hub repo id (``owner/name[@revision]``).
 
     An existing local path always wins over a repo id of the same spelling. A repo id is
-    downloaded into the hub cache (or taken from it when offline, see ``hub.download``; the
-    keyword arguments go there) and opened from its snapshot folder, with
+    downloaded into the hub cache (or taken from it when offline, see
+    :func:`core.sources.hub.download.download`; the keyword arguments go there) and opened from its snapshot folder, with
     ``identity = {"kind": "hub", "repo_id": ..., "revision": <commit hash>, "ref": <asked>}``.
 
     Raises:
@@ -65,7 +67,9 @@ def open_source(
     """
     text = str(location)
     if text == "demo":
-        return open_local(demo_model_path(), identity={"kind": "demo", "repo_id": "sentence-transformers/all-MiniLM-L6-v2"})
+        return open_local(
+            demo_model_path(), identity={"kind": "demo", "repo_id": "sentence-transformers/all-MiniLM-L6-v2"}
+        )
     path = _local_path(text)
     if path is not None:
         return open_local(path)
@@ -77,7 +81,14 @@ def open_source(
             "give a .safetensors file, a model folder, a hub repo id or 'demo'"
         )
     repo_id, revision = ref
-    folder = download(repo_id, revision, cache_dir=cache_dir, local_files_only=local_files_only,
-                      endpoint=endpoint, progress=progress, cancel=cancel)
+    folder = download(
+        repo_id,
+        revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        endpoint=endpoint,
+        progress=progress,
+        cancel=cancel,
+    )
     identity = {"kind": "hub", "repo_id": repo_id, "revision": folder.name, "ref": revision or "main"}
     return open_local(folder, identity=identity)

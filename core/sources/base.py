@@ -6,42 +6,61 @@ Opening reads safetensors headers only (name → dtype, shape, file, byte range)
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from core.errors import SourceError
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 
-#: Files copied next to an exported checkpoint when the source has them.
-AUX_FILE_PATTERNS = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "spiece.model",
-    "added_tokens.json",
-    "generation_config.json",
-    "preprocessor_config.json",
-    "chat_template.jinja",
-)
-
-DTYPE_BYTES = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-    "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
+#: The auxiliary files of a model folder — tokenizer, generation and preprocessing files — as fnmatch
+#: patterns on the names of its root files, each with what it holds. The hub download fetches them,
+#: an export or a trained model copies them, an output folder counts them as Graft's own.
+AUX_FILES: dict[str, str] = {
+    "tokenizer.json": "vocabulary",  # a fast tokenizer, complete
+    "tokenizer_config.json": "tokenizer",
+    "special_tokens_map.json": "tokenizer",
+    "vocab.*": "vocabulary",  # vocab.txt (WordPiece), vocab.json (BPE)
+    "merges.txt": "tokenizer",
+    "*.model": "vocabulary",  # sentencepiece: tokenizer.model, spiece.model, …
+    "added_tokens.json": "tokenizer",
+    "generation_config.json": "generation",
+    "preprocessor_config.json": "preprocessing",
+    "chat_template.jinja": "tokenizer",
 }
+AUX_FILE_PATTERNS = tuple(AUX_FILES)
+#: the auxiliary files that hold a vocabulary: a folder with one of them has a tokenizer.
+TOKENIZER_FILE_PATTERNS = tuple(p for p, what in AUX_FILES.items() if what == "vocabulary")
+
+
+def is_aux_file(name: str, patterns: tuple[str, ...] = AUX_FILE_PATTERNS) -> bool:
+    """Whether the root file name ``name`` is one of the auxiliary files (of ``patterns``)."""
+    return any(fnmatchcase(name, p) for p in patterns)
+
+
+def aux_file_names(folder: Path, patterns: tuple[str, ...] = AUX_FILE_PATTERNS) -> list[str]:
+    """The auxiliary files (of ``patterns``) at the root of ``folder``, links included, in pattern order.
+
+    A broken link is listed too (callers check each with :func:`core.sources.trust.checked_file`);
+    a folder that cannot be listed has none.
+    """
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder))
+    except OSError:
+        return []
+    out: list[str] = []
+    for pattern in patterns:
+        out += [n for n in names if fnmatchcase(n, pattern) and n not in out]
+    return out
 
 
 def cache_dir() -> Path:
     """Graft's own cache folder (``GRAFT_CACHE_DIR`` overrides)."""
     base = os.environ.get("GRAFT_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "graft")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "graft"
+    )
     return Path(base)
 
 
@@ -89,8 +108,10 @@ class SourceScan:
             return "all finite"
         first = self.first
         more = f" and {len(self.nonfinite) - 1} more tensor(s)" if len(self.nonfinite) > 1 else ""
-        return (f"{self.total:,} NaN/Inf value(s) in {len(self.nonfinite)} tensor(s), first {first!r} "
-                f"({self.nonfinite[first]:,} of {self.sizes[first]:,}){more}")
+        return (
+            f"{self.total:,} NaN/Inf value(s) in {len(self.nonfinite)} tensor(s), first {first!r} "
+            f"({self.nonfinite[first]:,} of {self.sizes[first]:,}){more}"
+        )
 
 
 @dataclass
@@ -133,11 +154,10 @@ class Source:
         from core.sources.trust import checked_file
 
         found = []
-        for name in AUX_FILE_PATTERNS:
+        for name in aux_file_names(self.root):
             path = self.root / name
-            if os.path.lexists(path):
-                checked_file(path, self.root, f"the source's {name}")
-                found.append(path)
+            checked_file(path, self.root, f"the source's {name}")
+            found.append(path)
         return found
 
     def info(self, name: str) -> TensorInfo:
@@ -153,7 +173,9 @@ class Source:
         try:
             return safe_open(str(info.file), framework="pt")
         except Exception as exc:  # safetensors raises its own error types
-            raise SourceError(f"cannot read {self.file_name(info.file)}: {exc}; check that the file is complete") from exc
+            raise SourceError(
+                f"cannot read {self.file_name(info.file)}: {exc}; check that the file is complete"
+            ) from exc
 
     def read(self, name: str):
         """The whole tensor ``name`` as a torch tensor (in its stored dtype)."""
@@ -166,11 +188,6 @@ class Source:
         info = self.info(name)
         with self._open(info) as handle:
             return handle.get_slice(name)[index]
-
-    def iter_tensors(self) -> Iterator[tuple[str, object]]:
-        """Yield ``(name, tensor)`` one at a time, file by file (bounded memory)."""
-        for name in self.tensors:
-            yield name, self.read(name)
 
     # -- identity ----------------------------------------------------------------------------
     def file_hashes(self) -> dict[str, str]:
@@ -215,9 +232,8 @@ class Source:
         try:
             result = scan_file(path, tensors, **kw)
         except OSError as exc:
-            raise SourceError(f"cannot read {self.file_name(path)}: {exc.strerror or exc}; check that the file is complete") from exc
+            raise SourceError(
+                f"cannot read {self.file_name(path)}: {exc.strerror or exc}; check that the file is complete"
+            ) from exc
         self._hashes[self.file_name(path)] = result.sha256
         return result
-
-    def config_json(self) -> str:
-        return json.dumps(self.config or {}, indent=2, sort_keys=True)

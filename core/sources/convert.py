@@ -24,7 +24,7 @@ from pathlib import Path
 
 from core import __version__, atomic
 from core.errors import ExportError, SourceError
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,9 @@ def _load(path: Path):
             "state dict with torch.save(model.state_dict(), ...) in a trusted environment"
         ) from exc
     except Exception as exc:  # noqa: BLE001 - a corrupt file can fail anywhere inside the unpickler
-        raise SourceError(f"cannot read {path.name} as a torch checkpoint ({type(exc).__name__}: {str(exc)[:160]}); is the file complete?") from exc
+        raise SourceError(
+            f"cannot read {path.name} as a torch checkpoint ({type(exc).__name__}: {str(exc)[:160]}); is the file complete?"
+        ) from exc
 
 
 def _is_tensor(value) -> bool:
@@ -93,7 +95,9 @@ def find_state_dict(obj) -> dict:
                 except SourceError:
                     continue
         keys = ", ".join(map(str, list(obj)[:8]))
-        raise SourceError(f"the checkpoint holds no tensors at its top level or under {'/'.join(NESTED_KEYS)} (keys: {keys})")
+        raise SourceError(
+            f"the checkpoint holds no tensors at its top level or under {'/'.join(NESTED_KEYS)} (keys: {keys})"
+        )
     raise SourceError(f"the checkpoint is a {type(obj).__name__}, not a state dict of tensors")
 
 
@@ -190,7 +194,9 @@ def _move(tmp: Path, target: Path, force: bool) -> None:
     try:
         atomic.rename_noreplace(tmp, target)
     except FileExistsError as exc:
-        raise ExportError(f"{target} appeared while converting; remove it, choose another --out or pass --force") from exc
+        raise ExportError(
+            f"{target} appeared while converting; remove it, choose another --out or pass --force"
+        ) from exc
 
 
 def _discard(tmp: Path, created: list[Path]) -> None:

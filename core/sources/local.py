@@ -12,8 +12,9 @@ import os
 import struct
 from pathlib import Path
 
+from core.dtypes import SOURCE_BYTES
 from core.errors import SourceError
-from core.sources.base import DTYPE_BYTES, Source, TensorInfo
+from core.sources.base import Source, TensorInfo
 from core.sources.shard_index import INDEX_NAME, check_tensors, parse_index
 from core.sources.trust import checked_file, json_type, load_json, open_regular, shown
 
@@ -45,29 +46,41 @@ def _metadata(value: object, where: str) -> dict[str, str]:
         raise SourceError(f"{where}: __metadata__ is {_brief(value)}, not an object of strings; the file is corrupt")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise SourceError(f"{where}: __metadata__ entry {key!r} is {_brief(item)}, not a string; the file is corrupt")
+            raise SourceError(
+                f"{where}: __metadata__ entry {key!r} is {_brief(item)}, not a string; the file is corrupt"
+            )
     return dict(value)
 
 
 def _tensor(name: str, entry: object, path: Path, where: str, base: int, size: int) -> TensorInfo:
     """One header entry as a TensorInfo, each field checked for its type and range."""
     if not isinstance(entry, dict):
-        raise SourceError(f"{where}: tensor {name!r} has a header entry {_brief(entry)}, not an object; the file is corrupt")
+        raise SourceError(
+            f"{where}: tensor {name!r} has a header entry {_brief(entry)}, not an object; the file is corrupt"
+        )
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
-        raise SourceError(f"{where}: tensor {name!r} has unsupported dtype {_brief(dtype)}; Graft reads {', '.join(DTYPE_BYTES)}")
+    if not isinstance(dtype, str) or dtype not in SOURCE_BYTES:
+        raise SourceError(
+            f"{where}: tensor {name!r} has unsupported dtype {_brief(dtype)}; Graft reads {', '.join(SOURCE_BYTES)}"
+        )
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-        raise SourceError(f"{where}: tensor {name!r} has shape {_brief(shape)}, not a list of non-negative integers; the file is corrupt")
+        raise SourceError(
+            f"{where}: tensor {name!r} has shape {_brief(shape)}, not a list of non-negative integers; the file is corrupt"
+        )
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)):
-        raise SourceError(f"{where}: tensor {name!r} has data_offsets {_brief(offsets)}, not two integers; the file is corrupt")
+        raise SourceError(
+            f"{where}: tensor {name!r} has data_offsets {_brief(offsets)}, not two integers; the file is corrupt"
+        )
     begin, end = offsets
     numel = 1
     for d in shape:
         numel *= d
-    if begin < 0 or end - begin != numel * DTYPE_BYTES[dtype]:
+    if begin < 0 or end - begin != numel * SOURCE_BYTES[dtype]:
         raise SourceError(f"{where}: tensor {name!r} has inconsistent offsets; the file is corrupt")
     if base + end > size:
-        raise SourceError(f"{where} is truncated: tensor {name!r} ends past the end of the file; re-download or re-export it")
+        raise SourceError(
+            f"{where} is truncated: tensor {name!r} ends past the end of the file; re-download or re-export it"
+        )
     return TensorInfo(name, dtype, tuple(shape), path, (base + begin, base + end))
 
 
@@ -95,7 +108,9 @@ def read_header(path: Path, name: str | None = None) -> tuple[dict[str, TensorIn
             size = os.fstat(fh.fileno()).st_size
             prefix = fh.read(8)
             if len(prefix) < 8:
-                raise SourceError(f"{where} is too short to be a safetensors file ({size} bytes); re-download or re-export it")
+                raise SourceError(
+                    f"{where} is too short to be a safetensors file ({size} bytes); re-download or re-export it"
+                )
             (n,) = struct.unpack("<Q", prefix)
             if n > MAX_HEADER or 8 + n > size:
                 raise SourceError(f"{where} has a corrupt or truncated header; re-download or re-export it")
@@ -107,9 +122,13 @@ def read_header(path: Path, name: str | None = None) -> tuple[dict[str, TensorIn
         if not isinstance(header, dict):
             raise ValueError("header is not an object")
     except RecursionError as exc:
-        raise SourceError(f"{where} has a header nested too deeply to be a safetensors header; the file is corrupt") from exc
+        raise SourceError(
+            f"{where} has a header nested too deeply to be a safetensors header; the file is corrupt"
+        ) from exc
     except (UnicodeDecodeError, ValueError) as exc:
-        raise SourceError(f"{where} does not start with a valid safetensors header ({shown(exc)}); is it really a .safetensors file?") from exc
+        raise SourceError(
+            f"{where} does not start with a valid safetensors header ({shown(exc)}); is it really a .safetensors file?"
+        ) from exc
     metadata = _metadata(header.pop("__metadata__", None), where)
     base = 8 + n
     tensors = {name: _tensor(name, entry, path, where, base, size) for name, entry in header.items()}
@@ -131,7 +150,9 @@ def _depth_ok(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
 def _load_json_object(path: Path, folder: Path, what: str, hint: str) -> object:
     data = load_json(path, folder, what)
     if not _depth_ok(data):
-        raise SourceError(f"{what} nests its JSON more than {MAX_JSON_DEPTH} levels deep, which no real one does; {hint}")
+        raise SourceError(
+            f"{what} nests its JSON more than {MAX_JSON_DEPTH} levels deep, which no real one does; {hint}"
+        )
     return data
 
 
@@ -162,7 +183,9 @@ def _folder_files(folder: Path) -> tuple[list[tuple[str, Path]], dict[str, str] 
         names = list(dict.fromkeys(weight_map.values()))
         missing = [shown(n) for n in names if not os.path.lexists(folder / n)]
         if missing:
-            raise SourceError(f"{shown(folder)} is missing shard(s) {', '.join(missing)} listed in {INDEX_NAME}; download the complete model")
+            raise SourceError(
+                f"{shown(folder)} is missing shard(s) {', '.join(missing)} listed in {INDEX_NAME}; download the complete model"
+            )
         return [(n, checked_file(folder / n, folder, f"shard {n!r}")) for n in names], weight_map
     files = sorted(folder.glob("*.safetensors"))
     if not files:
@@ -192,7 +215,9 @@ def open_local(path: Path, identity: dict | None = None) -> Source:
         exists = path.exists()
         is_dir = path.is_dir()
     except OSError as exc:  # a name too long for the file system, …
-        raise SourceError(f"{str(path)[:120]!r} cannot be opened ({exc.strerror or exc}); give a .safetensors file, a model folder or a hub repo id") from exc
+        raise SourceError(
+            f"{str(path)[:120]!r} cannot be opened ({exc.strerror or exc}); give a .safetensors file, a model folder or a hub repo id"
+        ) from exc
     if not exists:
         raise SourceError(f"{shown(path)} does not exist; give a .safetensors file, a model folder or a hub repo id")
     weight_map = None
@@ -203,7 +228,9 @@ def open_local(path: Path, identity: dict | None = None) -> Source:
         if path.suffix in PICKLE_SUFFIXES:
             raise SourceError(_pickle_message(path))
         if path.suffix != ".safetensors":
-            raise SourceError(f"{shown(path.name)} is not a .safetensors file; give a .safetensors file or a model folder")
+            raise SourceError(
+                f"{shown(path.name)} is not a .safetensors file; give a .safetensors file or a model folder"
+            )
         files = [(path.name, checked_file(path, None, repr(path.name)))]
         folder = path.parent
     tensors: dict[str, TensorInfo] = {}
@@ -216,7 +243,9 @@ def open_local(path: Path, identity: dict | None = None) -> Source:
         found, meta = read_header(target, shard)
         for name in found:
             if name in tensors:
-                raise SourceError(f"tensor {name!r} appears in two shards ({shown(held_by[name])}, {shown(shard)}); the folder mixes two checkpoints")
+                raise SourceError(
+                    f"tensor {name!r} appears in two shards ({shown(held_by[name])}, {shown(shard)}); the folder mixes two checkpoints"
+                )
             held_by[name] = shard
         tensors.update(found)
         held[shard] = list(found)
@@ -225,6 +254,12 @@ def open_local(path: Path, identity: dict | None = None) -> Source:
         check_tensors(weight_map, held)
     ident = {"kind": "local", "path": str(path.resolve())}
     ident.update(identity or {})
-    return Source(root=folder.resolve(), files=[target for _, target in files], tensors=tensors,
-                  config=_load_config(folder), identity=ident, metadata=metadata,
-                  file_names={target: shard for shard, target in files})
+    return Source(
+        root=folder.resolve(),
+        files=[target for _, target in files],
+        tensors=tensors,
+        config=_load_config(folder),
+        identity=ident,
+        metadata=metadata,
+        file_names={target: shard for shard, target in files},
+    )

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import SourceError
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 
 BLOCK_BYTES = 16 << 20
 _CACHE_VERSION = "scan-v1"
@@ -77,7 +77,11 @@ def blob_sha256(path: Path) -> str | None:
         target = Path(path).resolve()
     except OSError:
         return None
-    if target.parent.name == "blobs" and _SHA256.match(target.name) and target.parent.parent.name.startswith("models--"):
+    if (
+        target.parent.name == "blobs"
+        and _SHA256.match(target.name)
+        and target.parent.parent.name.startswith("models--")
+    ):
         return target.name
     return None
 
@@ -112,8 +116,15 @@ def count_nonfinite(raw: memoryview, dtype: str) -> int:
     return int(np.count_nonzero((bits & view(mask)) == view(pattern)))
 
 
-def scan_file(path: Path, tensors, *, progress: ProgressFn = no_progress,
-              cancel: CancelToken = NEVER_CANCELLED, done: int = 0, total: int | None = None) -> FileScan:
+def scan_file(
+    path: Path,
+    tensors,
+    *,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+    done: int = 0,
+    total: int | None = None,
+) -> FileScan:
     """Hash ``path`` and count the non-finite entries of ``tensors`` (its :class:`TensorInfo`s).
 
     Uses the cache when the file's identity is unchanged; otherwise reads the file once, in
@@ -148,7 +159,9 @@ def scan_file(path: Path, tensors, *, progress: ProgressFn = no_progress,
             while got < n:
                 k = fh.readinto(view[got:])
                 if not k:
-                    raise SourceError(f"{path.name} ended early while being read; it changed during the scan — try again")
+                    raise SourceError(
+                        f"{path.name} ended early while being read; it changed during the scan — try again"
+                    )
                 got += k
             hashing[turn] = hasher.submit(digest.update, view)
             turn ^= 1
@@ -158,7 +171,9 @@ def scan_file(path: Path, tensors, *, progress: ProgressFn = no_progress,
 
         for begin, end, info in regions:
             if begin < position:
-                raise SourceError(f"{path.name}: tensor {info.name!r} overlaps the tensor before it; the file is corrupt")
+                raise SourceError(
+                    f"{path.name}: tensor {info.name!r} overlaps the tensor before it; the file is corrupt"
+                )
             while position < begin:  # header, padding
                 cancel.check()
                 take(min(BLOCK_BYTES, begin - position))

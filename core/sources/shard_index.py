@@ -66,9 +66,7 @@ def parse_index(data: object, where: str = INDEX_NAME) -> dict[str, str]:
         raise SourceError(f"{where} lists no tensors (its weight_map is empty); {_FIX}")
     for tensor, shard in weight_map.items():
         if not isinstance(shard, str):
-            raise SourceError(
-                f"{where} maps tensor {tensor!r} to {json_type(shard)}, not a shard file name; {_FIX}"
-            )
+            raise SourceError(f"{where} maps tensor {tensor!r} to {json_type(shard)}, not a shard file name; {_FIX}")
         problem = shard_name_problem(shard)
         if problem:
             raise SourceError(
@@ -97,7 +95,9 @@ def check_complete(weight_map: Mapping[str, str], where: str = INDEX_NAME) -> No
         seen.add(key)
         prefix, total, width = key
         if not 0 < int(match["i"]) <= int(total):
-            raise SourceError(f"{where} names shard {shard!r}, but a set of {int(total)} shards has no such number; {_FIX}")
+            raise SourceError(
+                f"{where} names shard {shard!r}, but a set of {int(total)} shards has no such number; {_FIX}"
+            )
         for number in range(1, int(total) + 1):  # stops at the first gap: at most len(shards) + 1 steps
             expected = f"{prefix}-{number:0{width}d}-of-{total}.safetensors"
             if expected not in shards:

@@ -46,8 +46,15 @@ def shown(text: object) -> str:
 
 def json_type(value: object) -> str:
     """How a message names the JSON type of ``value``: "an object", "a list", "a number", …"""
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -87,7 +94,9 @@ def checked_file(path: Path, folder: Path | None, what: str = "") -> Path:
         mode = os.stat(target).st_mode
     except (OSError, RuntimeError) as exc:  # broken link, link loop, permission
         reason = getattr(exc, "strerror", None) or "a link loop"
-        raise SourceError(f"cannot open {label} ({reason}); it is a broken link or unreadable: replace it with the real file") from exc
+        raise SourceError(
+            f"cannot open {label} ({reason}); it is a broken link or unreadable: replace it with the real file"
+        ) from exc
     if folder is not None:
         root = folder.resolve()
         blobs = _repo_blobs(root)
@@ -138,7 +147,9 @@ def read_small(path: Path, folder: Path | None, what: str = "", limit: int = MAX
     except OSError as exc:
         raise SourceError(f"cannot read {what} ({exc.strerror or exc}); check its permissions") from exc
     if len(data) > limit:
-        raise SourceError(f"{what} is larger than {limit >> 20} MB, far more than such a file holds; replace it with the real one")
+        raise SourceError(
+            f"{what} is larger than {limit >> 20} MB, far more than such a file holds; replace it with the real one"
+        )
     return data
 
 
@@ -152,8 +163,14 @@ def load_json(path: Path, folder: Path | None, what: str):
     try:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise SourceError(f"{what} is not UTF-8 text (byte {exc.start}); replace it with the file that came with the weights") from exc
+        raise SourceError(
+            f"{what} is not UTF-8 text (byte {exc.start}); replace it with the file that came with the weights"
+        ) from exc
     except RecursionError as exc:
-        raise SourceError(f"{what} nests its JSON too deeply to be a real model file; replace it with the file that came with the weights") from exc
+        raise SourceError(
+            f"{what} nests its JSON too deeply to be a real model file; replace it with the file that came with the weights"
+        ) from exc
     except ValueError as exc:
-        raise SourceError(f"{what} is not valid JSON ({shown(exc)}); fix it or replace it with the file that came with the weights") from exc
+        raise SourceError(
+            f"{what} is not valid JSON ({shown(exc)}); fix it or replace it with the file that came with the weights"
+        ) from exc

@@ -104,8 +104,7 @@ class StudentTFit(_Fit):
         x = _asarray(x)
         xp = _xp(x)
         nu = self.nu
-        const = (math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi)
-                 - math.log(self.sigma))
+        const = math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi) - math.log(self.sigma)
         z = (x - self.mu) / self.sigma
         return const - (nu + 1) / 2 * xp.log1p(z * z / nu)
 
@@ -157,12 +156,17 @@ def _t_nll_and_grad(params: np.ndarray, z: np.ndarray) -> tuple[float, np.ndarra
     r2 = r * r
     q = nu + r2
     log1p = np.log1p(r2 / nu)
-    nll = -(math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi) - log_s) \
+    nll = (
+        -(math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi) - log_s)
         + (nu + 1) / 2 * log1p.mean()
+    )
     d_mu = -float(((nu + 1) * r / (s * q)).mean())
     d_log_s = 1.0 - float(((nu + 1) * r2 / q).mean())
-    d_nu = -(0.5 * special.digamma((nu + 1) / 2) - 0.5 * special.digamma(nu / 2) - 0.5 / nu) \
-        + 0.5 * log1p.mean() - (nu + 1) / 2 * float((r2 / (nu * q)).mean())
+    d_nu = (
+        -(0.5 * special.digamma((nu + 1) / 2) - 0.5 * special.digamma(nu / 2) - 0.5 / nu)
+        + 0.5 * log1p.mean()
+        - (nu + 1) / 2 * float((r2 / (nu * q)).mean())
+    )
     return float(nll), np.array([d_nu * nu, d_mu, d_log_s])
 
 
@@ -181,8 +185,12 @@ def fit_student_t(x, *, max_elements: int | None = 100_000, seed: int = DEFAULT_
     nu0 = float(np.clip(4 + 6 / kurt if kurt > 0.05 else 100.0, 1.0, 500.0))
     lo, hi = math.log(NU_BOUNDS[0]), math.log(NU_BOUNDS[1])
     result = optimize.minimize(
-        _t_nll_and_grad, np.array([math.log(nu0), 0.0, 0.0]), args=(z,), jac=True,
-        method="L-BFGS-B", bounds=[(lo, hi), (None, None), (-30.0, 30.0)],
+        _t_nll_and_grad,
+        np.array([math.log(nu0), 0.0, 0.0]),
+        args=(z,),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(lo, hi), (None, None), (-30.0, 30.0)],
     )
     log_nu, mu, log_s = result.x
     return StudentTFit(float(math.exp(log_nu)), center + scale * float(mu), scale * float(math.exp(log_s)))

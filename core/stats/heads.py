@@ -61,6 +61,7 @@ class HeadMaps:
 
     def summary(self) -> dict:
         """Per-head scalars as plain lists (for JSON and tables; NaN as None)."""
+
         def finite(values: np.ndarray) -> list:
             return [float(v) if np.isfinite(v) else None for v in values]  # JSON has no NaN
 

@@ -98,6 +98,7 @@ def _counts(x: torch.Tensor, bins: int, lo: float, hi: float) -> np.ndarray:
     idx = torch.where(x == hi, bins - 1, idx).to(torch.int64) + 1  # 0: below, bins + 1: above
     return torch.bincount(idx, minlength=bins + 2)[1 : bins + 1].cpu().numpy().astype(np.int64)
 
+
 def histogram_pair_of_samples(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -156,6 +157,10 @@ def histogram_pair(
     """
     a = flat_sample(source, max_elements, seed=seed, device=device)
     b = flat_sample(target, max_elements, seed=seed, device=device)
-    fits = {f"{side} {name}": FITTERS[name](x.cpu(), seed=seed) for side, x in (("source", a), ("target", b))
-            for name in fit if bool(torch.isfinite(x).any())}
+    fits = {
+        f"{side} {name}": FITTERS[name](x.cpu(), seed=seed)
+        for side, x in (("source", a), ("target", b))
+        for name in fit
+        if bool(torch.isfinite(x).any())
+    }
     return histogram_pair_of_samples(a, b, bins=bins, clip_sigma=clip_sigma, fits=fits)

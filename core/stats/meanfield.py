@@ -98,6 +98,7 @@ class MeanFieldStats:
 
     def as_metrics(self) -> dict[str, float]:
         """The values :func:`suggest` reads, under the model table's metric names."""
+
         def beyond_noise(excess: float, noise: float) -> float:
             # NaN (a matrix with NaN/Inf entries) stays NaN: "not computable", not "no excess".
             return excess if math.isnan(excess) or excess > 5 * noise else 0.0

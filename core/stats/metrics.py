@@ -3,7 +3,8 @@
 A metric reads a :class:`TensorView`, which computes each intermediate (the flat sample, the
 moments, the spectrum, the mean-field measurements) at most once per tensor, so asking for
 ``std``, ``kurtosis`` and ``skewness`` samples the tensor once, and ``alpha`` with
-``stable_rank`` decomposes it once. Adding a metric is one :func:`register_metric` call.
+``stable_rank`` decomposes it once. Adding a metric is one :func:`register_metric` call (into :data:`METRICS`, a
+:class:`core.registry.Registry`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from functools import cached_property
 import torch
 
 from core.errors import StatsError
+from core.registry import Registry
 from core.stats.meanfield import MeanFieldStats, mean_field_stats
 from core.stats.moments import Moments, moments_of_sample
 from core.stats.sampling import (
@@ -98,8 +100,13 @@ class TensorView:
 
     @cached_property
     def mean_field(self) -> MeanFieldStats:
-        return mean_field_stats(self.matrix, max_size=self.max_size, seed=self.seed, device=self.device,
-                                kurtosis=self.moments.excess_kurtosis)
+        return mean_field_stats(
+            self.matrix,
+            max_size=self.max_size,
+            seed=self.seed,
+            device=self.device,
+            kurtosis=self.moments.excess_kurtosis,
+        )
 
 
 @dataclass(frozen=True)
@@ -117,47 +124,56 @@ class Metric:
         return float(self.compute(view))
 
 
-METRICS: dict[str, Metric] = {}
+#: Every metric by name; ``METRICS.get(name)`` raises StatsError naming the known ones.
+METRICS: Registry[Metric] = Registry("metric", StatsError)
 
 
 def register_metric(name: str, help: str, compute: Callable[[TensorView], float], *, matrix_only: bool = False) -> None:
-    """Add a metric to the registry (names are unique)."""
-    if name in METRICS:
-        raise ValueError(f"metric {name!r} is already registered")
-    METRICS[name] = Metric(name, help, compute, matrix_only)
+    """Add a metric to :data:`METRICS` (names are unique)."""
+    METRICS.add(name, Metric(name, help, compute, matrix_only))
 
 
-def get_metric(name: str) -> Metric:
-    try:
-        return METRICS[name]
-    except KeyError:
-        raise StatsError(f"unknown metric {name!r}; known: {', '.join(METRICS)}") from None
-
-
-register_metric("nonfinite", "NaN/±Inf entries of the whole tensor (left out of the other metrics)",
-                lambda v: v.nonfinite)
+register_metric(
+    "nonfinite", "NaN/±Inf entries of the whole tensor (left out of the other metrics)", lambda v: v.nonfinite
+)
 register_metric("mean", "mean of the entries", lambda v: v.moments.mean)
 register_metric("std", "standard deviation of the entries (ddof=0)", lambda v: v.moments.std)
 register_metric("skewness", "skewness of the entries", lambda v: v.moments.skewness)
 register_metric("kurtosis", "excess kurtosis of the entries (Gaussian 0)", lambda v: v.moments.excess_kurtosis)
 register_metric("frac_3sigma", "share of entries beyond 3σ (Gaussian 0.0027)", lambda v: v.moments.frac_beyond_3sigma)
 register_metric("frac_6sigma", "share of entries beyond 6σ (Gaussian 2e-9)", lambda v: v.moments.frac_beyond_6sigma)
-register_metric("abs_max", "largest |entry| in the sample",
-                lambda v: max(abs(v.moments.min), abs(v.moments.max)))
-register_metric("alpha", "ESD power-law exponent (2–4 well trained, >6 random-like)",
-                lambda v: v.spectrum.alpha, matrix_only=True)
+register_metric("abs_max", "largest |entry| in the sample", lambda v: max(abs(v.moments.min), abs(v.moments.max)))
+register_metric(
+    "alpha", "ESD power-law exponent (2–4 well trained, >6 random-like)", lambda v: v.spectrum.alpha, matrix_only=True
+)
 register_metric("stable_rank", "‖W‖_F² / ‖W‖_2²", lambda v: v.spectrum.stable_rank, matrix_only=True)
-register_metric("sigma_max", "largest singular value (of the subset when both sides exceed the cap)",
-                lambda v: float(v.spectrum.singular_values[0]) if v.spectrum.singular_values.size else math.nan,
-                matrix_only=True)
-register_metric("row_corr_excess", "mean ρ² of rows beyond the i.i.d. null (0 if within noise)",
-                lambda v: v.mean_field.as_metrics()["row_corr_excess"], matrix_only=True)
-register_metric("col_corr_excess", "mean ρ² of columns beyond the i.i.d. null (0 if within noise)",
-                lambda v: v.mean_field.as_metrics()["col_corr_excess"], matrix_only=True)
-register_metric("top1_norm_share", "share of Σ‖row‖² in the top 1% rows",
-                lambda v: v.mean_field.top1_norm_share, matrix_only=True)
-register_metric("top1_norm_ratio", "top-1% norm share / its i.i.d. null",
-                lambda v: v.mean_field.norm_concentration, matrix_only=True)
+register_metric(
+    "sigma_max",
+    "largest singular value (of the subset when both sides exceed the cap)",
+    lambda v: float(v.spectrum.singular_values[0]) if v.spectrum.singular_values.size else math.nan,
+    matrix_only=True,
+)
+register_metric(
+    "row_corr_excess",
+    "mean ρ² of rows beyond the i.i.d. null (0 if within noise)",
+    lambda v: v.mean_field.as_metrics()["row_corr_excess"],
+    matrix_only=True,
+)
+register_metric(
+    "col_corr_excess",
+    "mean ρ² of columns beyond the i.i.d. null (0 if within noise)",
+    lambda v: v.mean_field.as_metrics()["col_corr_excess"],
+    matrix_only=True,
+)
+register_metric(
+    "top1_norm_share", "share of Σ‖row‖² in the top 1% rows", lambda v: v.mean_field.top1_norm_share, matrix_only=True
+)
+register_metric(
+    "top1_norm_ratio",
+    "top-1% norm share / its i.i.d. null",
+    lambda v: v.mean_field.norm_concentration,
+    matrix_only=True,
+)
 
 #: What the mean-field rule reads (see core.stats.meanfield.suggest).
 MEAN_FIELD_METRICS = ("row_corr_excess", "col_corr_excess", "kurtosis", "top1_norm_ratio")

@@ -57,8 +57,19 @@ from core.stats.sampling import (
 #: Spectra are exact unless both sides of the matrix exceed this (see the module docstring).
 DEFAULT_MAX_SIDE = 2048
 
-__all__ = ["ALPHA_METHODS", "DEFAULT_ALPHA_METHOD", "DEFAULT_MAX_SIDE", "PowerLawFit", "Spectrum", "gram_eigenvalues",
-           "powerlaw_fit", "singular_values", "spectral_norm", "spectrum", "stable_rank"]
+__all__ = [
+    "ALPHA_METHODS",
+    "DEFAULT_ALPHA_METHOD",
+    "DEFAULT_MAX_SIDE",
+    "PowerLawFit",
+    "Spectrum",
+    "gram_eigenvalues",
+    "powerlaw_fit",
+    "singular_values",
+    "spectral_norm",
+    "spectrum",
+    "stable_rank",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,11 +181,14 @@ def spectral_norm(w: torch.Tensor, *, seed: int = DEFAULT_SEED) -> float:
     if n <= 64:
         return float(np.linalg.norm(a.astype(np.float64), 2))
     if a.shape[0] <= a.shape[1]:
+
         def matvec(v):
             return a @ (a.T @ v)
     else:
+
         def matvec(v):
             return a.T @ (a @ v)
+
     op = LinearOperator((n, n), matvec=matvec, dtype=np.float32)
     v0 = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
     top = eigsh(op, k=1, which="LA", tol=1e-6, v0=v0, return_eigenvectors=False)

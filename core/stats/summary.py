@@ -37,7 +37,9 @@ def read_source_rows(source, name: str):
 def summarise(tensor_plan, target, source) -> TensorSummary:
     """Subsampled, seeded moments of ``target`` and the std of its source tensor."""
     if not target.is_floating_point():
-        return TensorSummary(tensor_plan.name, tensor_plan.role, tensor_plan.layer, math.nan, math.nan, math.nan, math.nan)
+        return TensorSummary(
+            tensor_plan.name, tensor_plan.role, tensor_plan.layer, math.nan, math.nan, math.nan, math.nan
+        )
     m = moments(target, max_elements=MAX_ELEMENTS)
     s_std = math.nan
     if tensor_plan.source_name is not None and source.info(tensor_plan.source_name).is_float:

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from core.errors import ArchitectureError
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.stats.meanfield import suggest
-from core.stats.metrics import DEFAULT_METRICS, MEAN_FIELD_METRICS, TensorView, get_metric
+from core.stats.metrics import DEFAULT_METRICS, MEAN_FIELD_METRICS, METRICS, TensorView
 from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED
 from core.stats.spectrum import DEFAULT_MAX_SIDE
 
@@ -41,8 +41,20 @@ log = logging.getLogger(__name__)
 
 _LAYER = re.compile(r"\.(\d+)\.")
 #: Column order of the well-known roles (core/architectures names).
-ROLE_ORDER = ("embed", "pos", "attn.qkv", "attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up",
-              "mlp.down", "norm", "head")
+ROLE_ORDER = (
+    "embed",
+    "pos",
+    "attn.qkv",
+    "attn.q",
+    "attn.k",
+    "attn.v",
+    "attn.o",
+    "mlp.gate",
+    "mlp.up",
+    "mlp.down",
+    "norm",
+    "head",
+)
 
 
 @dataclass(frozen=True)
@@ -103,8 +115,11 @@ class ModelTable:
         missing = [m for m in MEAN_FIELD_METRICS if m not in self.metrics]
         if missing:
             raise ValueError(f"the table lacks {', '.join(missing)}; build it with MEAN_FIELD_METRICS")
-        return [(layer, column, name, suggest(vals)) for layer, column, name, vals in self.cells()
-                if not math.isnan(vals["row_corr_excess"])]
+        return [
+            (layer, column, name, suggest(vals))
+            for layer, column, name, vals in self.cells()
+            if not math.isnan(vals["row_corr_excess"])
+        ]
 
     def to_dict(self) -> dict:
         def clean(a: np.ndarray) -> list:
@@ -126,7 +141,7 @@ def generic_labels(names: Iterable[str]) -> list[LabelledTensor]:
     for name in names:
         m = _LAYER.search(name)
         if m:
-            out.append(LabelledTensor(name, name[: m.start()] + "." + name[m.end():], int(m.group(1))))
+            out.append(LabelledTensor(name, name[: m.start()] + "." + name[m.end() :], int(m.group(1))))
         else:
             out.append(LabelledTensor(name, name, None))
     return out
@@ -140,12 +155,15 @@ def label_tensors(source, describe: Callable | None = None) -> list[LabelledTens
 
             described = arch_describe(source)
         except (ImportError, ArchitectureError) as exc:
-            log.info("no architecture spec for %s (%s); using generic labels", getattr(source, "display_name", source), exc)
+            log.info(
+                "no architecture spec for %s (%s); using generic labels", getattr(source, "display_name", source), exc
+            )
             return generic_labels(source.tensors)
     else:
         described = describe(source)
-    return [LabelledTensor(d.name, d.role, d.layer, getattr(d, "fan_in", 1), getattr(d, "kind", "param"))
-            for d in described]
+    return [
+        LabelledTensor(d.name, d.role, d.layer, getattr(d, "fan_in", 1), getattr(d, "kind", "param")) for d in described
+    ]
 
 
 def _column_labels(items: Sequence[LabelledTensor]) -> list[str]:
@@ -198,10 +216,11 @@ def iter_tensor_metrics(
 ) -> Iterator[TensorRow]:
     """Yield one :class:`TensorRow` per covered tensor, reading each tensor once (cancel = stop
     iterating)."""
-    resolved = [get_metric(m) for m in metrics]
+    resolved = [METRICS.get(m) for m in metrics]
     for t, column in select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors):
-        view = TensorView(source.read(t.name), fan_in=t.fan_in, device=device, seed=seed,
-                          max_elements=max_elements, max_side=max_side)
+        view = TensorView(
+            source.read(t.name), fan_in=t.fan_in, device=device, seed=seed, max_elements=max_elements, max_side=max_side
+        )
         yield TensorRow(t.name, t.layer, column, {m.name: m(view) for m in resolved}, view.nonfinite)
         del view
 
@@ -237,8 +256,17 @@ def model_table(
     """
     total = len(select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors))
     rows: list[TensorRow] = []
-    stream = iter_tensor_metrics(source, metrics, roles, describe=describe, include_vectors=include_vectors,
-                                 device=device, seed=seed, max_elements=max_elements, max_side=max_side)
+    stream = iter_tensor_metrics(
+        source,
+        metrics,
+        roles,
+        describe=describe,
+        include_vectors=include_vectors,
+        device=device,
+        seed=seed,
+        max_elements=max_elements,
+        max_side=max_side,
+    )
     progress(0.0, "")
     while True:
         cancel.check()

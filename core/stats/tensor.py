@@ -45,17 +45,19 @@ class TensorStats:
         spec = self.spectrum.to_dict() if self.spectrum else None
         if spec and not singular_values:
             spec.pop("singular_values")
-        return _json_numbers({
-            "name": self.name,
-            "shape": list(self.shape),
-            "dtype": self.dtype,
-            "nonfinite": self.nonfinite,
-            "moments": self.moments.to_dict(),
-            "fits": {k: f.to_dict() for k, f in self.fits.items()},
-            "fit_loglik": self.fit_loglik,
-            "spectrum": spec,
-            "mean_field": self.mean_field.to_dict() if self.mean_field else None,
-        })
+        return _json_numbers(
+            {
+                "name": self.name,
+                "shape": list(self.shape),
+                "dtype": self.dtype,
+                "nonfinite": self.nonfinite,
+                "moments": self.moments.to_dict(),
+                "fits": {k: f.to_dict() for k, f in self.fits.items()},
+                "fit_loglik": self.fit_loglik,
+                "spectrum": spec,
+                "mean_field": self.mean_field.to_dict() if self.mean_field else None,
+            }
+        )
 
 
 def _json_numbers(value):

@@ -1,4 +1,4 @@
-"""Transfer strategies, found by name through one registry (see ``base.py``).
+"""Transfer strategies, found by name through one registry (``base.STRATEGIES``, a ``core.registry.Registry``).
 
 Adding a strategy is adding a module here and its tests: import it below so it registers.
 """
@@ -14,6 +14,6 @@ from core.strategies import (  # noqa: F401  (registration side effects)
     select,
     templates,
 )
-from core.strategies.base import get, make_params, names, params_to_dict
+from core.strategies.base import STRATEGIES, get, make_params, names, params_to_dict
 
-__all__ = ["get", "make_params", "names", "params_to_dict"]
+__all__ = ["STRATEGIES", "get", "make_params", "names", "params_to_dict"]

@@ -113,9 +113,11 @@ def add_paired_noise(ctx, data, relative_std: float):
 
 #: what value strategies that sample do with lookup tables (see :func:`is_lookup`).
 LOOKUPS = ("select", "sample")
-LOOKUP_HELP = ("token, position and vocabulary tables (roles embed and pos, any tensor with a vocab axis): select "
-               "copies them through the maps, since each row stands for one token and a draw would erase which; "
-               "sample draws them like any other matrix (Graft 0.2)")
+LOOKUP_HELP = (
+    "token, position and vocabulary tables (roles embed and pos, any tensor with a vocab axis): select "
+    "copies them through the maps, since each row stands for one token and a draw would erase which; "
+    "sample draws them like any other matrix (Graft 0.2)"
+)
 
 
 def is_lookup(tensor) -> bool:

@@ -51,24 +51,30 @@ def growth_exactness(plan, spec) -> list[str]:
 
     def refuse_or_warn(tensors, what: str, instead: str) -> None:
         if tensors and all(t.params.get("allow_inexact") for t in tensors):
-            warnings.append(f"{what}, so the grown model does not compute the source's function exactly (allow_inexact)")
+            warnings.append(
+                f"{what}, so the grown model does not compute the source's function exactly (allow_inexact)"
+            )
         elif tensors:
             raise PlanError(f"{what}, so growth cannot keep the model's function; {instead}, or {ALLOW}")
 
     src_layers, tgt_layers = plan.source_sizes.get("layers"), plan.target_sizes.get("layers")
     if spec.norm_placement == "post" and any(link.new for link in plan.layer_map):
-        refuse_or_warn([t for t in grown if t.new_layer],
-                       f"{spec.family} blocks are post-LN, and a block inserted to grow depth {src_layers}→{tgt_layers} "
-                       "passes the residual stream through its LayerNorms even with zero output projections",
-                       "keep the depth and grow the width only")
+        refuse_or_warn(
+            [t for t in grown if t.new_layer],
+            f"{spec.family} blocks are post-LN, and a block inserted to grow depth {src_layers}→{tgt_layers} "
+            "passes the residual stream through its LayerNorms even with zero output projections",
+            "keep the depth and grow the width only",
+        )
     head_dim = plan.dims.get("head_dim")
     if spec.rotary and head_dim is not None and head_dim.source_size != head_dim.target_size:
         d, new_d = head_dim.source_size, head_dim.target_size
-        moved = sum(1 for j, i in enumerate(head_dim.index[:new_d // 2]) if i * new_d != j * d)
-        refuse_or_warn([t for t in grown if t.role in ("attn.q", "attn.k")],
-                       f"head_dim {d}→{new_d} changes the rotary frequency of {moved} of the {new_d // 2} rotary "
-                       f"pairs (pair j turns at base^(-2j/{new_d}), its source pair i at base^(-2i/{d}))",
-                       "keep head_dim and grow the number of heads instead")
+        moved = sum(1 for j, i in enumerate(head_dim.index[: new_d // 2]) if i * new_d != j * d)
+        refuse_or_warn(
+            [t for t in grown if t.role in ("attn.q", "attn.k")],
+            f"head_dim {d}→{new_d} changes the rotary frequency of {moved} of the {new_d // 2} rotary "
+            f"pairs (pair j turns at base^(-2j/{new_d}), its source pair i at base^(-2i/{d}))",
+            "keep head_dim and grow the number of heads instead",
+        )
     warnings += _chosen_inexact(plan, spec, grown)
     return warnings
 
@@ -79,23 +85,34 @@ def _chosen_inexact(plan, spec, grown) -> list[str]:
 
     out: list[str] = []
     keys = {k for t in grown for axis in t.axes for k in axis}
-    dropped = sorted({k.split("@")[0] for k in keys
-                      if k in plan.dims and set(plan.dims[k].index) != set(range(plan.dims[k].source_size))})
+    dropped = sorted(
+        {
+            k.split("@")[0]
+            for k in keys
+            if k in plan.dims and set(plan.dims[k].index) != set(range(plan.dims[k].source_size))
+        }
+    )
     if dropped:
-        out.append(f"the {plan.index.get('method')} maps of {', '.join(dropped)} leave some source neurons out, "
-                   "so growth is not exact; use the cyclic index with target sizes at least the source's")
+        out.append(
+            f"the {plan.index.get('method')} maps of {', '.join(dropped)} leave some source neurons out, "
+            "so growth is not exact; use the cyclic index with target sizes at least the source's"
+        )
     kept_layers = {link.source for link in plan.layer_map}
-    if spec.family != "mlp" and len(kept_layers) < plan.source_sizes.get("layers", 0):
-        out.append(f"the target keeps {len(kept_layers)} of the source's {plan.source_sizes['layers']} layers, "
-                   "so growth is not exact; keep every layer to preserve the function")
+    if spec.layered and len(kept_layers) < plan.source_sizes.get("layers", 0):
+        out.append(
+            f"the target keeps {len(kept_layers)} of the source's {plan.source_sizes['layers']} layers, "
+            "so growth is not exact; keep every layer to preserve the function"
+        )
     hidden = plan.dims.get("hidden")
-    if spec.family != "mlp" and hidden is not None and "hidden" in keys and not dropped:
+    if hidden is not None and "hidden" in keys and not dropped:
         counts = set(hidden.counts())
         if len(counts) > 1:
             n = hidden.source_size
-            out.append(f"hidden {n}→{hidden.target_size} is not a multiple of {n}, so the norms over the hidden "
-                       f"vector see other statistics and growth is not exact; choose a multiple of {n} "
-                       f"such as {n * max(2, -(-hidden.target_size // n))}")
+            out.append(
+                f"hidden {n}→{hidden.target_size} is not a multiple of {n}, so the norms over the hidden "
+                f"vector see other statistics and growth is not exact; choose a multiple of {n} "
+                f"such as {n * max(2, -(-hidden.target_size // n))}"
+            )
     tied = tied_growth_warning(plan)
     if tied:
         out.append(tied)

@@ -1,29 +1,27 @@
 """Strategy interfaces and the one registry: index strategies pick neurons, value strategies fill tensors.
 
 Every strategy is a class with a ``name``, a ``kind`` ("index" or "value"), a one-line
-``summary`` and a frozen ``Params`` dataclass whose fields carry ``help``, ``min``, ``max`` and
-``choices`` in their metadata; the GUI forms, CLI flags and the recipe schema all derive from it.
-Registering is decorating the class with :func:`register`.
+``summary`` and a frozen ``Params`` dataclass declared with :func:`core.params.param` (``help``,
+``min``, ``max``, ``choices``); the recipe checks, the GUI forms and ``graft strategies NAME``
+all derive from it. Registering is decorating the class with :func:`register`, which adds an
+instance to :data:`STRATEGIES` (a :class:`core.registry.Registry`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from core.errors import StrategyError
+from core.params import build
+from core.registry import Registry
 
-_REGISTRY: dict[str, Any] = {}
-
-
-def param(default: Any, *, help: str, min: float | None = None, max: float | None = None,
-          choices: tuple | None = None) -> Any:
-    """A dataclass field with the metadata the forms and the recipe validation read."""
-    meta = {"help": help, "min": min, "max": max, "choices": choices}
-    return field(default=default, metadata=meta)
+#: Every strategy, index and value, by name (instances; the modules register on the first lookup).
+STRATEGIES: Registry[Any] = Registry(
+    "strategy", StrategyError, modules=("core.strategies",), hint="`graft strategies NAME` describes one"
+)
 
 
 @dataclass(frozen=True)
@@ -33,15 +31,8 @@ class NoParams:
 
 def register(cls):
     """Class decorator: instantiate and register a strategy under ``cls.name``."""
-    if cls.name in _REGISTRY:
-        raise RuntimeError(f"strategy {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls()
+    STRATEGIES.add(cls.name, cls())
     return cls
-
-
-def _load_all() -> None:
-    # Importing the package registers every strategy module listed there.
-    import core.strategies  # noqa: F401
 
 
 def get(name: str):
@@ -50,53 +41,21 @@ def get(name: str):
     Raises:
         StrategyError: unknown name (the message lists the known ones).
     """
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise StrategyError(f"unknown strategy {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+    return STRATEGIES.get(name)
 
 
 def names(kind: str | None = None) -> list[str]:
-    _load_all()
-    return sorted(n for n, s in _REGISTRY.items() if kind is None or s.kind == kind)
+    """Registered strategy names (sorted), optionally of one kind ("index" or "value")."""
+    return sorted(n for n, s in STRATEGIES.items() if kind is None or s.kind == kind)
 
 
 def make_params(name: str, values: dict | None = None):
-    """Build and validate ``get(name).Params`` from a plain dict (recipe / CLI / form)."""
-    strategy = get(name)
-    values = dict(values or {})
-    fields = {f.name: f for f in dataclasses.fields(strategy.Params)}
-    unknown = set(values) - set(fields)
-    if unknown:
-        raise StrategyError(f"strategy {name!r} has no parameter(s) {', '.join(sorted(unknown))}; it takes: {', '.join(fields) or 'none'}")
-    for key, value in values.items():
-        meta = fields[key].metadata
-        _check_type(name, key, value, fields[key].default)
-        if meta.get("choices") and value not in meta["choices"]:
-            raise StrategyError(f"{name}.{key} must be one of {', '.join(map(str, meta['choices']))}, not {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if meta.get("min") is not None and value < meta["min"]:
-                raise StrategyError(f"{name}.{key} must be ≥ {meta['min']}, not {value}")
-            if meta.get("max") is not None and value > meta["max"]:
-                raise StrategyError(f"{name}.{key} must be ≤ {meta['max']}, not {value}")
-    return strategy.Params(**values)
+    """Build and validate ``get(name).Params`` from a plain dict (recipe / CLI / form).
 
-
-def _check_type(strategy: str, key: str, value, default) -> None:
-    """A parameter keeps its default's JSON type (an int may stand for a float), and floats are finite."""
-    import math
-
-    if default is None or isinstance(default, (list, tuple, dict)):
-        return
-    kind = type(default)
-    ok = isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if not ok:
-        raise StrategyError(f"{strategy}.{key} must be a {kind.__name__} like {default!r}, not {value!r}")
-    if kind is float and not math.isfinite(value):
-        raise StrategyError(f"{strategy}.{key} must be a finite number, not {value}")
+    Raises:
+        StrategyError: an unknown strategy or parameter, or a value of the wrong type or range.
+    """
+    return build(get(name).Params, values, owner=name)
 
 
 def params_to_dict(params) -> dict:
@@ -153,8 +112,6 @@ class ValueStrategy:
     default_index: ClassVar[str] = "first_n"
     #: can fill a target larger than the source along some dimension, or new layers.
     can_grow: ClassVar[bool] = False
-    #: needs no source tensor at all (mimetic, baseline): usable for inserted layers.
-    sourceless: ClassVar[bool] = False
     #: the roles it can fill (None: any); a plan that gives it another role is refused.
     roles: ClassVar[tuple[str, ...] | None] = None
 
@@ -175,7 +132,3 @@ class ValueStrategy:
     def fill(self, params, ctx):
         """Return the target tensor, shape ``ctx.shape`` (any float dtype; export casts)."""
         raise NotImplementedError
-
-
-#: A named-dimension map lookup used by contexts: dim key → list of source indices.
-DimLookup = Callable[[str], list[int] | None]

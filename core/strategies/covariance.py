@@ -23,22 +23,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import StrategyError
+from core.params import param
 from core.strategies._common import LOOKUP_HELP, LOOKUPS, is_lookup
-from core.strategies.base import ValueStrategy, param, register
+from core.strategies.base import ValueStrategy, register
 from core.strategies.mean_field import RESCALES, fan_in_factor
 
 
 @dataclass(frozen=True)
 class CovarianceParams:
     lookups: str = param("select", help=LOOKUP_HELP, choices=LOOKUPS)
-    shrinkage: float = param(0.1, help="shrink each covariance toward its diagonal: (1−λ)Σ + λ·diag(Σ)",
-                             min=0.0, max=1.0)
-    jitter: float = param(1e-6, help="added to the covariance diagonal (relative to its mean) so the Cholesky works",
-                          min=0.0, max=1.0)
-    max_dim: int = param(4096, help="axes longer than this use a diagonal covariance (memory grows as n²)",
-                         min=1, max=65536)
-    rescale: str = param("none", help="fan-in rescaling N→Ñ as in mean_field (none keeps the source's entry variance)",
-                         choices=RESCALES)
+    shrinkage: float = param(
+        0.1, help="shrink each covariance toward its diagonal: (1−λ)Σ + λ·diag(Σ)", min=0.0, max=1.0
+    )
+    jitter: float = param(
+        1e-6, help="added to the covariance diagonal (relative to its mean) so the Cholesky works", min=0.0, max=1.0
+    )
+    max_dim: int = param(
+        4096, help="axes longer than this use a diagonal covariance (memory grows as n²)", min=1, max=65536
+    )
+    rescale: str = param(
+        "none", help="fan-in rescaling N→Ñ as in mean_field (none keeps the source's entry variance)", choices=RESCALES
+    )
 
 
 def _shrunk(cov, shrinkage: float):
@@ -109,8 +114,10 @@ class Covariance(ValueStrategy):
             if len(live) <= 1:
                 return ctx.gather()
             if len(live) > 2 or any(shape[a] != 1 for a in range(len(shape)) if a not in live):
-                raise StrategyError(f"covariance sampling handles matrices and 4-D conv kernels, not "
-                                    f"{ctx.tensor.name} of shape {tuple(src_shape)}; assign it another strategy")
+                raise StrategyError(
+                    f"covariance sampling handles matrices and 4-D conv kernels, not "
+                    f"{ctx.tensor.name} of shape {tuple(src_shape)}; assign it another strategy"
+                )
             out = self._matrix(params, ctx, live).reshape(shape)
         factor = fan_in_factor(params.rescale, ctx.fan_in_ratio())
         return out * factor if factor != 1.0 else out
@@ -140,8 +147,10 @@ class Covariance(ValueStrategy):
         o, i, kh, kw = w.shape
         to, ti, tkh, tkw = ctx.shape
         if (tkh, tkw) != (kh, kw):
-            raise StrategyError(f"{ctx.tensor.name}: the kernel size changes ({kh}×{kw} → {tkh}×{tkw}); "
-                                "covariance sampling keeps the spatial taps")
+            raise StrategyError(
+                f"{ctx.tensor.name}: the kernel size changes ({kh}×{kw} → {tkh}×{tkw}); "
+                "covariance sampling keeps the spatial taps"
+            )
         taps = w.reshape(o * i, kh * kw)
         mu = taps.mean(0)
         x = taps - mu

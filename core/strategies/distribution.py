@@ -32,9 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import StrategyError
+from core.params import param
 from core.strategies import base as registry
 from core.strategies._common import LOOKUP_HELP, LOOKUPS, is_lookup
-from core.strategies.base import ValueStrategy, param, register
+from core.strategies.base import ValueStrategy, register
 from core.strategies.fits import FAMILIES, GroupFit, fit
 
 SCOPES = ("tensor", "row", "column", "role")
@@ -43,12 +44,20 @@ SCOPES = ("tensor", "row", "column", "role")
 @dataclass(frozen=True)
 class DistributionParams:
     lookups: str = param("select", help=LOOKUP_HELP, choices=LOOKUPS)
-    family: str = param("student_t", help="distribution fitted to the source values (student_t: heavy tails, "
-                        "the benchmark's best)", choices=FAMILIES)
-    scope: str = param("tensor", help="fit per tensor, per row, per column, or pooled over the role's layers",
-                       choices=SCOPES)
-    max_samples: int = param(200_000, help="at most this many source values per tensor/role fit "
-                             "(a seeded subsample above it)", min=1000, max=100_000_000)
+    family: str = param(
+        "student_t",
+        help="distribution fitted to the source values (student_t: heavy tails, the benchmark's best)",
+        choices=FAMILIES,
+    )
+    scope: str = param(
+        "tensor", help="fit per tensor, per row, per column, or pooled over the role's layers", choices=SCOPES
+    )
+    max_samples: int = param(
+        200_000,
+        help="at most this many source values per tensor/role fit (a seeded subsample above it)",
+        min=1000,
+        max=100_000_000,
+    )
 
 
 def _subsample(values, limit: int, gen):
@@ -80,8 +89,10 @@ def fit_for(params, ctx) -> tuple[GroupFit, int | None, str]:
         fits = ctx.cache.setdefault("distribution_pooled", {})
         if key not in fits:
             per = max(params.max_samples // len(names), 1)
-            pooled = [_subsample(ctx.read(n).to(torch.float64), per, registry.generator(ctx.plan.seed, "pool", n))
-                      for n in names]
+            pooled = [
+                _subsample(ctx.read(n).to(torch.float64), per, registry.generator(ctx.plan.seed, "pool", n))
+                for n in names
+            ]
             fits[key] = fit(params.family, torch.cat(pooled)[None, :])
             fits[key].extra["pooled_over"] = len(names)
         return fits[key], None, scope

@@ -92,8 +92,13 @@ class GroupFit:
         elif self.family == "student_t":
             nu, s = p["df"][:, None], p["scale"].clamp_min(1e-300)[:, None]
             z = (x - p["loc"][:, None]) / s
-            lp = (torch.lgamma((nu + 1) / 2) - torch.lgamma(nu / 2) - 0.5 * torch.log(nu * math.pi) - torch.log(s)
-                  - (nu + 1) / 2 * torch.log1p(z * z / nu))
+            lp = (
+                torch.lgamma((nu + 1) / 2)
+                - torch.lgamma(nu / 2)
+                - 0.5 * torch.log(nu * math.pi)
+                - torch.log(s)
+                - (nu + 1) / 2 * torch.log1p(z * z / nu)
+            )
         else:
             raise ValueError(f"log-likelihood is defined for the parametric families, not {self.family}")
         return lp.mean(dim=1)
@@ -107,7 +112,7 @@ class GroupFit:
         for name, v in self.params.items():
             if name == "values":
                 levels = torch.tensor(SUMMARY_LEVELS, dtype=torch.float64)
-                q = torch.quantile(v[0] if self.groups == 1 else v.reshape(-1)[:2**24], levels)
+                q = torch.quantile(v[0] if self.groups == 1 else v.reshape(-1)[: 2**24], levels)
                 out["quantiles"] = {f"{lv:g}": float(val) for lv, val in zip(SUMMARY_LEVELS, q)}
             elif self.groups == 1:
                 out[name] = float(v[0])
@@ -192,8 +197,11 @@ def fit_student_t(x, iterations: int = 100, tol: float = 1e-6) -> GroupFit:
         new_scale = ((w * (x - new_loc[:, None]) ** 2).sum(1) / n).sqrt().clamp_min(1e-12)
         c = 1 + (torch.log(w) - w).mean(1) + torch.digamma((df + 1) / 2) - torch.log((df + 1) / 2)
         new_df = _bisect_log(lambda nu, c=c: -torch.digamma(nu / 2) + torch.log(nu / 2) + c, c)
-        done = (bool(((new_loc - loc).abs() <= tol * scale).all()) and bool(((new_scale / scale - 1).abs() <= tol).all())
-                and bool(((new_df / df - 1).abs() <= 1e-3).all()))
+        done = (
+            bool(((new_loc - loc).abs() <= tol * scale).all())
+            and bool(((new_scale / scale - 1).abs() <= tol).all())
+            and bool(((new_df / df - 1).abs() <= 1e-3).all())
+        )
         loc, scale, df = new_loc, new_scale, new_df
         if done:
             break
@@ -201,8 +209,12 @@ def fit_student_t(x, iterations: int = 100, tol: float = 1e-6) -> GroupFit:
 
     def grad(nu):  # d/dν of the mean log-likelihood (×2)
         v = nu[:, None]
-        return (torch.digamma((nu + 1) / 2) - torch.digamma(nu / 2) - 1 / nu
-                + (-torch.log1p(z2 / v) + (v + 1) * z2 / (v * (v + z2))).mean(1))
+        return (
+            torch.digamma((nu + 1) / 2)
+            - torch.digamma(nu / 2)
+            - 1 / nu
+            + (-torch.log1p(z2 / v) + (v + 1) * z2 / (v * (v + z2))).mean(1)
+        )
 
     df = _bisect_log(grad, loc, steps=40)
     return GroupFit("student_t", {"df": df, "loc": loc, "scale": scale}, n)

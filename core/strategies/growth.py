@@ -45,9 +45,10 @@ import math
 from dataclasses import dataclass
 
 from core.architectures.spec import LM_HEAD_MARKERS
+from core.params import param
 from core.strategies._common import add_paired_noise, along
 from core.strategies._growth_checks import growth_exactness
-from core.strategies.base import ValueStrategy, param, register
+from core.strategies.base import ValueStrategy, register
 
 __all__ = ["Growth", "GrowthParams", "growth_exactness", "tied_growth_warning"]
 
@@ -56,25 +57,35 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GrowthParams:
-    noise: float = param(0.0, help="symmetry-breaking noise, std relative to the tensor's std, added as ± pairs on the "
-                         "copies of each duplicated input neuron so the function is kept (HyperCloning)", min=0.0, max=1.0)
-    allow_inexact: bool = param(False, help="grow where growth cannot keep the function (post-LN depth, rotary "
-                                "head_dim) instead of refusing; the plan warns")
+    noise: float = param(
+        0.0,
+        help="symmetry-breaking noise, std relative to the tensor's std, added as ± pairs on the "
+        "copies of each duplicated input neuron so the function is kept (HyperCloning)",
+        min=0.0,
+        max=1.0,
+    )
+    allow_inexact: bool = param(
+        False,
+        help="grow where growth cannot keep the function (post-LN depth, rotary "
+        "head_dim) instead of refusing; the plan warns",
+    )
 
 
 def tied_growth_warning(plan) -> str | None:
     """A sentence when growth cannot be exact because the LM head is tied to a grown embedding."""
-    from core.architectures import all_families
+    from core.architectures.spec import FAMILIES
 
     cfg = plan.target_config or {}
-    spec = all_families().get(plan.family)
+    spec = FAMILIES.find(plan.family)
     tied = spec is not None and spec.is_tied(cfg)
     arch = (cfg.get("architectures") or [""])[0]
     lm_head = any(k in arch for k in LM_HEAD_MARKERS)
     src, tgt = plan.source_sizes.get("hidden"), plan.target_sizes.get("hidden")
     if tied and lm_head and src and tgt and tgt > src:
-        return (f"the LM head is tied to the embeddings and hidden grows {src}→{tgt}: logits scale by about "
-                f"{tgt / src:g}; set tie_word_embeddings to false in the target to keep the function exactly")
+        return (
+            f"the LM head is tied to the embeddings and hidden grows {src}→{tgt}: logits scale by about "
+            f"{tgt / src:g}; set tie_word_embeddings to false in the target to keep the function exactly"
+        )
     return None
 
 
@@ -86,8 +97,9 @@ def _axis_with(t, dim: str) -> int | None:
 def _has_qk_norm(plan, t) -> bool:
     """Whether ``t`` (a q or k projection) feeds a norm over head_dim in its layer (Qwen3's q_norm / k_norm)."""
     which = "q_norm" if t.role == "attn.q" else "k_norm"
-    return any(o.layer == t.layer and o.role == "norm" and o.axes == [["head_dim"]] and which in o.name
-               for o in plan.tensors)
+    return any(
+        o.layer == t.layer and o.role == "norm" and o.axes == [["head_dim"]] and which in o.name for o in plan.tensors
+    )
 
 
 def qk_scale(ctx):
@@ -131,13 +143,20 @@ def qk_scale(ctx):
 
 def embedding_divisor(ctx) -> float | None:
     """√(Ñ/N) for the token embedding of a model that multiplies it by √hidden (Gemma), else None."""
-    from core.architectures import all_families
+    from core.architectures.spec import FAMILIES
 
     plan, t = ctx.plan, ctx.tensor
-    spec = all_families().get(plan.family)
+    spec = FAMILIES.find(plan.family)
     n, new_n = plan.source_sizes.get("hidden"), plan.target_sizes.get("hidden")
-    if (spec is None or t.role != "embed" or plan.target_config.get("model_type") not in spec.sqrt_hidden_embedding
-            or not n or not new_n or n == new_n or ["hidden"] not in t.axes):
+    if (
+        spec is None
+        or t.role != "embed"
+        or plan.target_config.get("model_type") not in spec.sqrt_hidden_embedding
+        or not n
+        or not new_n
+        or n == new_n
+        or ["hidden"] not in t.axes
+    ):
         return None
     return math.sqrt(new_n / n)
 

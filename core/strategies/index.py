@@ -24,7 +24,8 @@ import math
 from dataclasses import dataclass
 
 from core.errors import StrategyError
-from core.strategies.base import IndexStrategy, param, register
+from core.params import param
+from core.strategies.base import IndexStrategy, register
 
 
 @register
@@ -55,9 +56,12 @@ def linspace_indices(n_source: int, n_target: int) -> list[int]:
 
 @dataclass(frozen=True)
 class UniformParams:
-    rule: str = param("linspace", choices=("linspace", "floor"),
-                      help="linspace: weight selection's rule, i·(N/Ñ) when Ñ divides N, else "
-                           "round(linspace(0, N−1, Ñ)); floor: ⌊i·N/Ñ⌋ always (Graft 0.1.0's rule)")
+    rule: str = param(
+        "linspace",
+        choices=("linspace", "floor"),
+        help="linspace: weight selection's rule, i·(N/Ñ) when Ñ divides N, else "
+        "round(linspace(0, N−1, Ñ)); floor: ⌊i·N/Ñ⌋ always (Graft 0.1.0's rule)",
+    )
 
 
 @register
@@ -90,9 +94,12 @@ REPLACEMENT = ("auto", "always")
 @dataclass(frozen=True)
 class IidParams:
     keep_order: bool = param(True, help="sort the drawn indices so neurons keep their source order")
-    replacement: str = param("auto", choices=REPLACEMENT,
-                             help="auto: without replacement when shrinking (no neuron lost twice over), "
-                                  "i.i.d. with replacement when growing; always: i.i.d. at every size")
+    replacement: str = param(
+        "auto",
+        choices=REPLACEMENT,
+        help="auto: without replacement when shrinking (no neuron lost twice over), "
+        "i.i.d. with replacement when growing; always: i.i.d. at every size",
+    )
 
 
 @register
@@ -154,22 +161,28 @@ ACTIVATION_RULES = ("auto", "magnitude", "reconstruction")
 
 
 def activation_rule(rule: str, family: str) -> str:
-    """The rule ``auto`` stands for in ``family``: see :class:`ByActivation`."""
+    """The rule ``auto`` stands for in ``family`` (its spec's ``activation_rule``): see :class:`ByActivation`."""
     if rule != "auto":
         return rule
-    return "reconstruction" if family == "mlp" else "magnitude"
+    from core.architectures import FAMILIES
+
+    return FAMILIES.get(family).activation_rule
 
 
 @dataclass(frozen=True)
 class ByActivationParams:
-    dataset: str = param("", help="calibration data: a registered data set or a text path (empty: the task's own, "
-                                  "pydoc text or digits)")
+    dataset: str = param(
+        "", help="calibration data: a registered data set or a text path (empty: the task's own, pydoc text or digits)"
+    )
     samples: int = param(64, help="calibration rows (sequences or images) from the training split", min=1)
     seq_len: int = param(128, help="tokens per calibration sequence (capped at the model's positions)", min=8)
-    rule: str = param("auto", choices=ACTIVATION_RULES,
-                      help="magnitude: mean |activation| (Minitron); reconstruction: the neurons that best reconstruct "
-                           "each reader's output, chosen greedily (hidden, ffn, MLP widths; heads by magnitude); "
-                           "auto: reconstruction for the generic MLP, magnitude for transformers (the benchmarks' winners)")
+    rule: str = param(
+        "auto",
+        choices=ACTIVATION_RULES,
+        help="magnitude: mean |activation| (Minitron); reconstruction: the neurons that best reconstruct "
+        "each reader's output, chosen greedily (hidden, ffn, MLP widths; heads by magnitude); "
+        "auto: reconstruction for the generic MLP, magnitude for transformers (the benchmarks' winners)",
+    )
 
 
 @register
@@ -201,8 +214,10 @@ class ByActivation(IndexStrategy):
         import torch
 
         if scores is None:
-            raise StrategyError("by_activation needs the source's activation scores; plan through "
-                                "core.pipeline.plan_recipe, or pass score_fn=core.calibration.activation_score_fn(...)")
+            raise StrategyError(
+                "by_activation needs the source's activation scores; plan through "
+                "core.pipeline.plan_recipe, or pass score_fn=core.calibration.activation_score_fn(...)"
+            )
         s = torch.as_tensor(scores, dtype=torch.float64).nan_to_num(nan=-math.inf)
         if s.numel() != n_source:
             raise StrategyError(f"by_activation got {s.numel()} scores for a dimension of {n_source} neurons")

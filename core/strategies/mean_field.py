@@ -29,28 +29,37 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from core.params import param
 from core.strategies._common import add_noise
-from core.strategies.base import ValueStrategy, param, register
+from core.strategies.base import ValueStrategy, register
 
 RESCALES = ("none", "mean_field", "variance")
 
 
 @dataclass(frozen=True)
 class MeanFieldParams:
-    rescale: str = param("auto", help="fan-in rescaling when a summed dimension changes N→Ñ: none, mean_field "
-                         "(× N/Ñ), variance (× √(N/Ñ)), or auto (none when a transformer shrinks — its norms undo "
-                         "a scale —, mean_field otherwise)", choices=("auto", *RESCALES))
-    noise: float = param(0.0, help="symmetry-breaking noise on duplicated neurons, std relative to the tensor's std",
-                         min=0.0, max=1.0)
+    rescale: str = param(
+        "auto",
+        help="fan-in rescaling when a summed dimension changes N→Ñ: none, mean_field "
+        "(× N/Ñ), variance (× √(N/Ñ)), or auto (none when a transformer shrinks — its norms undo "
+        "a scale —, mean_field otherwise)",
+        choices=("auto", *RESCALES),
+    )
+    noise: float = param(
+        0.0, help="symmetry-breaking noise on duplicated neurons, std relative to the tensor's std", min=0.0, max=1.0
+    )
 
 
 def resolve_rescale(rescale: str, family: str, ratio: float) -> str:
     """The rule ``auto`` stands for in ``family`` for a fan-in of ratio N/Ñ (module docstring):
-    ``none`` when a transformer shrinks, ``mean_field`` otherwise (the MLP; any growth, where the
-    copies of a duplicated neuron must share its weight for the sum to stay an average)."""
+    ``none`` when a family whose blocks normalise (its spec's ``normalised``: the transformers)
+    shrinks, ``mean_field`` otherwise (the MLP; any growth, where the copies of a duplicated neuron
+    must share its weight for the sum to stay an average)."""
     if rescale != "auto":
         return rescale
-    return "none" if family != "mlp" and ratio > 1 else "mean_field"
+    from core.architectures import FAMILIES
+
+    return "none" if FAMILIES.get(family).normalised and ratio > 1 else "mean_field"
 
 
 def fan_in_factor(rescale: str, ratio: float) -> float:
@@ -79,4 +88,3 @@ class MeanField(ValueStrategy):
                 data = data * factor
             data = add_noise(ctx, data, params.noise)
         return data
-

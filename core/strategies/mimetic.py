@@ -28,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import StrategyError
-from core.strategies.base import ValueStrategy, param, register
+from core.params import param
+from core.strategies.base import ValueStrategy, register
 
 ROLES = ("attn.q", "attn.k", "attn.v", "attn.o", "attn.qkv")
 
@@ -39,10 +40,12 @@ class MimeticParams:
     beta_qk: float = param(0.7, help="weight of the identity in W_Q W_Kᵀ", min=0.0, max=10.0)
     alpha_vo: float = param(0.4, help="weight of the random part of W_V W_O", min=0.0, max=10.0)
     beta_vo: float = param(0.4, help="weight of the identity in W_V W_O", min=0.0, max=10.0)
-    qk_sign: str = param("positive", help="sign of the identity in W_Q W_Kᵀ (GPT-2 shows negative)",
-                         choices=("positive", "negative"))
-    vo_sign: str = param("negative", help="sign of the identity in W_V W_O (GPT-2 shows positive)",
-                         choices=("negative", "positive"))
+    qk_sign: str = param(
+        "positive", help="sign of the identity in W_Q W_Kᵀ (GPT-2 shows negative)", choices=("positive", "negative")
+    )
+    vo_sign: str = param(
+        "negative", help="sign of the identity in W_V W_O (GPT-2 shows positive)", choices=("negative", "positive")
+    )
 
 
 def _z(ctx, pair: str, head: int, dim: int):
@@ -64,7 +67,7 @@ def _top_svd(M, d: int):
     order = vals.argsort(descending=True)[:d]
     S = vals[order].clamp_min(1e-30).sqrt()
     V = vecs[:, order]
-    V = V * torch.sign(V.sum(0, keepdim=True) + 1e-300)     # a fixed sign per vector: reproducible bytes
+    V = V * torch.sign(V.sum(0, keepdim=True) + 1e-300)  # a fixed sign per vector: reproducible bytes
     U = (M @ V) / S[None, :]
     return U, S, V
 
@@ -97,10 +100,10 @@ def _pair_factors(params, ctx, pair: str):
         M = alpha * _z(ctx, pair, first, D) + sign * beta * eye
         U, S, V = _top_svd(M, d)
         root = S.sqrt()
-        right = root[:, None] * V.T                         # (d, D): W_k^g or W_v^g
+        right = root[:, None] * V.T  # (d, D): W_k^g or W_v^g
         kv.append(right)
-        heads[first] = U * root[None, :]                    # (D, d)
-        pinv = V / root[None, :]                            # (D, d) = V S^{-1/2}
+        heads[first] = U * root[None, :]  # (D, d)
+        pinv = V / root[None, :]  # (D, d) = V S^{-1/2}
         for h in range(first + 1, first + r):
             M_h = alpha * _z(ctx, pair, h, D) + sign * beta * eye
             heads[h] = M_h @ pinv
@@ -115,7 +118,6 @@ class Mimetic(ValueStrategy):
     Params = MimeticParams
     default_index = "cyclic"
     can_grow = True
-    sourceless = True
     roles = ROLES
 
     def fill(self, params, ctx):
@@ -123,8 +125,10 @@ class Mimetic(ValueStrategy):
 
         t = ctx.tensor
         if t.role not in ROLES:
-            raise StrategyError(f"mimetic init only applies to attention projections ({', '.join(ROLES)}), "
-                                f"not {t.name} (role {t.role}); assign another strategy to that role")
+            raise StrategyError(
+                f"mimetic init only applies to attention projections ({', '.join(ROLES)}), "
+                f"not {t.name} (role {t.role}); assign another strategy to that role"
+            )
         if len(ctx.shape) == 1:
             return torch.zeros(ctx.shape, dtype=torch.float32)
         transposed = t.fan_in == 0  # GPT-2 Conv1D stores (in, out)
@@ -132,7 +136,7 @@ class Mimetic(ValueStrategy):
             q_heads, k_kv = _pair_factors(params, ctx, "qk")
             _, v_kv = _pair_factors(params, ctx, "vo")
             blocks = [torch.cat([h.T for h in q_heads]), torch.cat(k_kv), torch.cat(v_kv)]
-            out = torch.cat(blocks)                         # (3·H·d, D) in (out, in) layout
+            out = torch.cat(blocks)  # (3·H·d, D) in (out, in) layout
         elif t.role == "attn.q":
             out = torch.cat([h.T for h in _pair_factors(params, ctx, "qk")[0]])
         elif t.role == "attn.k":
@@ -144,6 +148,8 @@ class Mimetic(ValueStrategy):
         if transposed:
             out = out.T
         if tuple(out.shape) != ctx.shape:
-            raise StrategyError(f"mimetic init built {tuple(out.shape)} for {t.name} but the plan expects {ctx.shape}; "
-                                "the target's hidden/heads/head_dim do not match this tensor")
+            raise StrategyError(
+                f"mimetic init built {tuple(out.shape)} for {t.name} but the plan expects {ctx.shape}; "
+                "the target's hidden/heads/head_dim do not match this tensor"
+            )
         return out.to(torch.float32).contiguous()

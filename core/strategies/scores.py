@@ -47,7 +47,6 @@ def neuron_scores(source, dim: str, source_layer: int | None, *, combine: str = 
     import torch
 
     from core.architectures import describe, detect
-    from core.architectures.spec import PER_LAYER_DIMS
 
     spec, config = detect(source)
     sizes = spec.sizes(config)
@@ -55,7 +54,7 @@ def neuron_scores(source, dim: str, source_layer: int | None, *, combine: str = 
     out_sq = torch.zeros(n, dtype=torch.float64)
     in_sq = torch.zeros(n, dtype=torch.float64)
     seen_out = seen_in = False
-    per_layer = dim in PER_LAYER_DIMS and spec.family != "mlp"
+    per_layer = spec.per_layer(dim)
     for t in describe(source, spec):
         if t.kind != "param" or len(t.shape) < 2 or (per_layer and t.layer != source_layer):
             continue

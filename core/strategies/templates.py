@@ -31,17 +31,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import StrategyError
-from core.strategies.base import ValueStrategy, param, register
+from core.params import param
+from core.strategies.base import ValueStrategy, register
 
 
 @dataclass(frozen=True)
 class TemplatesParams:
-    k: int = param(32, help="number of templates shared by the layers of a role (at most t1·t2 are used; "
-                            "t1·t2 reconstructs the source exactly)", min=1, max=4096)
+    k: int = param(
+        32,
+        help="number of templates shared by the layers of a role (at most t1·t2 are used; "
+        "t1·t2 reconstructs the source exactly)",
+        min=1,
+        max=4096,
+    )
     t1: int = param(8, help="template rows (must divide the tensor's rows)", min=1, max=256)
     t2: int = param(8, help="template columns (must divide the tensor's columns)", min=1, max=256)
-    resize: str = param("maps", help="how scaler grids change size: through the dimension maps, or by interpolation",
-                        choices=("maps", "interpolate"))
+    resize: str = param(
+        "maps",
+        help="how scaler grids change size: through the dimension maps, or by interpolation",
+        choices=("maps", "interpolate"),
+    )
 
 
 def rearrange(w, t1: int, t2: int):
@@ -68,8 +77,10 @@ def assemble(scalers, templates):
 
 def _check(name: str, shape, t1: int, t2: int, what: str) -> None:
     if shape[0] % t1 or shape[1] % t2:
-        raise StrategyError(f"templates of {t1}×{t2} do not tile {what} {name} of shape {tuple(shape)}; "
-                            "choose t1 dividing its rows and t2 dividing its columns")
+        raise StrategyError(
+            f"templates of {t1}×{t2} do not tile {what} {name} of shape {tuple(shape)}; "
+            "choose t1 dividing its rows and t2 dividing its columns"
+        )
 
 
 def learn_templates(read, names: list[str], t1: int, t2: int, k: int):
@@ -123,8 +134,7 @@ class Templates(ValueStrategy):
             return None  # vectors are copied through the maps
         for what, shape in (("the target", tensor.shape), ("the source", tensor.source_shape)):
             if shape[0] % params.t1 or shape[1] % params.t2:
-                return (f"templates of {params.t1}×{params.t2} do not tile {what}'s "
-                        f"{'×'.join(map(str, shape))}")
+                return f"templates of {params.t1}×{params.t2} do not tile {what}'s {'×'.join(map(str, shape))}"
         return None
 
     def fill(self, params, ctx):

@@ -60,8 +60,8 @@ class Arm:
         config_path = folder / "config.json"
         if config_path.is_file():
             config = json.loads(config_path.read_text())
-        else:  # the generic MLP: widths and activation live in the safetensors metadata
-            config = _mlp_config(files[0])
+        else:  # a family without config.json (the generic MLP) records it in the safetensors metadata
+            config = _metadata_config(files[0])
             if config is None:
                 raise TrainingError(f"{folder} has no config.json; give an export folder written by 'graft export'")
         return cls(name or folder.name, config, None, folder, f"export {folder}")
@@ -89,15 +89,15 @@ class Arm:
         return state
 
 
-def _mlp_config(file: Path) -> dict | None:
-    """The MLP config recorded in an export's safetensors metadata (see ``core.export``)."""
+def _metadata_config(file: Path) -> dict | None:
+    """The config recorded in an export's safetensors metadata (:func:`core.architectures.config_from_metadata`)."""
     from safetensors import safe_open
+
+    from core.architectures import config_from_metadata
 
     with safe_open(str(file), framework="pt") as fh:
         meta = fh.metadata() or {}
-    if "graft.mlp.widths" not in meta:
-        return None
-    return {"model_type": "mlp", "widths": json.loads(meta["graft.mlp.widths"]), "activation": meta.get("graft.mlp.activation", "relu")}
+    return config_from_metadata(meta)
 
 
 @dataclass
@@ -111,8 +111,13 @@ class LoadReport:
     head: dict | None = None  # how a missing task head was initialised (core.training.heads)
 
     def to_dict(self) -> dict:
-        return {"loaded": self.loaded, "missing": self.missing, "unexpected": self.unexpected,
-                "mismatched": self.mismatched, "head": self.head}
+        return {
+            "loaded": self.loaded,
+            "missing": self.missing,
+            "unexpected": self.unexpected,
+            "mismatched": self.mismatched,
+            "head": self.head,
+        }
 
 
 def _candidates(names: list[str], prefix: str) -> list[dict[str, str]]:
@@ -197,7 +202,9 @@ def load_tensors(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport
     loaded_ptrs = {own[n].data_ptr() for n in accepted}
     report.missing = sorted(n for n in own if n not in accepted and own[n].data_ptr() not in loaded_ptrs)
     if report.loaded == 0:
-        raise TrainingError("none of the arm's tensors match the model; check that the config and weights belong together")
+        raise TrainingError(
+            "none of the arm's tensors match the model; check that the config and weights belong together"
+        )
     return report
 
 
@@ -217,5 +224,11 @@ def build_arm_model(task, arm: Arm, seed: int, *, data=None, options=None) -> tu
         from core.training.heads import init_missing_head
 
         report.head = init_missing_head(task, model, report, data, options)
-    log.info("arm %s: %d tensors loaded, %d missing, %d mismatched", arm.name, report.loaded, len(report.missing), len(report.mismatched))
+    log.info(
+        "arm %s: %d tensors loaded, %d missing, %d mismatched",
+        arm.name,
+        report.loaded,
+        len(report.missing),
+        len(report.mismatched),
+    )
     return model, report

@@ -1,4 +1,4 @@
-"""Data sets that need no network, a registry of them by name, and user files.
+"""Data sets that need no network, a registry of them by name (:data:`DATASETS`), and user files.
 
 Two kinds: ``text`` (a list of documents, tokenised later with the source model's own tokenizer
 and packed into fixed-length sequences) and ``images`` (``(images (n, h, w) float in [0, 1],
@@ -22,9 +22,20 @@ from pathlib import Path
 import torch
 
 from core.errors import TrainingError
+from core.registry import Registry
 
-#: name → (kind, loader); kind is "text" (loader() -> list[str]) or "images".
-_REGISTRY: dict[str, tuple[str, Callable[[], object]]] = {}
+
+@dataclass(frozen=True)
+class DataSet:
+    """A registered data set: ``kind`` is "text" (``load() -> list[str]``) or "images"."""
+
+    name: str
+    kind: str
+    load: Callable[[], object]
+
+
+#: Every registered data set by name (the built-in ones below; a benchmark may add its own).
+DATASETS: Registry[DataSet] = Registry("data set", TrainingError)
 
 
 def register_dataset(name: str, kind: str) -> Callable:
@@ -33,7 +44,7 @@ def register_dataset(name: str, kind: str) -> Callable:
         raise ValueError(f"dataset kind must be 'text' or 'images', not {kind!r}")
 
     def wrap(loader: Callable[[], object]) -> Callable[[], object]:
-        _REGISTRY[name] = (kind, loader)
+        DATASETS.add(name, DataSet(name, kind, loader))
         return loader
 
     return wrap
@@ -41,7 +52,7 @@ def register_dataset(name: str, kind: str) -> Callable:
 
 def dataset_names(kind: str | None = None) -> list[str]:
     """Registered data set names, optionally of one kind."""
-    return sorted(n for n, (k, _) in _REGISTRY.items() if kind is None or k == kind)
+    return [n for n, d in sorted(DATASETS.items()) if kind is None or d.kind == kind]
 
 
 @register_dataset("pydoc", "text")
@@ -77,11 +88,15 @@ def read_text_files(path: str | Path) -> list[str]:
                 try:
                     docs.append(str(json.loads(line)["text"]))
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise TrainingError(f"{path.name} line {number} has no 'text' field; each line must be a JSON object with one") from exc
+                    raise TrainingError(
+                        f"{path.name} line {number} has no 'text' field; each line must be a JSON object with one"
+                    ) from exc
     elif path.is_file():
         docs = [path.read_text(encoding="utf-8", errors="replace")]
     else:
-        raise TrainingError(f"data set {str(path)!r} is neither a registered name ({', '.join(dataset_names())}) nor an existing file or folder")
+        raise TrainingError(
+            f"data set {str(path)!r} is neither a registered name ({', '.join(dataset_names())}) nor an existing file or folder"
+        )
     docs = [d for d in docs if d.strip()]
     if not docs:
         raise TrainingError(f"{path} holds no text; give .txt/.md files or JSONL lines with a 'text' field")
@@ -90,11 +105,13 @@ def read_text_files(path: str | Path) -> list[str]:
 
 def load_dataset(spec: str, kind: str):
     """A registered data set by name, or user files (text only) by path."""
-    if spec in _REGISTRY:
-        found, loader = _REGISTRY[spec]
-        if found != kind:
-            raise TrainingError(f"data set {spec!r} holds {found}, but this task needs {kind}; choose one of {', '.join(dataset_names(kind))}")
-        return loader()
+    found = DATASETS.find(spec)
+    if found is not None:
+        if found.kind != kind:
+            raise TrainingError(
+                f"data set {spec!r} holds {found.kind}, but this task needs {kind}; choose one of {', '.join(dataset_names(kind))}"
+            )
+        return found.load()
     if kind != "text":
         raise TrainingError(f"image data must be a registered data set ({', '.join(dataset_names('images'))})")
     return read_text_files(spec)
@@ -111,7 +128,9 @@ def load_tokenizer(folder: str):
     try:
         return AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except Exception as exc:  # transformers raises many kinds here
-        raise TrainingError(f"cannot load a tokenizer from {folder}: {exc}; point --tokenizer at the source model's folder") from exc
+        raise TrainingError(
+            f"cannot load a tokenizer from {folder}: {exc}; point --tokenizer at the source model's folder"
+        ) from exc
 
 
 def pack_documents(docs: list[str], tokenizer, seq_len: int, *, wrap: bool) -> torch.Tensor:
@@ -136,7 +155,9 @@ def pack_documents(docs: list[str], tokenizer, seq_len: int, *, wrap: bool) -> t
             stream.append(joiner)
     rows = len(stream) // inner
     if rows < 2:
-        raise TrainingError(f"the text has {len(stream)} tokens, too few for sequences of {seq_len}; give more text or a smaller --seq-len")
+        raise TrainingError(
+            f"the text has {len(stream)} tokens, too few for sequences of {seq_len}; give more text or a smaller --seq-len"
+        )
     body = torch.tensor(stream[: rows * inner], dtype=torch.long).view(rows, inner)
     if not wrap:
         return body

@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from core.params import add_arguments, from_args
 from core.training.arms import Arm
-from core.training.config import add_arguments, config_from_args
-from core.training.job import ValidationSession
+from core.training.config import ValidationConfig
 from core.training.report import ValidationReport
+from core.training.session import ValidationSession
 
 
 def parameter_digest(model: torch.nn.Module) -> str:
@@ -56,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="do not add the baseline arm")
     parser.add_argument("--tokenizer", help="tokenizer folder (default: the first export's)")
     parser.add_argument("--out", required=True, help="run folder for the report")
-    add_arguments(parser)
+    add_arguments(parser, ValidationConfig)
     args = parser.parse_args(argv)
-    config = config_from_args(args)
-    rank, world, device = init_distributed(config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    config = from_args(ValidationConfig, args)
+    rank, world, device = init_distributed(
+        config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     config = config.with_(device=device)
     try:
         arms = [Arm.from_export(path) for path in args.export]
@@ -80,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out)
             report.write(out)
             agree = all(g["digests"] == gathered[0]["digests"] for g in gathered)
-            (out / "ddp.json").write_text(json.dumps({"world_size": world, "parameters_identical": agree, "ranks": gathered}, indent=1))
+            (out / "ddp.json").write_text(
+                json.dumps({"world_size": world, "parameters_identical": agree, "ranks": gathered}, indent=1)
+            )
             print(report.summary())
             print(f"ddp: world size {world}, parameters identical across ranks: {agree}")
     finally:

@@ -109,10 +109,19 @@ def init_missing_head(task, model: nn.Module, report, data, options) -> dict | N
         norm.weight.copy_(gamma * best)
         norm.bias.copy_(beta * best)
     model.train(was_training)
-    summary = {"method": "tied", "scale": best, "calibration_loss": losses[best],
-               "unigram_loss": losses[0.0], "random_loss": math.log(bias.shape[0])}
-    log.info("masked-LM head initialised from the body: scale %.2f, calibration loss %.3f (unigram %.3f)",
-             best, losses[best], losses[0.0])
+    summary = {
+        "method": "tied",
+        "scale": best,
+        "calibration_loss": losses[best],
+        "unigram_loss": losses[0.0],
+        "random_loss": math.log(bias.shape[0]),
+    }
+    log.info(
+        "masked-LM head initialised from the body: scale %.2f, calibration loss %.3f (unigram %.3f)",
+        best,
+        losses[best],
+        losses[0.0],
+    )
     return summary
 
 

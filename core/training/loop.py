@@ -79,7 +79,9 @@ def select_trainable(model: nn.Module, pattern: str | None) -> int:
             globs = [g.strip() for g in pattern.split(",") if g.strip()]
             keep = {n for n in params if any(fnmatch.fnmatchcase(n, g) for g in globs)}
         if not keep:
-            raise TrainingError(f"param_filter {pattern!r} matches no parameter; names look like {next(iter(params), '?')!r}")
+            raise TrainingError(
+                f"param_filter {pattern!r} matches no parameter; names look like {next(iter(params), '?')!r}"
+            )
         for name, p in params.items():
             p.requires_grad_(name in keep)
     return sum(p.numel() for p in params.values() if p.requires_grad)
@@ -104,7 +106,9 @@ class ArmRunner:
         device: where to train (defaults to ``resolve_device(config.device)``).
     """
 
-    def __init__(self, name: str, model: nn.Module, task, config: ValidationConfig, device: torch.device | None = None) -> None:
+    def __init__(
+        self, name: str, model: nn.Module, task, config: ValidationConfig, device: torch.device | None = None
+    ) -> None:
         self.name = name
         self.task = task
         self.config = config
@@ -166,8 +170,9 @@ class ArmRunner:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def step(self, batch: dict[str, torch.Tensor], digest: str = "",
-             distill: Callable[[dict], torch.Tensor] | None = None) -> StepMetrics:
+    def step(
+        self, batch: dict[str, torch.Tensor], digest: str = "", distill: Callable[[dict], torch.Tensor] | None = None
+    ) -> StepMetrics:
         """One optimizer step on ``batch`` (the whole batch; this rank takes its shard).
 
         Args:
@@ -187,7 +192,9 @@ class ArmRunner:
             term = distill(out) if distill is not None else None
             total = loss if term is None else loss + self.config.teacher_weight * term
             if not torch.isfinite(total):
-                raise TrainingError(f"arm {self.name}: the loss became {total.item()} at step {self.step_count + 1}; lower the learning rate")
+                raise TrainingError(
+                    f"arm {self.name}: the loss became {total.item()} at step {self.step_count + 1}; lower the learning rate"
+                )
             total.backward()
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
@@ -202,8 +209,15 @@ class ArmRunner:
         self.step_count += 1
         self.elapsed += time.perf_counter() - start
         train_loss, term_value = (float(value), None) if term is None else (float(value[0]), float(value[1]))
-        return StepMetrics(self.name, self.step_count, train_loss, lr, batch_hash=digest, elapsed_s=self.elapsed,
-                           distill_loss=term_value)
+        return StepMetrics(
+            self.name,
+            self.step_count,
+            train_loss,
+            lr,
+            batch_hash=digest,
+            elapsed_s=self.elapsed,
+            distill_loss=term_value,
+        )
 
     @torch.no_grad()
     def evaluate(self, batches: list[dict[str, torch.Tensor]]) -> tuple[float, float]:
@@ -224,12 +238,21 @@ class ArmRunner:
     def eval_metrics(self, batches, digest: str = "", train_loss: float | None = None) -> StepMetrics:
         loss, metric = self.evaluate(batches)
         return StepMetrics(
-            self.name, self.step_count, train_loss, self.config.lr_at(max(self.step_count - 1, 0)),
-            loss, metric, self.task.metric, digest, self.elapsed,
+            self.name,
+            self.step_count,
+            train_loss,
+            self.config.lr_at(max(self.step_count - 1, 0)),
+            loss,
+            metric,
+            self.task.metric,
+            digest,
+            self.elapsed,
         )
 
 
-def train(name: str, model: nn.Module, task, data, config: ValidationConfig, *, device: torch.device | None = None) -> Iterator[StepMetrics]:
+def train(
+    name: str, model: nn.Module, task, data, config: ValidationConfig, *, device: torch.device | None = None
+) -> Iterator[StepMetrics]:
     """Train one arm; yields a :class:`StepMetrics` per step (step 0: the initial evaluation).
 
     Eval steps (``config.eval_steps()``) carry ``eval_loss`` and ``eval_metric``. Cancel by not

@@ -26,7 +26,17 @@ REPORT_VERSION = 1
 JSON_NAME = "validation.json"
 CURVES_NAME = "validation_curves.csv"
 VERDICT_NAME = "validation_verdict.csv"
-CSV_FIELDS = ("arm", "step", "train_loss", "lr", "eval_loss", "eval_metric", "metric_name", "batch_hash", "distill_loss")
+CSV_FIELDS = (
+    "arm",
+    "step",
+    "train_loss",
+    "lr",
+    "eval_loss",
+    "eval_metric",
+    "metric_name",
+    "batch_hash",
+    "distill_loss",
+)
 
 
 @dataclass
@@ -67,7 +77,10 @@ class ValidationReport:
         return {a: [(m.step, m.eval_loss) for m in r if m.eval_loss is not None] for a, r in self.records.items()}
 
     def evals(self) -> dict[str, list[tuple[int, float, float | None]]]:
-        return {a: [(m.step, m.eval_loss, m.eval_metric) for m in r if m.eval_loss is not None] for a, r in self.records.items()}
+        return {
+            a: [(m.step, m.eval_loss, m.eval_metric) for m in r if m.eval_loss is not None]
+            for a, r in self.records.items()
+        }
 
     @property
     def verdicts(self) -> dict[str, Verdict]:
@@ -105,12 +118,24 @@ class ValidationReport:
     @classmethod
     def from_dict(cls, data: dict) -> ValidationReport:
         fields_ = StepMetrics.__dataclass_fields__
-        records = {a: [StepMetrics(**{k: v for k, v in m.items() if k in fields_}) for m in r] for a, r in data["records"].items()}
+        records = {
+            a: [StepMetrics(**{k: v for k, v in m.items() if k in fields_}) for m in r]
+            for a, r in data["records"].items()
+        }
         return cls(
-            task=data["task"], metric=data["metric"], config=data["config"], arms=data["arms"], baseline=data["baseline"],
-            records=records, status=data["status"], device=data.get("device", "cpu"),
-            world_size=data.get("world_size", 1), elapsed_s=data.get("elapsed_s", 0.0), version=data.get("version", 1),
-            teacher=data.get("teacher"), saved=dict(data.get("saved") or {}),
+            task=data["task"],
+            metric=data["metric"],
+            config=data["config"],
+            arms=data["arms"],
+            baseline=data["baseline"],
+            records=records,
+            status=data["status"],
+            device=data.get("device", "cpu"),
+            world_size=data.get("world_size", 1),
+            elapsed_s=data.get("elapsed_s", 0.0),
+            version=data.get("version", 1),
+            teacher=data.get("teacher"),
+            saved=dict(data.get("saved") or {}),
         )
 
     @classmethod

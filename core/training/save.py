@@ -8,9 +8,9 @@ weights handled by transformers), the tokenizer files of the run's tokenizer fol
     {"graft_trained": 1, "arm": "select", "status": "complete" | "partial", "partial": false,
      "steps": 200, "planned_steps": 200, "final_eval_loss": 4.93, "eval_step": 200, "recipe": {…}, …}
 
-The generic MLP has no transformers class: its folder is written the way :mod:`core.export` writes
-one (``model.safetensors`` whose metadata records widths and activation, no ``config.json``), so
-:func:`core.export.load_mlp` rebuilds it. ``final_eval_loss`` is the eval loss of the saved weights:
+A family without a transformers class (the generic MLP: its spec's ``export_files`` gives no
+config.json) is written the way :mod:`core.export` writes it (``model.safetensors`` whose metadata
+records what rebuilds it: the MLP's widths and activation, for :func:`core.export.load_mlp`). ``final_eval_loss`` is the eval loss of the saved weights:
 the run's last evaluation when it was taken at the saved step, else an evaluation at save time
 (a cancelled run saves its partial weights, ``"partial": true``).
 
@@ -41,10 +41,13 @@ TRAINED_FORMAT = 1
 
 
 def _trained_file(name: str) -> bool:
-    from core.sources.base import AUX_FILE_PATTERNS
+    from core.sources.base import is_aux_file
 
-    return (name in ("config.json", TRAINED_NAME) or name in AUX_FILE_PATTERNS
-            or name.endswith((".safetensors", ".safetensors.index.json")))
+    return (
+        name in ("config.json", TRAINED_NAME)
+        or is_aux_file(name)
+        or name.endswith((".safetensors", ".safetensors.index.json"))
+    )
 
 
 #: a trained-model folder, as :mod:`core.outdir` recognises one Graft wrote.
@@ -84,7 +87,7 @@ class SaveTrained:
     def check_arms(self, arms: Sequence, tokenizer: str | Path | None = None) -> None:
         """:meth:`check` for these :class:`~core.training.arms.Arm` objects: their export folders
         and the tokenizer folder (default: the first arm folder holding one) are protected too."""
-        from core.training.job import find_tokenizer
+        from core.training.session import find_tokenizer
 
         baseline = next((a.name for a in arms if a.is_baseline), None)
         tok = tokenizer or find_tokenizer(arms)
@@ -92,7 +95,9 @@ class SaveTrained:
         self.check([a.name for a in arms], baseline, read_from)
 
     def save(self, session) -> dict[str, Path]:
-        return session.save_trained(self.out_dir, self.names, force=self.force, protect=self.protect, recipes=self.recipes)
+        return session.save_trained(
+            self.out_dir, self.names, force=self.force, protect=self.protect, recipes=self.recipes
+        )
 
 
 def check_arm_folder_name(name: str) -> None:
@@ -101,8 +106,9 @@ def check_arm_folder_name(name: str) -> None:
         raise TrainingError(f"the arm name {name!r} cannot be a folder name for --save-trained; rename the arm")
 
 
-def check_trained_dir(out_dir: str | Path, names: Sequence[str], *, force: bool = False,
-                      protect: Sequence[Path] = ()) -> None:
+def check_trained_dir(
+    out_dir: str | Path, names: Sequence[str], *, force: bool = False, protect: Sequence[Path] = ()
+) -> None:
     """Refuse, before any training, a ``--save-trained`` folder the rules do not allow.
 
     Raises:
@@ -129,12 +135,19 @@ def arms_to_save(arm_names: Sequence[str], baseline: str | None, names: Sequence
     return list(dict.fromkeys(names))
 
 
-def save_trained(session, out_dir: str | Path, names: Sequence[str] | None = None, *, force: bool = False,
-                 protect: Sequence[Path] = (), recipes: Mapping[str, dict] | None = None) -> dict[str, Path]:
+def save_trained(
+    session,
+    out_dir: str | Path,
+    names: Sequence[str] | None = None,
+    *,
+    force: bool = False,
+    protect: Sequence[Path] = (),
+    recipes: Mapping[str, dict] | None = None,
+) -> dict[str, Path]:
     """Write each named arm's trained model of ``session`` to ``out_dir/<arm>/``.
 
     Args:
-        session: a :class:`~core.training.job.ValidationSession` (after, or part way through, its steps).
+        session: a :class:`~core.training.session.ValidationSession` (after, or part way through, its steps).
         out_dir: the parent folder (created if missing).
         names: arms to save (default: every arm but the baseline).
         force: replace an arm folder that an earlier ``save_trained`` wrote.
@@ -162,34 +175,51 @@ def save_trained(session, out_dir: str | Path, names: Sequence[str] | None = Non
         else:  # a partial run stopped between evaluations: evaluate the weights being saved
             (loss, metric), at = runner.evaluate(session.eval_batches), runner.step_count
         info = {
-            "graft_trained": TRAINED_FORMAT, "graft_version": __version__, "arm": name,
-            "description": arm.description, "task": session.task.name, "metric": session.task.metric,
-            "status": "partial" if partial else "complete", "partial": partial,
-            "steps": runner.step_count, "planned_steps": session.config.steps,
-            "final_eval_loss": loss, "final_eval_metric": metric, "eval_step": at,
+            "graft_trained": TRAINED_FORMAT,
+            "graft_version": __version__,
+            "arm": name,
+            "description": arm.description,
+            "task": session.task.name,
+            "metric": session.task.metric,
+            "status": "partial" if partial else "complete",
+            "partial": partial,
+            "steps": runner.step_count,
+            "planned_steps": session.config.steps,
+            "final_eval_loss": loss,
+            "final_eval_metric": metric,
+            "eval_step": at,
             "distilled": bool(session.teacher is not None and arm.distill),
-            "recipe": (recipes or {}).get(name), "config": asdict(session.config),
+            "recipe": (recipes or {}).get(name),
+            "config": asdict(session.config),
         }
         folder = AtomicFolder(out / name, kind=TRAINED, force=force, protect=protect)
         with folder as tmp:
             _write_model(runner.model, arm.config, tmp)
             _copy_tokenizer(session.tokenizer, tmp)
-            (tmp / TRAINED_NAME).write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+            (tmp / TRAINED_NAME).write_text(
+                json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+            )
         saved[name] = out / name
-        log.info("saved the trained %s (%s, %d steps, eval loss %.4f) to %s", name, info["status"], runner.step_count, loss, out / name)
+        log.info(
+            "saved the trained %s (%s, %d steps, eval loss %.4f) to %s",
+            name,
+            info["status"],
+            runner.step_count,
+            loss,
+            out / name,
+        )
     return saved
 
 
 def _write_model(model, config: dict, folder: Path) -> None:
-    if config.get("model_type") == "mlp":
+    from core.training.tasks import family_of
+
+    config_json, family_metadata = family_of(config).export_files(config)
+    if config_json is None:  # no transformers class (the MLP): the weights and their metadata, as an export
         from safetensors.torch import save_file
 
-        from core.export import mlp_metadata
-        from core.training.vision import mlp_widths
-
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        metadata = {"graft.version": __version__, **mlp_metadata(mlp_widths(config), str(config.get("activation", "relu")).lower())}
-        save_file(state, str(folder / "model.safetensors"), metadata=metadata)
+        save_file(state, str(folder / "model.safetensors"), metadata={"graft.version": __version__, **family_metadata})
         return
     from transformers.utils import logging as hf_logging
 
@@ -226,13 +256,13 @@ def _copy_tokenizer(tokenizer_dir: str | None, folder: Path) -> None:
         return
     from core.errors import SourceError
     from core.pipeline import strip_remote_code
-    from core.sources.base import AUX_FILE_PATTERNS
+    from core.sources.base import aux_file_names
     from core.sources.trust import checked_file, load_json
 
     root = Path(tokenizer_dir)
-    for name in AUX_FILE_PATTERNS:
+    for name in aux_file_names(root):
         path = root / name
-        if not os.path.lexists(path) or (folder / name).exists():
+        if (folder / name).exists():
             continue
         try:
             src = checked_file(path, root, f"the tokenizer's {name}")

@@ -65,8 +65,17 @@ class Teacher:
         seconds, calls: time spent in :meth:`targets` and how many times it ran.
     """
 
-    def __init__(self, model: nn.Module, task, kind: str, *, device: torch.device | str = "cpu",
-                 temperature: float = 2.0, load: LoadReport | None = None, name: str = "the source") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        task,
+        kind: str,
+        *,
+        device: torch.device | str = "cpu",
+        temperature: float = 2.0,
+        load: LoadReport | None = None,
+        name: str = "the source",
+    ) -> None:
         if kind not in KINDS:
             raise TrainingError(f"teacher kind {kind!r} is unknown; use one of {', '.join(KINDS)}")
         self.task, self.kind, self.temperature, self.name = task, kind, float(temperature), name
@@ -108,11 +117,18 @@ class Teacher:
         head = _head_names(model, report)
         body = [n for n in report.missing + report.mismatched if n not in head]
         if body:
-            log.warning("teacher: %d tensors of the body are not in the source (e.g. %s); they keep the default init",
-                        len(body), body[0])
+            log.warning(
+                "teacher: %d tensors of the body are not in the source (e.g. %s); they keep the default init",
+                len(body),
+                body[0],
+            )
         kind = "hidden" if head else "logits"
-        log.info("teacher from %s: %d tensors, matched on its %s", source.display_name, report.loaded,
-                 "final hidden states (it has no task head)" if head else "logits")
+        log.info(
+            "teacher from %s: %d tensors, matched on its %s",
+            source.display_name,
+            report.loaded,
+            "final hidden states (it has no task head)" if head else "logits",
+        )
         return cls(model, task, kind, device=device, load=report, name=source.display_name)
 
     def to(self, device: torch.device | str) -> Teacher:
@@ -151,8 +167,14 @@ class Teacher:
         self.calls += 1
         return {key: value.detach()}
 
-    def loss(self, student_out: dict, teacher_out: dict, hidden_index: list[int] | None = None, *,
-             temperature: float | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        student_out: dict,
+        teacher_out: dict,
+        hidden_index: list[int] | None = None,
+        *,
+        temperature: float | None = None,
+    ) -> torch.Tensor:
         """The distillation term (a scalar, float32) for one arm's outputs.
 
         Args:
@@ -168,17 +190,23 @@ class Teacher:
         key = self.kind
         student, teacher = student_out.get(key), teacher_out.get(key)
         if student is None or teacher is None:
-            raise TrainingError(f"the distillation term needs the arm's and the teacher's {key}; "
-                                f"task {self.task.name!r} did not return them")
+            raise TrainingError(
+                f"the distillation term needs the arm's and the teacher's {key}; "
+                f"task {self.task.name!r} did not return them"
+            )
         student = student.reshape(-1, student.shape[-1]).float()
         teacher = teacher.reshape(-1, teacher.shape[-1]).to(student.device, torch.float32)
         if student.shape[0] != teacher.shape[0]:
-            raise TrainingError(f"the teacher saw {teacher.shape[0]} positions and the arm {student.shape[0]}; "
-                                "both must run on the same batch")
+            raise TrainingError(
+                f"the teacher saw {teacher.shape[0]} positions and the arm {student.shape[0]}; "
+                "both must run on the same batch"
+            )
         if key == "logits":
             if student.shape != teacher.shape:
-                raise TrainingError(f"the teacher has {teacher.shape[-1]} outputs and the arm {student.shape[-1]}; "
-                                    "distil on logits only between models with the same outputs")
+                raise TrainingError(
+                    f"the teacher has {teacher.shape[-1]} outputs and the arm {student.shape[-1]}; "
+                    "distil on logits only between models with the same outputs"
+                )
             t = float(self.temperature if temperature is None else temperature)
             log_student = nn.functional.log_softmax(student / t, dim=-1)
             log_teacher = nn.functional.log_softmax(teacher / t, dim=-1)
@@ -190,8 +218,14 @@ class Teacher:
     def info(self, weight: float, temperature: float, steps: int | None = None) -> dict:
         """The report's ``teacher`` block: kind, weight, temperature, seconds and ms per step."""
         steps = self.calls if steps is None else steps
-        return {"kind": self.kind, "source": self.name, "weight": weight, "temperature": temperature,
-                "seconds": self.seconds, "ms_per_step": 1000.0 * self.seconds / steps if steps else None}
+        return {
+            "kind": self.kind,
+            "source": self.name,
+            "weight": weight,
+            "temperature": temperature,
+            "seconds": self.seconds,
+            "ms_per_step": 1000.0 * self.seconds / steps if steps else None,
+        }
 
 
 def select_channels(teacher: torch.Tensor, index: list[int] | None, width: int) -> torch.Tensor:
@@ -203,10 +237,13 @@ def select_channels(teacher: torch.Tensor, index: list[int] | None, width: int) 
     if index is None:
         return teacher[:, : min(width, teacher.shape[-1])]
     if len(index) != width:
-        raise TrainingError(f"the arm's teacher map has {len(index)} channels but its hidden states have {width}; "
-                            "give the plan's dims['hidden'].index of this target")
+        raise TrainingError(
+            f"the arm's teacher map has {len(index)} channels but its hidden states have {width}; "
+            "give the plan's dims['hidden'].index of this target"
+        )
     if min(index) < 0 or max(index) >= teacher.shape[-1]:
-        raise TrainingError(f"the arm's teacher map names channels outside the teacher's {teacher.shape[-1]}; "
-                            "give the plan's dims['hidden'].index of this source")
+        raise TrainingError(
+            f"the arm's teacher map names channels outside the teacher's {teacher.shape[-1]}; "
+            "give the plan's dims['hidden'].index of this source"
+        )
     return teacher[:, torch.as_tensor(index, dtype=torch.long, device=teacher.device)]
-

@@ -64,7 +64,7 @@ def compute_verdicts(evals: dict[str, list[tuple[int, float, float | None]]], ba
         if not points:
             continue
         reached = next((s for s, loss, _ in points if loss <= final_loss), None)
-        last_step, last_loss, last_metric = points[-1]
+        _, last_loss, last_metric = points[-1]
         metric_diff = None if last_metric is None or final_metric is None else last_metric - final_metric
         out[arm] = Verdict(
             arm=arm,

@@ -1,7 +1,9 @@
-"""Guards for every app test: fresh settings, worker exceptions fail the test, no thread leaks."""
+"""Guards for every app test: fresh settings, worker exceptions fail the test, no thread leaks, the app's
+asyncio loop running (qasync's, as in the app) and no flow left behind."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -39,7 +41,9 @@ def thread_exceptions():
     threading.excepthook = previous
     if errors:
         first = errors[0]
-        pytest.fail(f"exception in thread {first.thread.name if first.thread else '?'}: {first.exc_type.__name__}: {first.exc_value}")
+        pytest.fail(
+            f"exception in thread {first.thread.name if first.thread else '?'}: {first.exc_type.__name__}: {first.exc_value}"
+        )
 
 
 #: Threads libraries keep for the whole process (tqdm's monitor, started by a progress bar).
@@ -54,8 +58,9 @@ def no_leftover_threads():
     deadline = time.monotonic() + 10.0
     leftover = []
     while time.monotonic() < deadline:
-        leftover = [t for t in threading.enumerate()
-                    if t not in before and t.is_alive() and t.name not in PROCESS_THREADS]
+        leftover = [
+            t for t in threading.enumerate() if t not in before and t.is_alive() and t.name not in PROCESS_THREADS
+        ]
         if not leftover:
             break
         time.sleep(0.02)
@@ -63,7 +68,36 @@ def no_leftover_threads():
 
 
 @pytest.fixture
-def runner(qapp):
+def app_loop(qapp):
+    """The app's qasync loop: asyncio's running loop, whose callbacks run whenever qtbot spins Qt
+    (as ``gui.main``'s ``exec()`` does in the app). Flows a test leaves behind are ended after it."""
+    from app.jobs import event_loop
+
+    loop = event_loop()
+    assert asyncio.get_running_loop() is loop
+    yield loop
+    settle_flows(qapp, loop)
+
+
+def settle_flows(qapp, loop, timeout_s: float = 5.0) -> None:
+    """Deliver what the jobs sent last, so the flows awaiting them end; a flow still waiting
+    after ``timeout_s`` (its job's runner is shut down by now) awaits nothing that will come."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        qapp.processEvents()
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            for task in pending:
+                task.cancel()
+            qapp.processEvents()
+            pytest.fail(f"flows still waiting after the test: {[t.get_coro().__qualname__ for t in pending]}")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def runner(app_loop):
     """A job runner, shut down (threads joined) when the test ends."""
     from app.jobs import JobRunner
 

@@ -21,9 +21,14 @@ class GuiDriver:
 
         def ready():
             data = self.window.preview.data
-            return (data is not None and not ws.preview_controller.running and self.window.preview.settled
-                    and data.tensor == (tensor or ws.selected_tensor) and ws.plan is not None
-                    and tuple(ws.plan.plan.tensor(data.tensor).shape) == tuple(data.target_shape))
+            return (
+                data is not None
+                and not ws.preview_controller.running
+                and self.window.preview.settled
+                and data.tensor == (tensor or ws.selected_tensor)
+                and ws.plan is not None
+                and tuple(ws.plan.plan.tensor(data.tensor).shape) == tuple(data.target_shape)
+            )
 
         self.qtbot.waitUntil(ready, timeout=timeout)
         return self.window.preview.data
@@ -37,3 +42,29 @@ class GuiDriver:
     def set_target(self, sizes: dict) -> None:
         for key, value in sizes.items():
             self.window.target.size_spins[key].setValue(value)
+
+    def queued(self, start, timeout=10_000):
+        """Do ``start()`` (a user action whose flow queues a job) and return the queue entry it added."""
+        entries = self.window.workspace.queue.entries
+        before = len(entries)
+        start()
+        self.qtbot.waitUntil(lambda: len(entries) > before, timeout=timeout)
+        return entries[before]
+
+
+def await_result(qtbot, awaitable, timeout=10_000):
+    """Await ``awaitable`` in a coroutine on the app's loop while qtbot spins Qt; return its result
+    (or raise its exception, ``asyncio.CancelledError`` when the coroutine was cancelled)."""
+    task = start_awaiting(awaitable)
+    qtbot.waitUntil(task.done, timeout=timeout)
+    return task.result()
+
+
+def start_awaiting(awaitable):
+    """A task on the app's loop awaiting ``awaitable`` (an exception it raises stays in the task)."""
+    from app.jobs import event_loop
+
+    async def wait():
+        return await awaitable
+
+    return event_loop().create_task(wait())

@@ -36,8 +36,9 @@ def test_a_recipe_for_a_missing_gpu_falls_back_to_cpu(window, gui, qtbot, tmp_pa
         pytest.skip("this machine has cuda and mps both, so no recipe device is missing here")
     device = missing[0]
     path = tmp_path / "recipe.json"
-    path.write_text(json.dumps({"graft_recipe": 1, "source": "demo", "target": {"hidden": 192, "heads": 6},
-                                "device": device}))
+    path.write_text(
+        json.dumps({"graft_recipe": 1, "source": "demo", "target": {"hidden": 192, "heads": 6}, "device": device})
+    )
     window.open_recipe(str(path))
     gui.plan(lambda p: p.target_sizes["hidden"] == 192)
     assert window.target.device_combo.currentData() == "cpu"

@@ -25,13 +25,15 @@ def _cache_rows(window) -> list[list[str]]:
     return [[tree.topLevelItem(i).text(c) for c in range(3)] for i in range(tree.topLevelItemCount())]
 
 
-def test_download_from_the_hub_field_then_reopen_from_the_cache_offline(qtbot, window, gui, fake_hub,
-                                                                        tiny_bert_folder, tmp_path):
+def test_download_from_the_hub_field_then_reopen_from_the_cache_offline(
+    qtbot, window, gui, fake_hub, tiny_bert_folder, tmp_path
+):
     repo = fake_hub.add_repo(REPO, tiny_bert_folder, {"pytorch_model.bin": b"never fetched"})
     _point_at(window, fake_hub, tmp_path / "cache")
     shown: list[tuple[float, int, bool]] = []  # (fraction, progress bar value, progress row visible)
     window.workspace.open_controller.progressed.connect(
-        lambda f, m, eta: shown.append((f, window.sources.progress.value(), window.sources.progress_box.isVisible())))
+        lambda f, m, eta: shown.append((f, window.sources.progress.value(), window.sources.progress_box.isVisible()))
+    )
 
     window.sources.repo_edit.setText(REPO)
     qtbot.mouseClick(window.sources.download_button, QtCore.Qt.LeftButton)

@@ -1,15 +1,17 @@
-"""JobController and JobQueue with plain callables: signals on the GUI thread, cancel, errors."""
+"""JobController and JobQueue with plain callables: awaited results, signals on the GUI thread, cancel, errors."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import pytest
+from graft_gui_driver import await_result, start_awaiting
 from PySide6 import QtCore
 
 from app.jobs import CANCELLED, DONE, FAILED, Job, JobController, JobQueue, eta_seconds
-from core.errors import SourceError
+from core.errors import Cancelled, SourceError
 
 
 def sleeper(total: float = 0.3, steps: int = 30, result="done"):
@@ -37,18 +39,21 @@ def counter(n: int, delay: float = 0.0):
     return fn
 
 
-def test_returned_on_gui_thread(qtbot, runner):
+def test_result_and_signals_on_the_gui_thread(qtbot, runner):
     controller = JobController(runner)
-    threads: list[bool] = []
     events = []
     controller.started.connect(lambda name: events.append(("started", name)))
-    controller.returned.connect(lambda r: events.append(("returned", r)))
-    controller.finished.connect(lambda: events.append(("finished",)))
-    controller.returned.connect(lambda r: threads.append(QtCore.QThread.currentThread() is controller.thread()))
-    with qtbot.waitSignal(controller.finished, timeout=5000):
-        controller.start(Job("sleep", sleeper()))
-    assert events == [("started", "sleep"), ("returned", "done"), ("finished",)]
-    assert threads == [True]
+    controller.finished.connect(
+        lambda: events.append(("finished", QtCore.QThread.currentThread() is controller.thread()))
+    )
+
+    async def flow():
+        result = await controller.run(Job("sleep", sleeper()))
+        events.append(("result", result, threading.current_thread() is threading.main_thread()))
+        return result
+
+    assert await_result(qtbot, flow(), timeout=5000) == "done"
+    assert events == [("started", "sleep"), ("finished", True), ("result", "done", True)]
     assert not controller.running
 
 
@@ -60,8 +65,7 @@ def test_job_runs_off_gui_thread(qtbot, runner):
         seen.append(threading.current_thread())
         return 1
 
-    with qtbot.waitSignal(controller.finished, timeout=5000):
-        controller.start(Job("where", fn))
+    assert await_result(qtbot, controller.run(Job("where", fn)), timeout=5000) == 1
     assert seen and seen[0] is not threading.main_thread()
 
 
@@ -78,9 +82,7 @@ def test_progress_is_throttled_and_carries_eta(qtbot, runner):
         progress(1.0, "end")
         return None
 
-    with qtbot.waitSignal(controller.finished, timeout=10000):
-        controller.start(Job("fast", fast))
-    qtbot.wait(50)
+    await_result(qtbot, controller.run(Job("fast", fast)), timeout=10000)
     assert 2 <= len(updates) <= 40  # ~0.5 s of work at ≤ 20 Hz, plus the final one
     assert updates[-1][0] == 1.0
 
@@ -88,58 +90,52 @@ def test_progress_is_throttled_and_carries_eta(qtbot, runner):
 def test_generator_items_arrive_in_order(qtbot, runner):
     controller = JobController(runner)
     items = []
-    controller.yielded.connect(lambda item: items.append(item))
-    with qtbot.waitSignal(controller.returned, timeout=5000) as blocker:
-        controller.start(Job("count", counter(500)))
+    assert (
+        await_result(qtbot, controller.run(Job("count", counter(500)), on_item=items.append), timeout=5000) == "counted"
+    )
     assert items == list(range(500))
-    assert blocker.args == ["counted"]
 
 
-def test_error_becomes_errored_signal(qtbot, runner):
+def test_error_is_raised_by_the_await(qtbot, runner):
     controller = JobController(runner)
 
     def bad(progress, cancel):
         raise SourceError("no such model; check the path")
 
-    with qtbot.waitSignal(controller.errored, timeout=5000) as blocker:
-        controller.start(Job("bad", bad))
-    assert isinstance(blocker.args[0], SourceError)
-    assert "check the path" in str(blocker.args[0])
+    with pytest.raises(SourceError, match="check the path"):
+        await_result(qtbot, controller.run(Job("bad", bad)), timeout=5000)
 
 
 def test_cancel_aborts(qtbot, runner):
     controller = JobController(runner)
-    returned = []
-    controller.returned.connect(lambda r: returned.append(r))
-    controller.start(Job("long", sleeper(total=20.0, steps=2000)))
+    task = start_awaiting(controller.run(Job("long", sleeper(total=20.0, steps=2000))))
     qtbot.wait(100)
     with qtbot.waitSignals([controller.aborted, controller.finished], timeout=5000):
         controller.cancel()
-    assert returned == []
+    qtbot.waitUntil(task.done, timeout=5000)
+    with pytest.raises(Cancelled):
+        task.result()
 
 
 def test_cancel_stops_a_generator(qtbot, runner):
     controller = JobController(runner)
     items = []
-    controller.yielded.connect(lambda item: items.append(item))
-    controller.start(Job("stream", counter(100000, delay=0.001)))
+    task = start_awaiting(controller.run(Job("stream", counter(100000, delay=0.001)), on_item=items.append))
     qtbot.waitUntil(lambda: len(items) > 5, timeout=5000)
     with qtbot.waitSignal(controller.aborted, timeout=5000):
         controller.cancel()
+    qtbot.waitUntil(task.done, timeout=5000)
+    assert isinstance(task.exception(), Cancelled)
     assert len(items) < 100000
 
 
-def test_new_start_supersedes_previous(qtbot, runner):
+def test_new_run_supersedes_previous(qtbot, runner):
     controller = JobController(runner)
-    results = []
-    controller.returned.connect(lambda r: results.append(r))
     first = Job("first", sleeper(total=5.0, steps=500, result="first"))
-    controller.start(first)
+    older = start_awaiting(controller.run(first))
     qtbot.wait(50)
-    with qtbot.waitSignal(controller.returned, timeout=5000):
-        controller.start(Job("second", sleeper(result="second")))
-    qtbot.wait(100)
-    assert results == ["second"]
+    assert await_result(qtbot, controller.run(Job("second", sleeper(result="second"))), timeout=5000) == "second"
+    assert older.done() and isinstance(older.exception(), Cancelled)
     assert first.cancel.cancelled
 
 
@@ -157,14 +153,17 @@ def test_queue_runs_in_order_and_cancels(qtbot, runner):
 
         return fn
 
-    a = queue.enqueue(Job("a", make("a")))
-    b = queue.enqueue(Job("b", make("b", total=30)))
-    c = queue.enqueue(Job("c", make("c")))
+    a = queue.submit(Job("a", make("a")))
+    b = queue.submit(Job("b", make("b", total=30)))
+    c = queue.submit(Job("c", make("c")))
     queue.cancel(c)
     assert c.state == CANCELLED
+    assert await_result(qtbot, a, timeout=5000) == "a"
     qtbot.waitUntil(lambda: b.state == "running", timeout=5000)
     queue.cancel(b)
-    qtbot.waitUntil(lambda: not queue.busy, timeout=5000)
+    with pytest.raises(Cancelled):
+        await_result(qtbot, b, timeout=5000)
+    assert not queue.busy
     assert (a.state, b.state, c.state) == (DONE, CANCELLED, CANCELLED)
     assert a.result == "a" and order == ["a", "b"]
 
@@ -175,11 +174,38 @@ def test_queue_records_failure(qtbot, runner):
     def bad(progress, cancel):
         raise ValueError("boom")
 
-    entry = queue.enqueue(Job("bad", bad))
-    ok = queue.enqueue(Job("ok", sleeper(total=0.05, steps=5)))
-    qtbot.waitUntil(lambda: not queue.busy, timeout=5000)
+    entry = queue.submit(Job("bad", bad))
+    ok = queue.submit(Job("ok", sleeper(total=0.05, steps=5)))
+    with pytest.raises(ValueError, match="boom"):
+        await_result(qtbot, entry, timeout=5000)
+    assert await_result(qtbot, ok, timeout=5000) == "done"
     assert entry.state == FAILED and isinstance(entry.error, ValueError)
-    assert ok.state == DONE
+    assert ok.state == DONE and not queue.busy
+
+
+def test_cancelling_the_awaiting_task_cancels_a_queued_entry(qtbot, runner):
+    queue = JobQueue(runner)
+    running = queue.submit(Job("long", sleeper(total=20.0, steps=2000)))
+    waiting = queue.submit(Job("next", sleeper(result="never")))
+    task = start_awaiting(waiting)
+    qtbot.waitUntil(lambda: running.state == "running", timeout=5000)
+    task.cancel()
+    qtbot.waitUntil(lambda: waiting.state == CANCELLED, timeout=5000)
+    assert task.cancelled() and waiting.job.cancel.cancelled
+    queue.cancel(running)
+    qtbot.waitUntil(lambda: not queue.busy, timeout=5000)
+    assert running.state == CANCELLED
+
+
+def test_flows_run_on_the_apps_qasync_loop(qtbot, app_loop):
+    import qasync
+
+    async def where():
+        await asyncio.sleep(0.01)  # needs a running loop whose timers fire while qtbot spins Qt
+        return asyncio.get_running_loop()
+
+    assert await_result(qtbot, where(), timeout=5000) is app_loop
+    assert isinstance(app_loop, qasync.QEventLoop)
 
 
 @pytest.mark.parametrize(

@@ -138,7 +138,9 @@ def test_history_survives_a_new_window(qtbot, window, gui, runner, fresh_history
         assert _table_names(shown) == [r["name"] for r in before["rows"]] + ["baseline"]
         assert set(shown.curves.series()) == {"select", "baseline"} and not shown.table.isColumnHidden(6)
         assert shown.table.item(0, 6).text() == f"{before['rows'][0]['quick_eval_loss']:.4f}"
-        assert shown.curves.series()["select"] == [(float(s), float(v)) for s, v, *_ in before["report"]["eval"]["select"]]
+        assert shown.curves.series()["select"] == [
+            (float(s), float(v)) for s, v, *_ in before["report"]["eval"]["select"]
+        ]
         # Another target is another question: its history is empty.
         second.set_target({"hidden": 192, "heads": 6})
         second.plan(lambda p: p.target_sizes["hidden"] == 192)
@@ -154,12 +156,12 @@ def test_a_cancelled_comparison_says_so(qtbot, window, gui, fresh_history):
     panel = window.leaderboard
     panel.set_checked(["select"])
     panel.steps_spin.setValue(100_000)
-    panel.request_compare()
+    entry = gui.queued(panel.request_compare)
     assert not panel.compare_button.isEnabled()  # one comparison at a time from the tab
-    entry = window.workspace.queue.entries[-1]
     qtbot.waitUntil(lambda: len(panel.curves.series().get("baseline", [])) >= 1, timeout=300_000)
-    window.workspace.queue.cancel(entry)
-    qtbot.waitUntil(lambda: entry.state == "cancelled", timeout=60_000)
+    with qtbot.waitSignal(window.workspace.leaderboard_stopped, timeout=60_000):
+        window.workspace.queue.cancel(entry)
+    assert entry.state == "cancelled"
     assert "cancelled" in panel.status.text() and panel.compare_button.isEnabled()
     assert panel.board is None
     assert not fresh_history.exists() or not any(fresh_history.rglob("*leaderboard*.json"))

@@ -30,8 +30,7 @@ def test_nonfinite_weights_are_shown_and_block_until_allowed(qtbot, window, gui,
 
     gui.set_target({"layers": 1, "hidden": 96, "heads": 3, "ffn": 192})
     gui.plan(lambda p: p.target_sizes["hidden"] == 96)
-    window.materialise_action.trigger()
-    refused = window.workspace.queue.entries[-1]
+    refused = gui.queued(window.materialise_action.trigger)
     qtbot.waitUntil(lambda: refused.state == FAILED, timeout=120_000)
     qtbot.waitUntil(lambda: len(open_error_dialogs(window)) == 1, timeout=10_000)
     box = open_error_dialogs(window)[0]
@@ -39,25 +38,28 @@ def test_nonfinite_weights_are_shown_and_block_until_allowed(qtbot, window, gui,
     box.accept()
 
     out = tmp_path / "export"
-    window.workspace.export(out, dtype=None, max_shard_size="5GB")
-    refused = window.workspace.queue.entries[-1]
+    refused = gui.queued(lambda: window.workspace.export(out, dtype=None, max_shard_size="5GB"))
     qtbot.waitUntil(lambda: refused.state == FAILED, timeout=120_000)
     qtbot.waitUntil(lambda: len(open_error_dialogs(window)) == 1, timeout=10_000)
     open_error_dialogs(window)[0].accept()
     assert not out.exists()
 
     window.model.allow_nonfinite_box.setChecked(True)
-    window.materialise_action.trigger()
-    allowed = window.workspace.queue.entries[-1]
+    allowed = gui.queued(window.materialise_action.trigger)
     qtbot.waitUntil(lambda: allowed.state == DONE, timeout=120_000)
-    window.workspace.export(out, dtype=None, max_shard_size="5GB")
-    exported = window.workspace.queue.entries[-1]
+    exported = gui.queued(lambda: window.workspace.export(out, dtype=None, max_shard_size="5GB"))
     qtbot.waitUntil(lambda: exported.state == DONE, timeout=120_000)
     assert (out / "config.json").is_file()
 
     window.open_source("demo")  # a clean source hides the banner and forgets the permission
-    qtbot.waitUntil(lambda: window.workspace.source is not None and window.workspace.source.display_name != str(folder)
-                    and not window.model.values_banner.isVisible(), timeout=60_000)
+    qtbot.waitUntil(
+        lambda: (
+            window.workspace.source is not None
+            and window.workspace.source.display_name != str(folder)
+            and not window.model.values_banner.isVisible()
+        ),
+        timeout=60_000,
+    )
     assert not window.workspace.allow_nonfinite
 
 

@@ -13,7 +13,9 @@ def test_coerce_histogram_shapes():
     edges = np.linspace(0, 1, 5)
     data = coerce_histogram((np.array([1, 2, 3, 4]), edges))
     assert list(data.series) == ["values"]
-    data = coerce_histogram({"edges": edges, "source": [1, 1, 1, 1], "target": [0, 2, 2, 0], "target_fit": (edges, edges)})
+    data = coerce_histogram(
+        {"edges": edges, "source": [1, 1, 1, 1], "target": [0, 2, 2, 0], "target_fit": (edges, edges)}
+    )
     assert list(data.series) == ["source", "target"] and "target" in data.fits
 
     class Pair:

@@ -55,14 +55,19 @@ def test_heatmap_and_spectrum(tmp_path, qapp, rng):
 def test_table_heatmap(tmp_path, qapp, rng):
     values = rng.normal(size=(4, 3)) * [1, 100, 0.01]
     values[1, 1] = np.nan
-    out = render.render_table_heatmap_png(values, [f"layer {i}" for i in range(4)], ["mean", "std", "kurt"], tmp_path / "t.png")
+    out = render.render_table_heatmap_png(
+        values, [f"layer {i}" for i in range(4)], ["mean", "std", "kurt"], tmp_path / "t.png"
+    )
     assert _non_blank(out)
     with pytest.raises(ValueError, match="do not match"):
         render.render_table_heatmap_png(values, ["a"], ["b"], tmp_path / "bad.png")
 
 
 def test_curves(tmp_path, qapp):
-    curves = {"transferred": [(s, 3 / (1 + s)) for s in range(50)], "baseline": [(s, 4 / (1 + s) + 0.5) for s in range(50)]}
+    curves = {
+        "transferred": [(s, 3 / (1 + s)) for s in range(50)],
+        "baseline": [(s, 4 / (1 + s) + 0.5) for s in range(50)],
+    }
     out = render.render_curves_png(curves, tmp_path / "curves.png", title="loss", marks={"reached": 10})
     assert _non_blank(out)
 

@@ -11,7 +11,6 @@ def test_defaults_and_round_trip(fresh_settings, qapp):
     settings = Settings()
     assert settings.path == fresh_settings
     assert settings.get("sources/offline") is False
-    assert settings.get("validation/steps") == 100
     settings.set("sources/offline", True)
     settings.set("export/max_shard_size", "2GB")
     settings.sync()
@@ -24,7 +23,7 @@ def test_defaults_and_round_trip(fresh_settings, qapp):
 def test_types_are_checked(qapp):
     settings = Settings()
     with pytest.raises(TypeError):
-        settings.set("validation/steps", "many")
+        settings.set("sources/offline", "yes")
     with pytest.raises(KeyError):
         settings.get("no/such/key")
 
@@ -40,5 +39,5 @@ def test_recent_sources_are_unique_and_bounded(qapp):
 
 def test_corrupt_value_falls_back_to_default(fresh_settings, qapp):
     fresh_settings.parent.mkdir(parents=True, exist_ok=True)
-    fresh_settings.write_text("[validation]\nsteps=not json\n[meta]\nversion=1\n")
-    assert Settings().get("validation/steps") == 100
+    fresh_settings.write_text("[export]\nmax_shard_size=not json\n[meta]\nversion=1\n")
+    assert Settings().get("export/max_shard_size") == "5GB"

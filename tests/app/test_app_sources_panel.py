@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from graft_gui_driver import await_result
+
 from app.jobs import JobController
 from app.panels.sources import SourcesPanel, human_bytes
 from app.qt import QtCore, QtGui
@@ -22,7 +24,9 @@ def test_drop_a_file_requests_it(qtbot, runner, tmp_path):
     model.write_bytes(b"")
     mime = QtCore.QMimeData()
     mime.setUrls([QtCore.QUrl.fromLocalFile(str(model))])
-    event = QtGui.QDropEvent(QtCore.QPointF(5, 5), QtCore.Qt.CopyAction, mime, QtCore.Qt.LeftButton, QtCore.Qt.NoModifier)
+    event = QtGui.QDropEvent(
+        QtCore.QPointF(5, 5), QtCore.Qt.CopyAction, mime, QtCore.Qt.LeftButton, QtCore.Qt.NoModifier
+    )
     with qtbot.waitSignal(panel.source_requested, timeout=1000) as blocker:
         panel.dropEvent(event)
     assert blocker.args == [str(model)]
@@ -33,7 +37,10 @@ def test_recent_sources_are_listed_and_reopen(qtbot, runner, tmp_path):
     settings.add_recent_source("/models/a")
     settings.add_recent_source("demo")
     panel.show_recent()
-    assert [panel.recent_list.item(i).text() for i in range(panel.recent_list.count())] == ["Demo model (MiniLM-L6)", "/models/a"]
+    assert [panel.recent_list.item(i).text() for i in range(panel.recent_list.count())] == [
+        "Demo model (MiniLM-L6)",
+        "/models/a",
+    ]
     with qtbot.waitSignal(panel.source_requested, timeout=1000) as blocker:
         panel.recent_list.itemActivated.emit(panel.recent_list.item(1))
     assert blocker.args == ["/models/a"]
@@ -41,8 +48,7 @@ def test_recent_sources_are_listed_and_reopen(qtbot, runner, tmp_path):
 
 def test_empty_cache_is_a_message_not_an_error(qtbot, runner, tmp_path):
     panel, _ = make_panel(qtbot, runner, tmp_path)
-    with qtbot.waitSignal(panel.cache_controller.returned, timeout=30_000):
-        panel.refresh_cache()
+    await_result(qtbot, panel.refresh_cache(), timeout=30_000)
     assert panel.cache_list.topLevelItem(0).text(0) == "no models cached yet"
 
 

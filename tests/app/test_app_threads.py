@@ -19,7 +19,7 @@ from core.process import TRACE_ENV
 
 CORE_DIR = str(Path(core.__file__).parent)
 #: Modules whose functions touch tensor data (reading, filling, statistics, writing, training).
-TENSOR_MODULES = ("transfer.py", "export.py", "safetensors_stream.py", "stats", "training", "strategies")
+TENSOR_MODULES = ("transfer.py", "export", "safetensors_stream.py", "stats", "training", "strategies")
 REGISTRY_FUNCTIONS = {"names", "get", "_load_all", "make_params", "param", "params_to_dict", "<genexpr>", "<dictcomp>"}
 TENSOR_FUNCTIONS = {"read", "read_slice", "iter_tensors", "open_source", "open_local", "make_plan", "plan_recipe"}
 
@@ -28,7 +28,7 @@ def _tensor_call(code) -> bool:
     path = code.co_filename
     if not path.startswith(CORE_DIR):
         return False
-    relative = path[len(CORE_DIR) + 1:]
+    relative = path[len(CORE_DIR) + 1 :]
     if relative == "strategies/base.py" and code.co_name in REGISTRY_FUNCTIONS:
         return False  # the registry itself: the forms list strategies and their parameters
     return relative.startswith(TENSOR_MODULES) or code.co_name in TENSOR_FUNCTIONS
@@ -62,7 +62,9 @@ def test_core_tensor_calls_stay_off_the_gui_thread(qtbot, runner, tmp_path, monk
     def profile(frame, event, arg):
         if event == "call" and _tensor_call(frame.f_code):
             thread = threading.current_thread()
-            calls.append((thread.name, f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}", thread is gui_thread))
+            calls.append(
+                (thread.name, f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}", thread is gui_thread)
+            )
 
     sys.setprofile(profile)
     threading.setprofile(profile)  # before the window exists, so every worker thread is observed
@@ -92,6 +94,6 @@ def test_core_tensor_calls_stay_off_the_gui_thread(qtbot, runner, tmp_path, monk
     # Previews run on worker threads; materialise and export in child processes.
     for expected in ("transfer.py:fill_tensor", "base.py:read_slice"):
         assert expected in on_workers, f"{expected} never ran on a worker thread (the test did not exercise it)"
-    for expected in ("transfer.py:fill_tensor", "export.py:export_checkpoint", "summary.py:summarise"):
+    for expected in ("transfer.py:fill_tensor", "writer.py:export_checkpoint", "summary.py:summarise"):
         assert expected in in_children, f"{expected} never ran in a child process (the test did not exercise it)"
     assert all(thread.startswith("graft-job") for thread, _, gui_side in calls if not gui_side)

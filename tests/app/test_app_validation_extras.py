@@ -74,8 +74,7 @@ def test_teacher_keep_trained_and_export(qtbot, window, gui, tmp_path, fresh_his
 
     # The same folder again (not empty now), and the source folder: refused in a dialog.
     for refused, words in ((out, "not empty"), (window.workspace.source.root, "source")):
-        panel.export_trained(str(refused))
-        entry = window.workspace.queue.entries[-1]
+        entry = gui.queued(lambda r=refused: panel.export_trained(str(r)))
         qtbot.waitUntil(lambda e=entry: e.state == FAILED, timeout=30_000)
         qtbot.waitUntil(lambda: len(open_error_dialogs(window)) == 1, timeout=60_000)
         box = open_error_dialogs(window)[0]
@@ -100,9 +99,8 @@ def test_a_cancelled_validation_says_cancelled_and_keeps_partial_weights(qtbot, 
     _tiny_demo(gui)
     window.validation.keep_box.setChecked(True)
     window.jobs.steps_spin.setValue(100_000)
-    window.validate_action.trigger()
+    entry = gui.queued(window.validate_action.trigger)
     assert "running" in window.validation.summary.text()
-    entry = window.workspace.queue.entries[-1]
     qtbot.waitUntil(lambda: len(window.validation.curves.series().get("transferred", [])) >= 2, timeout=300_000)
     with qtbot.waitSignal(window.workspace.validation_cancelled, timeout=60_000) as cancelled:
         window.workspace.queue.cancel(entry)

@@ -37,8 +37,7 @@ def test_cancel_a_validation_run(qtbot, window, gui):
     gui.set_target({"layers": 1, "hidden": 96, "heads": 3, "ffn": 192})
     gui.plan(lambda p: p.target_sizes["hidden"] == 96)
     window.jobs.steps_spin.setValue(100_000)
-    window.validate_action.trigger()
-    entry = window.workspace.queue.entries[-1]
+    entry = gui.queued(window.validate_action.trigger)
     qtbot.waitUntil(lambda: len(window.validation.curves.series().get("transferred", [])) >= 2, timeout=300_000)
     row = window.jobs.rows[entry.id]
     qtbot.mouseClick(row.cancel_button, QtCore.Qt.LeftButton)

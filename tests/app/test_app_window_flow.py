@@ -22,8 +22,13 @@ def test_demo_flow(qtbot, window, gui, tmp_path):
     gui.set_target(SMALL)
     combo = window.target.value_combo
     combo.setCurrentIndex(combo.findData("mean_field"))
-    plan = gui.plan(lambda p: p.target_sizes["hidden"] == 192 and p.target_sizes["layers"] == 2
-                    and any(t.strategy == "mean_field" for t in p.tensors))
+    plan = gui.plan(
+        lambda p: (
+            p.target_sizes["hidden"] == 192
+            and p.target_sizes["layers"] == 2
+            and any(t.strategy == "mean_field" for t in p.tensors)
+        )
+    )
     data = gui.preview()
     assert data.target_shape[-1] == 192 and data.histogram.target.sum() > 0
     assert "parameters" in window.target.count_label.text()
@@ -54,7 +59,9 @@ def test_demo_flow(qtbot, window, gui, tmp_path):
     model = AutoModel.from_pretrained(out)
     assert model.config.hidden_size == 192 and model.config.num_hidden_layers == 2
     loaded = dict(model.named_parameters())["embeddings.word_embeddings.weight"]
-    expected = dict(materialize(window.workspace.plan.plan, window.workspace.source))["embeddings.word_embeddings.weight"]
+    expected = dict(materialize(window.workspace.plan.plan, window.workspace.source))[
+        "embeddings.word_embeddings.weight"
+    ]
     torch.testing.assert_close(loaded, expected, rtol=0, atol=0)
 
     # A short validation run draws both curves.

@@ -37,7 +37,9 @@ def test_bad_recipe_shows_an_error(window, tmp_path):
     assert len(boxes) == 1 and "nonsense" in boxes[0].text()
 
 
-@pytest.mark.parametrize("shortcut", ["Ctrl+M", "Ctrl+T", "Ctrl+E", "Ctrl+S", "Ctrl+R", "Ctrl+O", "Ctrl+Shift+O", "Ctrl+D"])
+@pytest.mark.parametrize(
+    "shortcut", ["Ctrl+M", "Ctrl+T", "Ctrl+E", "Ctrl+S", "Ctrl+R", "Ctrl+O", "Ctrl+Shift+O", "Ctrl+D"]
+)
 def test_main_actions_have_shortcuts(window, shortcut):
     wanted = QtGui.QKeySequence(shortcut)
     assert any(a.shortcut() == wanted for a in window.findChildren(QtGui.QAction)), shortcut

@@ -32,8 +32,14 @@ def big(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("big") / "bert"
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30000, hidden_size=384, num_hidden_layers=1, num_attention_heads=4,
-                        intermediate_size=384, max_position_embeddings=32)
+    config = BertConfig(
+        vocab_size=30000,
+        hidden_size=384,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=384,
+        max_position_embeddings=32,
+    )
     BertModel(config).save_pretrained(folder, safe_serialization=True)
     return folder
 
@@ -57,8 +63,14 @@ def _temps(parent: Path) -> list[Path]:
 def _start_and_freeze(source: Path, out: Path) -> subprocess.Popen:
     """Run ``graft transfer`` in a child; stop it (SIGSTOP) as soon as its temp folder appears."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "transfer", str(source), "--out", str(out)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "transfer", str(source), "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if _temps(out.parent):
@@ -180,8 +192,15 @@ def test_every_file_and_the_folders_are_fsynced_around_the_rename(tmp_path, monk
 
     monkeypatch.setattr(os, "fsync", spy)
     out = tmp_path / "out"
-    export_checkpoint(out, entries=_entries(), produce=_produce, config={"a": 1}, recipe={"r": 1},
-                      model_card="card", max_shard_size=40)
+    export_checkpoint(
+        out,
+        entries=_entries(),
+        produce=_produce,
+        config={"a": 1},
+        recipe={"r": 1},
+        model_card="card",
+        max_shard_size=40,
+    )
     files = sorted(p.name for p in out.iterdir())
     assert len(files) == 6  # two shards, the index, config, recipe, card
     tmp = Path(synced[0]).parent
@@ -229,8 +248,9 @@ def test_without_renameat2_the_portable_fallback_replaces_too(tmp_path, monkeypa
     out = tmp_path / "out"
     recipe = {"graft_recipe": 1, "graft_version": "test"}
     export_checkpoint(out, entries=_entries(), produce=_produce, config=None, recipe=recipe)
-    export_checkpoint(out, entries=_entries(), produce=lambda n: 2 * _produce(n), config=None, recipe=recipe,
-                      force=True)
+    export_checkpoint(
+        out, entries=_entries(), produce=lambda n: 2 * _produce(n), config=None, recipe=recipe, force=True
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     (tmp_path / "a").write_text("a")
     (tmp_path / "b").write_text("b")

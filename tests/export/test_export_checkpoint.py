@@ -11,7 +11,7 @@ from transformers import AutoModel, BertConfig, BertModel
 
 from core.errors import Cancelled, ExportError
 from core.export import ExportEntry, default_model_card, export_checkpoint, plan_shards
-from core.jobs import CancelToken
+from core.progress import CancelToken
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +63,10 @@ def test_sharded_export_loads_in_transformers(bert, tmp_path):
     shards = [f for f in files if f.startswith("model-")]
     assert len(shards) > 2 and shards[0] == f"model-00001-of-{len(shards):05d}.safetensors"
     assert "model.safetensors" not in files
-    assert {"config.json", "graft_recipe.json", "README.md", "model.safetensors.index.json"} <= set(
-        files
-    )
+    assert {"config.json", "graft_recipe.json", "README.md", "model.safetensors.index.json"} <= set(files)
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert set(index["weight_map"]) == set(state)
-    assert index["metadata"]["total_size"] == sum(
-        t.numel() * t.element_size() for t in state.values()
-    )
+    assert index["metadata"]["total_size"] == sum(t.numel() * t.element_size() for t in state.values())
     assert _siblings(out) == ["small"]  # no temporary folder left
 
     loaded = AutoModel.from_pretrained(out).eval()
@@ -133,9 +129,7 @@ def test_non_empty_folder_is_refused_and_untouched(tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(
-        ExportError, match="exists and is not empty; choose another folder or pass --force"
-    ):
+    with pytest.raises(ExportError, match="exists and is not empty; choose another folder or pass --force"):
         _export(out, _small_state())
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert _siblings(out) == ["o"]

@@ -39,9 +39,7 @@ def test_round_trip(tmp_path, activation, dtype, shard):
 def test_single_file_and_no_bias(tmp_path):
     model = build_mlp([4, 5, 2], "silu", bias=False)
     path = tmp_path / "m.safetensors"
-    save_file(
-        model.state_dict(), path, metadata={"format": "pt", **mlp_metadata([4, 5, 2], "silu")}
-    )
+    save_file(model.state_dict(), path, metadata={"format": "pt", **mlp_metadata([4, 5, 2], "silu")})
     loaded = load_mlp(path)
     assert loaded[0].bias is None and isinstance(loaded[1], torch.nn.SiLU)
 
@@ -60,9 +58,7 @@ def test_missing_metadata_is_refused_unless_activation_given(tmp_path):
 def test_mismatched_widths_and_bad_activation(tmp_path):
     model = build_mlp([4, 5, 2], "relu")
     path = tmp_path / "m.safetensors"
-    save_file(
-        model.state_dict(), path, metadata={"format": "pt", **mlp_metadata([4, 6, 2], "relu")}
-    )
+    save_file(model.state_dict(), path, metadata={"format": "pt", **mlp_metadata([4, 6, 2], "relu")})
     with pytest.raises(ExportError, match="do not fit"):
         load_mlp(path)
     with pytest.raises(ExportError, match="unknown MLP activation"):

@@ -33,7 +33,9 @@ def test_auto_map_and_trust_remote_code_are_dropped(tiny_bert_folder, tmp_path):
     assert exported_tokenizer == tokenizer  # nothing else changed
     assert not (out / "modeling_evil.py").exists()
     card = (out / "README.md").read_text()
-    assert "`auto_map, trust_remote_code` from `config.json`" in card and "`auto_map` from `tokenizer_config.json`" in card
+    assert (
+        "`auto_map, trust_remote_code` from `config.json`" in card and "`auto_map` from `tokenizer_config.json`" in card
+    )
 
     from transformers import AutoModel, AutoTokenizer
 

@@ -192,9 +192,16 @@ def test_bad_out_paths_are_one_line(src, tmp_path, capsys):
     loop.symlink_to(loop)
     dangling = tmp_path / "dangling"
     dangling.symlink_to(tmp_path / "nowhere")
-    for out, needle in ((a_file, "not a folder"), (fifo, "not a folder"), (loop, "link"),
-                        (loop / "sub", str(loop)), (a_file / "sub", str(a_file)), (dangling, "link"),
-                        (tmp_path / ("a" * 300), "255 bytes"), (tmp_path / ("b" * 300) / "sub", "255 bytes")):
+    for out, needle in (
+        (a_file, "not a folder"),
+        (fifo, "not a folder"),
+        (loop, "link"),
+        (loop / "sub", str(loop)),
+        (a_file / "sub", str(a_file)),
+        (dangling, "link"),
+        (tmp_path / ("a" * 300), "255 bytes"),
+        (tmp_path / ("b" * 300) / "sub", "255 bytes"),
+    ):
         fails(capsys, _transfer(src, out, "--force", "--replace-any"), None, needle)
     assert a_file.read_text() == "x" and loop.is_symlink()
 
@@ -227,8 +234,15 @@ def test_core_refuses_protected_paths_and_foreign_folders(tmp_path):
     produce = {"a": torch.ones(2, 2)}.__getitem__
     for out in (source_dir, tmp_path, source_dir / "sub"):
         with pytest.raises(ExportError, match="source"):
-            export_checkpoint(out, entries=_entries(), produce=produce, config=None, force=True,
-                              replace_any=True, protect=protected_paths(source))
+            export_checkpoint(
+                out,
+                entries=_entries(),
+                produce=produce,
+                config=None,
+                force=True,
+                replace_any=True,
+                protect=protected_paths(source),
+            )
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")

@@ -29,19 +29,53 @@ def odd_values(rng: random.Random):
     nested: object = 1
     for _ in range(rng.choice((2, 50, 5000))):
         nested = [nested]
-    return rng.choice([
-        None, True, False, 0, -1, 1, 2, 3, 7, 2**31, 2**63, 2**64 + 5, -(2**63), 1.5, 128.9, float("1e308"),
-        "", "six", "F32", "BOOL", "I32", "../x.safetensors", "/etc/passwd", "a\x1b[31mred\x1b[0m", "\u202e\u0000",
-        [], [1], [1, 2], [-1, 4], [0, 10**15], ["a"], {}, {"a": 1}, {"dtype": "F32"}, nested,
-    ])
+    return rng.choice(
+        [
+            None,
+            True,
+            False,
+            0,
+            -1,
+            1,
+            2,
+            3,
+            7,
+            2**31,
+            2**63,
+            2**64 + 5,
+            -(2**63),
+            1.5,
+            128.9,
+            float("1e308"),
+            "",
+            "six",
+            "F32",
+            "BOOL",
+            "I32",
+            "../x.safetensors",
+            "/etc/passwd",
+            "a\x1b[31mred\x1b[0m",
+            "\u202e\u0000",
+            [],
+            [1],
+            [1, 2],
+            [-1, 4],
+            [0, 10**15],
+            ["a"],
+            {},
+            {"a": 1},
+            {"dtype": "F32"},
+            nested,
+        ]
+    )
 
 
 def _header_case(rng: random.Random, path) -> None:
     """Rewrite the safetensors header of ``path`` with one entry mutated (the data bytes kept)."""
     raw = path.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
+    header = json.loads(raw[8 : 8 + n])
+    data = raw[8 + n :]
     names = [k for k in header if k != "__metadata__"]
     target = rng.choice(names + ["__metadata__"])
     what = rng.choice(("entry", "dtype", "shape", "offsets", "name", "metadata", "extra"))
@@ -80,11 +114,35 @@ def _config_case(rng: random.Random, path) -> None:
 
 
 def _recipe_case(rng: random.Random, source: str) -> dict:
-    recipe = {"graft_recipe": 1, "source": source, "target": {"layers": 1, "hidden": 16, "heads": 2},
-              "values": {"default": {"method": "select", "params": {}}}, "seed": 0}
-    key = rng.choice(("target", "values", "index", "layers", "seed", "dtype", "device", "max_shard_size",
-                      "validation", "provenance", "revision", "graft_recipe", "bogus", "target.hidden",
-                      "target.layers", "values.default.method", "values.default.params", "values.attn"))
+    recipe = {
+        "graft_recipe": 1,
+        "source": source,
+        "target": {"layers": 1, "hidden": 16, "heads": 2},
+        "values": {"default": {"method": "select", "params": {}}},
+        "seed": 0,
+    }
+    key = rng.choice(
+        (
+            "target",
+            "values",
+            "index",
+            "layers",
+            "seed",
+            "dtype",
+            "device",
+            "max_shard_size",
+            "validation",
+            "provenance",
+            "revision",
+            "graft_recipe",
+            "bogus",
+            "target.hidden",
+            "target.layers",
+            "values.default.method",
+            "values.default.params",
+            "values.attn",
+        )
+    )
     head, _, sub = key.partition(".")
     if not sub:
         recipe[head] = odd_values(rng)

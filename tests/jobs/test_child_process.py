@@ -12,8 +12,8 @@ from cancelling import CancelMidway
 from child_jobs import count, crash, fail, forever, ignore_cancel
 
 from core.errors import Cancelled, GraftError, PlanError
-from core.jobs import CancelToken
 from core.process import run_in_child
+from core.progress import CancelToken
 
 
 def drain(gen):
@@ -74,7 +74,8 @@ def test_cancelling_an_export_in_a_child_leaves_no_folder(tmp_path):
     seen = midway.seen
     out = tmp_path / "export"
     with pytest.raises(Cancelled):
-        drain(run_in_child(export_recipe, Recipe(source="demo"), str(out), progress=midway.progress,
-                           cancel=midway.token))
+        drain(
+            run_in_child(export_recipe, Recipe(source="demo"), str(out), progress=midway.progress, cancel=midway.token)
+        )
     assert any(0 < f < 1 for f in seen) and 1.0 not in seen
     assert not out.exists() and list(tmp_path.iterdir()) == []

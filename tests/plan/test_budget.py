@@ -26,12 +26,15 @@ def run_graft(*args: str, timeout: float = 120) -> tuple[int, str, int]:
     return done.returncode, done.stderr, max(peak, before) // 1024
 
 
-@pytest.mark.parametrize("flags, needles", [
-    (["--hidden", "999999999999"], ["not divisible by 12 heads", "e.g. 7, 9, 11, 13"]),
-    (["--hidden", "10000000", "--heads", "10"], ["largest tensor", "of memory to build", "available"]),
-    (["--ffn", "1000000000", "--strategy", "growth"], ["intermediate.dense.weight (1000000000 × 384)", "TB"]),
-    (["--layers", "1000000", "--strategy", "growth"], ["16,000,008 tensors", "just to plan"]),
-])
+@pytest.mark.parametrize(
+    "flags, needles",
+    [
+        (["--hidden", "999999999999"], ["not divisible by 12 heads", "e.g. 7, 9, 11, 13"]),
+        (["--hidden", "10000000", "--heads", "10"], ["largest tensor", "of memory to build", "available"]),
+        (["--ffn", "1000000000", "--strategy", "growth"], ["intermediate.dense.weight (1000000000 × 384)", "TB"]),
+        (["--layers", "1000000", "--strategy", "growth"], ["16,000,008 tensors", "just to plan"]),
+    ],
+)
 def test_absurd_sizes_are_refused_quickly_and_in_little_memory(tmp_path, flags, needles):
     code, err, peak_mb = run_graft("transfer", "demo", *flags, "--out", str(tmp_path / "o"))
     assert code == 2, err
@@ -55,14 +58,22 @@ def test_the_estimate_matches_the_plan(tmp_path):
     est = estimate(spec, source, resolve_sizes(spec, spec.sizes(config), sizes))
     assert est.n_tensors == len(plan.tensors)
     assert est.total_bytes == sum(t.numel * 4 for t in plan.tensors if t.dtype == "F32") + sum(
-        t.numel * 8 for t in plan.tensors if t.dtype == "I64")
+        t.numel * 8 for t in plan.tensors if t.dtype == "I64"
+    )
     largest = max(plan.tensors, key=lambda t: t.numel)
     assert est.largest_name == largest.name and list(est.largest_shape) == largest.shape
 
 
 def test_memory_and_disk_refusals_name_both_numbers(tmp_path):
-    est = Estimate(total_bytes=10**12, largest_name="w", largest_shape=(10**5, 10**5), largest_bytes=4 * 10**10,
-                   build_bytes=8 * 10**10, plan_bytes=10**6, n_tensors=10)
+    est = Estimate(
+        total_bytes=10**12,
+        largest_name="w",
+        largest_shape=(10**5, 10**5),
+        largest_bytes=4 * 10**10,
+        build_bytes=8 * 10**10,
+        plan_bytes=10**6,
+        n_tensors=10,
+    )
     with pytest.raises(PlanError, match=r"w \(100000 × 100000\), needs about 80\.0 GB .* 1\.0 GB are available"):
         check_memory(est, memory=10**9)
     check_memory(est, memory=10**11)  # fits

@@ -21,8 +21,12 @@ def test_truncated_safetensors(bert_dir, tmp_path, capsys):
     f = bert_dir / "model.safetensors"
     f.write_bytes(f.read_bytes()[:-100])
     before = digest(bert_dir)
-    fails(capsys, ["transfer", str(bert_dir), "--hidden", "16", "--heads", "2", "--out", str(tmp_path / "o")],
-          tmp_path / "o", "truncated")
+    fails(
+        capsys,
+        ["transfer", str(bert_dir), "--hidden", "16", "--heads", "2", "--out", str(tmp_path / "o")],
+        tmp_path / "o",
+        "truncated",
+    )
     assert digest(bert_dir) == before
 
 
@@ -51,19 +55,27 @@ def test_pickle_file_is_never_unpickled(tmp_path, capsys):
     fails(capsys, ["inspect", str(tmp_path)], tmp_path / "o", "pickle")
 
 
-@pytest.mark.parametrize("flags, needle", [
-    (["--hidden", "30", "--heads", "4"], "not divisible"),
-    (["--heads", "4", "--kv-heads", "3"], "kv groups"),
-    (["--layers", "0"], "positive"),
-    (["--ffn", "-4"], "positive"),
-])
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--hidden", "30", "--heads", "4"], "not divisible"),
+        (["--heads", "4", "--kv-heads", "3"], "kv groups"),
+        (["--layers", "0"], "positive"),
+        (["--ffn", "-4"], "positive"),
+    ],
+)
 def test_impossible_sizes(bert_dir, tmp_path, capsys, flags, needle):
     fails(capsys, ["transfer", str(bert_dir), *flags, "--out", str(tmp_path / "o")], tmp_path / "o", needle)
 
 
 def test_larger_target_with_select_names_the_growing_strategies(bert_dir, tmp_path, capsys):
-    fails(capsys, ["transfer", str(bert_dir), "--ffn", "128", "--strategy", "select", "--out", str(tmp_path / "o")],
-          tmp_path / "o", "only shrink", "growth")
+    fails(
+        capsys,
+        ["transfer", str(bert_dir), "--ffn", "128", "--strategy", "select", "--out", str(tmp_path / "o")],
+        tmp_path / "o",
+        "only shrink",
+        "growth",
+    )
 
 
 def test_unknown_architecture(bert_dir, tmp_path, capsys):
@@ -79,7 +91,9 @@ def test_existing_output_is_refused_without_force(bert_dir, tmp_path, capsys):
     (out / "keep.txt").write_text("mine")
     assert main(["transfer", str(bert_dir), "--out", str(out)]) == 2
     assert (out / "keep.txt").read_text() == "mine"
-    assert main(["transfer", str(bert_dir), "--out", str(out), "--force", "--replace-any"]) == 0  # keep.txt is not Graft's
+    assert (
+        main(["transfer", str(bert_dir), "--out", str(out), "--force", "--replace-any"]) == 0
+    )  # keep.txt is not Graft's
     assert not (out / "keep.txt").exists() and (out / "config.json").is_file()
     shutil.rmtree(out)
 
@@ -88,7 +102,10 @@ def test_cli_inspect_plan_and_demo(tmp_path, capsys):
     assert main(["inspect", "demo"]) == 0
     table = capsys.readouterr().out
     assert "encoder.layer.5.output.dense.weight" in table and "mlp.down" in table and "hidden × ffn" in table
-    assert main(["transfer", "demo", "--layers", "4", "--hidden", "256", "--ffn", "1024", "--heads", "8", "--dry-run"]) == 0
+    assert (
+        main(["transfer", "demo", "--layers", "4", "--hidden", "256", "--ffn", "1024", "--heads", "8", "--dry-run"])
+        == 0
+    )
     plan = capsys.readouterr().out
     assert "layers: 0←0  1←1  2←2  3←3" in plan and "ffn@3" in plan
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0

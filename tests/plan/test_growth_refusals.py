@@ -13,8 +13,11 @@ from core.recipe import Recipe
 
 
 def growth(folder, target: dict, index: dict | None = None, **params):
-    return plan_recipe(Recipe(source=str(folder), target=target, index=index,
-                              values={"default": {"method": "growth", "params": params}}))[0]
+    return plan_recipe(
+        Recipe(
+            source=str(folder), target=target, index=index, values={"default": {"method": "growth", "params": params}}
+        )
+    )[0]
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +60,14 @@ def test_a_mixed_recipe_whose_attention_is_not_grown_is_not_refused(folders):
     assert not any("rotary" in w for w in plan.warnings)
 
 
-@pytest.mark.parametrize("target, index, needle", [
-    ({"hidden": 48, "heads": 6}, None, "hidden 32→48 is not a multiple of 32"),
-    ({"hidden": 64, "heads": 8}, {"method": "iid", "params": {}}, "iid maps of"),
-    ({"hidden": 64, "heads": 8, "layers": 1}, None, "keeps 1 of the source's 2 layers"),
-])
+@pytest.mark.parametrize(
+    "target, index, needle",
+    [
+        ({"hidden": 48, "heads": 6}, None, "hidden 32→48 is not a multiple of 32"),
+        ({"hidden": 64, "heads": 8}, {"method": "iid", "params": {}}, "iid maps of"),
+        ({"hidden": 64, "heads": 8, "layers": 1}, None, "keeps 1 of the source's 2 layers"),
+    ],
+)
 def test_inexact_choices_are_warned(folders, target, index, needle):
     warnings = growth(folders / "gpt2", target, index).warnings
     assert any(needle in w for w in warnings), warnings
@@ -73,10 +79,15 @@ def test_a_head_kept_tied_is_a_plan_warning(folders):
     assert any("tie_word_embeddings" in w for w in plan.warnings)
 
 
-@pytest.mark.parametrize("family, target", [
-    ("llama", {"hidden": 64, "heads": 8, "layers": 4}), ("gpt2", {"hidden": 64, "heads": 8}),
-    ("bert", {"hidden": 64, "heads": 8}), ("vit", {"hidden": 64, "heads": 8, "layers": 4}),
-])
+@pytest.mark.parametrize(
+    "family, target",
+    [
+        ("llama", {"hidden": 64, "heads": 8, "layers": 4}),
+        ("gpt2", {"hidden": 64, "heads": 8}),
+        ("bert", {"hidden": 64, "heads": 8}),
+        ("vit", {"hidden": 64, "heads": 8, "layers": 4}),
+    ],
+)
 def test_exact_growth_has_no_warnings(folders, family, target):
     assert growth(folders / family, target).warnings == []
 
@@ -91,8 +102,23 @@ def test_the_cli_refuses_in_one_line_and_prints_warnings(folders, tmp_path, caps
     assert main(["transfer", str(folders / "bert"), "--layers", "3", "--strategy", "growth", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("graft: error: bert blocks are post-LN") and not out.exists()
-    assert main(["transfer", str(folders / "bert"), "--layers", "3", "--strategy", "growth",
-                 "--param", "allow_inexact=true", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "transfer",
+                str(folders / "bert"),
+                "--layers",
+                "3",
+                "--strategy",
+                "growth",
+                "--param",
+                "allow_inexact=true",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "graft: warning: bert blocks are post-LN" in err and (out / "config.json").exists()
     assert main(["plan", str(folders / "gpt2"), "--hidden", "48", "--heads", "6", "--strategy", "growth"]) == 0

@@ -17,8 +17,9 @@ from core.sources import open_source
 @pytest.fixture
 def mlp_file(tmp_path):
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 12), torch.nn.ReLU(),
-                              torch.nn.Linear(12, 3))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3)
+    )
     path = tmp_path / "mlp.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
     return path, net

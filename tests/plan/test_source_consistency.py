@@ -39,7 +39,9 @@ def edit_tensors(folder, edit):
 
 def transfer_fails(capsys, folder, tmp_path, *needles):
     before = digest(folder)
-    err = fails(capsys, ["transfer", str(folder), "--layers", "2", "--out", str(tmp_path / "out")], tmp_path / "out", *needles)
+    err = fails(
+        capsys, ["transfer", str(folder), "--layers", "2", "--out", str(tmp_path / "out")], tmp_path / "out", *needles
+    )
     assert digest(folder) == before
     return err
 
@@ -57,19 +59,24 @@ def test_a_config_with_fewer_layers_than_the_tensors_is_refused(demo_copy, tmp_p
     transfer_fails(capsys, demo_copy, tmp_path, "layer 5", "num_hidden_layers=5")
 
 
-@pytest.mark.parametrize("field, value, needle", [
-    ("hidden_size", 512, "implies 512"),
-    ("intermediate_size", 1000, "implies 1000"),
-    ("num_attention_heads", 7, "heads 7"),
-    ("vocab_size", 1000, "embeddings.word_embeddings.weight"),
-])
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        ("hidden_size", 512, "implies 512"),
+        ("intermediate_size", 1000, "implies 1000"),
+        ("num_attention_heads", 7, "heads 7"),
+        ("vocab_size", 1000, "embeddings.word_embeddings.weight"),
+    ],
+)
 def test_a_config_whose_sizes_do_not_match_the_tensors_is_refused(demo_copy, tmp_path, capsys, field, value, needle):
     edit_config(demo_copy, **{field: value})
     transfer_fails(capsys, demo_copy, tmp_path, needle, "config.json")
 
 
-@pytest.mark.parametrize("field, value", [("num_attention_heads", 0), ("num_hidden_layers", "six"),
-                                          ("hidden_size", 384.5), ("num_hidden_layers", True)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("num_attention_heads", 0), ("num_hidden_layers", "six"), ("hidden_size", 384.5), ("num_hidden_layers", True)],
+)
 def test_config_sizes_that_are_not_positive_integers_are_refused(demo_copy, tmp_path, capsys, field, value):
     edit_config(demo_copy, **{field: value})
     transfer_fails(capsys, demo_copy, tmp_path, field, "positive integer")

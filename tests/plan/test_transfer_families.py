@@ -81,7 +81,7 @@ def test_gpt2_fused_qkv_keeps_each_block(tiny_model):
     got = sd["transformer.h.0.attn.c_attn.weight"]
     assert got.shape == (16, 48)
     for block in range(3):
-        assert_close(got[:, block * 16:(block + 1) * 16], w[:16, block * 32:block * 32 + 16], rtol=0, atol=0)
+        assert_close(got[:, block * 16 : (block + 1) * 16], w[:16, block * 32 : block * 32 + 16], rtol=0, atol=0)
 
 
 def test_tied_embeddings_stay_tied(tiny_model, tmp_path):
@@ -136,5 +136,7 @@ def test_demo_model_identity_transfer_is_exact(tmp_path):
     exported = transformers.AutoModel.from_pretrained(out).eval()
     ids = torch.randint(0, 30522, (2, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert_close(exported(input_ids=ids).last_hidden_state, original(input_ids=ids).last_hidden_state, rtol=0, atol=0)
+        assert_close(
+            exported(input_ids=ids).last_hidden_state, original(input_ids=ids).last_hidden_state, rtol=0, atol=0
+        )
     assert (out / "tokenizer.json").is_file() and (out / "graft_recipe.json").is_file()

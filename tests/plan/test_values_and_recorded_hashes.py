@@ -41,8 +41,16 @@ def nan_source(demo_copy):
     return demo_copy
 
 
-@pytest.mark.parametrize("dtype, code", [(torch.bfloat16, "BF16"), (torch.float16, "F16"), (torch.float64, "F64"),
-                                         (torch.float8_e4m3fn, "F8_E4M3"), (torch.float8_e5m2, "F8_E5M2")])
+@pytest.mark.parametrize(
+    "dtype, code",
+    [
+        (torch.bfloat16, "BF16"),
+        (torch.float16, "F16"),
+        (torch.float64, "F64"),
+        (torch.float8_e4m3fn, "F8_E4M3"),
+        (torch.float8_e5m2, "F8_E5M2"),
+    ],
+)
 def test_the_bit_level_count_agrees_with_torch_in_every_float_dtype(dtype, code):
     from core.sources.scan import count_nonfinite
 
@@ -70,10 +78,18 @@ def test_inspect_reports_the_count_and_the_first_tensor(nan_source, capsys):
 def test_transfer_refuses_nonfinite_weights_unless_told_to_go_on(nan_source, tmp_path, capsys):
     out = tmp_path / "out"
     before = digest(nan_source)
-    fails(capsys, ["transfer", str(nan_source), "--hidden", "256", "--heads", "8", "--out", str(out)], out,
-          "3 NaN/Inf", QUERY, "--allow-nonfinite")
-    assert main(["transfer", str(nan_source), "--hidden", "256", "--heads", "8", "--out", str(out),
-                 "--allow-nonfinite"]) == 0
+    fails(
+        capsys,
+        ["transfer", str(nan_source), "--hidden", "256", "--heads", "8", "--out", str(out)],
+        out,
+        "3 NaN/Inf",
+        QUERY,
+        "--allow-nonfinite",
+    )
+    assert (
+        main(["transfer", str(nan_source), "--hidden", "256", "--heads", "8", "--out", str(out), "--allow-nonfinite"])
+        == 0
+    )
     exported = load_file(out / "model.safetensors")
     assert not torch.isfinite(exported[QUERY]).all()  # the user asked for it: the values go through
     assert digest(nan_source) == before
@@ -107,8 +123,14 @@ def test_a_recipe_replayed_on_changed_bytes_stops(demo_copy, tmp_path, capsys):
     assert set(recorded) == {"model.safetensors"}
     _rewrite_keeping_mtime(demo_copy / "model.safetensors", 4, b"\x00\x00\x80\x3f")
     again = tmp_path / "again"
-    fails(capsys, ["transfer", "--recipe", str(recipe), "--out", str(again)], again,
-          "changed since this recipe was written", "model.safetensors", "--allow-changed-source")
+    fails(
+        capsys,
+        ["transfer", "--recipe", str(recipe), "--out", str(again)],
+        again,
+        "changed since this recipe was written",
+        "model.safetensors",
+        "--allow-changed-source",
+    )
     assert main(["transfer", "--recipe", str(recipe), "--out", str(again), "--allow-changed-source"]) == 0
     new = json.loads((again / "graft_recipe.json").read_text())["provenance"]["shards"]
     assert new["model.safetensors"] != recorded["model.safetensors"]  # the export records what it read
@@ -116,7 +138,9 @@ def test_a_recipe_replayed_on_changed_bytes_stops(demo_copy, tmp_path, capsys):
 
 def test_an_unchanged_source_replays_to_the_same_bytes(demo_copy, tmp_path):
     first, again = tmp_path / "first", tmp_path / "again"
-    assert main(["transfer", str(demo_copy), "--layers", "2", "--hidden", "256", "--heads", "8", "--out", str(first)]) == 0
+    assert (
+        main(["transfer", str(demo_copy), "--layers", "2", "--hidden", "256", "--heads", "8", "--out", str(first)]) == 0
+    )
     assert main(["transfer", "--recipe", str(first / "graft_recipe.json"), "--out", str(again)]) == 0
     assert digest(first) == digest(again)
 
@@ -134,24 +158,27 @@ def test_the_hf_cache_blob_name_is_the_hash_without_reading_the_file(tmp_path):
     assert open_source(snapshot).file_hashes() == {"model.safetensors": fake}
 
 
-@pytest.mark.parametrize("change, needle", [
-    ({"target": {"hidden": 128.9}}, "hidden must be a whole number"),
-    ({"target": {"layers": True}}, "layers must be a whole number"),
-    ({"target": [4]}, "target must be"),
-    ({"seed": "3"}, "seed must be"),
-    ({"seed": 1.5}, "seed must be"),
-    ({"layers": [0, "a"]}, "layers must be"),
-    ({"layers": 3}, "layers must be"),
-    ({"values": {"default": "select"}}, "'method'"),
-    ({"values": {"default": {"method": "select", "params": [1]}}}, "params"),
-    ({"index": "first_n"}, "index must be"),
-    ({"device": 0}, "device must be"),
-    ({"source": 7}, "source must be"),
-    ({"revision": 3}, "revision must be"),
-    ({"max_shard_size": True}, "max_shard_size"),
-    ({"validation": []}, "validation must be"),
-    ({"provenance": "x"}, "provenance must be"),
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"target": {"hidden": 128.9}}, "hidden must be a whole number"),
+        ({"target": {"layers": True}}, "layers must be a whole number"),
+        ({"target": [4]}, "target must be"),
+        ({"seed": "3"}, "seed must be"),
+        ({"seed": 1.5}, "seed must be"),
+        ({"layers": [0, "a"]}, "layers must be"),
+        ({"layers": 3}, "layers must be"),
+        ({"values": {"default": "select"}}, "'method'"),
+        ({"values": {"default": {"method": "select", "params": [1]}}}, "params"),
+        ({"index": "first_n"}, "index must be"),
+        ({"device": 0}, "device must be"),
+        ({"source": 7}, "source must be"),
+        ({"revision": 3}, "revision must be"),
+        ({"max_shard_size": True}, "max_shard_size"),
+        ({"validation": []}, "validation must be"),
+        ({"provenance": "x"}, "provenance must be"),
+    ],
+)
 def test_recipe_fields_of_the_wrong_type_are_refused(tmp_path, capsys, change, needle):
     path = tmp_path / "recipe.json"
     path.write_text(json.dumps({"graft_recipe": 1, "source": "demo", **change}))

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from app.cli import main
 from core.errors import Cancelled
-from core.jobs import CancelToken
+from core.progress import CancelToken
 from core.sources.convert import convert_pickle
 
 
@@ -68,9 +68,14 @@ def test_bad_out_paths_are_one_line(pickle_file, tmp_path, capsys):
     loop.symlink_to(loop)
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    for out, needle in ((folder, "regular file"), (fifo, "regular file"), (link, "link"),
-                        (loop / "x.safetensors", str(loop)), (a_file / "x.safetensors", str(a_file)),
-                        (tmp_path / ("a" * 300 + ".safetensors"), "255 bytes")):
+    for out, needle in (
+        (folder, "regular file"),
+        (fifo, "regular file"),
+        (link, "link"),
+        (loop / "x.safetensors", str(loop)),
+        (a_file / "x.safetensors", str(a_file)),
+        (tmp_path / ("a" * 300 + ".safetensors"), "255 bytes"),
+    ):
         fails(capsys, ["convert", str(pickle_file), "--out", str(out), "--force", "--replace-any"], None, needle)
     assert (folder / "keep").read_text() == "x" and not (tmp_path / "elsewhere.safetensors").exists()
 
@@ -83,10 +88,8 @@ def test_read_only_folder_is_one_line_and_leaves_nothing(pickle_file, tmp_path, 
     if immutable and subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode:
         pytest.skip("running as root without chattr: cannot make a folder read-only")
     try:
-        fails(capsys, ["convert", str(pickle_file), "--out", str(ro / "x.safetensors")], ro / "x.safetensors",
-              str(ro))
-        fails(capsys, ["convert", str(pickle_file), "--out", str(ro / "new" / "x.safetensors")], ro / "new",
-              str(ro))
+        fails(capsys, ["convert", str(pickle_file), "--out", str(ro / "x.safetensors")], ro / "x.safetensors", str(ro))
+        fails(capsys, ["convert", str(pickle_file), "--out", str(ro / "new" / "x.safetensors")], ro / "new", str(ro))
         assert list(ro.iterdir()) == []
     finally:
         if immutable:
@@ -100,8 +103,10 @@ def read_only_mount(tmp_path):
     backing, mount = tmp_path / "backing", tmp_path / "mnt"
     backing.mkdir()
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", "-o", "ro", str(backing), str(mount)],
-                                           capture_output=True).returncode:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "--bind", "-o", "ro", str(backing), str(mount)], capture_output=True).returncode
+    ):
         pytest.skip("cannot mount a read-only folder here (needs root and mount)")
     yield mount
     subprocess.run(["umount", str(mount)], capture_output=True)
@@ -109,8 +114,12 @@ def read_only_mount(tmp_path):
 
 def test_read_only_file_system_is_one_line(pickle_file, read_only_mount, capsys):
     """There even removing a partial file that was never created fails (EROFS): it must not mask the error."""
-    fails(capsys, ["convert", str(pickle_file), "--out", str(read_only_mount / "x.safetensors")], None,
-          "Read-only file system")
+    fails(
+        capsys,
+        ["convert", str(pickle_file), "--out", str(read_only_mount / "x.safetensors")],
+        None,
+        "Read-only file system",
+    )
     assert list(read_only_mount.iterdir()) == []
 
 

@@ -1,7 +1,7 @@
 """A hub that hangs, drips, or answers with garbage: Graft stops within seconds, with one sentence.
 
 The real ``huggingface_hub`` client talks to ``fake_hub`` (tests/fake_hub.py) in its misbehaving
-modes. Limits are lowered through Graft's environment variables (core/sources/hub_net.py) so
+modes. Limits are lowered through Graft's environment variables (core/sources/hub/timeouts.py) so
 that each case ends in a couple of seconds; a case still running after ``DEADLINE`` seconds
 counts as hung: the hub is closed (which frees the client) and the test fails.
 """
@@ -74,8 +74,13 @@ def bert_repo(fake_hub, tiny_bert_folder):
 
 def test_a_hub_that_never_answers_the_api_call(fake_hub, bert_repo, quick_limits, tmp_path):
     fake_hub.misbehave("hang", on="api")
-    message = _refused(fake_hub, tmp_path, f"the hub at {fake_hub.url} did not answer within 1 s",
-                       "GRAFT_HUB_TIMEOUT", "not in the local cache")
+    message = _refused(
+        fake_hub,
+        tmp_path,
+        f"the hub at {fake_hub.url} did not answer within 1 s",
+        "GRAFT_HUB_TIMEOUT",
+        "not in the local cache",
+    )
     assert message.count(";") == 1
 
 
@@ -97,8 +102,12 @@ def test_a_hub_that_stops_in_the_middle_of_a_file(fake_hub, bert_repo, quick_lim
 
 def test_a_hub_that_drips_a_file(fake_hub, bert_repo, quick_limits, tmp_path):
     fake_hub.misbehave("drip", on="get", only="model.safetensors")
-    _refused(fake_hub, tmp_path, f"the hub at {fake_hub.url} stopped sending data (less than 16 KB in 1 s)",
-             "GRAFT_HUB_STALL_SECONDS")
+    _refused(
+        fake_hub,
+        tmp_path,
+        f"the hub at {fake_hub.url} stopped sending data (less than 16 KB in 1 s)",
+        "GRAFT_HUB_STALL_SECONDS",
+    )
 
 
 def test_a_hub_that_drips_its_api_answer(fake_hub, bert_repo, quick_limits, tmp_path):
@@ -124,8 +133,13 @@ def test_a_slow_but_steady_hub_is_not_a_stall(fake_hub, tmp_path, quick_limits, 
 @pytest.mark.parametrize("how", ["html", "garbage"])
 def test_a_hub_answering_the_api_call_with_html_or_garbage(fake_hub, bert_repo, tmp_path, how):
     fake_hub.misbehave(how, on="api")
-    _refused(fake_hub, tmp_path, f"the hub at {fake_hub.url} answered the request for {REPO}",
-             "not what a Hugging Face hub sends", "HF_ENDPOINT")
+    _refused(
+        fake_hub,
+        tmp_path,
+        f"the hub at {fake_hub.url} answered the request for {REPO}",
+        "not what a Hugging Face hub sends",
+        "HF_ENDPOINT",
+    )
 
 
 def test_a_hub_answering_the_file_listing_with_html(fake_hub, bert_repo, tmp_path):
@@ -150,9 +164,11 @@ def _hostile_index_repo(hub, folder: Path, shard: str, repo_id: str):
 
     names, _ = read_header(folder / "model.safetensors")
     index = {"metadata": {}, "weight_map": dict.fromkeys(names, shard)}
-    files = {"config.json": (folder / "config.json").read_bytes(),
-             "model.safetensors.index.json": json.dumps(index).encode(),
-             "model-00001-of-00001.safetensors": (folder / "model.safetensors").read_bytes()}
+    files = {
+        "config.json": (folder / "config.json").read_bytes(),
+        "model.safetensors.index.json": json.dumps(index).encode(),
+        "model-00001-of-00001.safetensors": (folder / "model.safetensors").read_bytes(),
+    }
     return hub.add_repo(repo_id, extra=files)
 
 
@@ -168,14 +184,15 @@ def test_a_hub_index_naming_a_file_outside_the_snapshot(fake_hub, tiny_bert_fold
         shard = str(outside)
     _hostile_index_repo(fake_hub, tiny_bert_folder, shard, repo_id)
 
-    _refused(fake_hub, tmp_path, "model.safetensors.index.json", repr(shard), "plain *.safetensors file names",
-             repo=repo_id)
+    _refused(
+        fake_hub, tmp_path, "model.safetensors.index.json", repr(shard), "plain *.safetensors file names", repo=repo_id
+    )
     # Refused before any weights were fetched.
     assert not {n for n in fake_hub.downloaded(repo_id) if n.endswith(".safetensors")}
 
 
 def test_limits_from_the_environment_are_checked(monkeypatch):
-    from core.sources.hub_net import HubLimits
+    from core.sources.hub.timeouts import HubLimits
 
     monkeypatch.setenv("GRAFT_HUB_TIMEOUT", "soon")
     with pytest.raises(SourceError, match="GRAFT_HUB_TIMEOUT is 'soon'; set it to a positive number"):

@@ -55,8 +55,19 @@ def _write_index(folder: Path, index) -> None:
 
 
 # -- 1. shard names -----------------------------------------------------------------------------
-@pytest.mark.parametrize("bad", ["../x.safetensors", "ABSOLUTE", "/etc/passwd", "sub/x.safetensors",
-                                 "..\\x.safetensors", "x.bin", "..", "model\x1b[31m.safetensors"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../x.safetensors",
+        "ABSOLUTE",
+        "/etc/passwd",
+        "sub/x.safetensors",
+        "..\\x.safetensors",
+        "x.bin",
+        "..",
+        "model\x1b[31m.safetensors",
+    ],
+)
 def test_index_naming_anything_but_a_plain_shard_file_is_refused(sharded, tmp_path, capsys, bad):
     outside = tmp_path / "x.safetensors"  # where "../x.safetensors" leads from the folder
     index = _index(sharded)
@@ -74,20 +85,23 @@ def test_index_naming_anything_but_a_plain_shard_file_is_refused(sharded, tmp_pa
     fails(capsys, ["transfer", str(sharded), *TRANSFER, "--out", str(tmp_path / "o")], tmp_path / "o", repr(bad))
 
 
-@pytest.mark.parametrize("index, needle", [
-    ([], "holds a list, not an object"),
-    (5, "holds a number, not an object"),
-    ({}, "has no weight_map"),
-    ({"weight_map": ["model-00001-of-00002.safetensors"]}, "weight_map that is a list"),
-    ({"weight_map": "model.safetensors"}, "weight_map that is a string"),
-    ({"weight_map": {}}, "lists no tensors"),
-    ({"weight_map": {"w": 5}}, "maps tensor 'w' to a number"),
-    ({"weight_map": {"w": ["model.safetensors"]}}, "maps tensor 'w' to a list"),
-    ({"weight_map": {"w": None}}, "maps tensor 'w' to null"),
-    ("DEEP", "nests its JSON"),
-    ("NOTJSON", "not valid JSON"),
-    ("NOTUTF8", "not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    "index, needle",
+    [
+        ([], "holds a list, not an object"),
+        (5, "holds a number, not an object"),
+        ({}, "has no weight_map"),
+        ({"weight_map": ["model-00001-of-00002.safetensors"]}, "weight_map that is a list"),
+        ({"weight_map": "model.safetensors"}, "weight_map that is a string"),
+        ({"weight_map": {}}, "lists no tensors"),
+        ({"weight_map": {"w": 5}}, "maps tensor 'w' to a number"),
+        ({"weight_map": {"w": ["model.safetensors"]}}, "maps tensor 'w' to a list"),
+        ({"weight_map": {"w": None}}, "maps tensor 'w' to null"),
+        ("DEEP", "nests its JSON"),
+        ("NOTJSON", "not valid JSON"),
+        ("NOTUTF8", "not UTF-8 text"),
+    ],
+)
 def test_index_of_the_wrong_shape_is_one_sentence(sharded, capsys, index, needle):
     if index == "DEEP":
         (sharded / INDEX).write_text("[" * 100_000 + "]" * 100_000)
@@ -118,8 +132,13 @@ def test_index_putting_a_tensor_in_the_wrong_shard_is_refused(sharded, capsys):
     name = next(k for k, v in index["weight_map"].items() if v == shards[1])
     index["weight_map"][name] = shards[0]
     _write_index(sharded, index)
-    fails(capsys, ["inspect", str(sharded)], None, f"shard {shards[1]!r} holds tensor {name!r}",
-          f"puts in shard {shards[0]!r}")
+    fails(
+        capsys,
+        ["inspect", str(sharded)],
+        None,
+        f"shard {shards[1]!r} holds tensor {name!r}",
+        f"puts in shard {shards[0]!r}",
+    )
 
 
 def test_index_listing_a_tensor_no_shard_holds_is_refused(sharded, capsys):
@@ -127,7 +146,12 @@ def test_index_listing_a_tensor_no_shard_holds_is_refused(sharded, capsys):
     shard = sorted(set(index["weight_map"].values()))[0]
     index["weight_map"]["model.ghost.weight"] = shard
     _write_index(sharded, index)
-    fails(capsys, ["inspect", str(sharded)], None, f"lists tensor 'model.ghost.weight' in shard {shard!r}, which does not hold it")
+    fails(
+        capsys,
+        ["inspect", str(sharded)],
+        None,
+        f"lists tensor 'model.ghost.weight' in shard {shard!r}, which does not hold it",
+    )
 
 
 def test_shard_holding_a_tensor_the_index_does_not_list_is_refused(sharded, capsys):
@@ -136,7 +160,9 @@ def test_shard_holding_a_tensor_the_index_does_not_list_is_refused(sharded, caps
     name, shard = next((k, v) for k, v in index["weight_map"].items() if shards.count(v) > 1)
     del index["weight_map"][name]
     _write_index(sharded, index)
-    fails(capsys, ["inspect", str(sharded)], None, f"shard {shard!r} holds tensor {name!r}, which {INDEX} does not list")
+    fails(
+        capsys, ["inspect", str(sharded)], None, f"shard {shard!r} holds tensor {name!r}, which {INDEX} does not list"
+    )
 
 
 def test_a_consistent_sharded_folder_still_opens(sharded):
@@ -157,10 +183,20 @@ def test_tokenizer_link_leaving_the_folder_is_not_copied_into_the_export(bert_di
     (bert_dir / "tokenizer.json").unlink()
     (bert_dir / "tokenizer.json").symlink_to(secret)
     out = tmp_path / "o"
-    fails(capsys, ["transfer", str(bert_dir), *TRANSFER, "--out", str(out)], out,
-          "tokenizer.json", "is a link to", "outside the model folder", "copy the real file into the folder")
-    copies = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink() and p != secret
-              and "OPENSSH" in p.read_text(errors="replace")]
+    fails(
+        capsys,
+        ["transfer", str(bert_dir), *TRANSFER, "--out", str(out)],
+        out,
+        "tokenizer.json",
+        "is a link to",
+        "outside the model folder",
+        "copy the real file into the folder",
+    )
+    copies = [
+        p
+        for p in tmp_path.rglob("*")
+        if p.is_file() and not p.is_symlink() and p != secret and "OPENSSH" in p.read_text(errors="replace")
+    ]
     assert copies == []
 
 
@@ -185,8 +221,13 @@ def test_weights_config_and_aux_links_leaving_the_folder_are_refused(bert_dir, t
         (elsewhere / name).write_text("{}")
     (bert_dir / name).symlink_to(elsewhere / name)
     out = tmp_path / "o"
-    fails(capsys, ["transfer", str(bert_dir), *TRANSFER, "--out", str(out)], out, repr(name) if name == "model.safetensors" else name,
-          "outside the model folder")
+    fails(
+        capsys,
+        ["transfer", str(bert_dir), *TRANSFER, "--out", str(out)],
+        out,
+        repr(name) if name == "model.safetensors" else name,
+        "outside the model folder",
+    )
 
 
 def test_index_link_leaving_the_folder_is_refused(sharded, tmp_path, capsys):
@@ -226,7 +267,9 @@ def test_hub_cache_blob_links_are_allowed_and_other_repos_blobs_are_not(bert_dir
 
     other = _cache_snapshot(cache, "graft-test/other", {"config.json": files["config.json"]}, commit="b" * 40)
     blob = (snapshot / "model.safetensors").resolve()
-    (other / "model.safetensors").symlink_to(Path("..") / ".." / ".." / "models--graft-test--tiny" / "blobs" / blob.name)
+    (other / "model.safetensors").symlink_to(
+        Path("..") / ".." / ".." / "models--graft-test--tiny" / "blobs" / blob.name
+    )
     fails(capsys, ["inspect", str(other)], None, "'model.safetensors'", "outside its Hugging Face cache repo")
 
 
@@ -301,9 +344,14 @@ def test_the_nan_scan_sees_every_file_whatever_path_or_link_led_to_it(tmp_path, 
 
     folder = tmp_path / "nan-model"
     folder.mkdir()
-    save_file({"0.weight": torch.full((4, 4), float("nan")), "0.bias": torch.zeros(4)},
-              str(folder / "model.safetensors"), metadata={"format": "pt"})
-    snapshot = _cache_snapshot(tmp_path / "hub", "graft-test/nan", {"model.safetensors": (folder / "model.safetensors").read_bytes()})
+    save_file(
+        {"0.weight": torch.full((4, 4), float("nan")), "0.bias": torch.zeros(4)},
+        str(folder / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
+    snapshot = _cache_snapshot(
+        tmp_path / "hub", "graft-test/nan", {"model.safetensors": (folder / "model.safetensors").read_bytes()}
+    )
     (tmp_path / "linked").symlink_to(folder)
     monkeypatch.chdir(tmp_path)
     for location in ("nan-model", "linked", str(snapshot)):

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from app.cli import main
 from core.errors import Cancelled, ExportError, SourceError
-from core.jobs import CancelToken
+from core.progress import CancelToken
 from core.sources import open_source
 from core.sources.convert import convert_pickle
 
@@ -115,14 +115,22 @@ def test_hf_folder_with_pytorch_model_bin_converts_and_loads_in_transformers(tmp
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=16)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+    )
     model = BertForMaskedLM(config).eval()
     folder = tmp_path / "legacy"
     folder.mkdir()
     config.save_pretrained(folder)
     state = model.state_dict()
-    assert state["cls.predictions.decoder.weight"].data_ptr() == state["bert.embeddings.word_embeddings.weight"].data_ptr()
+    assert (
+        state["cls.predictions.decoder.weight"].data_ptr() == state["bert.embeddings.word_embeddings.weight"].data_ptr()
+    )
     torch.save(state, folder / "pytorch_model.bin")
     with pytest.raises(SourceError, match="graft convert"):
         open_source(folder)

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from core.errors import Cancelled, SourceError
 from core.sources import list_cached_models, open_source
-from core.sources.hub import parse_repo_ref, select_files
+from core.sources.hub.repo import parse_repo_ref, select_files
 from core.sources.local import open_local
 
 REPO = "graft-test/tiny-bert"
@@ -41,8 +41,9 @@ def _closed_port_url() -> str:
 def test_download_reports_progress_fetches_only_needed_files_and_opens(fake_hub, tiny_bert_folder, tmp_path):
     repo = _add_tiny_bert(fake_hub, tiny_bert_folder)
     calls: list[tuple[float, str]] = []
-    source = open_source(REPO, cache_dir=tmp_path / "cache", endpoint=fake_hub.url,
-                         progress=lambda f, m: calls.append((f, m)))
+    source = open_source(
+        REPO, cache_dir=tmp_path / "cache", endpoint=fake_hub.url, progress=lambda f, m: calls.append((f, m))
+    )
 
     assert fake_hub.downloaded(REPO) == NEEDED
     fractions = [f for f, _ in calls if f >= 0]
@@ -163,16 +164,20 @@ def test_sharded_repo_downloads_only_the_indexed_shards(fake_hub, tiny_bert_fold
 def test_cancel_mid_download_leaves_no_usable_partial_snapshot(fake_hub, tmp_path):
     folder = tmp_path / "big"
     folder.mkdir()
-    save_file({"w": torch.arange(256 * 1024, dtype=torch.float32).reshape(256, 1024)},
-              str(folder / "model.safetensors"), metadata={"format": "pt"})  # 1 MiB: 16 chunks of 64 KiB
+    save_file(
+        {"w": torch.arange(256 * 1024, dtype=torch.float32).reshape(256, 1024)},
+        str(folder / "model.safetensors"),
+        metadata={"format": "pt"},
+    )  # 1 MiB: 16 chunks of 64 KiB
     (folder / "config.json").write_text("{}")
     fake_hub.add_repo("graft-test/big", folder)
     cache = tmp_path / "cache"
     midway = CancelMidway()
     seen = midway.seen
     with pytest.raises(Cancelled):
-        open_source("graft-test/big", cache_dir=cache, endpoint=fake_hub.url, progress=midway.progress,
-                    cancel=midway.token)
+        open_source(
+            "graft-test/big", cache_dir=cache, endpoint=fake_hub.url, progress=midway.progress, cancel=midway.token
+        )
     assert 1.0 not in seen
     storage = cache / "models--graft-test--big"
     assert not list(storage.rglob("*.incomplete"))
@@ -182,8 +187,9 @@ def test_cancel_mid_download_leaves_no_usable_partial_snapshot(fake_hub, tmp_pat
 
     # Going online again finishes the download.
     source = open_source("graft-test/big", cache_dir=cache, endpoint=fake_hub.url)
-    torch.testing.assert_close(source.read_slice("w", (slice(2, 3), slice(0, 4))),
-                               torch.tensor([[2048.0, 2049.0, 2050.0, 2051.0]]))
+    torch.testing.assert_close(
+        source.read_slice("w", (slice(2, 3), slice(0, 4))), torch.tensor([[2048.0, 2049.0, 2050.0, 2051.0]])
+    )
 
 
 def test_parse_repo_ref():
@@ -200,9 +206,24 @@ def test_missing_file_that_is_not_a_repo_id(tmp_path):
 
 
 def test_select_files_prefers_index_then_model_safetensors():
-    names = ["model.safetensors", "model.fp16.safetensors", "config.json", "vocab.json", "merges.txt",
-             "sp.model", "README.md", "sub/model.safetensors", "pytorch_model.bin"]
-    assert select_files(names, lambda: None) == ["model.safetensors", "config.json", "merges.txt", "sp.model", "vocab.json"]
+    names = [
+        "model.safetensors",
+        "model.fp16.safetensors",
+        "config.json",
+        "vocab.json",
+        "merges.txt",
+        "sp.model",
+        "README.md",
+        "sub/model.safetensors",
+        "pytorch_model.bin",
+    ]
+    assert select_files(names, lambda: None) == [
+        "model.safetensors",
+        "config.json",
+        "merges.txt",
+        "sp.model",
+        "vocab.json",
+    ]
     sharded = ["model.safetensors.index.json", "model-1.safetensors", "model-2.safetensors", "consolidated.safetensors"]
     chosen = select_files(sharded, lambda: {"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}})
     assert chosen == ["model.safetensors.index.json", "model-1.safetensors", "model-2.safetensors"]

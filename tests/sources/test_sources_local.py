@@ -86,13 +86,16 @@ def test_sharded_folder_with_index(sharded_folder):
     assert source.config["hidden_size"] == 16
 
 
-@pytest.mark.parametrize("index", [
-    (slice(2, 7),),
-    (slice(None), slice(3, 9)),
-    (3,),
-    (slice(1, 3), 2, slice(None, 4)),
-    (slice(0, 4, 2),),
-])
+@pytest.mark.parametrize(
+    "index",
+    [
+        (slice(2, 7),),
+        (slice(None), slice(3, 9)),
+        (3,),
+        (slice(1, 3), 2, slice(None, 4)),
+        (slice(0, 4, 2),),
+    ],
+)
 def test_lazy_slice_equals_slice_of_full_read(sharded_folder, index):
     source = open_source(sharded_folder)
     name = "cube" if len(index) == 3 else "embed.weight"

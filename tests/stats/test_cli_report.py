@@ -21,8 +21,7 @@ def llama(tmp_path_factory):
 
 def test_report_of_a_source_and_its_target(llama, tmp_path, capsys):
     recipe = tmp_path / "recipe.json"
-    Recipe(source=str(llama),
-           target={"layers": 1, "hidden": 16, "ffn": 32, "heads": 2, "kv_heads": 1}).save(recipe)
+    Recipe(source=str(llama), target={"layers": 1, "hidden": 16, "ffn": 32, "heads": 2, "kv_heads": 1}).save(recipe)
     out = tmp_path / "report"
     name = "model.layers.0.mlp.up_proj.weight"
     assert main(["report", str(llama), "--target", str(recipe), "--out", str(out), "--tensor", name]) == 0

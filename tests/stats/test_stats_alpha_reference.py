@@ -114,11 +114,12 @@ def test_csn_mode_keeps_the_exact_two_sided_ks_and_a_tail_of_ten():
     csn = powerlaw_fit(lam, method="csn")
     assert csn.method == "csn" and csn.n_tail >= 10
     assert spectrum(w, alpha_method="csn").alpha == pytest.approx(csn.alpha, rel=1e-10)
-    x = np.sort(lam)[-csn.n_tail:]
+    x = np.sort(lam)[-csn.n_tail :]
     model = 1 - (x / x[0]) ** (1 - csn.alpha)
     k = np.arange(csn.n_tail)
-    assert csn.ks == pytest.approx(np.max(np.maximum(np.abs(model - k / csn.n_tail),
-                                                     np.abs(model - (k + 1) / csn.n_tail))))
+    assert csn.ks == pytest.approx(
+        np.max(np.maximum(np.abs(model - k / csn.n_tail), np.abs(model - (k + 1) / csn.n_tail)))
+    )
 
 
 def test_spectrum_is_exact_unless_both_sides_exceed_the_cap():

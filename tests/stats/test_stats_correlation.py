@@ -75,8 +75,8 @@ def reference_maps(q, k, v, o, heads, kv_heads, d):
     qk, vo = [], []
     for h in range(heads):
         g = h // group
-        qh, kh, vh = q[h * d:(h + 1) * d], k[g * d:(g + 1) * d], v[g * d:(g + 1) * d]
-        oh = o[:, h * d:(h + 1) * d]
+        qh, kh, vh = q[h * d : (h + 1) * d], k[g * d : (g + 1) * d], v[g * d : (g + 1) * d]
+        oh = o[:, h * d : (h + 1) * d]
         qk.append(qh.T @ kh)
         vo.append(vh.T @ oh.T)
     return np.stack(qk), np.stack(vo)

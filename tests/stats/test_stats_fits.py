@@ -66,11 +66,14 @@ def test_student_t_beats_gaussian_on_heavy_tails_and_not_on_gaussian_data(t_data
     assert abs(t_fit.mean_loglik(gauss) - fit_gaussian(gauss).mean_loglik(gauss)) < 1e-3
 
 
-@pytest.mark.parametrize("fit", [
-    fit_gaussian(np.array([0.0, 1.0, 2.0])),
-    fit_laplace(np.array([0.0, 1.0, 3.0])),
-    StudentTFit(nu=2.5, mu=0.3, sigma=0.7),
-])
+@pytest.mark.parametrize(
+    "fit",
+    [
+        fit_gaussian(np.array([0.0, 1.0, 2.0])),
+        fit_laplace(np.array([0.0, 1.0, 3.0])),
+        StudentTFit(nu=2.5, mu=0.3, sigma=0.7),
+    ],
+)
 def test_sample_follows_the_fitted_law_and_is_seeded(fit):
     draw = fit.sample((200, 300), torch.Generator().manual_seed(7))
     assert draw.shape == (200, 300) and draw.dtype == torch.float32

@@ -23,6 +23,7 @@ BAD = "model.layers.0.self_attn.q_proj.weight"
 
 def _strict(text: str):
     """JSON as the standard has it: NaN/Infinity literals are an error."""
+
     def refuse(name):
         raise ValueError(f"non-standard JSON constant {name}")
 

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from scipy import stats as sstats
 
 from core.errors import Cancelled, StatsError
-from core.jobs import CancelToken
+from core.progress import CancelToken
 from core.sources import open_source
 from core.stats import MEAN_FIELD_METRICS, model_table, tensor_stats
 from core.stats.meanfield import SUGGEST_ROWS
@@ -54,8 +54,12 @@ def hand_describe(source):
 def test_table_with_an_injected_describe(tmp_path):
     src = hand_model(tmp_path)
     seen = []
-    table = model_table(src, ("std", "kurtosis", "alpha") + MEAN_FIELD_METRICS, describe=hand_describe,
-                        progress=lambda f, msg: seen.append((f, msg)))
+    table = model_table(
+        src,
+        ("std", "kurtosis", "alpha") + MEAN_FIELD_METRICS,
+        describe=hand_describe,
+        progress=lambda f, msg: seen.append((f, msg)),
+    )
     assert table.layers == (0, 1, 2, None)
     assert table.columns == ("attn.q", "mlp.up", "embed")  # vectors and buffers are left out by default
     std = table.values["std"]
@@ -102,7 +106,8 @@ def test_tiny_llama_uses_the_architecture_spec(tmp_path):
     table = model_table(open_source(tmp_path / "llama"), ("std", "stable_rank"))
     assert table.layers == (0, 1, None)
     assert {"attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down", "embed", "head"} <= set(
-        table.columns)
+        table.columns
+    )
     assert table.columns[:7] == ("attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.up", "mlp.down")
     assert np.isfinite(table.values["stable_rank"][:2, :7]).all()
 

@@ -19,13 +19,19 @@ def mlp_model(widths, seed: int = 0) -> torch.nn.Sequential:
 
 
 def save_mlp(model: torch.nn.Sequential, path):
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={"format": "pt", "graft.mlp.activation": "relu"})
+    save_file(
+        {k: v.detach().contiguous() for k, v in model.state_dict().items()},
+        str(path),
+        metadata={"format": "pt", "graft.mlp.activation": "relu"},
+    )
     return open_source(path)
 
 
 def save_tensors(tensors: dict, path):
     """An MLP-shaped source whose weights are given (e.g. drawn from a known distribution)."""
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path),
-              metadata={"format": "pt", "graft.mlp.activation": "relu"})
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()},
+        str(path),
+        metadata={"format": "pt", "graft.mlp.activation": "relu"},
+    )
     return open_source(path)

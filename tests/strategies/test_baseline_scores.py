@@ -47,12 +47,15 @@ def test_scores_are_row_times_column_norms(tmp_path):
     expected = model[0].weight.detach().double().norm(dim=1) * model[2].weight.detach().double().norm(dim=0)
     torch.testing.assert_close(s, expected)
     summed = neuron_scores(source, "h1", None, combine="sum")
-    torch.testing.assert_close(summed, model[2].weight.detach().double().norm(dim=1) + model[4].weight.detach().double().norm(dim=0))
+    torch.testing.assert_close(
+        summed, model[2].weight.detach().double().norm(dim=1) + model[4].weight.detach().double().norm(dim=0)
+    )
     with torch.no_grad():  # make neurons 3, 7, 11 of h0 dominant
         model[0].weight[[3, 7, 11]] *= 10
     source = save_mlp(model, tmp_path / "m2.safetensors")
-    plan = make_plan(source, TargetSizes(hidden=8), index={"method": "by_norm", "params": {"power": 2.0}},
-                     score_fn=score_fn(source))
+    plan = make_plan(
+        source, TargetSizes(hidden=8), index={"method": "by_norm", "params": {"power": 2.0}}, score_fn=score_fn(source)
+    )
     assert {3, 7, 11} <= set(plan.dims["h0"].index)
 
 

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 from core.calibration import activation_profile, activation_score_fn, lazy_profile
 from core.calibration_pass import Reader, combine_readers, greedy_order, run_pass
 from core.errors import Cancelled, PlanError, RecipeError, StrategyError
-from core.jobs import CancelToken, no_progress
 from core.plan import LAYER_MAPS, TargetSizes, make_plan
+from core.progress import CancelToken, no_progress
 from core.recipe import Recipe
 from core.sources import demo_model_path, open_source
 from core.strategies import get, make_params
@@ -37,8 +37,16 @@ def _llama(folder, *, final_norm: float = 1.0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
-                         head_dim=8, intermediate_size=64, vocab_size=VOCAB, tie_word_embeddings=False)
+    config = LlamaConfig(
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        intermediate_size=64,
+        vocab_size=VOCAB,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(config)
     with torch.no_grad():
         first, second = model.model.layers[0], model.model.layers[1]
@@ -61,8 +69,16 @@ def bert_path(tmp_path_factory):
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                                       vocab_size=VOCAB, max_position_embeddings=64))
+    model = BertForMaskedLM(
+        BertConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            vocab_size=VOCAB,
+            max_position_embeddings=64,
+        )
+    )
     with torch.no_grad():
         dense = model.bert.encoder.layer[0].intermediate.dense
         dense.weight[DEAD], dense.bias[DEAD] = 0, 0  # GELU(0) = 0
@@ -73,15 +89,23 @@ def bert_path(tmp_path_factory):
 def _mlp_file(folder, width: int = 16):
     """A digits MLP 64→width→width→10 with h0 neuron DEAD silent and HUGE very active."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), torch.nn.Linear(width, width),
-                                torch.nn.ReLU(), torch.nn.Linear(width, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, 10),
+    )
     with torch.no_grad():
         model[0].weight.abs_()  # every other h0 neuron fires on the (non-negative) digits
         model[0].weight[DEAD], model[0].bias[DEAD] = 0, -1.0
         model[0].weight[HUGE] = model[0].weight[HUGE].abs() * 50
     path = folder / "mlp.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={"format": "pt", "graft.mlp.activation": "relu"})
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(path),
+        metadata={"format": "pt", "graft.mlp.activation": "relu"},
+    )
     return path
 
 
@@ -92,8 +116,15 @@ def mlp_path(tmp_path_factory):
 
 def _plan(source, sizes, params=None, layers="first_n", **kw):
     profile = lazy_profile(source, **{**FAST, **(params or {})})
-    return make_plan(source, sizes, index={"method": "by_activation", "params": dict(params or {})}, layers=layers,
-                     score_fn=activation_score_fn(profile), layer_scores=lambda: profile().block_influence, **kw)
+    return make_plan(
+        source,
+        sizes,
+        index={"method": "by_activation", "params": dict(params or {})},
+        layers=layers,
+        score_fn=activation_score_fn(profile),
+        layer_scores=lambda: profile().block_influence,
+        **kw,
+    )
 
 
 class _Forwards:
@@ -141,8 +172,9 @@ def test_readers_of_one_input_form_one_group():
 
     block = Block()
     readers = [Reader(n, 0, ("hidden",), (4,), getattr(block, n)) for n in "qkvo"]
-    run_pass(block, [{"inputs": torch.randn(3, 4)}] * 2, readers, 0, grams=False, progress=no_progress,
-             cancel=CancelToken())
+    run_pass(
+        block, [{"inputs": torch.randn(3, 4)}] * 2, readers, 0, grams=False, progress=no_progress, cancel=CancelToken()
+    )
     assert [r.group for r in readers] == [0, 0, 0, 1]
     assert readers[0].tokens == 6
 
@@ -186,14 +218,18 @@ def test_gqa_keeps_groups_whole_and_picks_the_loud_group(llama_path):
 def test_head_and_rotary_pair_draws_use_their_scores(llama_path):
     """Inside a kv group the best query head is kept; a rotary pair (i, i + d/2) scores s[i] + s[i + d/2]."""
     sizes = {"hidden": 32, "ffn": 64, "heads": 4, "kv_heads": 2, "head_dim": 8}
-    given = {"heads": torch.tensor([0.1, 0.9, 0.8, 0.2]), "kv_heads": torch.tensor([1.0, 1.0]),
-             "head_dim": torch.tensor([5.0, 0, 0, 0, 0, 0, 0, 5.0])}
+    given = {
+        "heads": torch.tensor([0.1, 0.9, 0.8, 0.2]),
+        "kv_heads": torch.tensor([1.0, 1.0]),
+        "head_dim": torch.tensor([5.0, 0, 0, 0, 0, 0, 0, 5.0]),
+    }
 
     def scores(dim, layer):
         return given.get(dim, torch.ones(sizes[dim]))
 
-    plan = make_plan(open_source(llama_path), TargetSizes(heads=2, head_dim=4), index={"method": "by_activation"},
-                     score_fn=scores)
+    plan = make_plan(
+        open_source(llama_path), TargetSizes(heads=2, head_dim=4), index={"method": "by_activation"}, score_fn=scores
+    )
     assert plan.dims["kv_heads@0"].index == [0, 1]
     assert plan.dims["heads@0"].index == [1, 2]
     assert plan.dims["head_dim"].index == [0, 3, 4, 7]
@@ -203,7 +239,9 @@ def test_hidden_scores_do_not_depend_on_one_readers_scale(tmp_path, llama_path):
     """The final norm (the head's input) scaled 1000×: with each input normalised, hidden's scores stay."""
     loud = _llama(tmp_path / "loud", final_norm=1000.0)
     quiet = activation_profile(open_source(llama_path), **FAST).scores("hidden")
-    torch.testing.assert_close(activation_profile(open_source(loud), **FAST).scores("hidden"), quiet, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(
+        activation_profile(open_source(loud), **FAST).scores("hidden"), quiet, rtol=1e-3, atol=1e-4
+    )
 
 
 def test_deterministic_and_cached_second_time(tmp_path):
@@ -279,8 +317,26 @@ def test_cli_transfer_demo_loads_with_transformers(tmp_path, capsys):
     from app.cli import main
 
     out = tmp_path / "out"
-    code = main(["transfer", "demo", "--layers", "2", "--hidden", "256", "--heads", "8", "--ffn", "512",
-                 "--index", "by_activation", "--layer-map", "by_influence", "--out", str(out)])
+    code = main(
+        [
+            "transfer",
+            "demo",
+            "--layers",
+            "2",
+            "--hidden",
+            "256",
+            "--heads",
+            "8",
+            "--ffn",
+            "512",
+            "--index",
+            "by_activation",
+            "--layer-map",
+            "by_influence",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     model = AutoModel.from_pretrained(out)
     assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 256

@@ -19,8 +19,10 @@ def test_row_covariance_follows_the_maps(tmp_path):
     base = torch.randn(n // 2, n_in, generator=g)
     w = base.repeat_interleave(2, 0) + 0.3 * torch.randn(n, n_in, generator=g)
     w = w * torch.linspace(0.5, 2.0, n)[:, None] * 0.05
-    source = save_tensors({"0.weight": w, "0.bias": torch.zeros(n), "2.weight": torch.randn(3, n, generator=g),
-                           "2.bias": torch.zeros(3)}, tmp_path / "s.safetensors")
+    source = save_tensors(
+        {"0.weight": w, "0.bias": torch.zeros(n), "2.weight": torch.randn(3, n, generator=g), "2.bias": torch.zeros(3)},
+        tmp_path / "s.safetensors",
+    )
     plan = make_plan(source, TargetSizes(hidden=32), values=COV, index={"method": "first_n"})
     out = fill_tensor(plan, plan.tensor("0.weight"), source).double()
     assert out.shape == (32, n_in)
@@ -37,11 +39,21 @@ def test_row_covariance_follows_the_maps(tmp_path):
 def test_grown_duplicates_get_duplicated_covariance_rows(tmp_path):
     g = torch.Generator().manual_seed(1)
     w = torch.randn(16, 300, generator=g) * 0.1
-    source = save_tensors({"0.weight": w, "0.bias": torch.zeros(16), "2.weight": torch.randn(3, 16, generator=g),
-                           "2.bias": torch.zeros(3)}, tmp_path / "s.safetensors")
-    plan = make_plan(source, TargetSizes(hidden=32), values={"default": {"method": "covariance",
-                                                                          "params": {"shrinkage": 0.0}}},
-                     index={"method": "cyclic"})
+    source = save_tensors(
+        {
+            "0.weight": w,
+            "0.bias": torch.zeros(16),
+            "2.weight": torch.randn(3, 16, generator=g),
+            "2.bias": torch.zeros(3),
+        },
+        tmp_path / "s.safetensors",
+    )
+    plan = make_plan(
+        source,
+        TargetSizes(hidden=32),
+        values={"default": {"method": "covariance", "params": {"shrinkage": 0.0}}},
+        index={"method": "cyclic"},
+    )
     out = fill_tensor(plan, plan.tensor("0.weight"), source).double()
     corr = torch.corrcoef(out)
     assert torch.stack([corr[i, i + 16] for i in range(16)]).min() > 0.99  # duplicated neuron ↔ its copy

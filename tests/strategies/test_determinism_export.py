@@ -13,12 +13,17 @@ from core.transfer import build_state_dict
 RECIPES = {
     "mean_field": {"default": {"method": "mean_field", "params": {"noise": 0.01}}},
     "growth": {"default": {"method": "growth", "params": {"noise": 0.01}}},
-    "distribution": {"default": {"method": "distribution", "params": {"family": "kde", "scope": "row"}},
-                     "attn": {"method": "distribution", "params": {"family": "student_t", "scope": "role"}}},
+    "distribution": {
+        "default": {"method": "distribution", "params": {"family": "kde", "scope": "row"}},
+        "attn": {"method": "distribution", "params": {"family": "student_t", "scope": "role"}},
+    },
     "covariance": {"default": {"method": "covariance"}},
     "mimetic": {"default": {"method": "mean_field"}, "attn": {"method": "mimetic"}},
-    "templates": {"default": {"method": "mean_field"}, "attn": {"method": "templates", "params": {"k": 4, "t1": 4, "t2": 4}},
-                  "mlp": {"method": "templates", "params": {"k": 4, "t1": 8, "t2": 8}}},
+    "templates": {
+        "default": {"method": "mean_field"},
+        "attn": {"method": "templates", "params": {"k": 4, "t1": 4, "t2": 4}},
+        "mlp": {"method": "templates", "params": {"k": 4, "t1": 8, "t2": 8}},
+    },
     "baseline": {"default": {"method": "baseline"}},
 }
 GROW = TargetSizes(layers=3, hidden=48, ffn=96, heads=6)
@@ -40,7 +45,9 @@ def test_same_seed_same_bytes_and_loads_in_transformers(llama_path, tmp_path, st
     source = open_source(llama_path)
     plan = make_plan(source, GROW, values=RECIPES[strategy], index={"method": "iid"}, seed=7)
     first = build_state_dict(plan, source)
-    second = build_state_dict(make_plan(source, GROW, values=RECIPES[strategy], index={"method": "iid"}, seed=7), source)
+    second = build_state_dict(
+        make_plan(source, GROW, values=RECIPES[strategy], index={"method": "iid"}, seed=7), source
+    )
     assert _bytes(first) == _bytes(second)
     other = build_state_dict(make_plan(source, GROW, values=RECIPES[strategy], index={"method": "iid"}, seed=8), source)
     assert _bytes(first) != _bytes(other)
@@ -48,8 +55,9 @@ def test_same_seed_same_bytes_and_loads_in_transformers(llama_path, tmp_path, st
     model, info = LlamaForCausalLM.from_pretrained(out, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     assert model.config.hidden_size == 48 and model.config.num_hidden_layers == 3
-    torch.testing.assert_close(model.state_dict()["model.layers.2.mlp.up_proj.weight"],
-                               first["model.layers.2.mlp.up_proj.weight"])
+    torch.testing.assert_close(
+        model.state_dict()["model.layers.2.mlp.up_proj.weight"], first["model.layers.2.mlp.up_proj.weight"]
+    )
     with torch.no_grad():
         assert torch.isfinite(model(torch.randint(0, 100, (1, 8))).logits).all()
 

@@ -32,18 +32,37 @@ def _draw(family: str, n: int, seed: int = 0) -> torch.Tensor:
 
 def _source(tmp_path, values: torch.Tensor):
     g = torch.Generator().manual_seed(3)
-    return save_tensors({"0.weight": values.reshape(N, N), "0.bias": torch.randn(N, generator=g),
-                         "2.weight": torch.randn(10, N, generator=g), "2.bias": torch.zeros(10)},
-                        tmp_path / "src.safetensors")
+    return save_tensors(
+        {
+            "0.weight": values.reshape(N, N),
+            "0.bias": torch.randn(N, generator=g),
+            "2.weight": torch.randn(10, N, generator=g),
+            "2.bias": torch.zeros(10),
+        },
+        tmp_path / "src.safetensors",
+    )
 
 
 def _plan(source, family, scope="tensor", hidden=N, **kw):
-    return make_plan(source, TargetSizes(hidden=hidden), seed=kw.pop("seed", 0),
-                     values={"default": {"method": "distribution", "params": {"family": family, "scope": scope}}}, **kw)
+    return make_plan(
+        source,
+        TargetSizes(hidden=hidden),
+        seed=kw.pop("seed", 0),
+        values={"default": {"method": "distribution", "params": {"family": family, "scope": scope}}},
+        **kw,
+    )
 
 
-@pytest.mark.parametrize("family,data", [("gaussian", "gaussian"), ("laplace", "laplace"), ("student_t", "student_t"),
-                                         ("quantile", "bimodal"), ("kde", "bimodal")])
+@pytest.mark.parametrize(
+    "family,data",
+    [
+        ("gaussian", "gaussian"),
+        ("laplace", "laplace"),
+        ("student_t", "student_t"),
+        ("quantile", "bimodal"),
+        ("kde", "bimodal"),
+    ],
+)
 def test_sample_matches_its_fit(tmp_path, family, data):
     values = _draw(data, N * N)
     source = _source(tmp_path, values)
@@ -99,8 +118,11 @@ def test_column_scope_and_growth(tmp_path):
 
 
 def test_role_scope_pools_layers_once(llama):
-    plan = make_plan(llama, TargetSizes(hidden=16, ffn=32, heads=2),
-                     values={"default": {"method": "distribution", "params": {"family": "student_t", "scope": "role"}}})
+    plan = make_plan(
+        llama,
+        TargetSizes(hidden=16, ffn=32, heads=2),
+        values={"default": {"method": "distribution", "params": {"family": "student_t", "scope": "role"}}},
+    )
     cache: dict = {}
     for t in plan.tensors:
         fill_tensor(plan, t, llama, cache=cache)

@@ -23,7 +23,9 @@ GROWTH = {"default": {"method": "growth"}}
 def _llama_from(plan, state):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = {k: v for k, v in plan.target_config.items() if k not in ("architectures", "transformers_version", "model_type")}
+    cfg = {
+        k: v for k, v in plan.target_config.items() if k not in ("architectures", "transformers_version", "model_type")
+    }
     model = LlamaForCausalLM(LlamaConfig(**cfg))
     model.load_state_dict(state, strict=True)
     return model.eval()
@@ -68,7 +70,9 @@ def test_mlp_widened_is_exact_and_noise_breaks_symmetry(tmp_path):
     wide.load_state_dict(build_state_dict(plan, source))
     with torch.no_grad():
         torch.testing.assert_close(wide(x), model(x), atol=1e-5, rtol=1e-4)
-    noisy = make_plan(source, TargetSizes(hidden=48), values={"default": {"method": "growth", "params": {"noise": 0.01}}})
+    noisy = make_plan(
+        source, TargetSizes(hidden=48), values={"default": {"method": "growth", "params": {"noise": 0.01}}}
+    )
     state = build_state_dict(noisy, source)
     wide = mlp_model([16, 48, 48, 5])
     wide.load_state_dict(state)
@@ -93,8 +97,11 @@ def test_tied_head_growth_is_untied_not_flagged(gpt2_path, caplog):
 
 def test_tied_head_kept_when_the_head_is_not_grown_is_flagged(gpt2_path, caplog):
     source = open_source(gpt2_path)
-    kept = make_plan(source, TargetSizes(hidden=64, heads=8),
-                     values={"default": {"method": "growth"}, "head": {"method": "mean_field"}})
+    kept = make_plan(
+        source,
+        TargetSizes(hidden=64, heads=8),
+        values={"default": {"method": "growth"}, "head": {"method": "mean_field"}},
+    )
     assert kept.target_config.get("tie_word_embeddings", True) is not False
     with caplog.at_level(logging.WARNING, logger="core.strategies.growth"):
         build_state_dict(kept, source)

@@ -27,15 +27,45 @@ def _extra_configs():
 
     return {
         # Gemma multiplies the embeddings by √hidden and ties its head by default.
-        "gemma": (GemmaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                              head_dim=8, intermediate_size=64, vocab_size=100), "AutoModelForCausalLM"),
+        "gemma": (
+            GemmaConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=8,
+                intermediate_size=64,
+                vocab_size=100,
+            ),
+            "AutoModelForCausalLM",
+        ),
         # Qwen3 normalises q and k over head_dim (q_norm, k_norm).
-        "qwen3": (Qwen3Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                              head_dim=8, intermediate_size=64, vocab_size=100, tie_word_embeddings=False),
-                  "AutoModelForCausalLM"),
+        "qwen3": (
+            Qwen3Config(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=8,
+                intermediate_size=64,
+                vocab_size=100,
+                tie_word_embeddings=False,
+            ),
+            "AutoModelForCausalLM",
+        ),
         # RoBERTa's MLM decoder is lm_head.decoder, tied to the word embeddings (BERT's is cls.predictions.decoder).
-        "roberta-mlm": (RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                                      vocab_size=100, max_position_embeddings=66, pad_token_id=1), "AutoModelForMaskedLM"),
+        "roberta-mlm": (
+            RobertaConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=64,
+                vocab_size=100,
+                max_position_embeddings=66,
+                pad_token_id=1,
+            ),
+            "AutoModelForMaskedLM",
+        ),
     }
 
 
@@ -54,8 +84,11 @@ def outputs(model, family: str):
 def grown_difference(family: str, target: dict, tmp_path, params: dict | None = None) -> float:
     """Max |source − grown| over the outputs, the grown model loaded from its export."""
     model, auto = build(family, tmp_path / "src")
-    recipe = Recipe(source=str(tmp_path / "src"), target=target,
-                    values={"default": {"method": "growth", "params": dict(params or {})}})
+    recipe = Recipe(
+        source=str(tmp_path / "src"),
+        target=target,
+        values={"default": {"method": "growth", "params": dict(params or {})}},
+    )
     plan, source = plan_recipe(recipe)
     out = export_recipe(recipe, tmp_path / "out", source=source, plan=plan)
     grown, info = getattr(transformers, auto).from_pretrained(out, output_loading_info=True)
@@ -66,29 +99,37 @@ def grown_difference(family: str, target: dict, tmp_path, params: dict | None = 
     return (a - b).abs().max().item()
 
 
-@pytest.mark.parametrize("family, target", [
-    ("bert", {"hidden": 64}),                # head_dim 8→16: a 2-fold clone of every head's dims
-    ("bert", {"hidden": 96, "heads": 8}),    # head_dim 8→12: a non-multiple cyclic map
-    ("vit", {"hidden": 64}),
-    ("gpt2", {"hidden": 128}),               # head_dim 8→32 through the fused (qkv, heads, head_dim) c_attn
-    ("gpt2", {"hidden": 96, "heads": 8}),    # head_dim 8→12 in c_attn
-], ids=["bert-2x", "bert-1.5x", "vit-2x", "gpt2-4x", "gpt2-1.5x"])
+@pytest.mark.parametrize(
+    "family, target",
+    [
+        ("bert", {"hidden": 64}),  # head_dim 8→16: a 2-fold clone of every head's dims
+        ("bert", {"hidden": 96, "heads": 8}),  # head_dim 8→12: a non-multiple cyclic map
+        ("vit", {"hidden": 64}),
+        ("gpt2", {"hidden": 128}),  # head_dim 8→32 through the fused (qkv, heads, head_dim) c_attn
+        ("gpt2", {"hidden": 96, "heads": 8}),  # head_dim 8→12 in c_attn
+    ],
+    ids=["bert-2x", "bert-1.5x", "vit-2x", "gpt2-4x", "gpt2-1.5x"],
+)
 def test_widening_head_dim_keeps_every_attention_logit(family, target, tmp_path):
     assert grown_difference(family, target, tmp_path) < EXACT
 
 
-@pytest.mark.parametrize("family, target", [
-    ("llama", {"hidden": 64, "heads": 8, "kv_heads": 4, "ffn": 100, "layers": 4}),
-    ("llama", {"hidden": 96, "heads": 12, "layers": 3}),       # 3-fold, kv heads kept (groups of 6)
-    ("qwen2", {"hidden": 64, "heads": 8}),                     # q/k/v biases, tied head untied
-    ("qwen3", {"hidden": 64, "heads": 8, "layers": 3}),        # q/k norms over head_dim
-    ("gemma", {"hidden": 64, "heads": 8, "kv_heads": 4}),      # √hidden embedding scale, tied head
-    ("gpt2", {"hidden": 64, "heads": 8, "layers": 4}),
-    ("bert", {"hidden": 64, "heads": 8, "ffn": 100}),          # the MLM decoder is tied to the embeddings
-    ("roberta", {"hidden": 64, "heads": 8}),
-    ("roberta-mlm", {"hidden": 64, "heads": 8}),
-    ("vit", {"hidden": 64, "heads": 8, "layers": 4}),
-], ids=["llama", "llama-3x", "qwen2", "qwen3", "gemma", "gpt2", "bert-mlm", "roberta", "roberta-mlm", "vit"])
+@pytest.mark.parametrize(
+    "family, target",
+    [
+        ("llama", {"hidden": 64, "heads": 8, "kv_heads": 4, "ffn": 100, "layers": 4}),
+        ("llama", {"hidden": 96, "heads": 12, "layers": 3}),  # 3-fold, kv heads kept (groups of 6)
+        ("qwen2", {"hidden": 64, "heads": 8}),  # q/k/v biases, tied head untied
+        ("qwen3", {"hidden": 64, "heads": 8, "layers": 3}),  # q/k norms over head_dim
+        ("gemma", {"hidden": 64, "heads": 8, "kv_heads": 4}),  # √hidden embedding scale, tied head
+        ("gpt2", {"hidden": 64, "heads": 8, "layers": 4}),
+        ("bert", {"hidden": 64, "heads": 8, "ffn": 100}),  # the MLM decoder is tied to the embeddings
+        ("roberta", {"hidden": 64, "heads": 8}),
+        ("roberta-mlm", {"hidden": 64, "heads": 8}),
+        ("vit", {"hidden": 64, "heads": 8, "layers": 4}),
+    ],
+    ids=["llama", "llama-3x", "qwen2", "qwen3", "gemma", "gpt2", "bert-mlm", "roberta", "roberta-mlm", "vit"],
+)
 def test_the_cases_the_docstring_calls_exact_are(family, target, tmp_path):
     assert grown_difference(family, target, tmp_path) < EXACT
 
@@ -98,11 +139,20 @@ def test_paired_noise_breaks_symmetry_and_keeps_the_function(tmp_path):
     family, target = "llama", {"hidden": 64, "heads": 8, "kv_heads": 4, "ffn": 192}
     noisy = grown_difference(family, target, tmp_path / "a", {"noise": 0.05})
     assert noisy < EXACT
-    plan, source = plan_recipe(Recipe(source=str(tmp_path / "a" / "src"), target=target,
-                                      values={"default": {"method": "growth", "params": {"noise": 0.05}}}))
+    plan, source = plan_recipe(
+        Recipe(
+            source=str(tmp_path / "a" / "src"),
+            target=target,
+            values={"default": {"method": "growth", "params": {"noise": 0.05}}},
+        )
+    )
     state = build_state_dict(plan, source)
-    exact = build_state_dict(plan_recipe(Recipe(source=str(tmp_path / "a" / "src"), target=target,
-                                                values={"default": {"method": "growth"}}))[0], source)
+    exact = build_state_dict(
+        plan_recipe(
+            Recipe(source=str(tmp_path / "a" / "src"), target=target, values={"default": {"method": "growth"}})
+        )[0],
+        source,
+    )
     up = state["model.layers.0.mlp.up_proj.weight"]  # rows: ffn 64→192 (3 copies), columns: hidden 32→64 (2)
     assert not torch.equal(up[:64], up[64:128]) and not torch.equal(up[64:128], up[128:])  # copies differ
     pair = up[:, :32] - exact["model.layers.0.mlp.up_proj.weight"][:, :32]
@@ -123,18 +173,26 @@ def test_noise_is_seeded(tmp_path):
     source = open_source(tmp_path / "src")
 
     def noisy(seed):
-        recipe = Recipe(source=str(tmp_path / "src"), target={"hidden": 64, "heads": 8}, seed=seed,
-                        values={"default": {"method": "growth", "params": {"noise": 0.01}}})
+        recipe = Recipe(
+            source=str(tmp_path / "src"),
+            target={"hidden": 64, "heads": 8},
+            seed=seed,
+            values={"default": {"method": "growth", "params": {"noise": 0.01}}},
+        )
         return build_state_dict(plan_recipe(recipe, source)[0], source)["model.layers.1.self_attn.o_proj.weight"]
 
     assert torch.equal(noisy(3), noisy(3)) and not torch.equal(noisy(3), noisy(4))
 
 
-@pytest.mark.parametrize("family, target, needle", [
-    ("bert", {"layers": 3}, "post-LN"),                                  # zero output projections still meet LayerNorm
-    ("llama", {"head_dim": 16}, "rotary frequency of 7 of the 8 rotary pairs"),
-    ("qwen3", {"hidden": 64, "heads": 8, "head_dim": 16}, "rotary frequency of 7 of the 8"),
-], ids=["bert-depth", "llama-head_dim", "qwen3-head_dim"])
+@pytest.mark.parametrize(
+    "family, target, needle",
+    [
+        ("bert", {"layers": 3}, "post-LN"),  # zero output projections still meet LayerNorm
+        ("llama", {"head_dim": 16}, "rotary frequency of 7 of the 8 rotary pairs"),
+        ("qwen3", {"hidden": 64, "heads": 8, "head_dim": 16}, "rotary frequency of 7 of the 8"),
+    ],
+    ids=["bert-depth", "llama-head_dim", "qwen3-head_dim"],
+)
 def test_growth_that_cannot_be_exact_is_refused_and_measurably_inexact_when_allowed(family, target, needle, tmp_path):
     from core.errors import PlanError
 
@@ -149,14 +207,18 @@ def test_gpt2_layer_scaled_attention_stays_exact_when_blocks_are_inserted(tmp_pa
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, vocab_size=100,
-                                       scale_attn_by_inverse_layer_idx=True))
+    model = GPT2LMHeadModel(
+        GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, vocab_size=100, scale_attn_by_inverse_layer_idx=True)
+    )
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     model.eval().save_pretrained(tmp_path / "src", safe_serialization=True)
-    recipe = Recipe(source=str(tmp_path / "src"), target={"layers": 5, "hidden": 64, "heads": 8},
-                    values={"default": {"method": "growth"}})
+    recipe = Recipe(
+        source=str(tmp_path / "src"),
+        target={"layers": 5, "hidden": 64, "heads": 8},
+        values={"default": {"method": "growth"}},
+    )
     grown = GPT2LMHeadModel.from_pretrained(export_recipe(recipe, tmp_path / "out")).eval()
     assert [link.source for link in plan_recipe(recipe)[0].layer_map] == [0, 0, 0, 1, 1]
     assert (outputs(grown, "gpt2") - outputs(model, "gpt2")).abs().max().item() < EXACT
@@ -168,8 +230,12 @@ def test_a_two_fold_clone_is_hyperclonings_rule(tmp_path):
     benchmark benchmarks/check_growth_hypercloning.py runs HyperCloning itself when a copy is fetched."""
     build("bert", tmp_path / "src")
     source = open_source(tmp_path / "src")
-    plan = plan_recipe(Recipe(source=str(tmp_path / "src"), target={"hidden": 64, "ffn": 128},
-                              values={"default": {"method": "growth"}}), source)[0]
+    plan = plan_recipe(
+        Recipe(
+            source=str(tmp_path / "src"), target={"hidden": 64, "ffn": 128}, values={"default": {"method": "growth"}}
+        ),
+        source,
+    )[0]
     state = build_state_dict(plan, source)
     p = "bert.encoder.layer.0."
 

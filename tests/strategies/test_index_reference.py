@@ -20,9 +20,12 @@ from core.strategies import base as strategies
 #: (N, Ñ) pairs: all small ones, the shapes of common models, and the issue's 384 → 256.
 PAIRS = sorted(
     {(n, m) for n in range(1, 65) for m in range(1, n + 1)}
-    | {(n, m) for n in (96, 384, 768, 1024, 1536, 3072, 4096, 5632, 11008)
-       for m in (1, 2, 3, 7, 64, 95, 100, 128, 192, 255, 256, 257, 300, 383, 512, 640, 1000, 2048, 3000)
-       if m <= n}
+    | {
+        (n, m)
+        for n in (96, 384, 768, 1024, 1536, 3072, 4096, 5632, 11008)
+        for m in (1, 2, 3, 7, 64, 95, 100, 128, 192, 255, 256, 257, 300, 383, 512, 640, 1000, 2048, 3000)
+        if m <= n
+    }
 )
 
 

@@ -29,8 +29,8 @@ def test_llama_gqa_heads_are_mimetic(llama):
     assert q.shape == (H * d, D) and k.shape == (KV * d, D) and o.shape == (D, H * d)
     for h in range(H):
         g = h // (H // KV)
-        qk = q[h * d:(h + 1) * d].T.double() @ k[g * d:(g + 1) * d].double()  # hidden × hidden
-        vo = o[:, h * d:(h + 1) * d].double() @ v[g * d:(g + 1) * d].double()
+        qk = q[h * d : (h + 1) * d].T.double() @ k[g * d : (g + 1) * d].double()  # hidden × hidden
+        vo = o[:, h * d : (h + 1) * d].double() @ v[g * d : (g + 1) * d].double()
         diag, off = _diag_stats(qk)
         assert diag > 0.25 and diag > 3 * off, (h, diag, off)
         diag, off = _diag_stats(vo)
@@ -41,14 +41,16 @@ def test_llama_gqa_heads_are_mimetic(llama):
 
 def test_gpt2_fused_qkv_with_reversed_signs(gpt2_path):
     source = open_source(gpt2_path)
-    values = {"default": {"method": "select"},
-              "attn": {"method": "mimetic", "params": {"qk_sign": "negative", "vo_sign": "positive"}}}
+    values = {
+        "default": {"method": "select"},
+        "attn": {"method": "mimetic", "params": {"qk_sign": "negative", "vo_sign": "positive"}},
+    }
     plan = make_plan(source, TargetSizes(), values=values)
     state = build_state_dict(plan, source)
     name = next(n for n in state if n.endswith("h.0.attn.c_attn.weight"))
     w = state[name]  # Conv1D (in, out) = (D, 3·H·d)
     D, d = 32, 8
-    q, k, v = w[:, :D], w[:, D:2 * D], w[:, 2 * D:]
+    q, k, v = w[:, :D], w[:, D : 2 * D], w[:, 2 * D :]
     o = state[name.replace("c_attn", "c_proj")]  # (H·d, D)
     for h in range(4):
         sl = slice(h * d, (h + 1) * d)
@@ -75,7 +77,9 @@ def test_non_attention_roles_are_refused(llama):
 
 
 def test_an_override_for_a_role_the_model_lacks_is_refused(llama):
-    with pytest.raises(PlanError, match=r"no tensor of this llama model has role 'atn'; override one of its roles \(.*attn\.q"):
+    with pytest.raises(
+        PlanError, match=r"no tensor of this llama model has role 'atn'; override one of its roles \(.*attn\.q"
+    ):
         make_plan(llama, TargetSizes(), values={"default": {"method": "select"}, "atn": {"method": "mimetic"}})
 
 

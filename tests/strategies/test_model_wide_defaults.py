@@ -8,9 +8,9 @@ import torch
 from tiny_models import build_tiny
 
 from app.cli import main
+from app.cli.plan_text import format_plan
 from core.errors import PlanError
 from core.pipeline import plan_recipe
-from core.plan import format_plan
 from core.recipe import Recipe
 from core.sources import open_source
 from core.strategies import base as strategies
@@ -75,9 +75,14 @@ def test_mean_field_shrinks_without_replacement_by_default(bert):
     assert plan.index["method"] == "iid"
     for key, m in plan.dims.items():
         assert len(set(m.index)) == len(m.index), key  # no neuron drawn twice, none lost twice over
-    iid = plan_recipe(Recipe(source=str(bert), target={"hidden": 24, "ffn": 60},
-                             values={"default": {"method": "mean_field"}},
-                             index={"method": "iid", "params": {"replacement": "always"}}))[0]
+    iid = plan_recipe(
+        Recipe(
+            source=str(bert),
+            target={"hidden": 24, "ffn": 60},
+            values={"default": {"method": "mean_field"}},
+            index={"method": "iid", "params": {"replacement": "always"}},
+        )
+    )[0]
     assert any(len(set(m.index)) < len(m.index) for m in iid.dims.values())
 
 
@@ -86,8 +91,15 @@ def test_a_shrunk_mean_field_matrix_keeps_its_rank(bert):
     name = "bert.encoder.layer.0.intermediate.dense.weight"  # 64 × 32 → 60 × 24
     ranks = {}
     for replacement in ("auto", "always"):
-        plan = plan_recipe(Recipe(source=str(bert), target={"hidden": 24, "ffn": 60}, values={"default": {"method": "mean_field"}},
-                                  index={"method": "iid", "params": {"replacement": replacement}}), source)[0]
+        plan = plan_recipe(
+            Recipe(
+                source=str(bert),
+                target={"hidden": 24, "ffn": 60},
+                values={"default": {"method": "mean_field"}},
+                index={"method": "iid", "params": {"replacement": replacement}},
+            ),
+            source,
+        )[0]
         ranks[replacement] = int(torch.linalg.matrix_rank(build_state_dict(plan, source)[name].double()))
     assert ranks["auto"] == 24 and ranks["always"] < 24, ranks
 
@@ -136,4 +148,6 @@ def test_mean_field_auto_rescale_is_none_for_a_shrinking_transformer_only(bert):
     assert same(state(SHRINK), state(SHRINK, "none")) and not same(state(SHRINK), state(SHRINK, "mean_field"))
     grow = {"hidden": 48}
     assert same(state(grow), state(grow, "mean_field")) and not same(state(grow), state(grow, "none"))
-    assert resolve_rescale("auto", "mlp", 4.0) == "mean_field" and resolve_rescale("variance", "bert", 2.0) == "variance"
+    assert (
+        resolve_rescale("auto", "mlp", 4.0) == "mean_field" and resolve_rescale("variance", "bert", 2.0) == "variance"
+    )

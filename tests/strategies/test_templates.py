@@ -12,8 +12,11 @@ from core.transfer import build_state_dict, fill_tensor
 
 
 def _errors(llama, k: int, t: int = 4):
-    plan = make_plan(llama, TargetSizes(), values={"default": {"method": "select"},
-                                                   "mlp": {"method": "templates", "params": {"k": k, "t1": t, "t2": t}}})
+    plan = make_plan(
+        llama,
+        TargetSizes(),
+        values={"default": {"method": "select"}, "mlp": {"method": "templates", "params": {"k": k, "t1": t, "t2": t}}},
+    )
     cache: dict = {}
     for tp in plan.tensors:
         fill_tensor(plan, tp, llama, cache=cache)
@@ -23,8 +26,11 @@ def _errors(llama, k: int, t: int = 4):
 def test_identity_size_with_all_templates_is_exact(llama):
     errors, _ = _errors(llama, k=16)
     assert errors and max(errors.values()) < 1e-10
-    plan = make_plan(llama, TargetSizes(), values={"default": {"method": "select"},
-                                                   "mlp": {"method": "templates", "params": {"k": 16, "t1": 4, "t2": 4}}})
+    plan = make_plan(
+        llama,
+        TargetSizes(),
+        values={"default": {"method": "select"}, "mlp": {"method": "templates", "params": {"k": 16, "t1": 4, "t2": 4}}},
+    )
     name = "model.layers.1.mlp.up_proj.weight"
     torch.testing.assert_close(fill_tensor(plan, plan.tensor(name), llama), llama.read(name), atol=1e-6, rtol=0)
 
@@ -38,8 +44,12 @@ def test_fewer_templates_larger_error_monotonically(llama):
 
 
 def test_scalers_are_recoverable_and_targets_resize(llama):
-    plan = make_plan(llama, TargetSizes(hidden=64, ffn=128), index={"method": "cyclic"},
-                     values={"default": {"method": "growth"}, "mlp": {"method": "templates", "params": {"k": 4, "t1": 4, "t2": 4}}})
+    plan = make_plan(
+        llama,
+        TargetSizes(hidden=64, ffn=128),
+        index={"method": "cyclic"},
+        values={"default": {"method": "growth"}, "mlp": {"method": "templates", "params": {"k": 4, "t1": 4, "t2": 4}}},
+    )
     cache: dict = {}
     state = {t.name: fill_tensor(plan, t, llama, cache=cache) for t in plan.tensors}
     name = "model.layers.0.mlp.down_proj.weight"
@@ -49,16 +59,25 @@ def test_scalers_are_recoverable_and_targets_resize(llama):
     s = scalers_of(w, templates)
     assert s.shape == (4, 16, 32)
     torch.testing.assert_close(assemble(s, templates), w, atol=1e-6, rtol=0)
-    interp = make_plan(llama, TargetSizes(hidden=64, ffn=128), index={"method": "cyclic"},
-                       values={"default": {"method": "growth"},
-                               "mlp": {"method": "templates", "params": {"k": 4, "t1": 4, "t2": 4, "resize": "interpolate"}}})
+    interp = make_plan(
+        llama,
+        TargetSizes(hidden=64, ffn=128),
+        index={"method": "cyclic"},
+        values={
+            "default": {"method": "growth"},
+            "mlp": {"method": "templates", "params": {"k": 4, "t1": 4, "t2": 4, "resize": "interpolate"}},
+        },
+    )
     assert fill_tensor(interp, interp.tensor(name), llama).shape == (64, 128)
 
 
 def test_indivisible_sizes_are_refused_clearly(llama):
     # Set for a role explicitly, a tile that does not divide is refused when the plan is made ...
-    with pytest.raises(PlanError, match=r"templates of 8×8 do not tile the target's 100×32 \(model.embed_tokens.weight\); "
-                                        r"choose another strategy for role embed"):
+    with pytest.raises(
+        PlanError,
+        match=r"templates of 8×8 do not tile the target's 100×32 \(model.embed_tokens.weight\); "
+        r"choose another strategy for role embed",
+    ):
         make_plan(llama, TargetSizes(), values={"default": {"method": "select"}, "embed": {"method": "templates"}})
     # ... model-wide, that tensor falls back to select (the plan says so) ...
     plan = make_plan(llama, TargetSizes(), values={"default": {"method": "templates", "params": {"t1": 8, "t2": 8}}})

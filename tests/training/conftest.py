@@ -15,17 +15,34 @@ VOCAB = 30522  # the demo model's tokenizer (bert-base-uncased vocabulary)
 
 TINY = {
     "bert": {
-        "model_type": "bert", "vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
+        "model_type": "bert",
+        "vocab_size": VOCAB,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
     },
     "gpt2": {"model_type": "gpt2", "vocab_size": VOCAB, "n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64},
     "llama": {
-        "model_type": "llama", "vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 64, "max_position_embeddings": 64,
+        "model_type": "llama",
+        "vocab_size": VOCAB,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
     },
     "vit": {
-        "model_type": "vit", "image_size": 16, "patch_size": 4, "num_channels": 3, "hidden_size": 32,
-        "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+        "model_type": "vit",
+        "image_size": 16,
+        "patch_size": 4,
+        "num_channels": 3,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
     },
     "mlp": {"model_type": "mlp", "widths": [64, 32, 10], "activation": "relu"},
 }
@@ -54,7 +71,9 @@ def tokenizer_dir() -> Path:
 @pytest.fixture
 def fast_config() -> ValidationConfig:
     """A few quick steps with a lr that makes every tiny model's loss fall reliably."""
-    return ValidationConfig(steps=6, batch_size=8, seq_len=32, lr=2e-3, warmup=1, eval_every=3, eval_batches=2, device="cpu")
+    return ValidationConfig(
+        steps=6, batch_size=8, seq_len=32, lr=2e-3, warmup=1, eval_every=3, eval_batches=2, device="cpu"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,20 @@ import shutil
 
 from app.cli import main
 
-FAST = ["--steps", "2", "--batch-size", "4", "--seq-len", "32", "--eval-every", "1", "--eval-batches", "1", "--device", "cpu"]
+FAST = [
+    "--steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "32",
+    "--eval-every",
+    "1",
+    "--eval-batches",
+    "1",
+    "--device",
+    "cpu",
+]
 
 
 def test_validate_an_export_folder(tiny_export, tmp_path, capsys):
@@ -26,7 +39,9 @@ def test_validate_a_recipe_against_baseline_and_mean_field(tmp_path):
     recipe = Recipe(source="demo", target={"layers": 1, "hidden": 64, "heads": 2, "ffn": 128})
     path = recipe.save(tmp_path / "recipe.json")
     out = tmp_path / "run"
-    assert main(["validate", str(path), "--vs", "baseline", "mean_field", "--out", str(out), *FAST, "--steps", "1"]) == 0
+    assert (
+        main(["validate", str(path), "--vs", "baseline", "mean_field", "--out", str(out), *FAST, "--steps", "1"]) == 0
+    )
     report = json.loads((out / "validation.json").read_text())
     assert list(report["records"]) == ["select", "mean_field", "baseline"]
     assert set(report["verdicts"]) == {"select", "mean_field"}

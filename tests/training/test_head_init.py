@@ -34,7 +34,9 @@ def _zero_step(session):
     return {m.arm: m.eval_loss for m in session.steps() if m.step == 0}
 
 
-def test_the_missing_head_reads_the_body_and_starts_far_below_a_random_head(tiny, body_state, tokenizer_dir, fast_config):
+def test_the_missing_head_reads_the_body_and_starts_far_below_a_random_head(
+    tiny, body_state, tokenizer_dir, fast_config
+):
     config = dataclasses.replace(fast_config, steps=1)
     auto = _session(tiny, body_state, tokenizer_dir, config, Arm.baseline(tiny["bert"]))
     head = auto.report().arms["body"]["load"]["head"]
@@ -68,7 +70,9 @@ def test_an_arm_that_has_its_head_keeps_it(tiny, tokenizer_dir, fast_config):
     torch.manual_seed(3)
     full = BertForMaskedLM(get_task("masked_lm").hf_config(tiny["bert"]))
     state = {k: v.clone() for k, v in full.state_dict().items()}
-    session = ValidationSession([Arm.from_state("full", tiny["bert"], state)], config=fast_config, tokenizer=tokenizer_dir)
+    session = ValidationSession(
+        [Arm.from_state("full", tiny["bert"], state)], config=fast_config, tokenizer=tokenizer_dir
+    )
     assert session.report().arms["full"]["load"]["head"] is None
     got = session.runners[0].model.cls.predictions.transform.dense.weight.detach().cpu()
     assert torch.equal(got, state["cls.predictions.transform.dense.weight"])

@@ -12,8 +12,8 @@ from cli_expect import fails
 
 from app.cli import main
 from core.errors import RecipeError
-from core.jobs import CancelToken
 from core.leaderboard import DEFAULT_CANDIDATES, compare_steps, parse_candidates, quick_config
+from core.progress import CancelToken
 from core.ranking import Leaderboard, Row, agreement, rank_curves, rank_rows
 from core.recipe import Recipe
 from core.training import ValidationConfig
@@ -21,9 +21,23 @@ from core.training import ValidationConfig
 SHRINK = {"layers": 1, "hidden": 16, "heads": 2, "ffn": 32}
 # warmup 0: the learning rate of step 1 already depends on the run's length, so a quick run on its own
 # shorter schedule would differ from the full run at eval step 2 (the quick-equals-full test can fail)
-FAST = ValidationConfig(steps=4, batch_size=4, seq_len=16, lr=2e-3, warmup=0, eval_every=2, eval_batches=1, device="cpu")
-FAST_FLAGS = ["--steps", "2", "--batch-size", "4", "--seq-len", "16", "--eval-every", "1", "--eval-batches", "1",
-              "--device", "cpu"]
+FAST = ValidationConfig(
+    steps=4, batch_size=4, seq_len=16, lr=2e-3, warmup=0, eval_every=2, eval_batches=1, device="cpu"
+)
+FAST_FLAGS = [
+    "--steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "16",
+    "--eval-every",
+    "1",
+    "--eval-batches",
+    "1",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +47,14 @@ def source(tmp_path_factory, tokenizer_dir):
     from transformers import BertConfig
 
     folder = tmp_path_factory.mktemp("leaderboard") / "tiny-bert"
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        vocab_size=30522, max_position_embeddings=64)
+    config = BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=30522,
+        max_position_embeddings=64,
+    )
     save_tiny(config, "AutoModelForMaskedLM", folder)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(tokenizer_dir / name, folder / name)
@@ -60,16 +80,30 @@ def run(gen):
 
 
 def test_candidate_grammar_applies_each_kind_of_name_to_the_base(tmp_path):
-    base = Recipe(source="demo", target=SHRINK, seed=3, layers="last_n",
-                  values={"default": {"method": "growth", "params": {}}, "attn": {"method": "mimetic", "params": {}}})
+    base = Recipe(
+        source="demo",
+        target=SHRINK,
+        seed=3,
+        layers="last_n",
+        values={"default": {"method": "growth", "params": {}}, "attn": {"method": "mimetic", "params": {}}},
+    )
     other = Recipe(source="demo", target=SHRINK, values={"default": {"method": "covariance", "params": {}}})
     path = other.save(tmp_path / "cov_start.json")
-    specs = ["mean_field", "uniform", "mean_field+by_norm", "layers=uniform", "by_activation+by_influence",
-             "select+teacher", str(path)]
+    specs = [
+        "mean_field",
+        "uniform",
+        "mean_field+by_norm",
+        "layers=uniform",
+        "by_activation+by_influence",
+        "select+teacher",
+        str(path),
+    ]
     got = {c.name: c for c in parse_candidates(base, specs)}
     assert list(got) == specs[:-1] + ["cov_start"]
     mf = got["mean_field"].recipe
-    assert mf.values == {"default": {"method": "mean_field", "params": {}}} and mf.index is None  # its own default index
+    assert (
+        mf.values == {"default": {"method": "mean_field", "params": {}}} and mf.index is None
+    )  # its own default index
     assert (mf.seed, mf.layers, mf.target) == (3, "last_n", SHRINK)  # the rest is the base's
     assert got["uniform"].recipe.values["default"]["method"] == "select"  # an index alone: select
     assert got["uniform"].recipe.index == {"method": "uniform", "params": {}}
@@ -84,16 +118,19 @@ def test_candidate_grammar_applies_each_kind_of_name_to_the_base(tmp_path):
     assert DEFAULT_CANDIDATES[-3:] == ("by_activation", "by_activation+by_influence", "scratch")
 
 
-@pytest.mark.parametrize("specs, needle", [
-    (["selekt"], "'selekt' is not a known name; use value strategies (covariance"),
-    (["select+mean_field"], "two value strategies"),
-    (["uniform+random"], "two index strategies"),
-    (["layers=middle"], "layer map 'middle'"),
-    (["baseline"], "always in the leaderboard"),
-    (["select", "select"], "given twice"),
-    (["teacher+teacher"], "teacher twice"),
-    ([""], "empty"),
-])
+@pytest.mark.parametrize(
+    "specs, needle",
+    [
+        (["selekt"], "'selekt' is not a known name; use value strategies (covariance"),
+        (["select+mean_field"], "two value strategies"),
+        (["uniform+random"], "two index strategies"),
+        (["layers=middle"], "layer map 'middle'"),
+        (["baseline"], "always in the leaderboard"),
+        (["select", "select"], "given twice"),
+        (["teacher+teacher"], "teacher twice"),
+        ([""], "empty"),
+    ],
+)
 def test_candidate_grammar_refuses_in_one_sentence(specs, needle):
     with pytest.raises(RecipeError) as err:
         parse_candidates(Recipe(source="demo", target=SHRINK), specs)
@@ -139,7 +176,12 @@ def test_full_ranking_steps_to_baseline_then_final_loss_none_last():
 
 def test_quick_ranking_is_by_the_loss_at_quick_steps_and_errors_come_last():
     rows, _ = rank_curves(CURVES, quick_steps=2)
-    assert [(r.name, r.quick_eval_loss) for r in rows] == [("late_low", 2.8), ("start", 2.95), ("late", 3.0), ("never", 5.0)]
+    assert [(r.name, r.quick_eval_loss) for r in rows] == [
+        ("late_low", 2.8),
+        ("start", 2.95),
+        ("late", 3.0),
+        ("never", 5.0),
+    ]
     ranked = rank_rows([Row("refused", error="no"), *rows], quick=True)
     assert [r.name for r in ranked][-1] == "refused" and ranked[-1].rank is None
     assert [r.rank for r in ranked[:-1]] == [1, 2, 3, 4]
@@ -147,8 +189,16 @@ def test_quick_ranking_is_by_the_loss_at_quick_steps_and_errors_come_last():
 
 def _board(order: list[str], quick_steps=None) -> Leaderboard:
     rows = [Row(n, rank=i + 1) for i, n in enumerate(order)]
-    return Leaderboard(rows=rows, baseline=Row("baseline"), config={}, quick_steps=quick_steps, base_recipe={},
-                       created="", report={}, key="0")
+    return Leaderboard(
+        rows=rows,
+        baseline=Row("baseline"),
+        config={},
+        quick_steps=quick_steps,
+        base_recipe={},
+        created="",
+        report={},
+        key="0",
+    )
 
 
 def test_agreement_winner_spearman_and_top3():
@@ -178,8 +228,11 @@ def test_quick_config_lowers_eval_every_to_a_divisor():
 def test_quick_equals_the_full_runs_first_steps_and_a_refused_candidate_is_a_row(source, tmp_path):
     base = Recipe(source=str(source), target=SHRINK)
     # an explicit role override the plan refuses (mimetic fills attention only)
-    refused = Recipe(source=str(source), target=SHRINK, values={"default": {"method": "select", "params": {}},
-                                                               "mlp": {"method": "mimetic", "params": {}}})
+    refused = Recipe(
+        source=str(source),
+        target=SHRINK,
+        values={"default": {"method": "select", "params": {}}, "mlp": {"method": "mimetic", "params": {}}},
+    )
     candidates = parse_candidates(base, ["select", "mean_field", str(refused.save(tmp_path / "bad_mlp.json"))])
     items, full = run(compare_steps(base, candidates, FAST))
     assert full.status == "complete" and full.quick_steps is None
@@ -248,8 +301,23 @@ def test_graft_compare_writes_the_three_files_ranks_and_keeps_history(source, tm
     from core.history import History
 
     out = tmp_path / "board"
-    argv = ["compare", str(source), "--layers", "1", "--hidden", "48", "--heads", "2", "--ffn", "96",
-            "--candidates", "mean_field,select,growth", "--out", str(out), *FAST_FLAGS]
+    argv = [
+        "compare",
+        str(source),
+        "--layers",
+        "1",
+        "--hidden",
+        "48",
+        "--heads",
+        "2",
+        "--ffn",
+        "96",
+        "--candidates",
+        "mean_field,select,growth",
+        "--out",
+        str(out),
+        *FAST_FLAGS,
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "refused: strategy select can only shrink" in printed and "winner: " in printed
@@ -276,5 +344,4 @@ def test_graft_compare_refuses_bad_input_with_exit_2(source, tmp_path, capsys):
     fails(capsys, [*base, "--candidates", "select,nope"], out, "'nope' is not a known name")
     fails(capsys, [*base, "--candidates", "select", "--teacher", "source"], out, "none distils")
     fails(capsys, [*base, "--candidates", "select", "--quick-steps", "9"], out, "quick steps")
-    fails(capsys, ["compare", str(source), "--candidates", "select", "--out", str(source), *FAST_FLAGS], None,
-          "source")
+    fails(capsys, ["compare", str(source), "--candidates", "select", "--out", str(source), *FAST_FLAGS], None, "source")

@@ -10,7 +10,9 @@ from tiny_models import build_tiny
 from core.training import get_task, load_tensors
 
 
-@pytest.mark.parametrize("family,task", [("vit", "image_classification"), ("bert", "masked_lm"), ("llama", "causal_lm")])
+@pytest.mark.parametrize(
+    "family,task", [("vit", "image_classification"), ("bert", "masked_lm"), ("llama", "causal_lm")]
+)
 def test_a_saved_checkpoint_loads_every_tensor(tmp_path, family, task):
     # transformers 5 saves ViT under its legacy names (…attention.attention.query) and builds it
     # with new ones (…attention.q_proj): loading must rename them as from_pretrained does.

@@ -8,7 +8,7 @@ from tiny_sources import TOKENIZER_FILES, save_bert_source
 
 from app.cli import main
 from core.errors import Cancelled, ExportError, TrainingError
-from core.jobs import CancelToken
+from core.progress import CancelToken
 from core.recipe import Recipe
 from core.training import (
     Arm,
@@ -115,7 +115,9 @@ def test_the_pipeline_distils_through_the_plans_hidden_map(bare_source, fast_con
     from core.pipeline import validate_recipe_steps
 
     recipe = Recipe(source=str(bare_source), target=TARGET, index={"method": "uniform", "params": {}})
-    steps = validate_recipe_steps(recipe, config=fast_config.with_(steps=2), teacher=True, save_trained=tmp_path / "trained")
+    steps = validate_recipe_steps(
+        recipe, config=fast_config.with_(steps=2), teacher=True, save_trained=tmp_path / "trained"
+    )
     with pytest.raises(StopIteration) as stop:
         while True:
             next(steps)
@@ -133,7 +135,19 @@ def test_cli_validate_with_the_source_as_teacher_saves_the_trained_arm(bare_sour
 
     path = Recipe(source=str(bare_source), target=TARGET).save(tmp_path / "recipe.json")
     out, trained = tmp_path / "run", tmp_path / "trained"
-    argv = ["validate", str(path), "--teacher", "source", "--steps", "3", "--save-trained", str(trained), "--out", str(out), *FAST]
+    argv = [
+        "validate",
+        str(path),
+        "--teacher",
+        "source",
+        "--steps",
+        "3",
+        "--save-trained",
+        str(trained),
+        "--out",
+        str(out),
+        *FAST,
+    ]
     assert main(argv) == 0
     report = json.loads((out / "validation.json").read_text())
     assert report["teacher"]["kind"] == "hidden" and report["saved"] == {"select": str(trained / "select")}
@@ -144,7 +158,9 @@ def test_cli_validate_with_the_source_as_teacher_saves_the_trained_arm(bare_sour
     assert "teacher (hidden states of the source):" in printed and "ms/step" in printed
 
 
-def test_cli_refuses_the_source_folder_other_teachers_and_a_teacher_without_a_recipe(bare_source, tiny_export, tmp_path, capsys):
+def test_cli_refuses_the_source_folder_other_teachers_and_a_teacher_without_a_recipe(
+    bare_source, tiny_export, tmp_path, capsys
+):
     path = Recipe(source=str(bare_source), target=TARGET).save(tmp_path / "recipe.json")
     for folder in (bare_source, bare_source / "trained"):
         assert main(["validate", str(path), "--save-trained", str(folder), "--steps", "1", *FAST]) == 2

@@ -58,7 +58,9 @@ def test_training_with_the_teacher_lowers_the_term_and_plain_arms_are_untouched(
     teacher = Teacher.from_source(open_source(str(sources["hidden"])), "masked_lm")
     plain = Arm.baseline(tiny["bert"], name="plain")
     plain.distill = False
-    session = ValidationSession([Arm.baseline(tiny["bert"]), plain], config=fast_config, tokenizer=sources["hidden"], teacher=teacher)
+    session = ValidationSession(
+        [Arm.baseline(tiny["bert"]), plain], config=fast_config, tokenizer=sources["hidden"], teacher=teacher
+    )
     list(session.steps())
     report = session.report()
     terms = [m.distill_loss for m in report.records["baseline"][1:]]
@@ -66,7 +68,9 @@ def test_training_with_the_teacher_lowers_the_term_and_plain_arms_are_untouched(
     assert all(m.distill_loss is None for m in report.records["plain"])
     assert report.arms["baseline"]["distill"] and not report.arms["plain"]["distill"]
     # an arm that skips the term trains exactly as it does in a session without a teacher
-    alone = ValidationSession([Arm.baseline(tiny["bert"], name="plain")], config=fast_config, tokenizer=sources["hidden"])
+    alone = ValidationSession(
+        [Arm.baseline(tiny["bert"], name="plain")], config=fast_config, tokenizer=sources["hidden"]
+    )
     list(alone.steps())
     curve = lambda r: [(m.step, m.train_loss, m.eval_loss) for m in r.records["plain"]]  # noqa: E731
     assert curve(report) == curve(alone.report())
@@ -78,7 +82,11 @@ def test_the_teacher_runs_once_per_step_for_every_arm(sources, fast_config, tiny
     teacher = Teacher.from_source(open_source(str(sources["logits"])), "masked_lm")
     calls = []
     teacher.model.bert.embeddings.register_forward_hook(lambda *a: calls.append(1))
-    arms = [Arm.from_export(sources["logits"], "a"), Arm.from_export(sources["logits"], "b"), Arm.baseline(tiny["bert"])]
+    arms = [
+        Arm.from_export(sources["logits"], "a"),
+        Arm.from_export(sources["logits"], "b"),
+        Arm.baseline(tiny["bert"]),
+    ]
     config = fast_config.with_(steps=3)
     session = ValidationSession(arms, config=config, teacher=teacher)
     metrics = list(session.steps())
@@ -95,4 +103,6 @@ def test_the_teacher_runs_once_per_step_for_every_arm(sources, fast_config, tiny
 def test_a_teacher_of_another_task_is_refused(sources, fast_config, tiny):
     teacher = Teacher.from_source(open_source(str(sources["logits"])), "masked_lm")
     with pytest.raises(TrainingError, match="teacher is a masked_lm model"):
-        ValidationSession([Arm.baseline(tiny["gpt2"])], config=fast_config, tokenizer=sources["logits"], teacher=teacher)
+        ValidationSession(
+            [Arm.baseline(tiny["gpt2"])], config=fast_config, tokenizer=sources["logits"], teacher=teacher
+        )

@@ -13,10 +13,34 @@ def test_torchrun_two_processes_stay_identical(tiny_export, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-        "-m", "core.training.ddp", "--export", str(tiny_export), "--out", str(out), "--device", "cpu",
-        "--steps", "3", "--batch-size", "8", "--seq-len", "32", "--eval-every", "3", "--eval-batches", "1",
-        "--warmup", "0", "--lr", "0.002",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        "-m",
+        "core.training.ddp",
+        "--export",
+        str(tiny_export),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "32",
+        "--eval-every",
+        "3",
+        "--eval-batches",
+        "1",
+        "--warmup",
+        "0",
+        "--lr",
+        "0.002",
     ]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.errors import TrainingError
-from core.jobs import CancelToken
+from core.progress import CancelToken
 from core.training import (
     Arm,
     ValidationConfig,
@@ -24,9 +24,11 @@ def _record_training_inputs(session):
     """Hash every batch of token ids each arm's embedding actually receives while training."""
     seen = {r.name: [] for r in session.runners}
     for runner in session.runners:
+
         def hook(module, args, name=runner.name, model=runner.model):
             if model.training:
                 seen[name].append(hashlib.sha1(args[0].numpy().tobytes()).hexdigest())
+
         runner.model.get_input_embeddings().register_forward_pre_hook(hook)
     return seen
 
@@ -92,7 +94,9 @@ def test_complete_run_writes_json_csv_and_verdict(tiny_export, fast_config, tiny
     assert {p.name for p in tmp_path.iterdir()} == {JSON_NAME, CURVES_NAME, VERDICT_NAME}
     verdict = report.verdicts["t"]
     assert verdict.baseline_final_step == fast_config.steps
-    assert verdict.final_eval_loss_diff == pytest.approx(report.eval_curves()["t"][-1][1] - report.eval_curves()["baseline"][-1][1])
+    assert verdict.final_eval_loss_diff == pytest.approx(
+        report.eval_curves()["t"][-1][1] - report.eval_curves()["baseline"][-1][1]
+    )
     assert [s for s, _ in report.eval_curves()["t"]] == fast_config.eval_steps() == [0, 3, 6]
     assert len(list(csv.DictReader(open(tmp_path / VERDICT_NAME)))) == 1
     load = report.arms["t"]["load"]
@@ -118,7 +122,11 @@ def test_verdict_steps_to_baseline_and_speedup():
 def test_state_dict_arm_with_bare_encoder_keys_and_param_filter(tiny_export, fast_config, tiny):
     from safetensors.torch import load_file
 
-    state = {k[len("bert."):]: v for k, v in load_file(str(tiny_export / "model.safetensors")).items() if k.startswith("bert.")}
+    state = {
+        k[len("bert.") :]: v
+        for k, v in load_file(str(tiny_export / "model.safetensors")).items()
+        if k.startswith("bert.")
+    }
     arm = Arm.from_state("bare", tiny["bert"], state)
     config = fast_config.with_(param_filter="*LayerNorm*", steps=2)
     session = ValidationSession([arm], config=config, tokenizer=tiny_export)
@@ -141,7 +149,11 @@ def test_mlp_export_folder_arm(tmp_path, fast_config, tiny):
 
     torch.manual_seed(1)
     model = build_mlp([64, 32, 10], "relu")
-    save_file(model.state_dict(), str(tmp_path / "model.safetensors"), metadata={"format": "pt", **mlp_metadata([64, 32, 10], "relu")})
+    save_file(
+        model.state_dict(),
+        str(tmp_path / "model.safetensors"),
+        metadata={"format": "pt", **mlp_metadata([64, 32, 10], "relu")},
+    )
     arm = Arm.from_export(tmp_path, "mlp")
     assert arm.config["widths"] == [64, 32, 10]
     report = run_validation([arm, Arm.baseline(arm.config)], config=fast_config.with_(lr=1e-2))
@@ -166,7 +178,9 @@ def test_train_generator_matches_the_session(tiny_export, fast_config, tiny):
     task = task_for("bert")
     data = task.prepare(tiny["bert"], fast_config, str(tiny_export))
     model, _ = build_arm_model(task, Arm.baseline(tiny["bert"]), fast_config.seed)
-    alone = [(m.step, m.train_loss, m.eval_loss, m.batch_hash) for m in train("baseline", model, task, data, fast_config)]
+    alone = [
+        (m.step, m.train_loss, m.eval_loss, m.batch_hash) for m in train("baseline", model, task, data, fast_config)
+    ]
     session = ValidationSession([Arm.baseline(tiny["bert"])], config=fast_config, tokenizer=tiny_export)
     together = [(m.step, m.train_loss, m.eval_loss, m.batch_hash) for m in session.steps()]
     assert alone == together

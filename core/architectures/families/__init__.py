@@ -1,1 +1,1 @@
-"""One module per family; each exposes ``SPEC`` (an ArchitectureSpec)."""
+"""One module per family; each defines ``SPEC`` (an ArchitectureSpec) and registers it in ``FAMILIES``."""

@@ -1,7 +1,7 @@
 """BERT and RoBERTa (post-LN encoders), with or without their MLM / pooler heads."""
 
 from core.architectures.families._blocks import F, H, Q, linear, norm
-from core.architectures.spec import ArchitectureSpec, TensorRule
+from core.architectures.spec import FAMILIES, ArchitectureSpec, TensorRule
 
 L = "encoder.layer.{L}"
 
@@ -42,6 +42,7 @@ RULES = (
 
 SPEC = ArchitectureSpec(
     family="bert",
+    task="masked_lm",
     model_types=("bert", "roberta", "xlm-roberta", "camembert"),
     rules=RULES,
     config_fields={"hidden": "hidden_size", "ffn": "intermediate_size", "heads": "num_attention_heads"},
@@ -51,10 +52,15 @@ SPEC = ArchitectureSpec(
     tied_default=True,
     # The MLM decoders are tied to the word embeddings (BERT names them cls.…, RoBERTa lm_head.…).
     tied_head=("cls.predictions.decoder.weight", "embeddings.word_embeddings.weight"),
-    tied_head_by_type={t: ("lm_head.decoder.weight", "embeddings.word_embeddings.weight")
-                       for t in ("roberta", "xlm-roberta", "camembert")},
-    tied_head_twins={"cls.predictions.decoder.weight": (("cls.predictions.decoder.bias", "cls.predictions.bias"),),
-                     "lm_head.decoder.weight": (("lm_head.decoder.bias", "lm_head.bias"),)},
+    tied_head_by_type={
+        t: ("lm_head.decoder.weight", "embeddings.word_embeddings.weight")
+        for t in ("roberta", "xlm-roberta", "camembert")
+    },
+    tied_head_twins={
+        "cls.predictions.decoder.weight": (("cls.predictions.decoder.bias", "cls.predictions.bias"),),
+        "lm_head.decoder.weight": (("lm_head.decoder.bias", "lm_head.bias"),),
+    },
     norm_placement="post",
     notes="hidden = heads × head_dim; post-LN blocks, so depth growth is not exactly function-preserving.",
 )
+FAMILIES.add(SPEC.family, SPEC)

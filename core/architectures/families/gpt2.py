@@ -1,7 +1,7 @@
 """GPT-2: Conv1D weights stored (in, out), fused q|k|v in ``c_attn``, tied LM head."""
 
 from core.architectures.families._blocks import F, H, Q, linear, norm
-from core.architectures.spec import ArchitectureSpec, TensorRule
+from core.architectures.spec import FAMILIES, ArchitectureSpec, TensorRule
 
 L = "h.{L}"
 QKV = ("qkv", "heads", "head_dim")
@@ -24,6 +24,7 @@ RULES = (
 
 SPEC = ArchitectureSpec(
     family="gpt2",
+    task="causal_lm",
     model_types=("gpt2",),
     rules=RULES,
     config_fields={"hidden": "n_embd", "ffn": "n_inner", "heads": "n_head"},
@@ -34,3 +35,4 @@ SPEC = ArchitectureSpec(
     norm_placement="pre",
     notes="hidden = heads × head_dim; n_inner=None means 4 × hidden.",
 )
+FAMILIES.add(SPEC.family, SPEC)

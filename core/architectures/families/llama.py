@@ -1,7 +1,7 @@
 """Llama and the families with the same tensors: Mistral, Qwen2 (q/k/v biases), Qwen3 (q/k norms), Gemma."""
 
 from core.architectures.families._blocks import KV, F, H, Q, linear, norm
-from core.architectures.spec import ArchitectureSpec, TensorRule
+from core.architectures.spec import FAMILIES, ArchitectureSpec, TensorRule
 
 L = "model.layers.{L}"
 
@@ -28,6 +28,7 @@ RULES = (
 
 SPEC = ArchitectureSpec(
     family="llama",
+    task="causal_lm",
     model_types=("llama", "mistral", "qwen2", "qwen3", "gemma"),
     rules=RULES,
     config_fields={
@@ -45,3 +46,4 @@ SPEC = ArchitectureSpec(
     sqrt_hidden_embedding=("gemma",),
     notes="GQA: a kept query head keeps its kv group; rotary pairs (i, i + head_dim/2) stay together.",
 )
+FAMILIES.add(SPEC.family, SPEC)

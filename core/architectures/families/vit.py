@@ -1,15 +1,19 @@
 """ViT and DeiT-style encoders (pre-LN), with or without the classifier."""
 
 from core.architectures.families._blocks import F, H, Q, linear, norm
-from core.architectures.spec import ArchitectureSpec, TensorRule
+from core.architectures.spec import FAMILIES, ArchitectureSpec, TensorRule
 
 L = "encoder.layer.{L}"
 RULES = (
     TensorRule("embeddings.cls_token", "embed", (("one",), ("one",), H)),
     TensorRule("embeddings.mask_token", "embed", (("one",), ("one",), H), optional=True),
     TensorRule("embeddings.position_embeddings", "pos", (("one",), ("patches",), H)),
-    TensorRule("embeddings.patch_embeddings.projection.weight", "embed",
-               (H, ("channels",), ("patch_h",), ("patch_w",)), fan_in=1),
+    TensorRule(
+        "embeddings.patch_embeddings.projection.weight",
+        "embed",
+        (H, ("channels",), ("patch_h",), ("patch_w",)),
+        fan_in=1,
+    ),
     TensorRule("embeddings.patch_embeddings.projection.bias", "embed", (H,)),
     *linear(f"{L}.attention.attention.query", "attn.q", Q, H),
     *linear(f"{L}.attention.attention.key", "attn.k", Q, H),
@@ -28,6 +32,7 @@ RULES = (
 
 SPEC = ArchitectureSpec(
     family="vit",
+    task="image_classification",
     model_types=("vit", "deit"),
     rules=RULES,
     config_fields={"hidden": "hidden_size", "ffn": "intermediate_size", "heads": "num_attention_heads"},
@@ -37,3 +42,4 @@ SPEC = ArchitectureSpec(
     norm_placement="pre",
     notes="hidden = heads × head_dim; pre-LN blocks, so inserted blocks with zero output projections are exact.",
 )
+FAMILIES.add(SPEC.family, SPEC)

@@ -1,19 +1,21 @@
-"""Jobs built from core's long-running functions: the only app module that calls them.
+"""Job factories: each builds a :class:`~app.jobs.runner.Job` from one of core's long-running calls.
 
-Each factory returns a :class:`~app.jobs.runner.Job` whose ``fn(progress, cancel)`` runs on a
-worker thread and returns plain data (or core objects the GUI only reads). Panels call these
-factories and hand the job to a controller; they never call core's heavy functions themselves.
+This is the only app module that calls them. A job's ``fn(progress, cancel)`` runs on a worker
+thread and returns the plain data of :mod:`app.jobs.results` (or core objects the GUI only
+reads); the long ones (materialise, analyse, validate, compare, export) run their tensor work in
+a child process (``core.process.run_in_child``) and stream its items back. Panels and the
+workspace build jobs here and await them on a controller or the queue; they never call core's
+heavy functions themselves.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
+from app.jobs.results import Compared, Materialised, OpenedSource, PlanResult
 from app.jobs.runner import Job
 
 log = logging.getLogger(__name__)
@@ -40,36 +42,6 @@ def prepare_torch() -> None:
     except ImportError:
         pass
     _TORCH_READY = True
-
-
-@dataclass
-class OpenedSource:
-    """A source once opened and described (what the Sources and Model panels show)."""
-
-    location: str
-    source: Any  # core.sources.Source
-    family: str
-    sizes: dict[str, int]  # the source's named dimension sizes
-    roles: list[Any]  # core.architectures.TensorRole, in file order
-    architecture_error: str | None = None
-    editable: frozenset = frozenset()  # target sizes this family lets the user change
-
-
-@dataclass
-class PlanResult:
-    recipe: Any  # core.recipe.Recipe
-    plan: Any  # core.plan.Plan
-    cache: dict = field(default_factory=dict)  # shared by previews and materialise of this plan
-
-
-@dataclass
-class Materialised:
-    """A target built in full on its device (in a child process): what the overview shows."""
-
-    plan: Any
-    summaries: list  # core.stats.TensorSummary, one per target tensor
-    num_parameters: int
-    device: str = "cpu"
 
 
 def _warm_up(*, progress, cancel) -> dict[str, str | None]:
@@ -102,30 +74,35 @@ def warm_up_job() -> Job:
 
 
 # -- sources ---------------------------------------------------------------------------------
-def _open(location: str, offline: bool, cache_dir: str | None, endpoint: str | None, *, progress, cancel) -> OpenedSource:
+def _open(
+    location: str, offline: bool, cache_dir: str | None, endpoint: str | None, *, progress, cancel
+) -> OpenedSource:
     from core.architectures import describe, detect
     from core.errors import ArchitectureError
     from core.sources import open_source
 
     progress(-1.0, f"opening {location}")
-    source = open_source(location, progress=progress, cancel=cancel, cache_dir=cache_dir or None,
-                         endpoint=endpoint or None, local_files_only=True if offline else None)
+    source = open_source(
+        location,
+        progress=progress,
+        cancel=cancel,
+        cache_dir=cache_dir or None,
+        endpoint=endpoint or None,
+        local_files_only=True if offline else None,
+    )
     cancel.check()
     try:
         spec, config = detect(source)
         roles = describe(source, spec)
-        editable = {"layers"} | {d for d in spec.config_fields if d in spec.resizable}
-        if not spec.explicit_head_dim:
-            editable.discard("head_dim")  # derived from hidden / heads
-        if spec.family == "mlp":
-            editable = {"hidden"}
-        return OpenedSource(location, source, spec.family, spec.sizes(config), roles, editable=frozenset(editable))
+        editable = frozenset(spec.target_size_names())  # the sizes this family lets a target change
+        return OpenedSource(location, source, spec.family, spec.sizes(config), roles, editable=editable)
     except ArchitectureError as exc:  # still browsable: tensors without roles
         return OpenedSource(location, source, "unknown", {}, [], architecture_error=str(exc))
 
 
-def open_source_job(location: str, *, offline: bool = False, cache_dir: str | None = None,
-                    endpoint: str | None = None) -> Job:
+def open_source_job(
+    location: str, *, offline: bool = False, cache_dir: str | None = None, endpoint: str | None = None
+) -> Job:
     """Open (downloading from ``endpoint`` if it is a hub repo id) and describe ``location``."""
     return Job(f"open {location}", partial(_open, location, offline, cache_dir, endpoint))
 
@@ -164,7 +141,7 @@ def plan_job(recipe, source) -> Job:
 
 
 def _preview(result: PlanResult, source, name: str, device: str, *, progress, cancel):
-    from app.jobs.preview import compute_preview
+    from core.preview import compute_preview
 
     return compute_preview(result.plan, source, name, device=device, cache=result.cache, cancel=cancel)
 
@@ -175,17 +152,28 @@ def preview_job(result: PlanResult, source, tensor_name: str, device: str = "cpu
 
 
 # -- long jobs (queued) ----------------------------------------------------------------------
-def _materialise(result: PlanResult, source, device: str, dtype: str | None, allow_nonfinite: bool, *, progress, cancel):
+def _materialise(
+    result: PlanResult, source, device: str, dtype: str | None, allow_nonfinite: bool, *, progress, cancel
+):
     from core.pipeline import materialise_summaries
     from core.process import run_in_child
 
-    summaries = yield from run_in_child(materialise_summaries, result.recipe, source, device=device, dtype=dtype or None,
-                                        allow_nonfinite=allow_nonfinite, progress=progress, cancel=cancel)
+    summaries = yield from run_in_child(
+        materialise_summaries,
+        result.recipe,
+        source,
+        device=device,
+        dtype=dtype or None,
+        allow_nonfinite=allow_nonfinite,
+        progress=progress,
+        cancel=cancel,
+    )
     return Materialised(result.plan, summaries, result.plan.num_parameters, device)
 
 
-def materialise_job(result: PlanResult, source, device: str = "cpu", dtype: str | None = None, *,
-                    allow_nonfinite: bool = False) -> Job:
+def materialise_job(
+    result: PlanResult, source, device: str = "cpu", dtype: str | None = None, *, allow_nonfinite: bool = False
+) -> Job:
     """Fill and summarise every target tensor on ``device``, in a child process (the GIL of the
     GUI's process stays free; see ``core.process``)."""
     return Job("materialise", partial(_materialise, result, source, device, dtype, allow_nonfinite))
@@ -204,8 +192,19 @@ def source_table_job(source) -> Job:
     return Job("analyse source", partial(_source_table, source))
 
 
-def _validate(recipe, source, config, tokenizer: str | None, allow_nonfinite: bool, teacher: bool = False,
-              save_trained: str | None = None, keep_history: bool = False, *, progress, cancel):
+def _validate(
+    recipe,
+    source,
+    config,
+    tokenizer: str | None,
+    allow_nonfinite: bool,
+    teacher: bool = False,
+    save_trained: str | None = None,
+    keep_history: bool = False,
+    *,
+    progress,
+    cancel,
+):
     # In a child process: there, training does not compete with the GUI thread for the GIL, and
     # the child materialises the target from the recipe itself (no tensors cross over).
     from core.pipeline import validate_recipe_steps
@@ -217,15 +216,35 @@ def _validate(recipe, source, config, tokenizer: str | None, allow_nonfinite: bo
     if save_trained:
         options["save_trained"] = save_trained
     progress(-1.0, "starting the training process")
-    report = yield from run_in_child(validate_recipe_steps, recipe, source, config, tokenizer=tokenizer,
-                                     allow_nonfinite=allow_nonfinite, progress=progress, cancel=cancel, **options)
+    report = yield from run_in_child(
+        validate_recipe_steps,
+        recipe,
+        source,
+        config,
+        tokenizer=tokenizer,
+        allow_nonfinite=allow_nonfinite,
+        progress=progress,
+        cancel=cancel,
+        **options,
+    )
     if keep_history:
-        add_history("validation", history_keys(recipe)["validation"], {"recipe": recipe.to_dict(), "report": report.to_dict()})
+        add_history(
+            "validation", history_keys(recipe)["validation"], {"recipe": recipe.to_dict(), "report": report.to_dict()}
+        )
     return report
 
 
-def validate_job(recipe, source, config, tokenizer: str | Path | None = None, *, allow_nonfinite: bool = False,
-                 teacher: bool = False, save_trained: str | Path | None = None, keep_history: bool = False) -> Job:
+def validate_job(
+    recipe,
+    source,
+    config,
+    tokenizer: str | Path | None = None,
+    *,
+    allow_nonfinite: bool = False,
+    teacher: bool = False,
+    save_trained: str | Path | None = None,
+    keep_history: bool = False,
+) -> Job:
     """Materialise ``recipe`` and train it against the baseline, side by side, in a child
     process; yields ``StepMetrics``, returns the ``ValidationReport``.
 
@@ -234,31 +253,58 @@ def validate_job(recipe, source, config, tokenizer: str | Path | None = None, *,
     adds the finished run to :class:`core.history.History` under the recipe's validation key
     (computed on the job's thread, like every core call).
     """
-    return Job("validate", partial(_validate, recipe, source, config, str(tokenizer) if tokenizer else None,
-                                   allow_nonfinite, teacher, str(save_trained) if save_trained else None, keep_history))
+    return Job(
+        "validate",
+        partial(
+            _validate,
+            recipe,
+            source,
+            config,
+            str(tokenizer) if tokenizer else None,
+            allow_nonfinite,
+            teacher,
+            str(save_trained) if save_trained else None,
+            keep_history,
+        ),
+    )
 
 
 def _export(recipe, out_dir: str, source, force: bool, replace_any: bool, allow_nonfinite: bool, *, progress, cancel):
     from core.pipeline import export_recipe
     from core.process import run_in_child
 
-    return (yield from run_in_child(export_recipe, recipe, out_dir, source=source, force=force,
-                                    replace_any=replace_any, allow_nonfinite=allow_nonfinite,
-                                    progress=progress, cancel=cancel))
+    return (
+        yield from run_in_child(
+            export_recipe,
+            recipe,
+            out_dir,
+            source=source,
+            force=force,
+            replace_any=replace_any,
+            allow_nonfinite=allow_nonfinite,
+            progress=progress,
+            cancel=cancel,
+        )
+    )
 
 
-def export_job(recipe, out_dir: str | Path, source=None, *, force: bool = False, replace_any: bool = False,
-               allow_nonfinite: bool = False) -> Job:
+def export_job(
+    recipe,
+    out_dir: str | Path,
+    source=None,
+    *,
+    force: bool = False,
+    replace_any: bool = False,
+    allow_nonfinite: bool = False,
+) -> Job:
     """Materialise and write an HF folder atomically (the recipe decides dtype and shards), in a
     child process, which plans the recipe again (milliseconds) rather than receive a plan.
     ``force`` replaces an earlier Graft export, ``replace_any`` any folder (never the source);
     ``allow_nonfinite`` exports a source with NaN/Inf weights."""
-    return Job(f"export → {Path(out_dir).name}",
-               partial(_export, recipe, str(out_dir), source, force, replace_any, allow_nonfinite))
-
-
-def _save_recipe(recipe, path: str, *, progress, cancel) -> Path:
-    return recipe.save(path)
+    return Job(
+        f"export → {Path(out_dir).name}",
+        partial(_export, recipe, str(out_dir), source, force, replace_any, allow_nonfinite),
+    )
 
 
 def load_recipe(path: str | Path):
@@ -269,14 +315,6 @@ def load_recipe(path: str | Path):
 
 
 # -- leaderboard, history, trained weights ---------------------------------------------------
-@dataclass
-class Compared:
-    """A finished comparison: the leaderboard as JSON data and the history file that keeps it."""
-
-    board: dict  # core.leaderboard.Leaderboard.to_dict()
-    history_path: str | None = None
-
-
 def add_history(kind: str, key: str, payload: dict) -> Path | None:
     """Keep a finished run in :class:`core.history.History`; a failure to write is logged, not
     raised (the run's result on screen matters more than its copy on disk)."""
@@ -303,8 +341,10 @@ def _history(recipe, *, progress, cancel) -> list[dict]:
 
     keys = history_keys(recipe)
     history = History()
-    entries = [*history.entries(key=keys["leaderboard"], kind="leaderboard"),
-               *history.entries(key=keys["validation"], kind="validation")]
+    entries = [
+        *history.entries(key=keys["leaderboard"], kind="leaderboard"),
+        *history.entries(key=keys["validation"], kind="validation"),
+    ]
     return sorted(entries, key=lambda e: str(e.get("created") or ""), reverse=True)
 
 
@@ -314,8 +354,19 @@ def history_job(recipe) -> Job:
     return Job("read the history", partial(_history, recipe))
 
 
-def _compare(recipe, source, specs: list[str], config, tokenizer: str | None, quick_steps: int | None,
-             keep_history: bool, allow_nonfinite: bool, *, progress, cancel):
+def _compare(
+    recipe,
+    source,
+    specs: list[str],
+    config,
+    tokenizer: str | None,
+    quick_steps: int | None,
+    keep_history: bool,
+    allow_nonfinite: bool,
+    *,
+    progress,
+    cancel,
+):
     from core.leaderboard import compare_steps, parse_candidates
     from core.process import run_in_child
 
@@ -323,23 +374,52 @@ def _compare(recipe, source, specs: list[str], config, tokenizer: str | None, qu
     candidates = parse_candidates(recipe, list(specs))
     cancel.check()
     progress(-1.0, "starting the training process")
-    board = yield from run_in_child(compare_steps, recipe, candidates, config, source=source, tokenizer=tokenizer,
-                                    quick_steps=quick_steps, allow_nonfinite=allow_nonfinite, progress=progress,
-                                    cancel=cancel)
+    board = yield from run_in_child(
+        compare_steps,
+        recipe,
+        candidates,
+        config,
+        source=source,
+        tokenizer=tokenizer,
+        quick_steps=quick_steps,
+        allow_nonfinite=allow_nonfinite,
+        progress=progress,
+        cancel=cancel,
+    )
     data = board.to_dict()
     path = add_history("leaderboard", history_keys(recipe)["leaderboard"], data) if keep_history else None
     return Compared(data, str(path) if path is not None else None)
 
 
-def compare_job(recipe, source, specs: list[str], config, tokenizer: str | Path | None = None, *,
-                quick_steps: int | None = None, keep_history: bool = False, allow_nonfinite: bool = False) -> Job:
+def compare_job(
+    recipe,
+    source,
+    specs: list[str],
+    config,
+    tokenizer: str | Path | None = None,
+    *,
+    quick_steps: int | None = None,
+    keep_history: bool = False,
+    allow_nonfinite: bool = False,
+) -> Job:
     """Train every candidate start of ``recipe``'s target (``specs``: see
     ``core.leaderboard.parse_candidates``) and the baseline on the same batches, in a child
     process; yields ``StepMetrics``, returns :class:`Compared` (kept in the history under the
     recipe's leaderboard key when ``keep_history``)."""
-    return Job(f"compare {len(specs)} starts", partial(_compare, recipe, source, list(specs), config,
-                                                      str(tokenizer) if tokenizer else None, quick_steps, keep_history,
-                                                      allow_nonfinite))
+    return Job(
+        f"compare {len(specs)} starts",
+        partial(
+            _compare,
+            recipe,
+            source,
+            list(specs),
+            config,
+            str(tokenizer) if tokenizer else None,
+            quick_steps,
+            keep_history,
+            allow_nonfinite,
+        ),
+    )
 
 
 def trained_run_folder() -> Path:
@@ -368,8 +448,9 @@ def _copy_trained(src: str, out: str, source, *, progress, cancel) -> Path:
 
     folder = Path(src)
     if not folder.is_dir():
-        raise ExportError(f"the trained weights in {folder} are gone; run the validation again with "
-                          "'Keep trained weights' ticked")
+        raise ExportError(
+            f"the trained weights in {folder} are gone; run the validation again with 'Keep trained weights' ticked"
+        )
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
     total = sum(p.stat().st_size for p in files)
     # never over the model's source, nor over (or inside) the folder being copied

@@ -57,9 +57,16 @@ class HubLimits:
         from huggingface_hub import constants
 
         # A user who raised huggingface_hub's own timeouts for a slow link keeps that patience.
-        values = {"timeout": max(DEFAULT_TIMEOUT, float(constants.HF_HUB_ETAG_TIMEOUT),
-                                 float(constants.HF_HUB_DOWNLOAD_TIMEOUT))}
-        for field_name, env in (("timeout", ENV_TIMEOUT), ("stall_seconds", ENV_STALL_SECONDS), ("stall_kb", ENV_STALL_KB)):
+        values = {
+            "timeout": max(
+                DEFAULT_TIMEOUT, float(constants.HF_HUB_ETAG_TIMEOUT), float(constants.HF_HUB_DOWNLOAD_TIMEOUT)
+            )
+        }
+        for field_name, env in (
+            ("timeout", ENV_TIMEOUT),
+            ("stall_seconds", ENV_STALL_SECONDS),
+            ("stall_kb", ENV_STALL_KB),
+        ):
             text = os.environ.get(env, "").strip()
             if not text:
                 continue
@@ -137,8 +144,11 @@ def _guarded_stream_class():
                 if window_bytes >= need:
                     window_start, window_bytes = now, 0
                 elif now - window_start > self._limits.stall_seconds:
-                    raise stalled(self._url, self._limits,
-                                  f"less than {self._limits.stall_kb:g} KB in {self._limits.stall_seconds:g} s")
+                    raise stalled(
+                        self._url,
+                        self._limits,
+                        f"less than {self._limits.stall_kb:g} KB in {self._limits.stall_seconds:g} s",
+                    )
                 yield chunk
 
         def close(self) -> None:
@@ -157,8 +167,10 @@ def _guarded_client_class():
 
         def __init__(self, **kwargs) -> None:
             hooks = kwargs.pop("event_hooks", None) or {}
-            hooks = {"request": [*hooks.get("request", ()), self._on_request],
-                     "response": [*hooks.get("response", ()), self._on_response]}
+            hooks = {
+                "request": [*hooks.get("request", ()), self._on_request],
+                "response": [*hooks.get("response", ()), self._on_response],
+            }
             super().__init__(event_hooks=hooks, **kwargs)
 
         @staticmethod

@@ -1,9 +1,11 @@
-"""Long operations as plain callables: a progress callback and a cancel token, no Qt.
+"""Progress callbacks and cancel tokens: how every long operation in core reports and stops, no Qt.
 
 Every long operation in core (download, materialise, whole-model stats, training, export) takes
-``progress`` and ``cancel`` keyword arguments. The GUI runs such a callable on a worker thread
-and turns progress calls into signals; the CLI draws a terminal bar. Cancellation is
-cooperative: the operation calls ``cancel.check()`` between steps.
+``progress`` and ``cancel`` keyword arguments. The CLI draws a terminal bar from the progress
+calls; the app awaits the operation as a job (:mod:`app.jobs`: a worker thread, or a child
+process for tensor work, :mod:`core.process`) and turns the calls into signals. Cancellation is
+cooperative: the operation calls ``cancel.check()`` between steps (a child process that does not
+stop within its grace period is terminated).
 """
 
 from __future__ import annotations

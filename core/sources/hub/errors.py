@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from core.errors import SourceError
-from core.sources.hub_net import HubUnresponsive
+from core.sources.hub.timeouts import HubUnresponsive
 from core.sources.local import PICKLE_SUFFIXES
 from core.sources.trust import shown
 
@@ -118,4 +118,6 @@ def no_weights_error(repo_id: str, names: list[str]) -> SourceError:
             "Graft never unpickles by default: download the file, run 'graft convert <file>' "
             "(torch.load(weights_only=True)) and open the .safetensors it writes"
         )
-    return SourceError(f"{repo_id} has no safetensors weights at its root; Graft opens model repos with *.safetensors files")
+    return SourceError(
+        f"{repo_id} has no safetensors weights at its root; Graft opens model repos with *.safetensors files"
+    )

@@ -27,7 +27,8 @@ from functools import partial
 from pathlib import Path
 
 from core.errors import Cancelled, TrainingError
-from core.jobs import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.sources.base import TOKENIZER_FILE_PATTERNS, aux_file_names
 from core.training.arms import Arm, build_arm_model
 from core.training.config import ValidationConfig
 from core.training.data import batch_digest
@@ -37,13 +38,13 @@ from core.training.tasks import Task, get_task, task_for
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
-
 
 def find_tokenizer(arms: Sequence[Arm]) -> Path | None:
     """The first arm folder holding tokenizer files (export folders copy the source's)."""
     for arm in arms:
-        if arm.path is not None and any((arm.path / n).is_file() for n in TOKENIZER_FILES):
+        if arm.path is not None and any(
+            (arm.path / n).is_file() for n in aux_file_names(arm.path, TOKENIZER_FILE_PATTERNS)
+        ):
             return arm.path
     return None
 
@@ -60,8 +61,15 @@ class ValidationSession:
             ``distill`` set adds ``teacher_weight`` × its distillation term (moved to this device).
     """
 
-    def __init__(self, arms: Sequence[Arm], task: str | Task | None = None, config: ValidationConfig | None = None, *,
-                 tokenizer: str | Path | None = None, teacher=None) -> None:
+    def __init__(
+        self,
+        arms: Sequence[Arm],
+        task: str | Task | None = None,
+        config: ValidationConfig | None = None,
+        *,
+        tokenizer: str | Path | None = None,
+        teacher=None,
+    ) -> None:
         if not arms:
             raise TrainingError("a validation run needs at least one arm")
         names = [a.name for a in arms]
@@ -81,15 +89,19 @@ class ValidationSession:
         self.data = self.task.prepare(reference.config, self.config, self.tokenizer)
         n_train = len(self.data.split.train_index)
         if self.config.batch_size > n_train:
-            raise TrainingError(f"batch size {self.config.batch_size} is larger than the {n_train} training examples "
-                                f"of the data set; choose --batch-size {n_train} or less, or give more data (--dataset)")
+            raise TrainingError(
+                f"batch size {self.config.batch_size} is larger than the {n_train} training examples "
+                f"of the data set; choose --batch-size {n_train} or less, or give more data (--dataset)"
+            )
         self.eval_batches = self.task.eval_set(self.data, self.config)
         self.device = resolve_device(self.config.device)
         self.teacher = teacher
         if teacher is not None:
             if teacher.task.name != self.task.name:
-                raise TrainingError(f"the teacher is a {teacher.task.name} model but the arms train on {self.task.name}; "
-                                    "give a teacher of the arms' architecture")
+                raise TrainingError(
+                    f"the teacher is a {teacher.task.name} model but the arms train on {self.task.name}; "
+                    "give a teacher of the arms' architecture"
+                )
             teacher.to(self.device)
         self.runners: list[ArmRunner] = []
         arm_info: dict[str, dict] = {}
@@ -97,12 +109,22 @@ class ValidationSession:
             model, load = build_arm_model(self.task, arm, self.config.seed, data=self.data, options=self.config)
             runner = ArmRunner(arm.name, model, self.task, self.config, self.device)
             self.runners.append(runner)
-            arm_info[arm.name] = {"description": arm.description, "trainable": runner.trainable, "load": load.to_dict(),
-                                  "distill": bool(teacher is not None and arm.distill)}
+            arm_info[arm.name] = {
+                "description": arm.description,
+                "trainable": runner.trainable,
+                "load": load.to_dict(),
+                "distill": bool(teacher is not None and arm.distill),
+            }
         _, world = _world()
         self._report = ValidationReport(
-            task=self.task.name, metric=self.task.metric, config=asdict(self.config), arms=arm_info,
-            baseline=self.baseline, records={a.name: [] for a in arms}, device=str(self.device), world_size=world,
+            task=self.task.name,
+            metric=self.task.metric,
+            config=asdict(self.config),
+            arms=arm_info,
+            baseline=self.baseline,
+            records={a.name: [] for a in arms},
+            device=str(self.device),
+            world_size=world,
         )
         self._teacher_steps = 0
         if teacher is not None:
@@ -145,17 +167,35 @@ class ValidationSession:
             return [None] * len(self.runners)
         targets = self.teacher.targets(self.runners[0]._shard(batch), bf16=self.config.bf16)
         self._teacher_steps += 1
-        self._report.teacher = self.teacher.info(self.config.teacher_weight, self.config.teacher_temperature, self._teacher_steps)
-        return [partial(self.teacher.loss, teacher_out=targets, hidden_index=arm.teacher_map,
-                        temperature=self.config.teacher_temperature) if arm.distill else None for arm in self.arms]
+        self._report.teacher = self.teacher.info(
+            self.config.teacher_weight, self.config.teacher_temperature, self._teacher_steps
+        )
+        return [
+            partial(
+                self.teacher.loss,
+                teacher_out=targets,
+                hidden_index=arm.teacher_map,
+                temperature=self.config.teacher_temperature,
+            )
+            if arm.distill
+            else None
+            for arm in self.arms
+        ]
 
     def protected_paths(self) -> tuple[Path, ...]:
         """Folders the session reads from (export arms, the tokenizer): never written over."""
         paths = [a.path for a in self.arms if a.path is not None]
         return tuple(dict.fromkeys(paths + ([Path(self.tokenizer)] if self.tokenizer else [])))
 
-    def save_trained(self, out_dir: str | Path, names: Sequence[str] | None = None, *, force: bool = False,
-                     protect: Sequence[Path] = (), recipes: Mapping[str, dict] | None = None) -> dict[str, Path]:
+    def save_trained(
+        self,
+        out_dir: str | Path,
+        names: Sequence[str] | None = None,
+        *,
+        force: bool = False,
+        protect: Sequence[Path] = (),
+        recipes: Mapping[str, dict] | None = None,
+    ) -> dict[str, Path]:
         """Write each arm's trained model to ``out_dir/<arm>/`` (default: every arm but the
         baseline); see :func:`core.training.save.save_trained`. The report's ``saved`` lists them."""
         from core.training.save import save_trained

@@ -11,14 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.errors import TrainingError
+from core.architectures.mlp import mlp_widths
+from core.errors import ArchitectureError, TrainingError
 from core.training.config import ValidationConfig
 from core.training.data import Split, load_dataset
-from core.training.tasks import Task, TaskData, register_task
+from core.training.tasks.base import TASKS, Task, TaskData
 
 NUM_CLASSES = 10
-
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "sigmoid": nn.Sigmoid}
 
 
 class _ImageTask(Task):
@@ -28,7 +27,9 @@ class _ImageTask(Task):
 
     def prepare(self, config: dict, options: ValidationConfig, tokenizer_dir: str | None) -> TaskData:
         images, labels = load_dataset(options.dataset or self.default_dataset, "images")
-        return TaskData(images, labels, Split(len(images), options.seed, max(options.eval_fraction, 0.05)), {"config": config})
+        return TaskData(
+            images, labels, Split(len(images), options.seed, max(options.eval_fraction, 0.05)), {"config": config}
+        )
 
     def _rows_batch(self, data: TaskData, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -49,17 +50,14 @@ class _ImageTask(Task):
 
 class ViTClassificationTask(_ImageTask):
     name = "image_classification"
-    model_types = ("vit", "deit")
+    model_class = "ViTForImageClassification"
 
-    def hf_config(self, config: dict):
-        cfg = super().hf_config({**config, "num_labels": NUM_CLASSES})
-        cfg.num_labels = NUM_CLASSES
-        return cfg
-
-    def build_model(self, config):
-        from transformers import ViTForImageClassification
-
-        return ViTForImageClassification(self.hf_config(config))
+    def model_config(self, config):
+        """The config with a 10-class classifier (a source's other label names give way to LABEL_0 …)."""
+        labels = config.get("id2label")
+        if labels is not None and len(labels) != NUM_CLASSES:
+            config = {k: v for k, v in config.items() if k not in ("id2label", "label2id")}
+        return {**config, "num_labels": NUM_CLASSES}
 
     def _rows_batch(self, data, rows):
         config = data.extra["config"]
@@ -78,55 +76,20 @@ class ViTClassificationTask(_ImageTask):
         return {**self._classify(out["logits"], batch["labels"]), **out}
 
 
-def mlp_widths(config: dict) -> list[int]:
-    """Layer widths of the generic MLP config: ``widths`` (or ``layer_sizes``/``sizes``)."""
-    for key in ("widths", "layer_sizes", "sizes", "dims"):
-        if key in config:
-            return [int(w) for w in config[key]]
-    raise TrainingError("the MLP config has no 'widths' list (input, hidden…, output)")
-
-
-def build_mlp(config: dict) -> nn.Sequential:
-    """``nn.Sequential(Linear, act, Linear, …, Linear)`` from the widths list.
-
-    The builder of :mod:`core.export` (the one ``load_mlp`` uses) when it is there, so layer
-    names match exported checkpoints; the same layout otherwise.
-    """
-    widths = mlp_widths(config)
-    activation = str(config.get("activation", "relu")).lower()
-    bias = bool(config.get("bias", True))
-    try:
-        from core.export import build_mlp as export_build_mlp
-    except ImportError:
-        export_build_mlp = None
-    if export_build_mlp is not None:
-        try:
-            return export_build_mlp(widths, activation, bias=bias)
-        except Exception as exc:  # ExportError: bad widths or activation
-            raise TrainingError(f"cannot build the MLP: {exc}") from exc
-    act = _ACTIVATIONS.get(activation)
-    if act is None:
-        raise TrainingError(f"MLP activation {activation!r} is unknown; use one of {', '.join(_ACTIVATIONS)}")
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        if i:
-            layers.append(act())
-        layers.append(nn.Linear(a, b, bias=bias))
-    return nn.Sequential(*layers)
-
-
 class MLPClassificationTask(_ImageTask):
     name = "mlp_classification"
-    model_types = ("mlp",)
 
-    def hf_config(self, config):
-        return config
-
-    def build_model(self, config):
-        widths = mlp_widths(config)
+    def model_config(self, config):
+        """The config, refused unless the MLP reads the 64 pixels and gives the 10 classes."""
+        try:
+            widths = mlp_widths(config)
+        except ArchitectureError as exc:
+            raise TrainingError(str(exc)) from exc
         if widths[0] != 64 or widths[-1] != NUM_CLASSES:
-            raise TrainingError(f"the digits MLP needs 64 inputs and {NUM_CLASSES} outputs, not {widths[0]} and {widths[-1]}")
-        return build_mlp(config)
+            raise TrainingError(
+                f"the digits MLP needs 64 inputs and {NUM_CLASSES} outputs, not {widths[0]} and {widths[-1]}"
+            )
+        return config
 
     def _rows_batch(self, data, rows):
         return {"inputs": data.inputs[rows].reshape(len(rows), -1), "labels": data.labels[rows]}
@@ -140,5 +103,5 @@ class MLPClassificationTask(_ImageTask):
         return {**self._classify(out["logits"], batch["labels"]), **out}
 
 
-register_task(ViTClassificationTask())
-register_task(MLPClassificationTask())
+TASKS.add(ViTClassificationTask.name, ViTClassificationTask())
+TASKS.add(MLPClassificationTask.name, MLPClassificationTask())

@@ -1,0 +1,136 @@
+"""The maps a plan draws once: which source layer feeds each target layer, and per named
+dimension which source index feeds each target index (shared by every tensor on that dimension).
+
+Per-layer dimensions (``ffn``, ``heads``, ``kv_heads``) are drawn separately for every target layer
+and keyed ``dim@<target layer>``; a query head is drawn within its kv group, and a rotary head_dim
+keeps its pairs (i, i + d/2) together.
+"""
+
+from __future__ import annotations
+
+from core.architectures.spec import PER_LAYER_DIMS
+from core.errors import PlanError
+from core.plan.model import DimMap, LayerLink
+from core.strategies import base as strategies
+from core.strategies.index import linspace_indices
+
+#: named layer selections (besides an explicit list of source layers); by_influence needs calibration data.
+LAYER_MAPS = ("first_n", "uniform", "last_n", "by_influence")
+
+
+def make_layer_map(n_source: int, n_target: int, method: str | list[int], layer_scores=None) -> list[LayerLink]:
+    """Target layer j ← source layer; with more target layers, new blocks follow their source.
+
+    ``by_influence`` keeps the Ñ layers with the highest Block Influence (ShortGPT: the least
+    redundant), in order, ties to the earlier layer; ``layer_scores`` is that list (or a callable
+    returning it, called only when layers are dropped).
+    """
+    if isinstance(method, list):
+        if len(method) != n_target:
+            raise PlanError(f"the explicit layer list has {len(method)} entries but the target has {n_target} layers")
+        bad = [i for i in method if not 0 <= i < n_source]
+        if bad:
+            raise PlanError(f"layer(s) {bad} do not exist in the source (0…{n_source - 1})")
+        return [LayerLink(j, i) for j, i in enumerate(method)]
+    if n_target <= n_source:
+        if method == "first_n":
+            chosen = list(range(n_target))
+        elif method == "uniform":
+            chosen = linspace_indices(n_source, n_target)  # the same rounding as the uniform index map
+        elif method == "last_n":
+            chosen = list(range(n_source - n_target, n_source))
+        elif method == "by_influence":
+            chosen = _most_influential(n_source, n_target, layer_scores)
+        else:
+            raise PlanError(f"unknown layer selection {method!r}; use {', '.join(LAYER_MAPS)} or an explicit list")
+        return [LayerLink(j, i) for j, i in enumerate(chosen)]
+    # Growing depth: spread the new blocks evenly, each after the source block it copies.
+    links: list[LayerLink] = []
+    extra = n_target - n_source
+    per = [extra // n_source + (1 if i < extra % n_source else 0) for i in range(n_source)]
+    for i in range(n_source):
+        links.append(LayerLink(len(links), i))
+        for _ in range(per[i]):
+            links.append(LayerLink(len(links), i, new=True))
+    return links
+
+
+def _most_influential(n_source: int, n_target: int, layer_scores) -> list[int]:
+    if n_target == n_source:
+        return list(range(n_source))
+    if layer_scores is None:
+        raise PlanError(
+            "the by_influence layer map needs the source's Block Influence; plan through "
+            "core.pipeline.plan_recipe, or pass layer_scores to make_plan"
+        )
+    bi = [float(x) for x in (layer_scores() if callable(layer_scores) else layer_scores)]
+    if len(bi) != n_source:
+        raise PlanError(
+            f"Block Influence was measured for {len(bi)} layers, but the source has {n_source}; "
+            "by_influence cannot choose layers for it, use first_n or uniform"
+        )
+    return sorted(sorted(range(n_source), key=lambda i: (-bi[i], i))[:n_target])
+
+
+def _draw(strategy, params, n_source: int, n_target: int, seed: int, key: str, scores=None) -> list[int]:
+    method = strategy.name
+    if n_target > n_source and not strategy.can_grow:
+        raise PlanError(f"index strategy {method!r} cannot grow {key} from {n_source} to {n_target}; use iid or cyclic")
+    gen = strategies.generator(seed, "dim", key)
+    idx = strategy.draw(params, n_source, n_target, gen=gen, scores=scores)
+    if len(idx) != n_target or any(not 0 <= i < n_source for i in idx):
+        raise PlanError(f"index strategy {method!r} returned an invalid map for {key}")
+    return [int(i) for i in idx]
+
+
+def make_dim_maps(
+    spec,
+    src: dict[str, int],
+    tgt: dict[str, int],
+    layer_map: list[LayerLink],
+    strategy,
+    params,
+    seed: int,
+    score_fn=None,
+) -> dict[str, DimMap]:
+    """One map per named dimension; per-layer dims keyed ``dim@<target layer>``.
+
+    ``strategy`` is the index strategy (a registered object, or its name).
+    """
+    if isinstance(strategy, str):
+        strategy = strategies.get(strategy)
+    method = strategy.name
+    dims: dict[str, DimMap] = {}
+    scored = score_fn is not None and strategy.needs_scores
+
+    def add(key: str, dim: str, n: int, m: int, source_layer: int | None):
+        scores = score_fn(dim, source_layer) if scored else None
+        dims[key] = DimMap(key, n, m, _draw(strategy, params, n, m, seed, key, scores), method)
+
+    for dim in sorted(spec.resizable - PER_LAYER_DIMS):
+        if dim not in src:
+            continue
+        if dim == "head_dim" and spec.rotary and src[dim] != tgt[dim]:
+            s = score_fn(dim, None) if scored else None  # a rotary pair (i, i + d/2) scores s[i] + s[i + d/2]
+            pairs = s[: src[dim] // 2] + s[src[dim] // 2 :] if s is not None else None
+            half = _draw(strategy, params, src[dim] // 2, tgt[dim] // 2, seed, "head_dim/2", pairs)
+            half = sorted(half) if len(set(half)) == len(half) else half
+            dims[dim] = DimMap(dim, src[dim], tgt[dim], half + [i + src[dim] // 2 for i in half], method)
+        else:
+            add(dim, dim, src[dim], tgt[dim], None)
+    if not spec.layered:
+        return dims
+    for link in layer_map:
+        j, layer = link.target, link.source
+        add(f"ffn@{j}", "ffn", src["ffn"], tgt["ffn"], layer)
+        kv_key, h_key = f"kv_heads@{j}", f"heads@{j}"
+        add(kv_key, "kv_heads", src["kv_heads"], tgt["kv_heads"], layer)
+        r_src, r_tgt = src["heads"] // src["kv_heads"], tgt["heads"] // tgt["kv_heads"]
+        heads: list[int] = []
+        head_scores = score_fn("heads", layer) if scored else None
+        for g, kv in enumerate(dims[kv_key].index):
+            group = head_scores[kv * r_src : (kv + 1) * r_src] if head_scores is not None else None
+            within = _draw(strategy, params, r_src, r_tgt, seed, f"{h_key}/group{g}", group)
+            heads += [kv * r_src + o for o in within]
+        dims[h_key] = DimMap(h_key, src["heads"], tgt["heads"], heads, method)
+    return dims
