@@ -31,7 +31,9 @@ from core.errors import ArchitectureError, ExportError, PlanError
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(?P<prefix>.*?)(?P<index>\d+)\.(?P<kind>weight|bias)$")
-ACTIVATIONS = ("relu", "gelu", "tanh", "silu", "sigmoid")
+#: activation name → the ``torch.nn`` class between the Linear layers.
+_ACTIVATION_CLASSES = {"relu": "ReLU", "gelu": "GELU", "tanh": "Tanh", "silu": "SiLU", "sigmoid": "Sigmoid"}
+ACTIVATIONS = tuple(_ACTIVATION_CLASSES)
 #: safetensors metadata keys of an exported MLP.
 MLP_WIDTHS_KEY = "graft.mlp.widths"
 MLP_ACTIVATION_KEY = "graft.mlp.activation"
@@ -194,10 +196,6 @@ def infer_mlp(shapes: dict[str, tuple[int, ...]], metadata: dict[str, str]) -> t
 
 # --- the model: built, exported and loaded ------------------------------------------------------
 
-#: activation name → the ``torch.nn`` class between the Linear layers.
-_ACTIVATION_CLASSES = {"relu": "ReLU", "gelu": "GELU", "tanh": "Tanh", "silu": "SiLU", "sigmoid": "Sigmoid"}
-MLP_ACTIVATIONS = ACTIVATIONS
-
 
 def mlp_metadata(widths: list[int], activation: str) -> dict[str, str]:
     """Safetensors metadata that lets :func:`load_mlp` rebuild an MLP.
@@ -287,7 +285,7 @@ def load_mlp(path: str | os.PathLike[str], activation: str | None = None):
         )
     act = activation or meta.get(MLP_ACTIVATION_KEY)
     if act is None:
-        raise ExportError(f"{path} records no activation; pass one of {', '.join(MLP_ACTIVATIONS)}")
+        raise ExportError(f"{path} records no activation; pass one of {', '.join(ACTIVATIONS)}")
     bias = all(f"{n}.bias" in state for n in names)
     model = build_mlp(widths, act, bias=bias)
     dtype = state[f"{names[0]}.weight"].dtype
@@ -316,5 +314,5 @@ def _weight_files(path: Path) -> list[Path]:
 def _check_mlp(widths: Sequence[int], activation: str) -> None:
     if len(widths) < 2 or any(int(w) <= 0 for w in widths):
         raise ExportError(f"MLP widths must be at least two positive sizes, got {list(widths)}")
-    if activation not in MLP_ACTIVATIONS:
-        raise ExportError(f"unknown MLP activation {activation!r}; choose one of {', '.join(MLP_ACTIVATIONS)}")
+    if activation not in ACTIVATIONS:
+        raise ExportError(f"unknown MLP activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
