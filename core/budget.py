@@ -25,6 +25,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.architectures.spec import axis_atoms, axis_parts
 from core.dtypes import itemsize
 from core.errors import ExportError, PlanError
 
@@ -83,16 +84,20 @@ def estimate(spec, source, target_sizes: dict[str, int], dtype: str | None = Non
     for m in matched.values():
         if m.rule.kind == "drop":
             continue
-        if m.layer is not None and m.layer != first_layer:
-            continue
+        if (m.layer is not None and m.layer != first_layer) or (m.expert is not None and m.expert != 0):
+            continue  # one layer's tensors (and one expert's) stand for all of them
         info = source.tensors[m.name]
         shape = tuple(
-            math.prod(target_sizes[d] for d in dims) if dims and all(d in target_sizes for d in dims) else size
+            sum(math.prod(target_sizes[d] for d in part) for part in axis_parts(dims))  # a Concat: the sum of its parts
+            if dims and all(d in target_sizes for d in axis_atoms(dims))
+            else size
             for dims, size in zip(m.rule.axes, info.shape)
         )
         numel = math.prod(shape)
         width = itemsize(dtype if dtype and info.is_float else info.dtype, 4)
-        copies = n_layers if m.layer is not None else 1
+        copies = (n_layers if m.layer is not None else 1) * (
+            target_sizes.get("experts", 1) if m.expert is not None else 1
+        )
         total += numel * width * copies
         n_tensors += copies
         if numel * width > largest[2]:

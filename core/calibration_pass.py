@@ -29,6 +29,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+from core.architectures.spec import is_concat
 from core.errors import PlanError
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,8 @@ def find_readers(described, sizes: dict[str, int], model, names: dict[str, str])
     for t in described:
         if t.kind != "param" or t.fan_in is None or len(t.shape) != 2 or t.name not in names:
             continue
+        if is_concat(t.axes[t.fan_in]):
+            continue  # a concatenated fan-in (no family reads one yet) has no single grid of atoms to score
         atoms = tuple(t.axes[t.fan_in])
         if any(a not in sizes for a in atoms):
             continue

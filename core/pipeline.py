@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core import __version__
 from core.architectures import FAMILIES
+from core.architectures.upcycle import upcycled
 from core.budget import check_disk
 from core.devices import check_device_available
 from core.errors import SourceError
@@ -31,7 +32,7 @@ RECORDED_CACHE_KEYS = ("fits", "wave_error")
 
 def open_recipe_source(recipe: Recipe, **kw) -> Source:
     location = recipe.source if recipe.revision is None else f"{recipe.source}@{recipe.revision}"
-    return open_source(location, **kw)
+    return upcycled(open_source(location, **kw), recipe.sizes)  # a dense source asked for experts: an MoE view
 
 
 def plan_recipe(
@@ -47,7 +48,7 @@ def plan_recipe(
     the source on calibration data first (:mod:`core.calibration`, cached on disk): that pass
     reports to ``progress`` and stops at ``cancel``.
     """
-    source = source or open_recipe_source(recipe)
+    source = upcycled(source or open_recipe_source(recipe), recipe.sizes)
     index = recipe.index or {}
     by_activation = index.get("method") == "by_activation"
     scores, layer_scores = score_fn(source), None
@@ -85,6 +86,7 @@ def plan_recipe(
         seed=recipe.seed,
         score_fn=scores,
         layer_scores=layer_scores,
+        overrides=recipe.config,
     )
     return plan, source
 
@@ -224,7 +226,7 @@ def export_recipe(
             "family": plan.family,
             "library": spec.library,
             "loader": spec.loader,
-            "target": {k: v for k, v in plan.target_sizes.items() if k not in ("one", "qkv")},
+            "target": {k: v for k, v in plan.target_sizes.items() if k not in ("one", "qkv", "two")},
             "strategy": default["method"]
             + "".join(f", {r}: {c['method']}" for r, c in recipe.values.items() if r != "default"),
             "parameters": default.get("params") or {},

@@ -1,8 +1,9 @@
 """The recipe: one JSON file that the GUI saves, the CLI takes, and every export carries.
 
-It names the source, the target sizes, the strategies (index + value per role), the seed and
-the export options; an export adds the source's identity (path or repo id + revision, a SHA-256
-of each shard) and the Graft version, so the same recipe reproduces the same bytes.
+It names the source, the target sizes (and any other target config fields, ``config``), the
+strategies (index + value per role), the seed and the export options; an export adds the source's
+identity (path or repo id + revision, a SHA-256 of each shard) and the Graft version, so the same
+recipe reproduces the same bytes.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class Recipe:
     source: str = "demo"
     revision: str | None = None
     target: dict = field(default_factory=dict)
+    #: target config.json fields (``--set KEY=JSON``): a target size's field plans like its size flag,
+    #: the others are written into the target config (:mod:`core.plan.config_set`). Empty is left out
+    #: of the file, so a recipe without it saves the same bytes as before.
+    config: dict = field(default_factory=dict)
     values: dict = field(default_factory=lambda: {"default": {"method": "select", "params": {}}})
     index: dict | None = None
     layers: str | list[int] = "first_n"
@@ -69,6 +74,8 @@ class Recipe:
     # -- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict:
         data = asdict(self)
+        if not data["config"]:
+            del data["config"]
         return {"graft_recipe": FORMAT, "graft_version": __version__, **data}
 
     @classmethod
@@ -98,6 +105,9 @@ class Recipe:
         _expect(self.revision, (str, type(None)), "revision", "a branch, tag or commit hash, or null")
         _expect(self.target, dict, "target", 'an object of sizes, like {"layers": 4, "hidden": 256}')
         TargetSizes.from_dict(self.target)
+        _expect(self.config, dict, "config", 'an object of target config fields, like {"rope_theta": 20000.0}')
+        if not all(isinstance(key, str) and key for key in self.config):
+            raise RecipeError("the recipe's config keys must be config.json field names (non-empty strings)")
         if self.dtype is not None and self.dtype not in EXPORT_DTYPES:
             raise RecipeError(
                 f"dtype must be one of {', '.join(EXPORT_DTYPES)} (or absent to keep the source's), not {self.dtype!r}"

@@ -10,6 +10,7 @@ import logging
 import math
 from collections.abc import Iterator
 
+from core.architectures.spec import FAMILIES, axis_atoms, is_concat
 from core.dtypes import itemsize, torch_dtype
 from core.errors import PlanError, StrategyError
 from core.plan import Plan, TensorPlan
@@ -19,14 +20,30 @@ from core.strategies import base as registry
 log = logging.getLogger(__name__)
 
 
-def composite_index(plan: Plan, axis: list[str]):
+def composite_index(plan: Plan, axis: list):
     """Flat source indices for every target position of one (composite) axis, or None if identity.
 
     For an axis (d1, …, dk) the flat source index of target position (t1, …, tk) is
-    Σ m_i[t_i] · Π_{j>i} N_j — row-major, like the tensor's memory layout.
+    Σ m_i[t_i] · Π_{j>i} N_j — row-major, like the tensor's memory layout. A concatenated axis
+    (a list of parts, Phi-3's [Q;K;V]) is its parts' indices one after the other, each shifted by
+    the part's source offset (the source sizes of the parts before it).
     """
     import torch
 
+    if is_concat(axis):
+        parts = [[plan.dims.get(k) for k in part] for part in axis]
+        if all(m is None or m.is_identity for part in parts for m in part):
+            return None
+        out, offset = [], 0
+        for keys, maps in zip(axis, parts):
+            missing = [k for k, m in zip(keys, maps) if m is None]
+            if missing:
+                raise PlanError(f"dimension {missing[0]} has no map but shares an axis with resized ones")
+            index = composite_index(plan, list(keys))
+            size = math.prod(m.source_size for m in maps)
+            out.append((torch.arange(size) if index is None else index) + offset)
+            offset += size
+        return torch.cat(out)
     maps = [plan.dims.get(k) for k in axis]
     if all(m is None or m.is_identity for m in maps):
         return None
@@ -178,7 +195,37 @@ def fill_tensor(plan: Plan, tensor: TensorPlan, source, *, device: str = "cpu", 
         raise StrategyError(
             f"strategy {tensor.strategy} produced {tuple(out.shape)} for {tensor.name}, expected {tuple(tensor.shape)}"
         )
+    divisor = embedding_divisor(plan, tensor)
+    if divisor is not None:  # a division, as HyperCloning's clone_gemma does: growth gives the same bits
+        import torch
+
+        out = out.to(torch.promote_types(out.dtype, torch.float32)) / divisor
     return out
+
+
+def embedding_divisor(plan: Plan, tensor: TensorPlan) -> float | None:
+    """√(Ñ/N) for the token embedding of a model that multiplies it by √hidden (Gemma), else None.
+
+    Such a model's residual stream starts at √hidden × the embedding: with hidden N → Ñ and the
+    embedding's values taken from the source (copied, averaged or sampled: every strategy with
+    ``from_source``), the target's would be √(Ñ/N) times the source's, so :func:`fill_tensor`
+    divides the embedding by it once, after any strategy. A tied LM head reads the same matrix, so
+    its logits are multiplied by √(N/Ñ): see :mod:`core.architectures.families.gemma` for why that is kept.
+    """
+    spec = FAMILIES.find(plan.family)
+    n, new_n = plan.source_sizes.get("hidden"), plan.target_sizes.get("hidden")
+    if (
+        spec is None
+        or tensor.role != "embed"
+        or plan.target_config.get("model_type") not in spec.sqrt_hidden_embedding
+        or not n
+        or not new_n
+        or n == new_n
+        or not any("hidden" in axis_atoms(axis) for axis in tensor.axes)
+        or not registry.get(tensor.strategy).from_source
+    ):
+        return None
+    return math.sqrt(new_n / n)
 
 
 def output_dtype(tensor: TensorPlan, dtype: str | None):

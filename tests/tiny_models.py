@@ -6,9 +6,19 @@ from __future__ import annotations
 def _configs():
     from transformers import (
         BertConfig,
+        Gemma2Config,
+        Gemma3TextConfig,
+        GemmaConfig,
         GPT2Config,
+        GPTNeoXConfig,
         LlamaConfig,
+        MixtralConfig,
+        OPTConfig,
+        Phi3Config,
         Qwen2Config,
+        Qwen2MoeConfig,
+        Qwen3Config,
+        Qwen3MoeConfig,
         RobertaConfig,
         ViTConfig,
     )
@@ -61,7 +71,70 @@ def _configs():
             ),
             "AutoModelForCausalLM",
         ),
+        "mixtral": (MixtralConfig(**_MOE, intermediate_size=48, num_local_experts=4), "AutoModelForCausalLM"),
+        "qwen2_moe": (
+            Qwen2MoeConfig(
+                **_MOE, num_experts=4, moe_intermediate_size=48, shared_expert_intermediate_size=40, norm_topk_prob=True
+            ),
+            "AutoModelForCausalLM",
+        ),
+        "qwen3_moe": (Qwen3MoeConfig(**_MOE, num_experts=4, moe_intermediate_size=48), "AutoModelForCausalLM"),
+        "qwen3": (
+            Qwen3Config(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=8,
+                intermediate_size=64,
+                vocab_size=100,
+                tie_word_embeddings=False,
+            ),
+            "AutoModelForCausalLM",
+        ),
         "gpt2": (GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, vocab_size=100), "AutoModelForCausalLM"),
+        # Gemma family (tests/architectures/test_family_gemma.py): embeddings × √hidden, (1 + w) norms, tied head;
+        # Gemma 2 soft-caps attention and final logits, both alternate sliding-window (4) and full attention.
+        "gemma": (GemmaConfig(**_GEMMA), "AutoModelForCausalLM"),
+        "gemma2": (
+            Gemma2Config(**_GEMMA, query_pre_attn_scalar=16, sliding_window=4, attn_logit_softcapping=5.0),
+            "AutoModelForCausalLM",
+        ),
+        "gemma3_text": (
+            Gemma3TextConfig(
+                **_GEMMA,
+                query_pre_attn_scalar=16,
+                sliding_window=4,
+                layer_types=["sliding_attention", "full_attention"],
+            ),
+            "AutoModelForCausalLM",
+        ),
+        # Phi-3-like: fused [Q;K;V] with 4 query heads over 2 kv heads, fused [gate; up].
+        "phi3": (
+            Phi3Config(
+                **_DECODER,
+                num_key_value_heads=2,
+                intermediate_size=48,
+                max_position_embeddings=64,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+            ),
+            "AutoModelForCausalLM",
+        ),
+        # Pythia-like: q|k|v interleaved per head, half of head_dim 8 rotates, parallel residual.
+        "gpt_neox": (
+            GPTNeoXConfig(**_DECODER, intermediate_size=64, rotary_pct=0.5, max_position_embeddings=64),
+            "AutoModelForCausalLM",
+        ),
+        # opt-125m-like (pre-LN, tied head) and opt-350m-like (post-LN, project_in/out to word_embed_proj_dim 16).
+        "opt": (OPTConfig(**_DECODER, ffn_dim=64, max_position_embeddings=64), "AutoModelForCausalLM"),
+        "opt-350m": (
+            OPTConfig(
+                **_DECODER, ffn_dim=64, max_position_embeddings=64, word_embed_proj_dim=16, do_layer_norm_before=False
+            ),
+            "AutoModelForCausalLM",
+        ),
         "vit": (
             ViTConfig(
                 hidden_size=32,
@@ -79,6 +152,31 @@ def _configs():
 
 
 FAMILIES = ("bert", "roberta", "llama", "qwen2", "gpt2", "vit")
+#: the sizes the tiny gpt_neox and opt models share (tests/architectures/test_family_{gpt_neox,opt}.py).
+_DECODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, vocab_size=100)
+#: mixture-of-experts models (tests/architectures/test_family_moe.py), and qwen3 (a dense source they upcycle).
+MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe")
+#: the Gemma family's tiny models (their config classes tie the head by default).
+GEMMA_FAMILIES = ("gemma", "gemma2", "gemma3_text")
+_GEMMA = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    intermediate_size=64,
+    vocab_size=100,
+)
+#: the sizes the tiny MoE models share: 4 experts, top-2.
+_MOE = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=100,
+    num_experts_per_tok=2,
+    tie_word_embeddings=False,
+)
 
 
 def build_tiny(family: str, folder, seed: int = 0):

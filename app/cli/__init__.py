@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
     try:
         result = args.func(args)
+        # Flush here, not at exit: a reader gone by then (`graft plan … | head`) is the quiet case below,
+        # not an "Exception ignored … BrokenPipeError" traceback from the interpreter's shutdown.
+        sys.stdout.flush()
     except Cancelled:
         print("graft: cancelled", file=sys.stderr)
         return 1

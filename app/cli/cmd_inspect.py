@@ -29,7 +29,7 @@ def run(args) -> int:
     source = open_source(args.source)
     spec, config = detect(source)
     roles = describe(source, spec)
-    sizes = {k: v for k, v in spec.sizes(config).items() if k not in ("one", "qkv")}
+    sizes = {k: v for k, v in spec.sizes(config).items() if k not in ("one", "qkv", "two")}
     problems = source_problems(source, spec, config)
     scan = None if args.headers_only else source.scan(progress=TerminalProgress("checking values"))
     nonfinite = scan.nonfinite if scan else {}

@@ -14,7 +14,7 @@ def format_plan(plan: Plan, limit: int | None = None) -> str:
         + "  ".join(
             f"{k} {plan.source_sizes[k]}→{v}"
             for k, v in plan.target_sizes.items()
-            if k in plan.source_sizes and k not in ("one", "qkv")
+            if k in plan.source_sizes and k not in ("one", "qkv", "two")
         )
     )
     lines.append("layers: " + "  ".join(f"{ln.target}←{ln.source}{'+new' if ln.new else ''}" for ln in plan.layer_map))

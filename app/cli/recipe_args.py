@@ -30,6 +30,16 @@ def add_recipe_args(parser: argparse.ArgumentParser, *, source_required: bool = 
     )
     parser.add_argument("--recipe", help="start from this recipe file; flags override its fields")
     add_size_args(parser)
+    parser.add_argument_group("target config").add_argument(
+        "--set",
+        dest="set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a field of the target's config.json, its value JSON (repeatable), e.g. --set rope_theta=20000.0 "
+        "--set hidden_size=256 (a size's field acts like its flag, here --hidden 256); quote strings: "
+        "--set 'hidden_act=\"gelu\"'",
+    )
     s = parser.add_argument_group("strategy")
     s.add_argument("--strategy", help="value strategy for every role (e.g. select, mean_field, growth, distribution)")
     s.add_argument(
@@ -100,6 +110,24 @@ def parse_pairs(items: list[str], what: str) -> dict:
     return out
 
 
+def parse_sets(items: list[str]) -> dict:
+    """``--set KEY=JSON`` items → ``{key: value}``; a value that is not JSON is refused."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise RecipeError(f"--set {item!r} must look like KEY=JSON, e.g. --set rope_theta=20000.0")
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            raise RecipeError(
+                f"--set {key}: {text!r} is not JSON; write numbers, true/false, null, [lists] or quoted "
+                f"strings ('{key}=\"{text}\"')"
+            ) from None
+    return out
+
+
 def parse_role(item: str) -> tuple[str, dict]:
     role, sep, rest = item.partition("=")
     if not sep or not role or not rest:
@@ -137,6 +165,9 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         if getattr(args, name, None) is not None:
             target[name] = getattr(args, name)
     data["target"] = target
+    sets = parse_sets(getattr(args, "set", None) or [])
+    if sets:
+        data["config"] = {**data.get("config", {}), **sets}
     if args.strategy or args.param:
         default = dict(data["values"]["default"])
         if args.strategy and args.strategy != default["method"]:

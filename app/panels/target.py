@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.panels.config_fields import ConfigFieldsTable
 from app.panels.forms import DataclassForm
 from app.panels.overrides import ROLE_CHOICES, OverrideRow, role_choices
 from app.qt import QtCore, QtWidgets
@@ -58,6 +59,9 @@ class TargetPanel(QtWidgets.QScrollArea):
             self.size_spins[key] = spin
             sizes.addRow(label, spin)
         layout.addLayout(sizes)
+        self.config_fields = ConfigFieldsTable()  # any other target config field (the recipe's ``config``)
+        self.config_fields.fields_edited.connect(self._edited)
+        layout.addWidget(self.config_fields)
         self.count_label = QtWidgets.QLabel("–")
         self.count_label.setObjectName("parameter-count")
         layout.addWidget(self.count_label)
@@ -157,6 +161,7 @@ class TargetPanel(QtWidgets.QScrollArea):
             self._source_sizes = dict(opened.sizes)
             self._roles = role_choices(r.role for r in opened.roles if r.kind != "buffer") or ROLE_CHOICES
             self.clear_overrides()  # a new source starts as an identity transfer
+            self.config_fields.set_fields({})
             for key, spin in self.size_spins.items():
                 size = opened.sizes.get(key)
                 spin.setEnabled(size is not None and key in opened.editable)
@@ -189,6 +194,7 @@ class TargetPanel(QtWidgets.QScrollArea):
             for role, choice in recipe.values.items():
                 if role != "default":
                     self.add_override(role, choice["method"], choice.get("params"), emit=False)
+            self.config_fields.set_fields(recipe.config)
             self.seed_spin.setValue(recipe.seed)
             self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(recipe.device)))
             self.dtype_combo.setCurrentIndex(max(0, self.dtype_combo.findData(recipe.dtype)))
@@ -307,6 +313,7 @@ class TargetPanel(QtWidgets.QScrollArea):
             source=self._location,
             revision=self._revision,
             target=target,
+            config=self.config_fields.fields(),
             values=values,
             index=index,
             layers=self.layers_combo.currentData(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.architectures.mlp import MLPSpec, infer_mlp
-from core.architectures.spec import FAMILIES, ArchitectureSpec, Axis, MatchedTensor, TensorRule
+from core.architectures.spec import FAMILIES, ArchitectureSpec, Axis, MatchedTensor, TensorRule, axis_parts, is_concat
 from core.errors import ArchitectureError
 
 __all__ = [
@@ -131,7 +131,14 @@ class TensorRole:
 
     @property
     def dims_label(self) -> str:
-        return " × ".join("·".join(a) if a else "()" for a in self.axes)
+        return " × ".join(_axis_label(a) for a in self.axes)
+
+
+def _axis_label(axis) -> str:
+    """``heads·head_dim``, or a concatenated axis's parts joined by ``+`` (``heads·head_dim+kv_heads·head_dim+…``)."""
+    if not axis:
+        return "()"
+    return "+".join("·".join(part) for part in axis_parts(axis)) if is_concat(axis) else "·".join(axis)
 
 
 def describe(source, spec: ArchitectureSpec | None = None) -> list[TensorRole]:

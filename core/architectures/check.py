@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+from core.architectures.spec import axis_atoms, is_concat
 from core.errors import ArchitectureError
 
 #: dims fixed by the data whose size a family's config states: dim → config field(s), first found wins.
@@ -103,6 +104,21 @@ def source_problems(source, spec, config: dict, *, limit: int = 20) -> list[str]
                 return problems
             continue
         for axis, (dims, actual) in enumerate(zip(m.rule.axes, info.shape)):
+            if is_concat(dims):  # Phi-3's [Q;K;V]: the sum of its parts, checked once their sizes are known
+                atoms = axis_atoms(dims)
+                expected = (
+                    sum(math.prod(known[d] for d in part) for part in dims) if all(d in known for d in atoms) else None
+                )
+                if expected is not None and expected != actual:
+                    stated = ", ".join(f"{d} {known[d]}" for d in atoms)
+                    if problem(
+                        f"tensor {name!r} has size {actual} on axis {axis}, but config.json implies {expected} "
+                        f"({stated}); the config does not describe these weights — use the config.json that came "
+                        "with them"
+                    ):
+                        return problems
+                    break
+                continue
             unknown = [d for d in dims if d not in known]
             if len(unknown) == 1:  # the first tensor carrying an unstated dimension fixes it
                 rest = math.prod(known[d] for d in dims if d != unknown[0])

@@ -23,10 +23,47 @@ import importlib
 import re
 from dataclasses import dataclass, field
 
-from core.errors import ArchitectureError
+from core.errors import ArchitectureError, PlanError
 from core.registry import Registry
 
 Axis = tuple[str, ...]
+
+
+class Concat(tuple):
+    """An axis made of blocks of different composite dimensions, one after the other.
+
+    Phi-3's fused ``qkv_proj`` with grouped-query attention stacks H·d query rows, then KV·d key
+    rows, then KV·d value rows: ``Concat((("heads", "head_dim"), ("kv_heads", "head_dim"),
+    ("kv_heads", "head_dim")))``. It is no product (GPT-2's ``("qkv", "heads", "head_dim")`` is,
+    because there K and V have as many heads as Q): its size is the sum of its parts' products,
+    and a target position's source index is its part's composite index plus the part's source
+    offset (:func:`core.transfer.composite_index`). In a plan (``TensorPlan.axes``) such an axis
+    is a list of parts, each a list of keys, so a plan still serialises to JSON.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, parts):
+        return super().__new__(cls, tuple(tuple(p) for p in parts))
+
+    def __repr__(self) -> str:
+        return f"Concat({tuple(self)!r})"
+
+
+def is_concat(axis) -> bool:
+    """Whether an axis (a rule's tuple, or a plan's list of keys) is a concatenation of parts."""
+    return isinstance(axis, Concat) or (len(axis) > 0 and not isinstance(axis[0], str))
+
+
+def axis_parts(axis) -> list:
+    """The parts of an axis: its blocks for a concatenated one, else the axis itself as the only part."""
+    return list(axis) if is_concat(axis) else [axis]
+
+
+def axis_atoms(axis) -> list[str]:
+    """Every atomic dimension (or key) on an axis, once each, in order."""
+    return list(dict.fromkeys(d for part in axis_parts(axis) for d in part))
+
 
 #: Family name → its spec; each family module registers its own (the MLP's is the template
 #: :func:`core.architectures.mlp.infer_mlp` fills in from a checkpoint's shapes).
@@ -34,6 +71,10 @@ FAMILIES: Registry[ArchitectureSpec] = Registry(
     "architecture family",
     ArchitectureError,
     modules=tuple(f"core.architectures.families.{m}" for m in ("bert", "llama", "gpt2", "vit"))
+    + tuple(f"core.architectures.families.{m}" for m in ("mixtral", "qwen2_moe"))
+    + tuple(f"core.architectures.families.{m}" for m in ("gpt_neox", "opt"))
+    + ("core.architectures.families.phi3",)
+    + ("core.architectures.families.gemma",)
     + ("core.architectures.mlp",),
 )
 #: config.json keys that are not arguments of a transformers config class.
@@ -48,22 +89,21 @@ def _positive_int(value, key: str) -> int:
 
 
 def _class_default(model_type, key: str, fallback):
-    """``key``'s default in the transformers config class of ``model_type`` (``fallback`` if unknown)."""
-    try:
-        from transformers import CONFIG_MAPPING
+    """``key``'s default in the transformers config class of ``model_type`` (``fallback`` if unknown);
+    from the table in :mod:`core.architectures.class_defaults`, so opening a checkpoint needs no transformers."""
+    from core.architectures.class_defaults import class_default
 
-        value = getattr(CONFIG_MAPPING[model_type](), key, None)
-    except Exception:  # noqa: BLE001 - an unknown or unbuildable config class: keep the spec's default
-        return fallback
-    return fallback if value is None else value
+    return class_default(model_type, key, fallback)
 
 
 #: Substrings of the transformers class names that carry an LM head (``GPT2LMHeadModel``, ``BertForMaskedLM`` …).
 LM_HEAD_MARKERS = ("LMHead", "ForCausalLM", "ForMaskedLM", "ForPreTraining")
-#: Dimensions drawn separately for every layer.
-PER_LAYER_DIMS = frozenset({"ffn", "heads", "kv_heads"})
+#: Dimensions drawn separately for every layer (``experts`` and a shared expert's ``shared_ffn``: MoE families).
+PER_LAYER_DIMS = frozenset({"ffn", "heads", "kv_heads", "experts", "shared_ffn"})
+#: Dimensions drawn separately for every expert of a layer too, in the tensors of a rule with ``{E}`` (``ffn@3/1``).
+PER_EXPERT_DIMS = frozenset({"ffn"})
 #: Dimensions a target may change (others are fixed by the data: vocab, positions, …).
-RESIZABLE_DIMS = frozenset({"hidden", "ffn", "heads", "kv_heads", "head_dim"})
+RESIZABLE_DIMS = frozenset({"hidden", "ffn", "heads", "kv_heads", "head_dim", "experts", "shared_ffn"})
 
 
 @dataclass(frozen=True)
@@ -71,9 +111,11 @@ class TensorRule:
     """One template row of a spec.
 
     Attributes:
-        pattern: name template; ``{L}`` stands for the layer index.
+        pattern: name template; ``{L}`` stands for the layer index, ``{E}`` for the expert index
+            (one tensor per expert of a mixture-of-experts layer).
         role: what the tensor is (``attn.q``, ``mlp.down``, ``norm``, ``embed`` …).
-        axes: the named dimension(s) of each axis, in storage order.
+        axes: the named dimension(s) of each axis, in storage order (a :class:`Concat` for blocks
+            of different sizes stacked on one axis).
         fan_in: index of the axis summed over in the forward pass (the input of a linear map),
             or None for lookups, vectors and buffers.
         kind: ``param`` (a weight), ``buffer`` (copied through the maps, never sampled), or
@@ -100,10 +142,13 @@ class MatchedTensor:
     rule: TensorRule
     layer: int | None
     prefix: str
+    expert: int | None = None
 
-    def renamed(self, layer: int | None) -> str:
-        """This tensor's name for another layer index (the target's)."""
+    def renamed(self, layer: int | None, expert: int | None = None) -> str:
+        """This tensor's name for another layer index (the target's), and expert index for a ``{E}`` rule."""
         body = self.rule.pattern.replace("{L}", str(layer)) if layer is not None else self.rule.pattern
+        if "{E}" in body:
+            body = body.replace("{E}", str(self.expert if expert is None else expert))
         return self.prefix + body
 
 
@@ -134,6 +179,12 @@ class ArchitectureSpec:
     #: where each block normalises: ``"pre"`` (x + f(norm(x)): an inserted block whose output
     #: projections are zero is the identity) or ``"post"`` (norm(x + f(x)), BERT: it is not).
     norm_placement: str = "pre"
+    #: config field that, set false, makes the blocks post-LN (OPT's ``do_layer_norm_before``: opt-350m).
+    pre_norm_field: str | None = None
+    #: config field of the rotary share of head_dim (GPT-NeoX's ``rotary_pct``; transformers 5 keeps it as
+    #: ``rope_parameters["partial_rotary_factor"]``): only the first ``int(head_dim × fraction)`` channels
+    #: rotate, in pairs (i, i + rotary_dims/2). None: the whole head_dim rotates (when ``rotary``).
+    rotary_fraction_field: str | None = None
     #: model types that multiply the token embeddings by √hidden in the forward pass (Gemma).
     sqrt_hidden_embedding: tuple[str, ...] = ()
     #: dimensions a target may resize (the generic MLP names its own).
@@ -152,13 +203,16 @@ class ArchitectureSpec:
     normalised: bool = True
     #: the rule by_activation's ``rule=auto`` stands for: the benchmarks' winner on the family.
     activation_rule: str = "magnitude"
+    #: config field → named dimension for ``--set`` (:mod:`core.plan.config_set`), beyond ``config_fields``,
+    #: ``layers_field`` and the common fixed fields (``vocab_size`` → ``vocab`` …).
+    set_fields: dict = field(default_factory=dict)
     notes: str = ""
     _regexes: tuple = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         compiled = []
         for rule in self.rules:
-            body = re.escape(rule.pattern).replace(r"\{L\}", r"(?P<layer>\d+)")
+            body = re.escape(rule.pattern).replace(r"\{L\}", r"(?P<layer>\d+)").replace(r"\{E\}", r"(?P<expert>\d+)")
             pre = "|".join(re.escape(p) for p in sorted(self.prefixes, key=len, reverse=True))
             compiled.append((re.compile(rf"^(?P<prefix>{pre}){body}$"), rule))
         object.__setattr__(self, "_regexes", tuple(compiled))
@@ -167,8 +221,14 @@ class ArchitectureSpec:
         for regex, rule in self._regexes:
             m = regex.match(name)
             if m:
-                layer = m.groupdict().get("layer")
-                return MatchedTensor(name, rule, int(layer) if layer is not None else None, m["prefix"])
+                layer, expert = m.groupdict().get("layer"), m.groupdict().get("expert")
+                return MatchedTensor(
+                    name,
+                    rule,
+                    int(layer) if layer is not None else None,
+                    m["prefix"],
+                    int(expert) if expert is not None else None,
+                )
         return None
 
     # -- sizes -----------------------------------------------------------------------------
@@ -191,8 +251,39 @@ class ArchitectureSpec:
         if "ffn" not in out and "hidden" in out:
             out["ffn"] = 4 * out["hidden"]  # gpt2's n_inner=None convention
         out.setdefault("qkv", 3)
+        if any("two" in axis_atoms(axis) for rule in self.rules for axis in rule.axes):
+            out.setdefault(
+                "two", 2
+            )  # Phi-3's fused [gate; up] (only where a rule carries it: plans elsewhere keep their sizes)
         out.setdefault("one", 1)
+        if self.rotary_fraction_field and "head_dim" in out:
+            rotary_dims = int(out["head_dim"] * self.rotary_fraction(config))  # as transformers computes it
+            if 0 < rotary_dims < out["head_dim"]:
+                out["rotary_dims"] = rotary_dims
         return out
+
+    def rotary_fraction(self, config: dict) -> float:
+        """The rotary share of head_dim: the config's ``rotary_fraction_field``, else its
+        ``rope_parameters["partial_rotary_factor"]``, else the transformers class default (1.0 if none)."""
+        value = config.get(self.rotary_fraction_field) if self.rotary_fraction_field else None
+        if value is None:
+            value = (config.get("rope_parameters") or config.get("rope_scaling") or {}).get("partial_rotary_factor")
+        if value is None:
+            value = (_class_default(config.get("model_type"), "rope_parameters", {}) or {}).get("partial_rotary_factor")
+        if value is None:
+            return 1.0
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise ArchitectureError(
+                f"config.json's {self.rotary_fraction_field} is {value!r}, but it must be a number in (0, 1]; fix config.json"
+            )
+        return float(value)
+
+    def norm_placement_for(self, config: dict) -> str:
+        """Where the blocks of this config normalise: ``norm_placement``, or ``"post"`` when the config sets
+        ``pre_norm_field`` false."""
+        if self.pre_norm_field and config.get(self.pre_norm_field) is False:
+            return "post"
+        return self.norm_placement
 
     def target_config(self, source_config: dict, sizes: dict[str, int]) -> dict:
         """The source config with the resizable fields set to ``sizes``."""
@@ -205,6 +296,15 @@ class ArchitectureSpec:
                     continue
                 config[key] = sizes[dim]
         config[self.layers_field] = sizes["layers"]
+        if (
+            "rotary_dims" in sizes
+            and int(sizes["head_dim"] * self.rotary_fraction(source_config)) != sizes["rotary_dims"]
+        ):
+            raise PlanError(
+                f"with head_dim {sizes['head_dim']}, the source's {self.rotary_fraction_field} "
+                f"{self.rotary_fraction(source_config)} does not give the {sizes['rotary_dims']} rotary channels "
+                "the source's share needs; choose another head_dim (hidden / heads)"
+            )
         if self.explicit_head_dim and "head_dim" in sizes:
             config[self.config_fields.get("head_dim", "head_dim")] = sizes["head_dim"]
         return config
@@ -220,6 +320,10 @@ class ArchitectureSpec:
         if not self.explicit_head_dim:
             names.discard("head_dim")  # derived from hidden / heads
         return frozenset(names)
+
+    def plan_warnings(self, plan) -> list[str]:
+        """Sentences about what a finished plan of this family does not keep (MoE routing), for ``plan.warnings``."""
+        return []
 
     def per_layer(self, dim: str) -> bool:
         """Whether ``dim`` is drawn separately for every layer (``ffn@3``), not once for the model."""

@@ -12,6 +12,7 @@ from core.architectures import detect
 from core.architectures.check import check_source
 from core.budget import check_memory, estimate
 from core.errors import PlanError
+from core.plan.config_set import apply_overrides, split_overrides
 from core.plan.maps import make_dim_maps, make_layer_map
 from core.plan.model import DimMap, LayerLink, Plan, TargetSizes
 from core.plan.sizes import growing_dims, resolve_sizes
@@ -38,6 +39,7 @@ def make_plan(
     seed: int = 0,
     score_fn=None,
     layer_scores=None,
+    overrides: dict | None = None,
 ) -> Plan:
     """Compute the plan of a transfer (no tensor data is read unless ``score_fn`` is used).
 
@@ -52,6 +54,8 @@ def make_plan(
         seed: decides every random draw.
         score_fn: ``(dim, source_layer) -> Tensor[N]`` neuron scores, for score-based indexing.
         layer_scores: Block Influence per source layer (or a callable giving it), for ``by_influence``.
+        overrides: target config fields (``--set``, the recipe's ``config``): those of a target size
+            join ``sizes``, the others are written into the target config (:mod:`core.plan.config_set`).
 
     Raises:
         PlanError: impossible sizes, or a strategy that cannot produce this target.
@@ -67,9 +71,11 @@ def make_plan(
     spec, config = detect(source)
     check_source(source, spec, config)
     src = spec.sizes(config)
+    sizes, extra = split_overrides(spec, sizes, overrides or {})
     tgt = resolve_sizes(spec, src, sizes)
     check_memory(estimate(spec, source, tgt))  # before any map or table is built for absurd sizes
-    grows = growing_dims(src, tgt, spec.resizable | {"layers"})
+    # More experts are copies of experts (any strategy copies through the experts map; see core.plan.maps).
+    grows = growing_dims(src, tgt, (spec.resizable - {"experts"}) | {"layers"})
     if grows:
         blocked = sorted({c["method"] for c in values.values() if not chosen[c["method"]].can_grow})
         if blocked:
@@ -84,7 +90,7 @@ def make_plan(
         else [LayerLink(j, j) for j in range(src["layers"])]
     )
     dims = make_dim_maps(spec, src, tgt, layer_map, chosen[index["method"]], index_params, seed, score_fn)
-    for fixed in ("qkv",):
+    for fixed in ("qkv", "two"):
         if fixed in src:
             dims.setdefault(fixed, DimMap(fixed, src[fixed], src[fixed], list(range(src[fixed])), "fixed"))
 
@@ -103,7 +109,9 @@ def make_plan(
         seed=seed,
         source_sizes=src,
         target_sizes=tgt,
-        target_config=_target_config(spec, config, src, tgt, layer_map, untie),
+        target_config=apply_overrides(
+            spec, config, _target_config(spec, config, src, tgt, layer_map, untie), _carried(matched), tgt, extra
+        ),
         layer_map=layer_map,
         dims=dims,
         tensors=tensors,
@@ -113,7 +121,13 @@ def make_plan(
     plan.warnings = fallback_notes + growth_exactness(
         plan, spec
     )  # growth raises PlanError where it cannot keep the function
+    plan.warnings += spec.plan_warnings(plan)
     return plan
+
+
+def _carried(matched: dict) -> set[str]:
+    """The named dimensions the source's tensors carry (``vocab``, ``pos`` …)."""
+    return {dim for m in matched.values() for axis in m.rule.axes for dim in axis}
 
 
 class Chosen(dict):

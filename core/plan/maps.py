@@ -1,9 +1,10 @@
 """The maps a plan draws once: which source layer feeds each target layer, and per named
 dimension which source index feeds each target index (shared by every tensor on that dimension).
 
-Per-layer dimensions (``ffn``, ``heads``, ``kv_heads``) are drawn separately for every target layer
-and keyed ``dim@<target layer>``; a query head is drawn within its kv group, and a rotary head_dim
-keeps its pairs (i, i + d/2) together.
+Per-layer dimensions (``ffn``, ``heads``, ``kv_heads``; an MoE layer's ``experts``) are drawn separately
+for every target layer and keyed ``dim@<target layer>`` (an expert's ffn ``ffn@<layer>/<target expert>``); a query head is drawn within its kv group, and a rotary head_dim
+keeps its pairs (i, i + d/2) together (with partial rotary, gpt_neox, only its first rotary_dims
+channels rotate: pairs (i, i + rotary_dims/2), the rest drawn among the source's non-rotary channels).
 """
 
 from __future__ import annotations
@@ -83,6 +84,21 @@ def _draw(strategy, params, n_source: int, n_target: int, seed: int, key: str, s
     return [int(i) for i in idx]
 
 
+def _expert_maps(dims: dict, add, src: dict, tgt: dict, j: int, layer: int, method: str) -> None:
+    """An MoE layer's maps: ``experts@j`` (target expert ← source expert), then each target
+    expert's own ``ffn@j/e`` (experts are unrelated networks, so their neurons are drawn apart;
+    a score-based index sees the layer's scores pooled over its experts), and ``shared_ffn@j``.
+    One source expert (an upcycled dense model) is copied into every target expert."""
+    if src["experts"] == 1:
+        dims[f"experts@{j}"] = DimMap(f"experts@{j}", 1, tgt["experts"], [0] * tgt["experts"], "copy")
+    else:
+        add(f"experts@{j}", "experts", src["experts"], tgt["experts"], layer)
+    for e in range(tgt["experts"]):
+        add(f"ffn@{j}/{e}", "ffn", src["ffn"], tgt["ffn"], layer)
+    if "shared_ffn" in src:
+        add(f"shared_ffn@{j}", "shared_ffn", src["shared_ffn"], tgt["shared_ffn"], layer)
+
+
 def make_dim_maps(
     spec,
     src: dict[str, int],
@@ -111,18 +127,30 @@ def make_dim_maps(
         if dim not in src:
             continue
         if dim == "head_dim" and spec.rotary and src[dim] != tgt[dim]:
-            s = score_fn(dim, None) if scored else None  # a rotary pair (i, i + d/2) scores s[i] + s[i + d/2]
-            pairs = s[: src[dim] // 2] + s[src[dim] // 2 :] if s is not None else None
-            half = _draw(strategy, params, src[dim] // 2, tgt[dim] // 2, seed, "head_dim/2", pairs)
+            # Only the first r channels rotate (all of them unless partial rotary, gpt_neox), in pairs (i, i + r/2).
+            r, r_tgt = src.get("rotary_dims", src[dim]), tgt.get("rotary_dims", tgt[dim])
+            s = score_fn(dim, None) if scored else None  # a rotary pair (i, i + r/2) scores s[i] + s[i + r/2]
+            pairs = s[: r // 2] + s[r // 2 : r] if s is not None else None
+            half = _draw(strategy, params, r // 2, r_tgt // 2, seed, "head_dim/2", pairs)
             half = sorted(half) if len(set(half)) == len(half) else half
-            dims[dim] = DimMap(dim, src[dim], tgt[dim], half + [i + src[dim] // 2 for i in half], method)
+            rest = []  # the channels that do not rotate, drawn among the source's
+            if tgt[dim] > r_tgt:
+                rest_scores = s[r:] if s is not None else None
+                rest = [
+                    r + i
+                    for i in _draw(strategy, params, src[dim] - r, tgt[dim] - r_tgt, seed, "head_dim/pass", rest_scores)
+                ]
+            dims[dim] = DimMap(dim, src[dim], tgt[dim], half + [i + r // 2 for i in half] + rest, method)
         else:
             add(dim, dim, src[dim], tgt[dim], None)
     if not spec.layered:
         return dims
     for link in layer_map:
         j, layer = link.target, link.source
-        add(f"ffn@{j}", "ffn", src["ffn"], tgt["ffn"], layer)
+        if "experts" in src:
+            _expert_maps(dims, add, src, tgt, j, layer, method)
+        else:
+            add(f"ffn@{j}", "ffn", src["ffn"], tgt["ffn"], layer)
         kv_key, h_key = f"kv_heads@{j}", f"heads@{j}"
         add(kv_key, "kv_heads", src["kv_heads"], tgt["kv_heads"], layer)
         r_src, r_tgt = src["heads"] // src["kv_heads"], tgt["heads"] // tgt["kv_heads"]

@@ -34,6 +34,13 @@ class TargetSizes:
             "help": "width of each attention head (for configs that set it apart from hidden / heads)",
         },
     )
+    experts: int | None = field(
+        default=None,
+        metadata={
+            "label": "Experts",
+            "help": "experts per mixture-of-experts layer (a dense llama/mistral/qwen2/qwen3 source is upcycled)",
+        },
+    )
 
     @classmethod
     def size_fields(cls) -> tuple[tuple[str, str, str], ...]:

@@ -6,6 +6,8 @@ groups that divide the heads, an even rotary head_dim).
 
 from __future__ import annotations
 
+import math
+
 from core.errors import PlanError
 from core.plan.model import TargetSizes
 
@@ -42,9 +44,24 @@ def resolve_sizes(spec, src: dict[str, int], want: TargetSizes) -> dict[str, int
         raise PlanError(
             f"{tgt['heads']} query heads cannot be split into {tgt['kv_heads']} kv groups; choose kv heads that divide the heads"
         )
-    if spec.rotary and tgt["head_dim"] % 2:
+    if "rotary_dims" in src:  # partial rotary (gpt_neox): the rotary share of head_dim stays the source's
+        tgt["rotary_dims"] = _rotary_dims(src, tgt["head_dim"])
+    elif spec.rotary and tgt["head_dim"] % 2:
         raise PlanError(f"head_dim {tgt['head_dim']} is odd; rotary embeddings need an even head_dim")
     return tgt
+
+
+def _rotary_dims(src: dict[str, int], head_dim: int) -> int:
+    """The target's rotary channels: head_dim × the source's share (rotary_dims / head_dim), an even integer."""
+    d, r = src["head_dim"], src["rotary_dims"]
+    if (head_dim * r) % d == 0 and (head_dim * r // d) % 2 == 0:
+        return head_dim * r // d
+    g = math.gcd(d, r)
+    step = d // g * (1 if (r // g) % 2 == 0 else 2)
+    raise PlanError(
+        f"head_dim {head_dim} has no even rotary part at the source's share {r}/{d} (rotary_pct); "
+        f"choose hidden and heads that give a head_dim that is a multiple of {step}"
+    )
 
 
 def _divisors_near(n: int, near: int, count: int = 4, max_steps: int = 100_000) -> list[int]:

@@ -1,7 +1,7 @@
 """The tensor table: one :class:`~core.plan.model.TensorPlan` per target tensor, and its checks.
 
 Each source tensor matched by the family spec becomes a row per target layer it feeds (in the
-spec's rule order, layer by layer), with its resolved axis keys, target shape and the value
+spec's rule order, layer by layer; an expert's tensor, ``{E}``, a row per target expert that copies it), with its resolved axis keys, target shape and the value
 strategy its role resolves to (the most specific role prefix wins). Then: a tied head is untied
 where growth needs it, a model-wide strategy that cannot fill a tensor falls back (a warning),
 and role overrides are checked against the roles the model has.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from core.architectures.spec import PER_LAYER_DIMS
+from core.architectures.spec import PER_EXPERT_DIMS, PER_LAYER_DIMS, axis_parts, is_concat
 from core.errors import PlanError
 from core.plan.model import TensorPlan
 from core.strategies import base as strategies
@@ -27,7 +27,9 @@ def resolve_value_strategy(values: dict, role: str) -> tuple[str, dict]:
     return best["method"], dict(best.get("params", {}))
 
 
-def _axis_key(dim: str, layer: int | None) -> str:
+def _axis_key(dim: str, layer: int | None, expert: int | None = None) -> str:
+    if dim in PER_EXPERT_DIMS and expert is not None and layer is not None:
+        return f"{dim}@{layer}/{expert}"
     return f"{dim}@{layer}" if dim in PER_LAYER_DIMS and layer is not None else dim
 
 
@@ -46,20 +48,22 @@ def tensor_table(source, spec, matched: dict, layer_map, dims: dict, values: dic
     tail = sorted((m for m in globals_ if rule_order[m.rule] >= first_layer_rule), key=lambda m: rule_order[m.rule])
     tensors: list[TensorPlan] = []
 
-    def add(m, target_layer: int | None, new: bool) -> None:
+    def add(m, target_layer: int | None, new: bool, expert: int | None = None) -> None:
         info = source.tensors[m.name]
         axes, shape = [], []
         for a, dims_on_axis in enumerate(m.rule.axes):
-            keys = [_axis_key(d, target_layer) for d in dims_on_axis]
-            axes.append(keys)
+            # A concatenated axis (Phi-3's [Q;K;V]) is a list of parts; its size is the sum of theirs.
+            parts = [[_axis_key(d, target_layer, expert) for d in part] for part in axis_parts(dims_on_axis)]
+            keys = [k for part in parts for k in part]
+            axes.append(parts if is_concat(dims_on_axis) else parts[0])
             if all(dims.get(k) is None for k in keys):
                 shape.append(info.shape[a])  # a fixed axis (vocab, positions, labels…)
             else:
-                shape.append(math.prod(dims[k].target_size for k in keys))
+                shape.append(sum(math.prod(dims[k].target_size for k in part) for part in parts))
         method, params = ("select", {}) if m.rule.kind == "buffer" else resolve_value_strategy(values, m.rule.role)
         tensors.append(
             TensorPlan(
-                name=m.renamed(target_layer),
+                name=m.renamed(target_layer, expert),
                 source_name=m.name,
                 role=m.rule.role,
                 kind=m.rule.kind,
@@ -80,11 +84,27 @@ def tensor_table(source, spec, matched: dict, layer_map, dims: dict, values: dic
     for m in head:
         add(m, None, False)
     for link in layer_map:
+        experts: dict = {}  # rule → source expert → its tensor: one row per target expert, all at the first rule's place
         for m in sorted(by_layer.get(link.source, []), key=lambda m: rule_order[m.rule]):
-            add(m, link.target, link.new)
+            if m.expert is None:
+                add(m, link.target, link.new)
+            elif not experts:
+                experts = _experts_of(by_layer[link.source], rule_order)
+                for e, s in enumerate(dims[f"experts@{link.target}"].index):
+                    for per_rule in experts.values():
+                        if s in per_rule:
+                            add(per_rule[s], link.target, link.new, e)
     for m in tail:
         add(m, None, False)
     return tensors
+
+
+def _experts_of(layer_tensors: list, rule_order: dict) -> dict:
+    """Rule → {source expert → matched tensor} of one layer's ``{E}`` tensors, rules in spec order."""
+    out: dict = {}
+    for m in sorted((m for m in layer_tensors if m.expert is not None), key=lambda m: rule_order[m.rule]):
+        out.setdefault(m.rule, {})[m.expert] = m
+    return out
 
 
 def check_roles(values: dict, tensors: list[TensorPlan], spec, chosen) -> None:

@@ -17,6 +17,7 @@ weights in the grown architecture fixes them:
   cyclic map (j ← j mod d/2) fails that for every pair but the first. (An exact construction does
   exist — map pair k·i ← i, zero the queries of the other pairs and scale by √k — but it is not
   a copy of neurons, and Graft's maps do not draw it.)
+  With partial rotary (gpt_neox) the same holds for the rotary part: d is rotary_dims there.
 
 The others are warnings, because the user chose them through the sizes or the index: maps that
 leave source neurons or layers out (a shrink, ``iid``, ``by_norm``), a hidden size that is not a
@@ -25,6 +26,7 @@ multiple of the source's (LayerNorm/RMSNorm see other statistics), a tied head k
 
 from __future__ import annotations
 
+from core.architectures.spec import axis_atoms
 from core.errors import PlanError
 
 ALLOW = "set growth's allow_inexact to true (--param allow_inexact=true) to go on anyway"
@@ -58,7 +60,7 @@ def growth_exactness(plan, spec) -> list[str]:
             raise PlanError(f"{what}, so growth cannot keep the model's function; {instead}, or {ALLOW}")
 
     src_layers, tgt_layers = plan.source_sizes.get("layers"), plan.target_sizes.get("layers")
-    if spec.norm_placement == "post" and any(link.new for link in plan.layer_map):
+    if spec.norm_placement_for(plan.target_config) == "post" and any(link.new for link in plan.layer_map):
         refuse_or_warn(
             [t for t in grown if t.new_layer],
             f"{spec.family} blocks are post-LN, and a block inserted to grow depth {src_layers}→{tgt_layers} "
@@ -67,12 +69,14 @@ def growth_exactness(plan, spec) -> list[str]:
         )
     head_dim = plan.dims.get("head_dim")
     if spec.rotary and head_dim is not None and head_dim.source_size != head_dim.target_size:
-        d, new_d = head_dim.source_size, head_dim.target_size
+        # The rotary part: all of head_dim, or its first rotary_dims channels (partial rotary, gpt_neox).
+        d = plan.source_sizes.get("rotary_dims", head_dim.source_size)
+        new_d = plan.target_sizes.get("rotary_dims", head_dim.target_size)
         moved = sum(1 for j, i in enumerate(head_dim.index[: new_d // 2]) if i * new_d != j * d)
         refuse_or_warn(
-            [t for t in grown if t.role in ("attn.q", "attn.k")],
-            f"head_dim {d}→{new_d} changes the rotary frequency of {moved} of the {new_d // 2} rotary "
-            f"pairs (pair j turns at base^(-2j/{new_d}), its source pair i at base^(-2i/{d}))",
+            [t for t in grown if t.role in ("attn.q", "attn.k", "attn.qkv")],
+            f"head_dim {head_dim.source_size}→{head_dim.target_size} changes the rotary frequency of {moved} "
+            f"of the {new_d // 2} rotary pairs (pair j turns at base^(-2j/{new_d}), its source pair i at base^(-2i/{d}))",
             "keep head_dim and grow the number of heads instead",
         )
     warnings += _chosen_inexact(plan, spec, grown)
@@ -84,7 +88,7 @@ def _chosen_inexact(plan, spec, grown) -> list[str]:
     from core.strategies.growth import tied_growth_warning
 
     out: list[str] = []
-    keys = {k for t in grown for axis in t.axes for k in axis}
+    keys = {k for t in grown for axis in t.axes for k in axis_atoms(axis)}
     dropped = sorted(
         {
             k.split("@")[0]

@@ -114,6 +114,9 @@ class ValueStrategy:
     can_grow: ClassVar[bool] = False
     #: the roles it can fill (None: any); a plan that gives it another role is refused.
     roles: ClassVar[tuple[str, ...] | None] = None
+    #: its values come from the source's (copied, averaged, or drawn from its statistics), so they
+    #: carry the source's scale: a Gemma embedding is then divided by √(Ñ/N) (``core.transfer``).
+    from_source: ClassVar[bool] = True
 
     #: the strategy a model-wide choice falls back to for a tensor it cannot fill (None: ``select``
     #: when the plan only shrinks, ``mean_field`` when it grows; see ``core.plan``).

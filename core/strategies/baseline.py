@@ -57,6 +57,7 @@ class Baseline(ValueStrategy):
     summary = "the architecture's own default init (transformers' _init_weights, PyTorch's for the MLP)"
     default_index = "cyclic"
     can_grow = True
+    from_source = False  # the target's own init: its scale is the target's already
 
     def fill(self, params, ctx):
         key = ("baseline", ctx.plan.seed)

@@ -8,7 +8,10 @@ row–column ansatz with each neuron's marginal kept and the structure between e
 Vectors (biases, norms) and tensors whose rows/columns hold fewer than 3 values use the tensor
 scope. A pooled role fit reads the layers one at a time and keeps at most ``max_samples``
 values in all (an evenly shared, seeded subsample); it is computed once per run (``ctx.cache``).
-Cost: one fit per tensor/role is fast; a per-row or per-column Student-t fits every row at once
+Cost: one fit per tensor/role is fast — it sees at most ``max_samples`` seeded positions (drawn with
+replacement, O(max_samples), not a permutation of the whole tensor), and the target is drawn in blocks
+of about a million values, so peak memory follows the tensor (issue 17: a 7B-shaped shrink spent 72% of
+its time in a full ``randperm``); a per-row or per-column fit reads every value; a per-row or per-column Student-t fits every row at once
 by ECM (about a hundred passes over the tensor), the slow path on large embeddings.
 
 The default family, Student-t per tensor, was chosen by ``benchmarks/bench_strategies.py`` (demo →
@@ -60,13 +63,43 @@ class DistributionParams:
     )
 
 
+#: values drawn per block: the float64 temporaries of a draw stay ~25 MB whatever the tensor's size.
+DRAW_BLOCK = 1 << 20
+
+
 def _subsample(values, limit: int, gen):
+    """``limit`` seeded positions of ``values`` (with replacement, in storage order), as float64.
+
+    Not a permutation of all of them: a 45M-element matrix took 72% of a 7B ``distribution`` shrink in
+    ``randperm`` (issue 17); ``randint`` costs O(limit). The fit is on the source's own dtype's values
+    converted after picking, so no float64 copy of the whole tensor is made.
+    """
     import torch
 
     flat = values.reshape(-1)
     if flat.numel() <= limit:
-        return flat
-    return flat[torch.randperm(flat.numel(), generator=gen)[:limit]]
+        return flat.to(torch.float64)
+    pick = torch.randint(0, flat.numel(), (limit,), generator=gen).sort().values
+    return flat[pick].to(torch.float64)
+
+
+def _draw(fitted, groups, k: int, gen):
+    """``fitted.sample(groups, k, gen)`` in blocks of about :data:`DRAW_BLOCK` values into one float32 tensor."""
+    import torch
+
+    m = int(groups.numel())
+    if m * k <= DRAW_BLOCK:
+        return fitted.sample(groups, k, gen)
+    out = torch.empty((m, k), dtype=torch.float32)
+    if m == 1:
+        for start in range(0, k, DRAW_BLOCK):
+            end = min(k, start + DRAW_BLOCK)
+            out[:, start:end] = fitted.sample(groups, end - start, gen)
+        return out
+    rows = max(1, DRAW_BLOCK // max(k, 1))
+    for start in range(0, m, rows):
+        out[start : start + rows] = fitted.sample(groups[start : start + rows], k, gen)
+    return out
 
 
 def fit_for(params, ctx) -> tuple[GroupFit, int | None, str]:
@@ -89,15 +122,12 @@ def fit_for(params, ctx) -> tuple[GroupFit, int | None, str]:
         fits = ctx.cache.setdefault("distribution_pooled", {})
         if key not in fits:
             per = max(params.max_samples // len(names), 1)
-            pooled = [
-                _subsample(ctx.read(n).to(torch.float64), per, registry.generator(ctx.plan.seed, "pool", n))
-                for n in names
-            ]
+            pooled = [_subsample(ctx.read(n), per, registry.generator(ctx.plan.seed, "pool", n)) for n in names]
             fits[key] = fit(params.family, torch.cat(pooled)[None, :])
             fits[key].extra["pooled_over"] = len(names)
         return fits[key], None, scope
     if source is None:
-        source = ctx.read().to(torch.float64)
+        source = ctx.read()
     values = _subsample(source, params.max_samples, ctx.generator("subsample"))
     return fit(params.family, values[None, :]), None, scope
 
@@ -125,7 +155,7 @@ class Distribution(ValueStrategy):
             n = 1
             for s in shape:
                 n *= s
-            return fitted.sample(torch.zeros(1, dtype=torch.long), n, gen).reshape(shape)
+            return _draw(fitted, torch.zeros(1, dtype=torch.long), n, gen).reshape(shape)
         idx = ctx.index(axis)
         if idx is None:
             idx = torch.arange(shape[axis])
@@ -133,7 +163,7 @@ class Distribution(ValueStrategy):
         k = 1
         for s in moved[1:]:
             k *= s
-        draw = fitted.sample(idx, k, gen).reshape(moved)
+        draw = _draw(fitted, idx, k, gen).reshape(moved)
         return draw.movedim(0, axis).contiguous()
 
 

@@ -22,7 +22,8 @@ s_i = (d̃/d)^¼ / √c_i, so that c_i s_i² = √(d̃/d) and every attention lo
 embeddings make a cloned head_dim inexact (their frequencies depend on head_dim), so the plan
 refuses it unless ``allow_inexact``, as it refuses depth growth of post-LN blocks (BERT): see
 ``_growth_checks.py`` for why, and for the only exact constructions there are. Gemma scales its embeddings
-by √hidden; a grown embedding is divided by √(Ñ/N) to keep the residual stream's scale. GPT-2
+by √hidden; a grown embedding is divided by √(Ñ/N) to keep the residual stream's scale (after any
+strategy: ``core.transfer.embedding_divisor``). GPT-2
 with ``scale_attn_by_inverse_layer_idx`` divides layer j's logits by j + 1; a source block moved
 from l to j by inserted blocks gets √((j + 1)/(l + 1)) on its queries and keys.
 
@@ -44,7 +45,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from core.architectures.spec import LM_HEAD_MARKERS
+from core.architectures.spec import LM_HEAD_MARKERS, axis_atoms, is_concat
 from core.params import param
 from core.strategies._common import add_paired_noise, along
 from core.strategies._growth_checks import growth_exactness
@@ -77,21 +78,24 @@ def tied_growth_warning(plan) -> str | None:
 
     cfg = plan.target_config or {}
     spec = FAMILIES.find(plan.family)
-    tied = spec is not None and spec.is_tied(cfg)
+    # tied_head_for: None where the tied head does not read hidden (OPT's project_out space).
+    tied = spec is not None and spec.is_tied(cfg) and spec.tied_head_for(cfg) is not None
     arch = (cfg.get("architectures") or [""])[0]
     lm_head = any(k in arch for k in LM_HEAD_MARKERS)
     src, tgt = plan.source_sizes.get("hidden"), plan.target_sizes.get("hidden")
     if tied and lm_head and src and tgt and tgt > src:
+        # A Gemma embedding is also divided by √(Ñ/N) (core.transfer.embedding_divisor): the tied head reads that.
+        factor = math.sqrt(tgt / src) if cfg.get("model_type") in spec.sqrt_hidden_embedding else tgt / src
         return (
             f"the LM head is tied to the embeddings and hidden grows {src}→{tgt}: logits scale by about "
-            f"{tgt / src:g}; set tie_word_embeddings to false in the target to keep the function exactly"
+            f"{factor:.4g}; set tie_word_embeddings to false in the target to keep the function exactly"
         )
     return None
 
 
 def _axis_with(t, dim: str) -> int | None:
     """The output axis of ``t`` that carries ``dim`` (not the fan-in), or None."""
-    return next((a for a, keys in enumerate(t.axes) if dim in keys and a != t.fan_in), None)
+    return next((a for a, keys in enumerate(t.axes) if dim in axis_atoms(keys) and a != t.fan_in), None)
 
 
 def _has_qk_norm(plan, t) -> bool:
@@ -128,12 +132,11 @@ def qk_scale(ctx):
     if axis is None or ((m is None or m.is_identity) and layer == 1.0):
         return None
     keys = t.axes[axis]
+    if is_concat(keys):  # Phi-3's [Q;K;V]: the q and k parts take the factors, the v part keeps its values
+        q, k, v = (_qk_grid(plan, list(part), m, layer).reshape(-1) for part in keys)
+        return axis, torch.cat([q, k, torch.ones_like(v)])
     sizes = [plan.dims[k].target_size for k in keys]
-    grid = torch.full(sizes, layer, dtype=torch.float64)
-    if m is not None and not m.is_identity:
-        counts = torch.bincount(torch.tensor(m.index), minlength=m.source_size).to(torch.float64)
-        per_dim = (m.target_size / m.source_size) ** 0.25 / counts[torch.tensor(m.index)].sqrt()
-        grid = grid * per_dim.reshape([-1 if k == "head_dim" else 1 for k in keys])
+    grid = _qk_grid(plan, keys, m, layer)
     if "qkv" in keys:  # GPT-2's fused q|k|v: the v block keeps its values
         qkv = keys.index("qkv")
         is_v = (torch.arange(sizes[qkv]) == 2).reshape([-1 if i == qkv else 1 for i in range(len(keys))])
@@ -141,24 +144,16 @@ def qk_scale(ctx):
     return axis, grid.reshape(-1)
 
 
-def embedding_divisor(ctx) -> float | None:
-    """√(Ñ/N) for the token embedding of a model that multiplies it by √hidden (Gemma), else None."""
-    from core.architectures.spec import FAMILIES
+def _qk_grid(plan, keys: list[str], m, layer: float):
+    """The factors of :func:`qk_scale` over the grid of ``keys`` (one composite axis): shape (sizes of keys)."""
+    import torch
 
-    plan, t = ctx.plan, ctx.tensor
-    spec = FAMILIES.find(plan.family)
-    n, new_n = plan.source_sizes.get("hidden"), plan.target_sizes.get("hidden")
-    if (
-        spec is None
-        or t.role != "embed"
-        or plan.target_config.get("model_type") not in spec.sqrt_hidden_embedding
-        or not n
-        or not new_n
-        or n == new_n
-        or ["hidden"] not in t.axes
-    ):
-        return None
-    return math.sqrt(new_n / n)
+    grid = torch.full([plan.dims[k].target_size for k in keys], layer, dtype=torch.float64)
+    if m is not None and not m.is_identity:
+        counts = torch.bincount(torch.tensor(m.index), minlength=m.source_size).to(torch.float64)
+        per_dim = (m.target_size / m.source_size) ** 0.25 / counts[torch.tensor(m.index)].sqrt()
+        grid = grid * per_dim.reshape([-1 if k == "head_dim" else 1 for k in keys])
+    return grid
 
 
 @register
@@ -192,7 +187,4 @@ class Growth(ValueStrategy):
             axis, factors = scale
             data = data.to(torch.promote_types(data.dtype, torch.float32))
             data = data * along(factors.to(data.device, data.dtype), axis, data.dim())
-        embed = embedding_divisor(ctx)
-        if embed is not None:  # a division, as HyperCloning's clone_gemma does: the same bits
-            data = data.to(torch.promote_types(data.dtype, torch.float32)) / embed
-        return data
+        return data  # a Gemma embedding is divided by √(Ñ/N) after every strategy (core.transfer)

@@ -8,7 +8,8 @@ i of every matrix that *reads* it (its fan-in axis). Its score combines the two:
 
 (a neuron only written, or only read, uses the side it has). Lookups (embeddings) count as
 writers of their hidden axis. On a composite axis (heads × head_dim, GPT-2's qkv × heads × head_dim)
-the entries of the other atomic dimensions are summed in, so a head's score covers its whole block.
+the entries of the other atomic dimensions are summed in, so a head's score covers its whole block;
+on a concatenated axis (Phi-3's [Q;K;V]) each part that carries the dimension adds its own.
 Tensors are read one at a time; per-layer dimensions read only that layer's tensors. Families
 without grouped-query attention carry no ``kv_heads`` axis; their kv_heads scores are the heads'.
 
@@ -18,6 +19,8 @@ Pass ``score_fn(source)`` as ``make_plan(..., score_fn=...)``.
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from core.architectures.spec import axis_atoms, is_concat
 
 
 def _axis_norms(tensor, axis: int, atoms: tuple[str, ...], dim: str, sizes: dict[str, int]):
@@ -30,6 +33,22 @@ def _axis_norms(tensor, axis: int, atoms: tuple[str, ...], dim: str, sizes: dict
     keep = atoms.index(dim)
     others = [i for i in range(sq.dim()) if i != keep]
     return sq.sum(dim=others) if others else sq
+
+
+def _concat_norms(tensor, axis: int, parts, dim: str, sizes: dict[str, int]):
+    """:func:`_axis_norms` summed over the parts of a concatenated axis that carry ``dim`` (Phi-3's [Q;K;V])."""
+    import math
+
+    total, start = None, 0
+    for part in parts:
+        n = math.prod(sizes[a] for a in part)
+        if dim in part:
+            sq = _axis_norms(tensor.narrow(axis, start, n), axis, tuple(part), dim, sizes)
+            total = sq if total is None else total + sq
+        start += n
+    if start != tensor.shape[axis]:
+        raise RuntimeError("the parts do not fill the axis")
+    return total
 
 
 def neuron_scores(source, dim: str, source_layer: int | None, *, combine: str = "product"):
@@ -58,13 +77,16 @@ def neuron_scores(source, dim: str, source_layer: int | None, *, combine: str = 
     for t in describe(source, spec):
         if t.kind != "param" or len(t.shape) < 2 or (per_layer and t.layer != source_layer):
             continue
-        hits = [a for a, atoms in enumerate(t.axes) if dim in atoms]
+        hits = [a for a, atoms in enumerate(t.axes) if dim in axis_atoms(atoms)]
         if not hits:
             continue
         data = source.read(t.name)
         for a in hits:
             try:
-                sq = _axis_norms(data, a, tuple(t.axes[a]), dim, sizes)
+                if is_concat(t.axes[a]):
+                    sq = _concat_norms(data, a, t.axes[a], dim, sizes)
+                else:
+                    sq = _axis_norms(data, a, tuple(t.axes[a]), dim, sizes)
             except RuntimeError:  # an axis whose size does not follow the config: skip it
                 continue
             if sq.numel() != n:

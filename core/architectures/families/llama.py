@@ -1,4 +1,8 @@
-"""Llama and the families with the same tensors: Mistral, Qwen2 (q/k/v biases), Qwen3 (q/k norms), Gemma."""
+"""Llama and the families with the same tensors: Mistral, Qwen2 (q/k/v biases), Qwen3 (q/k norms).
+
+Gemma, Gemma 2 and Gemma 3 share this table (their pre/post-feedforward norms are its optional rows)
+but are a family of their own: :mod:`core.architectures.families.gemma`.
+"""
 
 from core.architectures.families._blocks import KV, F, H, Q, linear, norm
 from core.architectures.spec import FAMILIES, ArchitectureSpec, TensorRule
@@ -29,7 +33,7 @@ RULES = (
 SPEC = ArchitectureSpec(
     family="llama",
     task="causal_lm",
-    model_types=("llama", "mistral", "qwen2", "qwen3", "gemma"),
+    model_types=("llama", "mistral", "qwen2", "qwen3"),
     rules=RULES,
     config_fields={
         "hidden": "hidden_size",
@@ -42,8 +46,7 @@ SPEC = ArchitectureSpec(
     rotary=True,
     explicit_head_dim=True,
     tied_head=("lm_head.weight", "model.embed_tokens.weight"),
-    norm_placement="pre",  # Gemma's extra post-attention / post-feedforward norms act on the branch, not the sum
-    sqrt_hidden_embedding=("gemma",),
+    norm_placement="pre",
     notes="GQA: a kept query head keeps its kv group; rotary pairs (i, i + head_dim/2) stay together.",
 )
 FAMILIES.add(SPEC.family, SPEC)

@@ -7,7 +7,8 @@ so the model types training accepts are exactly the ones Graft transfers:
 task                      model types (family)          model                  eval metric
 ========================  ============================  =====================  ============
 ``causal_lm``             llama, mistral, qwen2/3,      AutoModelForCausalLM   perplexity
-                          gemma (llama); gpt2
+                          (llama); gemma, gemma2,
+                          gemma3_text (gemma); gpt2
 ``masked_lm``             bert, roberta, xlm-roberta,   AutoModelForMaskedLM   perplexity
                           camembert (bert)
 ``image_classification``  vit, deit (vit)               ViTForImageClassif.    accuracy

@@ -1,0 +1,56 @@
+"""Start-up (issue 17): opening a checkpoint's headers needs neither torch nor transformers, and a closed pipe is quiet."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from core.architectures.class_defaults import DEFAULTS, KEYS, class_default, generate
+from core.architectures.spec import FAMILIES
+
+
+def test_inspect_imports_neither_torch_nor_transformers(tmp_path):
+    from tests.tiny_models import build_tiny
+
+    folder = tmp_path / "gemma"
+    build_tiny("gemma", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("tie_word_embeddings", None)  # the class default is asked for (Gemma ties)
+    (folder / "config.json").write_text(json.dumps(config))
+    script = (
+        "import sys\nfrom app.cli import main\n"
+        f"assert main(['inspect', {str(folder)!r}]) == 0\n"
+        f"assert main(['inspect', {str(folder)!r}, '--json', '--headers-only']) == 0\n"
+        "loaded = [m for m in ('torch', 'transformers', 'safetensors') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "family gemma" in done.stdout
+
+
+def test_the_class_default_table_is_what_transformers_says():
+    known = generate(set(DEFAULTS))
+    assert known == {mt: row for mt, row in DEFAULTS.items() if mt in known}
+    assert all(set(row) == set(KEYS) for row in DEFAULTS.values())
+    missing = {mt for name in FAMILIES.names() for mt in FAMILIES.get(name).model_types} - set(DEFAULTS)
+    assert not set(generate(missing)), f"add {missing} to DEFAULTS: python -m core.architectures.class_defaults"
+    assert class_default("gemma", "tie_word_embeddings", False) is True
+    assert class_default("llama", "tie_word_embeddings", True) is False
+    assert class_default("no-such-type", "tie_word_embeddings", "fallback") == "fallback"
+
+
+def test_a_reader_that_left_early_is_quiet():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as for a user
+    for args in (["plan", "demo", "--layers", "2"], ["inspect", "demo", "--headers-only"], ["strategies"]):
+        read, write = os.pipe()
+        os.close(read)  # `graft … | head` after head has exited
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "app.cli", *args], stdout=write, stderr=subprocess.PIPE, text=True, env=env
+            )
+        finally:
+            os.close(write)
+        assert (done.returncode, done.stderr) == (141, ""), (args, done.returncode, done.stderr)
