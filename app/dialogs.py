@@ -37,3 +37,25 @@ def _is_expected(error: BaseException) -> bool:
 def open_error_dialogs(parent: QtWidgets.QWidget) -> list[QtWidgets.QMessageBox]:
     """The error boxes currently open on ``parent`` (for tests and for closing them all)."""
     return [b for b in parent.findChildren(QtWidgets.QMessageBox, ERROR_OBJECT_NAME) if b.isVisible()]
+
+
+HELP_OBJECT_NAME = "graft-help-dialog"
+
+
+def show_html(parent: QtWidgets.QWidget, title: str, html: str) -> QtWidgets.QDialog:
+    """A non-modal help page (Help → Strategies, Keyboard shortcuts) in a scrollable text view."""
+    dialog = QtWidgets.QDialog(parent)
+    dialog.setObjectName(HELP_OBJECT_NAME)
+    dialog.setWindowTitle(title)
+    dialog.setAttribute(QtCore.Qt.WA_DeleteOnClose, True)
+    layout = QtWidgets.QVBoxLayout(dialog)
+    view = QtWidgets.QTextBrowser()
+    view.setOpenExternalLinks(True)
+    view.setHtml(html)
+    layout.addWidget(view)
+    buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Close)
+    buttons.rejected.connect(dialog.close)
+    layout.addWidget(buttons)
+    dialog.resize(560, 520)
+    dialog.show()
+    return dialog

@@ -13,6 +13,8 @@ import logging
 import multiprocessing
 import sys
 
+from app.input import WheelGuard
+from app.platform_check import xcb_problem
 from app.qt import QtCore, QtGui, QtWidgets
 
 log = logging.getLogger("graft")
@@ -40,6 +42,9 @@ def create_app(argv: list[str] | None = None) -> QtWidgets.QApplication:
     app.setApplicationDisplayName("Graft")
     QtGui.QGuiApplication.setDesktopFileName("graft")  # the icon under Wayland (graft.desktop)
     app.setWindowIcon(_icon())
+    if not hasattr(app, "wheel_guard"):  # the wheel scrolls the panel, not an unfocused spin box under it
+        app.wheel_guard = WheelGuard(app)
+        app.installEventFilter(app.wheel_guard)
     # A worker thread holding the GIL gives it up when another thread has waited this long:
     # 5 ms by default, paid by the GUI thread at every Python ↔ Qt crossing while previews run.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -63,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    problem = xcb_problem()  # Qt would only say "could not load the Qt platform plugin xcb" and abort
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     # High-DPI: Qt 6 scales by default; pass fractional factors through instead of rounding them.
     QtGui.QGuiApplication.setHighDpiScaleFactorRoundingPolicy(QtCore.Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
     qt_app = create_app()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from app.dialogs import show_error
+from app.dialogs import show_error, show_html
 from app.jobs import JobController, JobRunner, factories, flow
 from app.panels.export_dialog import ExportDialog
 from app.panels.jobs import JobsPanel
@@ -158,6 +158,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.analyse_action = self._action(run_menu, "&Analyse the source", "Ctrl+Shift+A", self.analyse_source)
         self._action(run_menu, "&Cancel all jobs", "Ctrl+.", self.workspace.cancel_all)
         help_menu = menu.addMenu("&Help")
+        self._action(help_menu, "&Strategies…", None, self._strategy_guide)
+        self._action(help_menu, "&Keyboard shortcuts…", None, self._shortcuts)
+        help_menu.addSeparator()
         self._action(help_menu, "&About Graft", None, self._about)
         self._set_ready(False)
 
@@ -339,6 +342,27 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_materialised(self, materialised) -> None:
         self.overview.show_materialised(materialised)
+
+    def _strategy_guide(self) -> None:
+        from app.words import guide_html
+        from core.strategies.base import names
+
+        show_html(self, "Strategies", guide_html(names("value")))
+
+    def shortcuts(self) -> list[tuple[str, str]]:
+        """``(keys, what)`` of every menu action with a shortcut, as the menus show them."""
+        out = []
+        for menu_action in self.menuBar().actions():
+            for action in menu_action.menu().actions():
+                keys = action.shortcut().toString(QtGui.QKeySequence.NativeText)
+                if keys:
+                    out.append((keys, action.text().replace("&", "").rstrip("…")))
+        return out
+
+    def _shortcuts(self) -> None:
+        from app.words import shortcuts_html
+
+        show_html(self, "Keyboard shortcuts", shortcuts_html(self.shortcuts()))
 
     def _about(self) -> None:
         from core import __version__

@@ -43,7 +43,14 @@ class Verdict:
                 f"{self.arm} reaches the baseline's step-{self.baseline_final_step} eval loss "
                 f"({self.baseline_final_eval_loss:.3f}) at step {self.steps_to_baseline}: {self.speedup:.1f}x faster"
             )
-        return f"{head}; final eval loss {self.final_eval_loss_diff:+.3f} vs baseline"
+        diff = self.final_eval_loss_diff
+        if diff != diff:  # NaN: an arm diverged
+            tail = "its final eval loss is not comparable with the baseline's"
+        elif abs(diff) < 5e-4:
+            tail = "final eval loss equal to the baseline's"
+        else:
+            tail = f"final eval loss {abs(diff):.3f} {'lower' if diff < 0 else 'higher'} than the baseline's"
+        return f"{head}; {tail}"
 
 
 def compute_verdicts(evals: dict[str, list[tuple[int, float, float | None]]], baseline: str) -> dict[str, Verdict]:

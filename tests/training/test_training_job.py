@@ -116,6 +116,8 @@ def test_verdict_steps_to_baseline_and_speedup():
     assert v["never"].steps_to_baseline is None and v["never"].speedup is None
     assert v["start"].reached_at_start and v["start"].speedup is None
     assert "3.0x" in v["fast"].sentence()
+    assert v["fast"].sentence().endswith("final eval loss 0.400 lower than the baseline's")  # words, not "−0.400 vs"
+    assert v["never"].sentence().endswith("final eval loss 0.100 higher than the baseline's")
     assert compute_verdicts({"baseline": [(0, 1.0, None)]}, "baseline") == {}
 
 

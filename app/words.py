@@ -1,0 +1,101 @@
+"""Words for people: strategy names, the per-strategy guide and the shortcuts page.
+
+The strategy registry holds identifiers and one-line summaries but no display labels, so the
+labels live in one table here (an unknown strategy shows its identifier). The guide condenses
+the project's METHODS notes: what each strategy does, when it wins, and the paper.
+"""
+
+from __future__ import annotations
+
+#: strategy identifier → the name the form shows (the identifier goes in the tooltip)
+STRATEGY_LABELS = {
+    "select": "Weight selection",
+    "mean_field": "Mean-field sampling",
+    "growth": "Function-preserving growth",
+    "distribution": "Distribution fit",
+    "covariance": "Covariance sampling",
+    "mimetic": "Mimetic attention",
+    "templates": "Weight templates (WAVE)",
+    "baseline": "Random init (baseline)",
+    "first_n": "First N neurons",
+    "uniform": "Evenly spaced neurons",
+    "random": "Random neurons",
+    "iid": "Mean-field draws",
+    "cyclic": "Cyclic copies",
+    "by_norm": "By weight norm",
+    "by_activation": "By activation (calibration)",
+}
+
+#: strategy identifier → (what it does, when it wins, the paper)
+STRATEGY_GUIDE = {
+    "select": (
+        "Gathers the source's weights through the shared dimension maps: every tensor keeps the same neurons.",
+        "Shrinking a model; gains are largest when source and target sizes are close.",
+        "Xu et al., ICLR 2024, “Initializing Models with Larger Ones”.",
+    ),
+    "mean_field": (
+        "Draws Ñ of the N source neurons per dimension (without replacement when shrinking, i.i.d. when "
+        "growing, so duplicates are exact copies); rescales the weights reading a grown dimension by N/Ñ.",
+        "Growing or shrinking width when an exact function is not needed; on the demo benchmark it matched "
+        "data-aware selection's speed-up.",
+        "“A Mean Field Ansatz for Zero-Shot Weight Transfer”, arXiv 2408.08681 (project seed 000).",
+    ),
+    "growth": (
+        "Net2Net / HyperCloning: new neurons clone old ones and their fan-out is split; inserted blocks "
+        "get zero output projections, so the grown model computes the source's function at step 0.",
+        "Growing a model (width k-fold, depth on pre-LN blocks); on a shrinking target it acts like selection.",
+        "Chen et al., ICLR 2016 (Net2Net); Samragh et al., 2024 (HyperCloning): 2–4× fewer GPU hours.",
+    ),
+    "distribution": (
+        "Fits a distribution (Gaussian, Laplace, Student-t, quantile, KDE) to the source and samples the target.",
+        "Keeps each tensor's marginal statistics when the structure cannot be mapped; loses every correlation.",
+        "Upperwal, 2025, “Transferring Weight Distributions for Efficient Language Model Initialization” (project seed 004).",
+    ),
+    "covariance": (
+        "Matrix-normal sampling with the source's row and column covariances (spatial taps for convolutions).",
+        "Convolutional filters and any target whose neurons do not correspond to the source's.",
+        "Trockman, Willmott & Kolter, ICLR 2023.",
+    ),
+    "mimetic": (
+        "Builds attention so that per head W_Q W_Kᵀ ≈ αZ + βI and W_V W_O ≈ αZ − βI; needs no source weights.",
+        "Attention of vision transformers and small language models trained from scratch.",
+        "Trockman & Kolter, ICML 2023, “Mimetic Initialization of Self-Attention Layers”.",
+    ),
+    "templates": (
+        "WAVE: k Kronecker templates shared across layers (nearest Kronecker product) with resized scalers.",
+        "Targets of many sizes from one source; pairs with training only the scalers.",
+        "“WAVE: Weight Templates for Adaptive Initialization of Variable-sized Models”, arXiv 2406.17503 (project seed 001).",
+    ),
+    "baseline": (
+        "The architecture's own default initialisation, as transformers builds a fresh model.",
+        "The reference every validation compares against.",
+        "—",
+    ),
+}
+
+
+def strategy_label(name: str | None) -> str:
+    """The human name of strategy ``name`` (its identifier when the table lacks it)."""
+    if name is None:
+        return ""
+    return STRATEGY_LABELS.get(name, name)
+
+
+def guide_html(names) -> str:
+    """The Help → Strategies page: one short section per strategy in ``names``."""
+    parts = ["<h3>Strategies</h3>"]
+    for name in names:
+        what, when, paper = STRATEGY_GUIDE.get(name, ("", "", ""))
+        if not what:
+            continue
+        parts.append(
+            f"<p><b>{strategy_label(name)}</b> <code>{name}</code><br>{what}<br>"
+            f"<i>When it wins:</i> {when}<br><i>Paper:</i> {paper}</p>"
+        )
+    return "".join(parts)
+
+
+def shortcuts_html(shortcuts) -> str:
+    """The Help → Keyboard shortcuts page from ``(keys, what)`` pairs (the window's own actions)."""
+    rows = "".join(f"<tr><td><b>{keys}</b></td><td>{what}</td></tr>" for keys, what in shortcuts)
+    return f"<h3>Keyboard shortcuts</h3><table cellspacing='6'>{rows}</table>"
