@@ -112,6 +112,9 @@ class MainWindow(QtWidgets.QMainWindow):
         ws.source_checked.connect(lambda scan: self.model.show_values(scan.nonfinite, scan.summary()))
         self.model.nonfinite_allowed.connect(lambda allowed: setattr(ws, "allow_nonfinite", allowed))
         ws.preview_ready.connect(self.preview.show_preview)
+        ws.preview_ready.connect(lambda _: self.preview.stamp.stamp(ws.previewed_recipe))
+        for stamp in (self.preview.stamp, self.validation.stamp, self.overview.stamp):
+            ws.recipe_changed.connect(stamp.recipe_changed)
         ws.preview_failed.connect(self.preview.show_error)
         ws.preview_busy.connect(self.preview.set_busy)
         self.jobs.materialise_requested.connect(self.materialise)
@@ -206,7 +209,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def validate(self, steps: int) -> None:
         if self.workspace.plan is None:
             return
-        self.validation.start()
+        self.validation.start(self.workspace.plan.recipe)
         self.centre_tabs.setCurrentWidget(self.validation)
         self.workspace.validate(self._validation_config(steps), **self.validation.options())
 
@@ -341,7 +344,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_ready(False)
 
     def _on_materialised(self, materialised) -> None:
-        self.overview.show_materialised(materialised)
+        self.overview.show_materialised(materialised, materialised.recipe)
 
     def _strategy_guide(self) -> None:
         from app.words import guide_html

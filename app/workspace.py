@@ -73,6 +73,8 @@ class Workspace(QtCore.QObject):
         self.plan: PlanResult | None = None
         self.materialised: Materialised | None = None
         self.selected_tensor: str | None = None
+        #: the recipe of the plan the last preview was made from (``preview_ready``'s)
+        self.previewed_recipe = None
         self.device = settings.get("target/device")
         #: the user allows transferring a source whose weights hold NaN/Inf (the CLI's --allow-nonfinite)
         self.allow_nonfinite = False
@@ -218,7 +220,8 @@ class Workspace(QtCore.QObject):
         self._preview_timer.stop()
         if self.plan is None or self.selected_tensor is None:
             return
-        job = factories.preview_job(self.plan, self.source, self.selected_tensor, self.device)
+        plan = self.plan
+        job = factories.preview_job(plan, self.source, self.selected_tensor, self.device)
         try:
             data = await self.preview_controller.run(job)
         except Cancelled:
@@ -226,6 +229,7 @@ class Workspace(QtCore.QObject):
         except Exception as exc:
             self.preview_failed.emit(str(exc))
             return
+        self.previewed_recipe = plan.recipe
         self.preview_ready.emit(data)
 
     # -- long jobs (queued) ------------------------------------------------------------------
@@ -244,12 +248,14 @@ class Workspace(QtCore.QObject):
         """Fill and summarise every target tensor (queued, in a child process) → ``target_materialised``."""
         if self.plan is None:
             return None
+        recipe = self.plan.recipe
         materialised = await self._queued(
             factories.materialise_job(
                 self.plan, self.source, self.device, self.recipe.dtype, allow_nonfinite=self.allow_nonfinite
             )
         )
         if materialised is not None:
+            materialised.recipe = recipe
             self.materialised = materialised
             self.target_materialised.emit(materialised)
         return materialised

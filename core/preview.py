@@ -48,11 +48,24 @@ class PreviewData:
     suggestions: tuple[str, ...] = ()  # mean-field reading of the source matrix
 
 
-def _narrow_fits(hist):
-    """Keep one fitted density per side, so the plot stays readable."""
+#: the distribution strategy's families → the density the preview draws for them (None: no parametric
+#: density; the quantile and KDE draws follow the source's histogram itself).
+STRATEGY_FITS = {"gaussian": "gaussian", "laplace": "laplace", "student_t": "student-t", "quantile": None, "kde": None}
+
+
+def preview_fit(tensor) -> str | None:
+    """The density drawn over a tensor's histograms: the distribution strategy's own family where it fills
+    the tensor (a Laplace draw is compared with a Laplace fit), else :data:`PREVIEW_FIT`."""
+    if tensor.strategy == "distribution":
+        return STRATEGY_FITS.get(tensor.params.get("family", "student_t"), PREVIEW_FIT)
+    return PREVIEW_FIT
+
+
+def _narrow_fits(hist, preferred: str | None = PREVIEW_FIT):
+    """Keep one fitted density per side (``preferred``, else the Gaussian; none for None), so the plot stays readable."""
     fits = {}
     for side in ("source", "target"):
-        for name in (PREVIEW_FIT, "gaussian"):
+        for name in (preferred, "gaussian") if preferred else ():
             key = f"{side} {name}"
             if key in hist.fits:
                 fits[key] = hist.fits[key]
@@ -90,7 +103,7 @@ def compute_preview(
     if not target.is_floating_point():
         return data
     comparison = stats.compare_tensors(src if src is not None else target, target, device=device)
-    data.histogram = _narrow_fits(comparison.histogram)
+    data.histogram = _narrow_fits(comparison.histogram, preview_fit(tensor))
     if src is None:  # nothing to compare with: show the target alone
         data.histogram = replace(
             data.histogram,

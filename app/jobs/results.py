@@ -34,6 +34,7 @@ class Materialised:
     summaries: list  # core.stats.TensorSummary, one per target tensor
     num_parameters: int
     device: str = "cpu"
+    recipe: Any = None  # core.recipe.Recipe of the plan it was built from (set by the workspace)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from collections import Counter
 
 import numpy as np
 
+from app.panels.stale import ResultStamp
 from app.plots import HeatmapPlot
 from app.plots.heatmap import SEQUENTIAL
 from app.qt import QtCore, QtWidgets
@@ -75,6 +76,8 @@ class OverviewPanel(QtWidgets.QWidget):
         self.title.setWordWrap(True)
         layout.addWidget(self.title)
         self.heatmap = HeatmapPlot(title="")
+        self.stamp = ResultStamp("materialised target", [self.heatmap])
+        layout.addWidget(self.stamp)
         self.heatmap.colour_bar.hide()
         layout.addWidget(self.heatmap, 1)
         self.suggestion = QtWidgets.QLabel()
@@ -90,8 +93,10 @@ class OverviewPanel(QtWidgets.QWidget):
         while self.view_combo.count() > 1:
             self.view_combo.removeItem(1)
 
-    def show_materialised(self, materialised) -> None:
+    def show_materialised(self, materialised, recipe) -> None:
+        """The target built from ``recipe`` (``materialised``): its layer × metric view."""
         self.materialised = materialised
+        self.stamp.stamp(recipe)
         self.view_combo.setCurrentIndex(0)
         self._redraw()
 
@@ -107,6 +112,7 @@ class OverviewPanel(QtWidgets.QWidget):
 
     def _redraw(self, *_) -> None:
         key = self.view_combo.currentData()
+        self.stamp.set_shown(key == "target")  # the source's statistics belong to no recipe
         if key == "target":
             self._draw_target()
         elif self.table is not None and key in self.table.values:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.panels.stale import ResultStamp
 from app.plots import HeatmapPlot, HistogramPlot, SpectrumPlot
 from app.qt import QtCore, QtWidgets
 
@@ -15,6 +16,25 @@ MAPS = (
 )
 #: head map → (its per-head diagonal dominance, the short name in plot titles)
 HEAD_MAPS = {"heads_qk": ("dominance_qk", "QKᵀ"), "heads_vo": ("dominance_vo", "VO")}
+
+
+def _subset(shown: int, total: int, what: str) -> str:
+    """``64 of 384 rows (a spread sample)`` when a map shows a subset, else nothing."""
+    return f"{shown} of {total:,} {what} (a spread sample)" if shown < total else ""
+
+
+def _note(plot, text: str) -> None:
+    """A line under a map (its bottom axis label), or none: it says when the map shows a subset."""
+    axis = plot.plotItem.getAxis("bottom")
+    axis.setLabel(text)
+    axis.showLabel(bool(text))
+
+
+def _axis_total(shape: tuple, which: str) -> int:
+    """How many rows (or flattened columns) a correlation map of a tensor of ``shape`` samples from."""
+    if which == "row_corr":
+        return int(shape[0]) if shape else 0
+    return int(np.prod(shape[1:])) if len(shape) > 1 else 0
 
 
 def _fmt(value: float) -> str:
@@ -37,6 +57,8 @@ class PreviewPanel(QtWidgets.QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         header = QtWidgets.QHBoxLayout()
         self.title = QtWidgets.QLabel("<b>Preview</b> — pick a tensor")
+        # A long tensor name must not widen the window: the label gives way (its full text is its tooltip).
+        self.title.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)
         self.title.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
         header.addWidget(self.title, 1)
         self.busy = QtWidgets.QProgressBar()
@@ -57,7 +79,12 @@ class PreviewPanel(QtWidgets.QWidget):
         self.head_spin.valueChanged.connect(self._show_maps)
         self.head_spin.hide()
         header.addWidget(self.head_spin)
+        self.log_box = QtWidgets.QCheckBox("log density")
+        self.log_box.setToolTip("Draw the histograms' density on a log axis, to compare the tails")
+        self.log_box.toggled.connect(self._set_log_density)
+        header.addWidget(self.log_box)
         layout.addLayout(header)
+        self.stamp = ResultStamp("preview", [])  # its results (the plots) are added below, once made
 
         self.pages = QtWidgets.QStackedWidget()
         welcome = QtWidgets.QLabel(
@@ -97,6 +124,8 @@ class PreviewPanel(QtWidgets.QWidget):
         grid.addWidget(top)
         grid.addWidget(bottom)
         self.pages.addWidget(grid)
+        self.stamp.results = [top, bottom]
+        layout.addWidget(self.stamp)
         layout.addWidget(self.pages, 1)
         self.suggestions = QtWidgets.QLabel()
         self.suggestions.setObjectName("mean-field-suggestions")
@@ -150,6 +179,7 @@ class PreviewPanel(QtWidgets.QWidget):
         src = "×".join(map(str, data.source_shape)) if data.source_name else "no source"
         dst = "×".join(map(str, data.target_shape))
         self.title.setText(f"<b>{data.tensor}</b> · {data.role} · {data.strategy} · {src} → {dst}")
+        self.title.setToolTip(f"{data.tensor} · {data.role} · {data.strategy} · {src} → {dst}")
         self.suggestions.setText(
             "Mean-field reading of the source: " + " ".join(data.suggestions) if data.suggestions else ""
         )
@@ -179,6 +209,11 @@ class PreviewPanel(QtWidgets.QWidget):
         else:
             self.spectrum.clear_data()
 
+    def _set_log_density(self, on: bool) -> None:
+        self.histogram.set_log_density(on)
+        if self.data is not None:
+            self._show_histogram()
+
     def _show_maps(self, *_) -> None:
         if self.data is not None:
             self._show_map("source")
@@ -194,10 +229,21 @@ class PreviewPanel(QtWidgets.QWidget):
         matrix = maps.get(which)
         if matrix is None:
             plot.clear_data()
-            plot.plotItem.setTitle(f"{which}: no {label} for this tensor", size="9pt")
+            _note(plot, "")
+            if head:
+                why = f"{label} maps are drawn for attention query weights only"
+            elif which == "source" and self.data.source_name is None:
+                why = "this tensor has no source"
+            else:
+                why = f"no {label}: the tensor is a vector"
+            plot.plotItem.setTitle(f"{which}: {why}", size="9pt")
             return
+        shape = self.data.source_shape if which == "source" else self.data.target_shape
         if not head:
-            plot.show_matrix(np.asarray(matrix), levels=(-1.0, 1.0), title=f"{which} {label}")
+            matrix = np.asarray(matrix)
+            what = "rows" if key == "row_corr" else "columns"
+            _note(plot, _subset(matrix.shape[0], _axis_total(shape, key), what))
+            plot.show_matrix(matrix, levels=(-1.0, 1.0), title=f"{which} {label}")
             return
         h = self.head_spin.value()
         if h >= matrix.shape[0]:
@@ -207,7 +253,11 @@ class PreviewPanel(QtWidgets.QWidget):
         field, short = HEAD_MAPS[key]
         dominance = getattr(self.data, field).get(which)
         reading = f" · diag {dominance[h]:+.1f}×" if dominance is not None else ""  # mean diag / mean |off-diag|
-        plot.show_matrix(np.asarray(matrix[h]), title=f"{which} h{h} {short}{reading}")
+        # Source and target on one colour range, so equal colours mean equal values.
+        tops = [np.nanmax(np.abs(m[h])) for m in maps.values() if m is not None and h < m.shape[0] and m[h].size]
+        top = max([float(t) for t in tops if np.isfinite(t)] + [1e-12])
+        _note(plot, _subset(matrix.shape[-1], int(shape[-1]) if shape else 0, "hidden dims"))
+        plot.show_matrix(np.asarray(matrix[h]), levels=(-top, top), title=f"{which} h{h} {short}{reading}")
 
     def _set_head_range(self, maps: dict) -> None:
         """Show the head picker for head maps, up to the larger side's head count."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.panels.stale import ResultStamp
 from app.plots import CurvesPlot
 from app.qt import QtCore, QtWidgets
 
@@ -55,15 +56,19 @@ class ValidationPanel(QtWidgets.QWidget):
             "baseline on the same batches; their losses appear here live."
         )
         self.summary.setWordWrap(True)
-        layout.addWidget(self.summary)
         self.curves = CurvesPlot(title="loss: training (solid), evaluation (dashed)")
+        self.stamp = ResultStamp("validation", [self.summary, self.curves])
+        layout.addWidget(self.stamp)
+        layout.addWidget(self.summary)
         layout.addWidget(self.curves, 1)
 
     def options(self) -> dict:
         """The options of the next run: ``teacher`` and ``keep_trained``."""
         return {"teacher": self.teacher_box.isChecked(), "keep_trained": self.keep_box.isChecked()}
 
-    def start(self) -> None:
+    def start(self, recipe) -> None:
+        """A run of ``recipe`` starts: its curves replace the last run's."""
+        self.stamp.stamp(recipe)
         self.curves.clear_data()
         self._set_saved({})
         self.summary.setText("Validation running…")

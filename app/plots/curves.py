@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from app.plots._pg import QtCore, pg
-from app.plots.style import add_legend, apply_theme, series_colour, set_title
+from app.plots.style import add_legend, add_save_actions, apply_theme, series_colour, set_title
 
 REDRAW_HZ = 5  # each repaint costs 15–25 ms of GUI thread under load; 5 Hz still reads as live
 
@@ -37,8 +37,15 @@ class CurvesPlot(pg.PlotWidget):
         self._timer.setInterval(int(1000 / REDRAW_HZ))
         self._timer.timeout.connect(self.redraw)
         self._timer.start()
+        add_save_actions(self, self.rows)
         self.setMinimumSize(160, 120)
         set_title(self.plotItem, title)
+
+    def rows(self) -> list[list]:
+        """Every point received, as CSV rows ``series, step, value``."""
+        return [["series", "step", "value"]] + [
+            [label, x, y] for label, (xs, ys) in self._points.items() for x, y in zip(xs, ys)
+        ]
 
     def add_point(self, series: str, step: float, value: float) -> None:
         """Append one point; drawn at the next timer tick."""
@@ -66,6 +73,11 @@ class CurvesPlot(pg.PlotWidget):
         )
         self.plotItem.addItem(line)
         self._markers.append(line)
+
+    def close(self) -> bool:
+        """Stop the redraw timer with the plot (pyqtgraph's close drops ``plotItem``, which a tick would use)."""
+        self._timer.stop()
+        return super().close()
 
     def redraw(self) -> None:
         if not self._dirty:

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.plots._pg import QtCore, QtGui, pg
-from app.plots.style import apply_theme, set_title
+from app.plots.style import add_save_actions, apply_theme, set_title
 
 DIVERGING = "CET-D1"  # blue–white–red, for signed values such as correlations
 SEQUENTIAL = "viridis"  # dark to light, for per-column normalised tables
+#: RGBA of a cell without a value (NaN): a mid grey, which neither colour map contains.
+NO_VALUE = (128, 128, 128, 255)
 MAX_CELL_LABELS = 600  # above this many cells, numbers inside cells become noise
 
 
@@ -86,12 +88,14 @@ class HeatmapPlot(pg.PlotWidget):
         self.plotItem.setAspectLocked(False)
         self.image = pg.ImageItem()
         self.plotItem.addItem(self.image)
-        self.colour_bar = self.plotItem.addColorBar(
-            self.image, colorMap=DIVERGING, values=(-1, 1), width=12, interactive=False
-        )
+        # The bar is not linked to the image: the image is coloured here (RGBA), so a missing (NaN)
+        # cell can stay empty instead of taking the colour of a real value.
+        self.colour_bar = self.plotItem.addColorBar([], colorMap=DIVERGING, values=(-1, 1), width=12, interactive=False)
         self._cell_text = CellText()
         self.plotItem.addItem(self._cell_text)
         self._shown = None  # what show_matrix drew last
+        self._table: tuple = (np.zeros((0, 0)), None, None)  # (matrix, row labels, column labels) for CSV
+        add_save_actions(self, self.rows)
         self.setMinimumSize(160, 120)
         set_title(self.plotItem, title)
 
@@ -109,7 +113,7 @@ class HeatmapPlot(pg.PlotWidget):
         """Draw ``matrix`` (shape (rows, cols)).
 
         Args:
-            matrix: 2-D array; NaNs are drawn as the middle colour.
+            matrix: 2-D array; NaN cells (no value) are drawn in :data:`NO_VALUE` grey.
             levels: colour range; symmetric around zero by default.
             colormap: a pyqtgraph colour map name ("CET-D1" diverging by default).
             row_labels, col_labels: tick labels, one per row / column.
@@ -135,10 +139,15 @@ class HeatmapPlot(pg.PlotWidget):
         if key == self._shown:
             return  # the same picture (a source map while only the target changes): no repaint
         self._shown = key
-        self.colour_bar.setColorMap(pg.colormap.get(colormap))
+        self._table = (data, row_labels, col_labels)
+        cmap = pg.colormap.get(colormap)
+        self.colour_bar.setColorMap(cmap)
         self.colour_bar.setLevels(values=levels)
-        filled = np.nan_to_num(data, nan=(levels[0] + levels[1]) / 2)  # NaN cells: the middle colour
-        self.image.setImage(filled, levels=levels)
+        filled = np.nan_to_num(data, nan=(levels[0] + levels[1]) / 2)  # for the cell text's contrast only
+        span = max(levels[1] - levels[0], 1e-12)
+        rgba = cmap.map(np.clip((filled - levels[0]) / span, 0, 1).ravel(), mode="byte").reshape(*data.shape, 4)
+        rgba[~np.isfinite(data)] = NO_VALUE  # a colour no map uses: a missing cell never reads as a value
+        self.image.setImage(rgba, levels=None)
         self.image.setRect(QtCore.QRectF(0, 0, data.shape[1], data.shape[0]))
         left, bottom = self.plotItem.getAxis("left"), self.plotItem.getAxis("bottom")
         left.setTicks([_ticks(row_labels)] if row_labels is not None else None)
@@ -151,6 +160,18 @@ class HeatmapPlot(pg.PlotWidget):
         if title is not None:
             set_title(self.plotItem, title)
         self.plotItem.setRange(xRange=(0, data.shape[1]), yRange=(0, data.shape[0]), padding=0)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The values drawn (NaN where a cell has none); empty when nothing is shown."""
+        return self._table[0]
+
+    def rows(self) -> list[list]:
+        """The matrix shown, as CSV rows: a header of column labels, then each row's label and values."""
+        data, row_labels, col_labels = self._table
+        cols = list(col_labels) if col_labels is not None else [str(c) for c in range(data.shape[1])]
+        names = list(row_labels) if row_labels is not None else [str(r) for r in range(data.shape[0])]
+        return [[""] + cols] + [[names[r]] + [float(v) for v in data[r]] for r in range(data.shape[0])]
 
     def _set_cell_text(self, data, levels, cell_text) -> None:
         if cell_text is None or data.size > MAX_CELL_LABELS:
@@ -168,5 +189,6 @@ class HeatmapPlot(pg.PlotWidget):
 
     def clear_data(self) -> None:
         self._shown = None
+        self._table = (np.zeros((0, 0)), None, None)
         self.image.clear()
         self._set_cell_text(np.zeros((0, 0)), (0, 1), None)

@@ -8,7 +8,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.plots._pg import QtCore, pg
-from app.plots.style import SeriesItems, add_legend, apply_theme, series_colour, set_title
+from app.plots.style import (
+    SeriesItems,
+    add_legend,
+    add_save_actions,
+    apply_theme,
+    series_colour,
+    series_rows,
+    set_title,
+)
+
+#: fitted families as people write them (the legend names the one drawn).
+FIT_NAMES = {"gaussian": "Gaussian", "laplace": "Laplace", "student-t": "Student-t"}
+
+
+def fit_label(label: str) -> str:
+    """``"source student-t"`` → ``"source: Student-t fit"``."""
+    side, _, family = label.partition(" ")
+    return f"{side}: {FIT_NAMES.get(family, family)} fit" if family else f"{label} fit"
 
 
 @dataclass
@@ -115,6 +132,15 @@ class HistogramPlot(pg.PlotWidget):
         self._series = SeriesItems(self.plotItem, self._legend)
         self.setMinimumSize(160, 120)
         set_title(self.plotItem, title)
+        self.log_density = False
+        add_save_actions(self, lambda: series_rows(self._series))
+
+    def set_log_density(self, on: bool) -> None:
+        """Density on a log axis (to see the tails) or a linear one."""
+        self.log_density = bool(on)
+        self.plotItem.setLogMode(x=False, y=self.log_density)
+        self.plotItem.setLabel("left", "density (log)" if self.log_density else "density")
+        self.plotItem.enableAutoRange()
 
     def show_histogram(self, hist, *, title: str | None = None) -> None:
         """Draw ``hist`` (anything :func:`coerce_histogram` accepts), replacing what was shown."""
@@ -125,14 +151,21 @@ class HistogramPlot(pg.PlotWidget):
             fill = pg.mkColor(colour)
             fill.setAlpha(60)
             values = counts if data.densities else to_density(counts, data.edges)
+            if self.log_density:  # a log axis cannot show empty bins: leave them out of the outline
+                values = np.where(values > 0, values, np.nan)
             series[label] = (
                 data.edges,
                 values,
                 {"stepMode": "center", "fillLevel": 0, "brush": fill, "pen": pg.mkPen(colour, width=1.5)},
             )
         for i, (label, (x, y)) in enumerate(data.fits.items()):
-            pen = pg.mkPen(series_colour(label, i), width=2, style=QtCore.Qt.DashLine)
-            series[f"{label} fit"] = (x, y, {"pen": pen})
+            # Darker than its histogram, thicker and dashed, so the fit reads apart from the bars it fits.
+            colour = pg.mkColor(series_colour(label, i)).darker(170)
+            pen = pg.mkPen(colour, width=2.5, style=QtCore.Qt.CustomDashLine)
+            pen.setDashPattern([4, 3])
+            if self.log_density:
+                y = np.where(np.asarray(y) > 0, y, np.nan)
+            series[fit_label(label)] = (x, y, {"pen": pen})
         self._series.show(series)
         if title is not None:
             set_title(self.plotItem, title)

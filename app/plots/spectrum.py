@@ -7,7 +7,15 @@ from collections.abc import Mapping
 import numpy as np
 
 from app.plots._pg import pg
-from app.plots.style import SeriesItems, add_legend, apply_theme, series_colour, set_title
+from app.plots.style import (
+    SeriesItems,
+    add_legend,
+    add_save_actions,
+    apply_theme,
+    series_colour,
+    series_rows,
+    set_title,
+)
 
 
 def coerce_spectra(values) -> dict[str, np.ndarray]:
@@ -30,6 +38,9 @@ class SpectrumPlot(pg.PlotWidget):
         self.plotItem.setLabel("bottom", "rank")
         self._legend = add_legend(self.plotItem, light)
         self._series = SeriesItems(self.plotItem, self._legend)
+        # Label the decades only: minor labels on a log axis (2, 3 … 9 ×) overlap in a small plot.
+        self.plotItem.getAxis("left").setStyle(maxTextLevel=0)
+        add_save_actions(self, lambda: series_rows(self._series))
         self.setMinimumSize(160, 120)
         set_title(self.plotItem, title)
 

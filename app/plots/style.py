@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
 from app.plots._pg import QtGui, QtWidgets, pg
 
 #: Series colours by role; anything else cycles through ``CYCLE``.
@@ -43,6 +47,8 @@ def apply_theme(widget: pg.PlotWidget | pg.GraphicsLayoutWidget, *, light: bool 
             axis = item.getAxis(name)
             axis.setPen(pg.mkPen(foreground))
             axis.setTextPen(pg.mkPen(foreground))
+            # Ticks in the data's own units: "0.002", not "2" under a "value (x0.001)" label.
+            axis.enableAutoSIPrefix(False)
         item.titleLabel.opts["color"] = foreground
 
 
@@ -95,9 +101,90 @@ class SeriesItems:
                 item.setData(x, y, **options)
         self._order = labels
 
+    def items(self) -> dict[str, pg.PlotDataItem]:
+        """The drawn items by label, in drawing order."""
+        return {label: self._items[label] for label in self._order if label in self._items}
+
     def clear(self) -> None:
         for item in self._items.values():
             self._plot.removeItem(item)
         self._items.clear()
         self._order = []
         self._legend.clear()
+
+
+#: image formats a plot saves as, by file suffix.
+IMAGE_SUFFIXES = (".png", ".svg")
+
+
+def save_image(plot: pg.PlotWidget, path: str | Path) -> Path:
+    """Write ``plot`` as a PNG or an SVG (by the suffix of ``path``), as drawn on screen.
+
+    The SVG is Qt's own vector rendering of the widget (pyqtgraph's SVG exporter fails on the paths
+    Qt 6.11 writes)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"save the plot as .png or .svg, not {path.suffix or 'no suffix'}")
+    if suffix == ".png":
+        if not plot.grab().save(str(path), "PNG"):
+            raise OSError(f"cannot write {path}")
+        return path
+    from PySide6.QtSvg import QSvgGenerator
+
+    generator = QSvgGenerator()
+    generator.setFileName(str(path))
+    generator.setSize(plot.size())
+    generator.setViewBox(plot.rect())
+    generator.setTitle(plot.plotItem.titleLabel.text or "Graft plot")
+    painter = QtGui.QPainter(generator)
+    try:
+        plot.render(painter)
+    finally:
+        painter.end()
+    return path
+
+
+def save_csv(rows: list[list], path: str | Path) -> Path:
+    """Write ``rows`` (the first one the header) as CSV."""
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+def series_rows(items: SeriesItems) -> list[list]:
+    """The drawn series as CSV rows ``series, x, y``; a step histogram's x is each bin's centre."""
+    rows: list[list] = [["series", "x", "y"]]
+    for label, item in items.items().items():
+        x, y = item.xData, item.yData  # the data, not what a log axis displays
+        if x is None or y is None:
+            continue
+        if len(x) == len(y) + 1:  # step mode: bin edges
+            x = (x[:-1] + x[1:]) / 2
+        rows += [[label, float(a), float(b)] for a, b in zip(x, y)]
+    return rows
+
+
+def add_save_actions(plot: pg.PlotWidget, rows: Callable[[], list[list]]) -> None:
+    """Right-click → Save image as PNG / SVG, Save data as CSV (``rows()`` gives the table)."""
+    menu = plot.plotItem.getViewBox().menu
+    menu.addSeparator()
+
+    def ask(title: str, pattern: str, save) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(plot, title, "", pattern)
+        if path:
+            save(path)
+
+    for text, pattern, save in (
+        ("Save image as PNG…", "PNG images (*.png)", lambda p: save_image(plot, _with_suffix(p, ".png"))),
+        ("Save image as SVG…", "SVG images (*.svg)", lambda p: save_image(plot, _with_suffix(p, ".svg"))),
+        ("Save data as CSV…", "CSV files (*.csv)", lambda p: save_csv(rows(), _with_suffix(p, ".csv"))),
+    ):
+        action = menu.addAction(text)
+        action.triggered.connect(lambda *_, t=text, pat=pattern, s=save: ask(t.rstrip("…"), pat, s))
+
+
+def _with_suffix(path: str, suffix: str) -> Path:
+    p = Path(path)
+    return p if p.suffix.lower() == suffix else p.with_name(p.name + suffix)

@@ -15,7 +15,7 @@ def test_analyse_a_tiny_source(qtbot, window, gui, tiny_model):
     assert "row_corr_excess" in table.metrics
     combo = window.overview.view_combo
     assert combo.count() == 1 + len(table.metrics) and combo.currentIndex() == 1
-    assert window.overview.heatmap.image.image.shape == table.values[table.metrics[0]].shape
+    assert window.overview.heatmap.matrix.shape == table.values[table.metrics[0]].shape
     combo.setCurrentIndex(combo.count() - 1)  # another metric redraws
     assert window.overview.title.text().startswith("Source statistics")
     assert "Mean-field diagnostics" in window.overview.suggestion.text()

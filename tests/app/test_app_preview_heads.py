@@ -22,18 +22,18 @@ def test_every_head_can_be_shown_and_mimetic_heads_read_as_identity(qtbot, windo
     assert spin.isVisible() and (spin.minimum(), spin.maximum()) == (0, 11)
     spin.setValue(4)
     qtbot.waitUntil(lambda: "h4 QKᵀ" in preview.target_map.plotItem.titleLabel.text, timeout=5_000)
-    np.testing.assert_array_equal(preview.target_map.image.image, data.heads_qk["target"][4])
-    np.testing.assert_array_equal(preview.source_map.image.image, data.heads_qk["source"][4])
+    np.testing.assert_array_equal(preview.target_map.matrix, data.heads_qk["target"][4])
+    np.testing.assert_array_equal(preview.source_map.matrix, data.heads_qk["source"][4])
     assert f"diag {data.dominance_qk['target'][4]:+.1f}×" in preview.target_map.plotItem.titleLabel.text
 
     spin.setValue(9)  # the source has 12 heads, the target 6
     qtbot.waitUntil(lambda: "no h9" in preview.target_map.plotItem.titleLabel.text, timeout=5_000)
-    np.testing.assert_array_equal(preview.source_map.image.image, data.heads_qk["source"][9])
+    np.testing.assert_array_equal(preview.source_map.matrix, data.heads_qk["source"][9])
 
     preview.map_combo.setCurrentIndex(preview.map_combo.findData("heads_vo"))
     spin.setValue(2)
     qtbot.waitUntil(lambda: "h2 VO" in preview.target_map.plotItem.titleLabel.text, timeout=5_000)
-    np.testing.assert_array_equal(preview.target_map.image.image, data.heads_vo["target"][2])
+    np.testing.assert_array_equal(preview.target_map.matrix, data.heads_vo["target"][2])
 
     preview.map_combo.setCurrentIndex(preview.map_combo.findData("row_corr"))
     assert not spin.isVisible()

@@ -45,7 +45,7 @@ def test_demo_flow(qtbot, window, gui, tmp_path):
     materialised = window.workspace.materialised
     assert [s.name for s in materialised.summaries] == [t.name for t in plan.tensors]
     assert sum(s.std > 0 for s in materialised.summaries) > len(plan.tensors) // 2
-    assert window.overview.heatmap.image.image is not None
+    assert window.overview.heatmap.matrix.size > 0
 
     # Export through the dialog; the folder loads in transformers with the recipe's weights (the
     # same recipe gives the same bytes in this process as in the export's child process).

@@ -1,0 +1,124 @@
+"""Which recipe a result belongs to, and the moment it stops describing the form.
+
+Every result the window shows (a validation's curves and verdict, the materialised target's
+overview, the preview of a tensor) carries a :class:`ResultStamp`: one line naming the recipe it
+was made for (a short key and a summary). When the form's recipe changes to another one, the
+stamp turns into "Out of date — re-run", and the result's widgets are greyed out; going back to
+the same recipe (an undo, reopening the same file) makes it current again.
+
+The key is a hash of the recipe's JSON without what does not decide the result (the Graft
+version and an export's provenance), so it costs microseconds on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import PurePath
+
+from app.qt import QtCore, QtGui, QtWidgets
+
+#: recipe fields that do not change what a result shows.
+_NOT_DECIDING = ("graft_version", "provenance")
+#: the tint of a plot that no longer belongs to the form's recipe (it is drawn in shades of this grey).
+STALE_GREY = "#b4b4b4"
+
+
+def recipe_key(recipe) -> str:
+    """A short, stable name of ``recipe``'s content (7 hex digits)."""
+    data = {k: v for k, v in recipe.to_dict().items() if k not in _NOT_DECIDING}
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:7]
+
+
+def recipe_summary(recipe) -> str:
+    """``all-MiniLM-L6-v2 → layers 4, hidden 256 · select · seed 0``: what a person checks at a glance."""
+    source = PurePath(recipe.source).name or recipe.source
+    sizes = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in recipe.target.items()) or "same sizes"
+    default = recipe.values.get("default", {}).get("method", "?")
+    overrides = len(recipe.values) - 1
+    strategy = default + (f" + {overrides} override{'s' if overrides != 1 else ''}" if overrides > 0 else "")
+    return f"{source} → {sizes} · {strategy} · seed {recipe.seed}"
+
+
+class ResultStamp(QtWidgets.QLabel):
+    """The line above a result: the recipe it was made for; "Out of date — re-run" once the form moves on.
+
+    Args:
+        what: the result in words ("validation", "materialised target", "preview").
+        results: the widgets greyed out while the result is stale.
+    """
+
+    def __init__(self, what: str, results: list[QtWidgets.QWidget], parent=None) -> None:
+        super().__init__(parent)
+        self.what = what
+        self.results = list(results)
+        self.key: str | None = None
+        self.summary = ""
+        self.current_key: str | None = None
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.setObjectName("result-stamp")
+        self.hide()
+
+    @property
+    def stale(self) -> bool:
+        """The result was made for a recipe other than the form's."""
+        return self.key is not None and self.key != self.current_key
+
+    def stamp(self, recipe) -> None:
+        """The result now shown was made for ``recipe`` (which the form holds)."""
+        self.key, self.summary = recipe_key(recipe), recipe_summary(recipe)
+        self.current_key = self.key
+        self._show()
+
+    def clear(self) -> None:
+        """No result is shown."""
+        self.key = None
+        self._show()
+
+    def set_shown(self, shown: bool) -> None:
+        """Show the stamp with its result, or hide both the stamp and the greying (another view is up)."""
+        if shown:
+            self._show()
+        else:
+            self.hide()
+            self._grey(False)
+
+    def recipe_changed(self, recipe) -> None:
+        """The form's recipe is now ``recipe`` (None: the form describes no valid recipe)."""
+        self.current_key = recipe_key(recipe) if recipe is not None else None
+        self._show()
+
+    def _show(self) -> None:
+        if self.key is None:
+            self.hide()
+            self._grey(False)
+            return
+        if self.stale:
+            self.setText(
+                f"<b>Out of date — re-run.</b> This {self.what} is for recipe {self.key} ({self.summary}); "
+                "the form has changed since."
+            )
+            self.setStyleSheet("color: palette(text); background: rgba(230, 160, 40, 60); padding: 2px;")
+        else:
+            self.setText(f"{self.what.capitalize()} of recipe {self.key}: {self.summary}")
+            self.setStyleSheet("color: palette(dark); padding: 2px;")
+        self.setToolTip(
+            f"The recipe key is a hash of the recipe's settings; save the recipe to keep them ({self.key})."
+        )
+        self.show()
+        self._grey(self.stale)
+
+    def _grey(self, grey: bool) -> None:
+        # Text greys by being disabled; a plot is drawn in grey (an opacity effect would composite it on black).
+        for widget in self.results:
+            if isinstance(widget, QtWidgets.QLabel):
+                widget.setEnabled(not grey)
+            elif grey:
+                effect = QtWidgets.QGraphicsColorizeEffect(widget)
+                effect.setColor(QtGui.QColor(STALE_GREY))
+                effect.setStrength(1.0)
+                widget.setGraphicsEffect(effect)
+            elif widget.graphicsEffect() is not None:
+                widget.setGraphicsEffect(None)
