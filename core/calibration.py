@@ -29,6 +29,12 @@ fraction — and measures (the hooks are in :mod:`core.calibration_pass`):
 * **kv_heads** under grouped-query attention: no linear layer reads the kv heads directly, so a kv
   group scores the sum of its query heads' scores (groups are kept whole); families without a kv
   axis get the heads' scores (as :mod:`core.strategies.scores` does).
+* **Expert usage** (mixture-of-experts families): ``experts@3`` scores each expert of source
+  layer 3 by the mean routing weight it gets per calibration token, after top-k (and the
+  renormalisation, where the model renormalises): see :mod:`core.calibration_pass` for why that
+  rule. The model's experts are loaded into transformers' fused expert parameters
+  (:meth:`~core.architectures.families._moe.MoESpec.fused_expert_state`), so every router sees the
+  hidden states of the real model.
 * **Block Influence** (ShortGPT): BI_l = 1 − mean over tokens of cos(x_in, x_out) of layer l. The
   block's own input and output are hooked rather than read from ``output_hidden_states``: in
   pre-LN models the last entry of ``hidden_states`` is already the final norm's output, which
@@ -53,13 +59,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.calibration_pass import RULES, aggregate, check_gram_memory, find_readers, run_pass
+from core.calibration_pass import RULES, aggregate, check_gram_memory, find_readers, find_routers, run_pass
 from core.errors import PlanError, TrainingError
 from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
 
 FORMAT = "activations-v1"
+#: how the ``experts`` dimension is scored (part of the cache key: a new rule is a new entry).
+EXPERT_USAGE_RULE = "mean-topk-routing-weight"
 DEFAULT_MAX_BYTES = 8 << 30
 MAX_BYTES_ENV = "GRAFT_SCORE_MAX_BYTES"
 
@@ -218,6 +226,11 @@ def _load_model(source, spec, config, task, seed: int):
     if absent:  # e.g. a pooler the task model has no use for: not run, so not scored
         log.info("not part of the %s task model, not scored: %s", config.get("model_type"), ", ".join(absent[:5]))
     load_tensors(model, {key: source.read(n) for n, key in names.items()})
+    fused = getattr(spec, "fused_expert_state", None)  # MoE: transformers' stacked expert parameters
+    if fused is not None:
+        with torch.no_grad():
+            for key, value in fused(source, own).items():
+                own[key].copy_(value.to(own[key].dtype))
     return model, names
 
 
@@ -332,6 +345,7 @@ def activation_profile(
         "seed": seed,
         "eval_fraction": eval_fraction,
         "rule": rule,
+        "experts": EXPERT_USAGE_RULE,
     }
     key = _key(source, config, batches, params)
     hit = _read_cache(key)
@@ -346,11 +360,16 @@ def activation_profile(
     if reconstruct:
         check_gram_memory(readers, max_bytes())
     n_layers = sizes.get("layers", 0) if spec.layered else 0
-    influence, grams = run_pass(model, batches, readers, n_layers, grams=reconstruct, progress=progress, cancel=cancel)
+    routing = getattr(spec, "routing", None)  # MoE families: top-k and renormalisation of the router
+    routers = find_routers(_described(source, spec), model, names, *routing(config)) if routing else []
+    influence, grams = run_pass(
+        model, batches, readers, n_layers, grams=reconstruct, progress=progress, cancel=cancel, routers=routers
+    )
     first = [next(iter(b.values())) for b in batches]
     rows = sum(len(x) for x in first)
     tokens = sum(x.numel() for x in first) if task.data_kind == "text" else rows
     dims = aggregate(readers, spec, sizes, grams if reconstruct else None)
+    dims.update({f"experts@{r.layer}": r.usage() for r in routers if r.tokens})
     profile = ActivationProfile(spec.family, dims, dict(sizes), influence, rows, tokens)
     _write_cache(key, profile)
     return profile
@@ -359,6 +378,21 @@ def activation_profile(
 def lazy_profile(source, **kwargs) -> Callable[[], ActivationProfile]:
     """A function that computes :func:`activation_profile` on its first call and returns it after."""
     return functools.lru_cache(maxsize=1)(lambda: activation_profile(source, **kwargs))
+
+
+def expert_usage_score_fn(
+    profile: Callable[[], ActivationProfile], others: Callable[[str, int | None], object]
+) -> Callable[[str, int | None], object]:
+    """``score_fn`` whose ``experts`` scores are the profile's routing usage and every other dimension's ``others``'.
+
+    For an index strategy with ``experts=usage``: the calibration pass runs only when a plan asks
+    for the experts' scores (an MoE source whose expert count changes).
+    """
+
+    def scores(dim: str, source_layer: int | None):
+        return profile().scores(dim, source_layer) if dim == "experts" else others(dim, source_layer)
+
+    return scores
 
 
 def activation_score_fn(profile: Callable[[], ActivationProfile]) -> Callable[[str, int | None], object]:

@@ -16,6 +16,12 @@ the sums this pass collects:
   On the digits MLP (``benchmarks/bench_by_activation_mlp.py``) this keeps about 4× the zero-shot
   accuracy of the magnitude rule at width 32 of 512.
 * **Block Influence** BI_l = 1 − mean over tokens of cos(x_in, x_out).
+* **Expert usage** (mixture-of-experts layers, the ``experts`` dimension): a hook on each router's
+  input recomputes the routing — softmax of the router logits, top-k, renormalised where the
+  model renormalises — and an expert scores the mean over tokens of the routing weight it gets (0
+  on a token not routed to it): its share of the layer's output. Not the fraction of tokens
+  routed to it, which counts a token that gives it 5% like one that gives it 95%; not the softmax
+  before top-k, which credits an expert that is always runner-up and never runs.
 
 Readers that receive the very same input tensor (q, k, v of one layer) form a group; a global
 dimension's score is :func:`combine_readers` over groups (each group's vector normalised to mean
@@ -131,6 +137,52 @@ class Reader:
         return w.T @ w if isinstance(self.module, torch.nn.Linear) else w @ w.T
 
 
+@dataclass
+class Router:
+    """Routing weights summed over tokens for one MoE layer's router (a module whose ``weight`` is (experts, hidden))."""
+
+    name: str
+    layer: int
+    top_k: int
+    renormalised: bool
+    module: object = None
+    total: object = None
+    tokens: int = 0
+
+    def add(self, x) -> None:
+        import torch
+
+        weight = self.module.weight.detach().float()
+        probs = torch.softmax(torch.nn.functional.linear(x.reshape(-1, weight.shape[1]).float(), weight), dim=-1)
+        top, chosen = probs.topk(min(self.top_k, weight.shape[0]), dim=-1)
+        if self.renormalised:
+            top = top / top.sum(-1, keepdim=True)
+        if self.total is None:
+            self.total = torch.zeros(weight.shape[0], dtype=torch.float64)
+        self.total.index_add_(0, chosen.reshape(-1), top.reshape(-1).to(torch.float64))
+        self.tokens += probs.shape[0]
+
+    def usage(self):
+        """(experts,) float64: the mean routing weight each expert got per token."""
+        return self.total / max(self.tokens, 1)
+
+
+def find_routers(described, model, names: dict[str, str], top_k: int, renormalised: bool) -> list[Router]:
+    """A :class:`Router` for every source router tensor (role ``moe.router``) the model runs."""
+    out = []
+    for t in described:
+        if t.role != "moe.router" or t.layer is None or t.name not in names:
+            continue
+        try:
+            module = model.get_submodule(names[t.name].rsplit(".", 1)[0])
+        except AttributeError:
+            continue
+        weight = getattr(module, "weight", None)
+        if weight is not None and tuple(weight.shape) == tuple(t.shape):
+            out.append(Router(t.name, t.layer, top_k, renormalised, module))
+    return out
+
+
 def _linear_types():
     from torch import nn
 
@@ -180,12 +232,13 @@ def _blocks(runner, n_layers: int):
     return max(lists, key=lambda m: sum(p.numel() for p in m.parameters()), default=None)
 
 
-def run_pass(model, batches, readers: list[Reader], n_layers: int, *, grams: bool, progress, cancel):
+def run_pass(model, batches, readers: list[Reader], n_layers: int, *, grams: bool, progress, cancel, routers=()):
     """Forward every batch with the hooks in place.
 
     Args:
         n_layers: layer blocks to measure Block Influence on (0: none, the MLP).
         grams: also accumulate XᵀX of every single-atom reader group's input (reconstruction).
+        routers: MoE routers whose routing weights to sum (:class:`Router`).
 
     Returns:
         ``(block influence per layer, {group: XᵀX (N, N) float64})``.
@@ -238,6 +291,7 @@ def run_pass(model, batches, readers: list[Reader], n_layers: int, *, grams: boo
         return hook
 
     handles = [r.module.register_forward_pre_hook(reader_hook(r)) for r in readers]
+    handles += [r.module.register_forward_pre_hook(lambda _, args, r=r: r.add(args[0])) for r in routers]
     for i, block in enumerate(blocks if blocks is not None else []):
         handles.append(block.register_forward_pre_hook(block_pre(i), with_kwargs=True))
         handles.append(block.register_forward_hook(block_post(i), with_kwargs=True))

@@ -46,16 +46,18 @@ def plan_recipe(
 
     Data-aware choices (the ``by_activation`` index strategy, the ``by_influence`` layer map) run
     the source on calibration data first (:mod:`core.calibration`, cached on disk): that pass
-    reports to ``progress`` and stops at ``cancel``.
+    reports to ``progress`` and stops at ``cancel``. So does the index parameter ``experts=usage``
+    (MoE experts kept by the routers' usage), only when a plan asks for the experts' scores.
     """
     source = upcycled(source or open_recipe_source(recipe), recipe.sizes)
     index = recipe.index or {}
     by_activation = index.get("method") == "by_activation"
+    by_usage = (index.get("params") or {}).get("experts") == "usage"
     scores, layer_scores = score_fn(source), None
-    if by_activation or recipe.layers == "by_influence":
+    if by_activation or by_usage or recipe.layers == "by_influence":
         # by_influence alone needs only Block Influence, which any rule measures: the cheap one.
         from core.architectures import detect
-        from core.calibration import activation_score_fn, lazy_profile
+        from core.calibration import activation_score_fn, expert_usage_score_fn, lazy_profile
         from core.strategies import make_params
         from core.strategies.index import activation_rule
 
@@ -75,6 +77,8 @@ def plan_recipe(
         )
         if by_activation:
             scores = activation_score_fn(profile)
+        elif by_usage:
+            scores = expert_usage_score_fn(profile, scores)
         if recipe.layers == "by_influence":
             layer_scores = lambda: profile().block_influence  # noqa: E731  (measured only if layers are dropped)
     plan = make_plan(
@@ -87,6 +91,7 @@ def plan_recipe(
         score_fn=scores,
         layer_scores=layer_scores,
         overrides=recipe.config,
+        target_family=recipe.target_family,
     )
     return plan, source
 

@@ -49,6 +49,9 @@ class Recipe:
     #: the others are written into the target config (:mod:`core.plan.config_set`). Empty is left out
     #: of the file, so a recipe without it saves the same bytes as before.
     config: dict = field(default_factory=dict)
+    #: the target's family when it is not the source's (``"llama"`` for a bert source: :mod:`core.plan.cross`);
+    #: None (left out of the file) keeps the source's family.
+    target_family: str | None = None
     values: dict = field(default_factory=lambda: {"default": {"method": "select", "params": {}}})
     index: dict | None = None
     layers: str | list[int] = "first_n"
@@ -76,6 +79,8 @@ class Recipe:
         data = asdict(self)
         if not data["config"]:
             del data["config"]
+        if data["target_family"] is None:
+            del data["target_family"]
         return {"graft_recipe": FORMAT, "graft_version": __version__, **data}
 
     @classmethod
@@ -108,6 +113,9 @@ class Recipe:
         _expect(self.config, dict, "config", 'an object of target config fields, like {"rope_theta": 20000.0}')
         if not all(isinstance(key, str) and key for key in self.config):
             raise RecipeError("the recipe's config keys must be config.json field names (non-empty strings)")
+        _expect(self.target_family, (str, type(None)), "target_family", 'a family name like "llama", or null')
+        if self.target_family is not None and not self.target_family:
+            raise RecipeError('the recipe\'s target_family is empty; give a family name like "llama", or leave it out')
         if self.dtype is not None and self.dtype not in EXPORT_DTYPES:
             raise RecipeError(
                 f"dtype must be one of {', '.join(EXPORT_DTYPES)} (or absent to keep the source's), not {self.dtype!r}"

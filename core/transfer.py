@@ -200,7 +200,43 @@ def fill_tensor(plan: Plan, tensor: TensorPlan, source, *, device: str = "cpu", 
         import torch
 
         out = out.to(torch.promote_types(out.dtype, torch.float32)) / divisor
-    return out
+    return add_expert_noise(plan, tensor, out)
+
+
+def copied_expert(plan: Plan, tensor: TensorPlan) -> int | None:
+    """The target expert ``tensor`` belongs to when it is a later copy of a source expert, else None.
+
+    An expert's tensors carry its own ffn map on one axis (``ffn@<layer>/<expert>``); the layer's
+    experts map says whether an earlier target expert copies the same source expert.
+    """
+    for axis in tensor.axes:
+        for key in axis if not is_concat(axis) else [k for part in axis for k in part]:
+            if isinstance(key, str) and key.startswith("ffn@") and "/" in key:
+                layer, expert = key[4:].split("/", 1)
+                experts = plan.dims.get(f"experts@{layer}")
+                e = int(expert)
+                if experts is not None and experts.index[e] in experts.index[:e]:
+                    return e
+                return None
+    return None
+
+
+def add_expert_noise(plan: Plan, tensor: TensorPlan, out):
+    """``out`` plus the index parameter ``expert_noise`` (:class:`core.strategies.base.ExpertOptions`)
+    when ``tensor`` belongs to a later copy of an expert: Gaussian, std ``expert_noise`` × std(out),
+    seeded by the recipe seed and the tensor's name. After every value strategy, because experts are
+    copied by the plan's experts map (:func:`core.plan.maps._expert_maps`), whatever fills them.
+    The router's rows are not perturbed: copies keep being routed together.
+    """
+    index = plan.index or {}
+    noise = (index.get("params") or {}).get("expert_noise", 0.0)
+    if not noise or not out.is_floating_point() or out.numel() < 2 or copied_expert(plan, tensor) is None:
+        return out
+    import torch
+
+    data = out.to(torch.promote_types(out.dtype, torch.float32))
+    draw = torch.randn(tuple(out.shape), generator=registry.generator(plan.seed, "expert-noise", tensor.name))
+    return data + draw.to(data.device, data.dtype) * (float(noise) * data.std())
 
 
 def embedding_divisor(plan: Plan, tensor: TensorPlan) -> float | None:

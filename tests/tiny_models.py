@@ -6,6 +6,8 @@ from __future__ import annotations
 def _configs():
     from transformers import (
         BertConfig,
+        ConvNextConfig,
+        ConvNextV2Config,
         Gemma2Config,
         Gemma3TextConfig,
         GemmaConfig,
@@ -148,6 +150,9 @@ def _configs():
             ),
             "AutoModelForImageClassification",
         ),
+        # Stages of their own widths and depths (tests/architectures/test_family_convnext.py).
+        "convnext": (ConvNextConfig(**_CONVNEXT), "AutoModelForImageClassification"),
+        "convnextv2": (ConvNextV2Config(**_CONVNEXT), "AutoModelForImageClassification"),
     }
 
 
@@ -156,6 +161,8 @@ FAMILIES = ("bert", "roberta", "llama", "qwen2", "gpt2", "vit")
 _DECODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, vocab_size=100)
 #: mixture-of-experts models (tests/architectures/test_family_moe.py), and qwen3 (a dense source they upcycle).
 MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe")
+#: the tiny ConvNeXt (and V2) models: four stages, 32×32 images, 10 classes.
+_CONVNEXT = dict(hidden_sizes=[8, 16, 24, 32], depths=[2, 1, 3, 1], image_size=32, num_labels=10)
 #: the Gemma family's tiny models (their config classes tie the head by default).
 GEMMA_FAMILIES = ("gemma", "gemma2", "gemma3_text")
 _GEMMA = dict(
@@ -202,12 +209,14 @@ def save_tiny(config, auto: str, folder, seed: int = 0):
 
 
 def example_inputs(family: str, length: int = 10) -> dict:
-    """Fixed inputs for a tiny model of ``family``: images for vit, token ids (vocab 100) otherwise."""
+    """Fixed inputs for a tiny model of ``family``: images for vit and convnext, token ids (vocab 100) otherwise."""
     import torch
 
     g = torch.Generator().manual_seed(1)
     if family == "vit":
         return {"pixel_values": torch.randn(2, 3, 16, 16, generator=g)}
+    if family.startswith("convnext"):
+        return {"pixel_values": torch.randn(2, 3, 32, 32, generator=g)}
     return {"input_ids": torch.randint(0, 100, (2, length), generator=g)}
 
 

@@ -8,7 +8,9 @@ from core.sources.trust import shown  # tensor names come from the file: no raw 
 
 def format_plan(plan: Plan, limit: int | None = None) -> str:
     """A readable text view: sizes, layer map, dimension maps and the tensor table."""
-    lines = [f"family: {plan.family}   seed: {plan.seed}   target parameters: {plan.num_parameters:,}"]
+    cross = getattr(plan, "source_family", None)  # a target of another family: say what fed each tensor
+    origin = f" (from a {cross} source)" if cross else ""
+    lines = [f"family: {plan.family}{origin}   seed: {plan.seed}   target parameters: {plan.num_parameters:,}"]
     lines.append(
         "sizes:  "
         + "  ".join(
@@ -34,6 +36,9 @@ def format_plan(plan: Plan, limit: int | None = None) -> str:
         flag = " (new)" if t.new_layer else ""
         if t.fallback_from:
             flag += f"  ← {t.fallback_from} cannot: {t.fallback_reason}"
+        if cross:  # which source tensor (and role) fed it, before any fallback note
+            fed = t.source_role or "none"
+            flag = f"  from {fed}" + (f" [{shown(t.source_name)}]" if t.source_name else "") + flag
         lines.append(f"  {shown(t.name):<{width}}  {t.role:<9} {src:>12} → {dst:<12} {t.strategy}{flag}")
     if limit is not None and len(plan.tensors) > limit:
         lines.append(f"  … {len(plan.tensors) - limit} more")

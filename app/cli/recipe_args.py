@@ -30,6 +30,13 @@ def add_recipe_args(parser: argparse.ArgumentParser, *, source_required: bool = 
     )
     parser.add_argument("--recipe", help="start from this recipe file; flags override its fields")
     add_size_args(parser)
+    parser.add_argument(
+        "--target-family",
+        dest="target_family",
+        metavar="FAMILY",
+        help="build a model of another family (e.g. llama from a bert source): roles map by name, sizes not "
+        "given follow the source's, the target keeps the source's tokenizer",
+    )
     parser.add_argument_group("target config").add_argument(
         "--set",
         dest="set",
@@ -165,6 +172,8 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
         if getattr(args, name, None) is not None:
             target[name] = getattr(args, name)
     data["target"] = target
+    if getattr(args, "target_family", None) is not None:
+        data["target_family"] = args.target_family
     sets = parse_sets(getattr(args, "set", None) or [])
     if sets:
         data["config"] = {**data.get("config", {}), **sets}

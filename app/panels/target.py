@@ -11,9 +11,17 @@ from core.dtypes import EXPORT_DTYPES, itemsize
 from core.plan import LAYER_MAPS, TargetSizes
 
 DEFAULT_INDEX = "(strategy's default)"
+SAME_FAMILY = "same as the source"
 
 ERROR_COLOUR = "#d0453a"
 WARNING_COLOUR = "#b06000"
+
+
+def _target_families() -> list[str]:
+    """The families a target may have: those with a transformers model and repeated blocks."""
+    from core.architectures import FAMILIES
+
+    return sorted(name for name, spec in FAMILIES.items() if spec.library == "transformers" and spec.layered)
 
 
 def _strategies():
@@ -46,6 +54,17 @@ class TargetPanel(QtWidgets.QScrollArea):
 
         layout.addWidget(QtWidgets.QLabel("<b>Target</b>"))
         sizes = QtWidgets.QFormLayout()
+        self.family_combo = QtWidgets.QComboBox()  # another family than the source's (core.plan.cross)
+        self.family_combo.setObjectName("target-family")
+        self.family_combo.addItem(SAME_FAMILY, None)
+        for family in _target_families():
+            self.family_combo.addItem(family, family)
+        self.family_combo.setToolTip(
+            "Build a model of another family (e.g. llama from a bert source): roles map by name, "
+            "the target keeps the source's tokenizer"
+        )
+        self.family_combo.currentIndexChanged.connect(self._edited)
+        sizes.addRow("Family", self.family_combo)
         self.size_spins: dict[str, QtWidgets.QSpinBox] = {}
         self._size_help: dict[str, str] = {}
         for key, label, help_text in TargetSizes.size_fields():
@@ -162,6 +181,7 @@ class TargetPanel(QtWidgets.QScrollArea):
             self._roles = role_choices(r.role for r in opened.roles if r.kind != "buffer") or ROLE_CHOICES
             self.clear_overrides()  # a new source starts as an identity transfer
             self.config_fields.set_fields({})
+            self.family_combo.setCurrentIndex(0)
             for key, spin in self.size_spins.items():
                 size = opened.sizes.get(key)
                 spin.setEnabled(size is not None and key in opened.editable)
@@ -180,6 +200,11 @@ class TargetPanel(QtWidgets.QScrollArea):
             self._location, self._revision = recipe.source, recipe.revision
             for key, spin in self.size_spins.items():
                 spin.setValue(recipe.target.get(key, self._source_sizes.get(key, spin.value())))
+            family = self.family_combo.findData(recipe.target_family) if recipe.target_family else 0
+            if family < 0:  # a family this build does not list: keep it, the plan says what is wrong
+                self.family_combo.addItem(recipe.target_family, recipe.target_family)
+                family = self.family_combo.count() - 1
+            self.family_combo.setCurrentIndex(family)
             default = recipe.values.get("default", {"method": "select"})
             self.value_combo.setCurrentIndex(max(0, self.value_combo.findData(default["method"])))
             self._on_value_strategy(rebuild_only=True)
@@ -314,6 +339,7 @@ class TargetPanel(QtWidgets.QScrollArea):
             revision=self._revision,
             target=target,
             config=self.config_fields.fields(),
+            target_family=self.family_combo.currentData(),
             values=values,
             index=index,
             layers=self.layers_combo.currentData(),

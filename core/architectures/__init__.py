@@ -96,7 +96,7 @@ def detect(source) -> tuple[ArchitectureSpec, dict]:
         raise ArchitectureError("config.json has no 'model_type'; is this a transformers checkpoint?")
     spec = spec_for_config(source.config)
     _check_config_types(spec, source.config)
-    return spec, source.config
+    return spec.bind(source.config), source.config
 
 
 def _check_config_types(spec: ArchitectureSpec, config: dict) -> None:

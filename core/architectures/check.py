@@ -148,14 +148,16 @@ def source_problems(source, spec, config: dict, *, limit: int = 20) -> list[str]
             continue
         have = present.get((rule.pattern, rule.role), set())
         if "{L}" in rule.pattern:
-            # Counted, not listed: a config may claim 2^64 layers.
-            found = {layer for layer in have if layer is not None and 0 <= layer < n_layers}
-            n_missing = n_layers - len(found)
+            # Counted, not listed: a config may claim 2^64 layers. A staged family's rule: its stage's blocks.
+            expected = spec.rule_layers(rule, sizes)
+            found = {layer for layer in have if layer is not None and layer in expected}
+            n_expected = expected.stop - expected.start  # len() of a 2^64-long range overflows
+            n_missing = n_expected - len(found)
             if not n_missing or (rule.optional and not have):
                 continue
-            first_missing = next(i for i in range(len(found) + 1) if i not in found)
-            first = prefix + rule.pattern.replace("{L}", str(first_missing))
-            what = f"{n_missing:,} of {n_layers:,} layers lack" if n_missing > 1 else "the source lacks"
+            first_missing = next(i for i in expected[: len(found) + 1] if i not in found)
+            first = prefix + rule.pattern.replace("{L}", str(spec.block_index(first_missing, sizes)))
+            what = f"{n_missing:,} of {n_expected:,} layers lack" if n_missing > 1 else "the source lacks"
             hint = "the other layers have it" if rule.optional else "every layer of this family needs it"
             if problem(
                 f"{what} {rule.role} tensor {first!r} ({hint}); the checkpoint is incomplete — download or "

@@ -21,6 +21,7 @@ DEFAULTS: dict[str, dict] = {
     "bert": {"tie_word_embeddings": True, "rope_parameters": None, "num_experts_per_tok": None},
     "camembert": {"tie_word_embeddings": True, "rope_parameters": None, "num_experts_per_tok": None},
     "convnext": {"tie_word_embeddings": None, "rope_parameters": None, "num_experts_per_tok": None},
+    "convnextv2": {"tie_word_embeddings": None, "rope_parameters": None, "num_experts_per_tok": None},
     "deit": {"tie_word_embeddings": None, "rope_parameters": None, "num_experts_per_tok": None},
     "gemma": {
         "tie_word_embeddings": True,

@@ -59,7 +59,7 @@ def _activation(config: dict) -> str:
 class MLPSpec(ArchitectureSpec):
     """The generic MLP's spec: what differs from a transformers family (module docstring)."""
 
-    def resolve_sizes(self, src: dict[str, int], asked: dict[str, int]) -> dict[str, int]:
+    def resolve_sizes(self, src: dict[str, int], asked: dict[str, int], fields: dict | None = None) -> dict[str, int]:
         """``--hidden`` sets every hidden width; the depth is fixed."""
         bad = set(asked) - {"hidden", "layers"}
         if bad:

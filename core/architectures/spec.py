@@ -75,6 +75,7 @@ FAMILIES: Registry[ArchitectureSpec] = Registry(
     + tuple(f"core.architectures.families.{m}" for m in ("gpt_neox", "opt"))
     + ("core.architectures.families.phi3",)
     + ("core.architectures.families.gemma",)
+    + ("core.architectures.families.convnext",)
     + ("core.architectures.mlp",),
 )
 #: config.json keys that are not arguments of a transformers config class.
@@ -206,13 +207,21 @@ class ArchitectureSpec:
     #: config field → named dimension for ``--set`` (:mod:`core.plan.config_set`), beyond ``config_fields``,
     #: ``layers_field`` and the common fixed fields (``vocab_size`` → ``vocab`` …).
     set_fields: dict = field(default_factory=dict)
+    #: the class a validation run trains where the family fixes it (ViT's ``ViTForImageClassification``
+    #: for deit configs too); None: the task's ``model_class``.
+    task_class: str | None = None
     notes: str = ""
     _regexes: tuple = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         compiled = []
         for rule in self.rules:
-            body = re.escape(rule.pattern).replace(r"\{L\}", r"(?P<layer>\d+)").replace(r"\{E\}", r"(?P<expert>\d+)")
+            body = (
+                re.escape(rule.pattern)
+                .replace(r"\{L\}", r"(?P<layer>\d+)")
+                .replace(r"\{E\}", r"(?P<expert>\d+)")
+                .replace(r"\{S\}", r"(?P<stage>\d+)")  # a staged family's template (core.architectures.stages)
+            )
             pre = "|".join(re.escape(p) for p in sorted(self.prefixes, key=len, reverse=True))
             compiled.append((re.compile(rf"^(?P<prefix>{pre}){body}$"), rule))
         object.__setattr__(self, "_regexes", tuple(compiled))
@@ -309,10 +318,29 @@ class ArchitectureSpec:
             config[self.config_fields.get("head_dim", "head_dim")] = sizes["head_dim"]
         return config
 
-    def resolve_sizes(self, src: dict[str, int], asked: dict[str, int]) -> dict[str, int] | None:
+    def resolve_sizes(
+        self, src: dict[str, int], asked: dict[str, int], fields: dict | None = None
+    ) -> dict[str, int] | None:
         """The target sizes by the family's own rule, or None for the block models' rule
-        (:func:`core.plan.resolve_sizes`: derived kv heads and head_dim, divisibility checks)."""
+        (:func:`core.plan.resolve_sizes`: derived kv heads and head_dim, divisibility checks).
+
+        ``fields`` are the target config fields that set no single-integer size (``--set``), for a
+        family whose sizes are lists (a staged family's per-stage widths and depths)."""
         return None
+
+    def bind(self, config: dict) -> ArchitectureSpec:
+        """This spec for one config: itself, or a staged family's rules written out per stage
+        (:mod:`core.architectures.stages`); :func:`core.architectures.detect` calls it."""
+        return self
+
+    def block_index(self, layer: int | None, sizes: dict[str, int]) -> int | None:
+        """The index a (flat) layer has in tensor names under ``sizes``: the layer itself, or a staged
+        family's index within its stage."""
+        return layer
+
+    def rule_layers(self, rule: TensorRule, sizes: dict[str, int]) -> range:
+        """The flat layers a ``{L}`` rule has tensors in: every layer, or a staged family's stage."""
+        return range(sizes.get("layers", 0))
 
     def target_size_names(self) -> frozenset[str]:
         """The target sizes a user may set: ``layers`` and the resizable config sizes (not a derived head_dim)."""
@@ -327,7 +355,7 @@ class ArchitectureSpec:
 
     def per_layer(self, dim: str) -> bool:
         """Whether ``dim`` is drawn separately for every layer (``ffn@3``), not once for the model."""
-        return self.layered and dim in PER_LAYER_DIMS
+        return self.layered and dim.split(".")[0] in PER_LAYER_DIMS  # a stage's ffn.2 too
 
     # -- the model: built, exported, loaded --------------------------------------------------
     def hf_config(self, config: dict):
@@ -365,6 +393,21 @@ class ArchitectureSpec:
         """Checkpoint name → state-dict key of :meth:`build_model`'s model where the family fixes it,
         or None: the names are matched to the model's own keys (:func:`core.training.arms.match_keys`)."""
         return None
+
+    def model_state(self, config: dict, tensors: dict, own: dict) -> tuple[dict, set[str]]:
+        """The checkpoint tensors that the model built from ``config`` holds in another form, converted
+        the way ``from_pretrained`` converts them (an MoE family's per-expert tensors stacked into
+        transformers' fused expert parameters).
+
+        Args:
+            tensors: checkpoint name → tensor.
+            own: the model's state dict.
+
+        Returns:
+            ``(state-dict key → tensor, the checkpoint names they consume)``; both empty by default:
+            every tensor loads by name (:func:`core.training.arms.load_tensors`).
+        """
+        return {}, set()
 
     def export_files(self, config: dict) -> tuple[dict | None, dict[str, str]]:
         """What an export writes besides the weights: ``(config.json's content or None, safetensors metadata)``."""

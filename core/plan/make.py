@@ -13,7 +13,7 @@ from core.architectures.check import check_source
 from core.budget import check_memory, estimate
 from core.errors import PlanError
 from core.plan.config_set import apply_overrides, split_overrides
-from core.plan.maps import make_dim_maps, make_layer_map
+from core.plan.maps import make_dim_maps, make_layer_map, make_staged_layer_map
 from core.plan.model import DimMap, LayerLink, Plan, TargetSizes
 from core.plan.sizes import growing_dims, resolve_sizes
 from core.plan.tensors import (
@@ -40,6 +40,7 @@ def make_plan(
     score_fn=None,
     layer_scores=None,
     overrides: dict | None = None,
+    target_family: str | None = None,
 ) -> Plan:
     """Compute the plan of a transfer (no tensor data is read unless ``score_fn`` is used).
 
@@ -56,6 +57,8 @@ def make_plan(
         layer_scores: Block Influence per source layer (or a callable giving it), for ``by_influence``.
         overrides: target config fields (``--set``, the recipe's ``config``): those of a target size
             join ``sizes``, the others are written into the target config (:mod:`core.plan.config_set`).
+        target_family: a family other than the source's for the target (:mod:`core.plan.cross`); None or
+            the source's own family plans as usual.
 
     Raises:
         PlanError: impossible sizes, or a strategy that cannot produce this target.
@@ -70,9 +73,17 @@ def make_plan(
 
     spec, config = detect(source)
     check_source(source, spec, config)
+    if target_family is not None and target_family != spec.family:
+        from core.plan.cross import make_cross_plan
+
+        return make_cross_plan(
+            source, spec, config, target_family, sizes, values=values, index=index,
+            index_strategy=chosen[index["method"]], index_params=index_params, layers=layers, seed=seed,
+            score_fn=score_fn, layer_scores=layer_scores, overrides=overrides or {}, chosen=chosen,
+        )  # fmt: skip
     src = spec.sizes(config)
     sizes, extra = split_overrides(spec, sizes, overrides or {})
-    tgt = resolve_sizes(spec, src, sizes)
+    tgt = resolve_sizes(spec, src, sizes, extra)
     check_memory(estimate(spec, source, tgt))  # before any map or table is built for absurd sizes
     # More experts are copies of experts (any strategy copies through the experts map; see core.plan.maps).
     grows = growing_dims(src, tgt, (spec.resizable - {"experts"}) | {"layers"})
@@ -85,7 +96,11 @@ def make_plan(
             )
 
     layer_map = (
-        make_layer_map(src["layers"], tgt["layers"], layers, layer_scores)
+        (
+            make_staged_layer_map(src, tgt, layers, layer_scores)
+            if "stages" in src
+            else make_layer_map(src["layers"], tgt["layers"], layers, layer_scores)
+        )
         if spec.layered
         else [LayerLink(j, j) for j in range(src["layers"])]
     )
@@ -95,7 +110,7 @@ def make_plan(
             dims.setdefault(fixed, DimMap(fixed, src[fixed], src[fixed], list(range(src[fixed])), "fixed"))
 
     matched = spec.ensure_matches(list(source.tensors))
-    tensors = tensor_table(source, spec, matched, layer_map, dims, values)
+    tensors = tensor_table(source, spec, matched, layer_map, dims, values, tgt)
     untie = untie_for_growth(spec, config, values, src, tgt, tensors, matched)
     fallback_notes = apply_fallbacks(values, tensors, chosen, grows=bool(grows))
     check_roles(values, tensors, spec, chosen)
@@ -141,7 +156,7 @@ class Chosen(dict):
 def _target_config(spec, config: dict, src: dict, tgt: dict, layer_map: list[LayerLink], untie: bool) -> dict:
     """The target's config.json: the source's with the new sizes; per-layer lists follow the layer map."""
     target_config = spec.target_config(config, tgt)
-    if not spec.layered:
+    if not spec.layered or "stages" in src:  # a staged family's lists are per stage (spec.target_config)
         return target_config
     if untie:
         target_config[spec.tied_field] = False

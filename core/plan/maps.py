@@ -10,10 +10,11 @@ channels rotate: pairs (i, i + rotary_dims/2), the rest drawn among the source's
 from __future__ import annotations
 
 from core.architectures.spec import PER_LAYER_DIMS
+from core.architectures.stages import stage_depths, stage_of
 from core.errors import PlanError
 from core.plan.model import DimMap, LayerLink
 from core.strategies import base as strategies
-from core.strategies.index import linspace_indices
+from core.strategies.index import linspace_indices, most_used
 
 #: named layer selections (besides an explicit list of source layers); by_influence needs calibration data.
 LAYER_MAPS = ("first_n", "uniform", "last_n", "by_influence")
@@ -56,6 +57,44 @@ def make_layer_map(n_source: int, n_target: int, method: str | list[int], layer_
     return links
 
 
+def make_staged_layer_map(
+    src: dict[str, int], tgt: dict[str, int], method: str | list[int], layer_scores=None
+) -> list[LayerLink]:
+    """A staged family's layer map (:mod:`core.architectures.stages`): :func:`make_layer_map` within
+    every stage (its first_n, uniform … of the stage's blocks; new blocks inserted within the stage),
+    numbered flat across the stages. An explicit list names flat source blocks, each of the target
+    block's own stage."""
+    src_depths, tgt_depths = stage_depths(src), stage_depths(tgt)
+    if isinstance(method, list) and len(method) != sum(tgt_depths):
+        raise PlanError(
+            f"the explicit layer list has {len(method)} entries but the target has {sum(tgt_depths)} blocks"
+        )
+    links: list[LayerLink] = []
+    s_start = t_start = 0
+    for s, (n, m) in enumerate(zip(src_depths, tgt_depths)):
+        if isinstance(method, list):
+            chosen = method[t_start : t_start + m]
+            bad = [i for i in chosen if not s_start <= i < s_start + n]
+            if bad:
+                raise PlanError(
+                    f"block(s) {bad} are not in stage {s} of the source (blocks {s_start}…{s_start + n - 1}); "
+                    "a target block copies a block of its own stage"
+                )
+            stage_method = [i - s_start for i in chosen]
+        else:
+            stage_method = method
+        scores = None
+        if layer_scores is not None:
+
+            def scores(lo=s_start, hi=s_start + n):
+                return list(layer_scores() if callable(layer_scores) else layer_scores)[lo:hi]
+
+        for link in make_layer_map(n, m, stage_method, scores):
+            links.append(LayerLink(t_start + link.target, s_start + link.source, link.new))
+        s_start, t_start = s_start + n, t_start + m
+    return links
+
+
 def _most_influential(n_source: int, n_target: int, layer_scores) -> list[int]:
     if n_target == n_source:
         return list(range(n_source))
@@ -84,13 +123,24 @@ def _draw(strategy, params, n_source: int, n_target: int, seed: int, key: str, s
     return [int(i) for i in idx]
 
 
-def _expert_maps(dims: dict, add, src: dict, tgt: dict, j: int, layer: int, method: str) -> None:
+def _expert_maps(
+    dims: dict, add, src: dict, tgt: dict, j: int, layer: int, method: str, *, params=None, score_fn=None
+) -> None:
     """An MoE layer's maps: ``experts@j`` (target expert ← source expert), then each target
     expert's own ``ffn@j/e`` (experts are unrelated networks, so their neurons are drawn apart;
     a score-based index sees the layer's scores pooled over its experts), and ``shared_ffn@j``.
-    One source expert (an upcycled dense model) is copied into every target expert."""
+    One source expert (an upcycled dense model) is copied into every target expert. With the index
+    parameter ``experts=usage`` the experts map follows the router's usage on calibration data
+    (``score_fn("experts", layer)``, :func:`core.strategies.index.most_used`), whatever the index."""
     if src["experts"] == 1:
         dims[f"experts@{j}"] = DimMap(f"experts@{j}", 1, tgt["experts"], [0] * tgt["experts"], "copy")
+    elif getattr(params, "experts", "same") == "usage" and src["experts"] != tgt["experts"]:
+        if score_fn is None:
+            raise PlanError(
+                "experts=usage needs the routers' usage on calibration data; plan through core.pipeline.plan_recipe"
+            )
+        index = most_used(score_fn("experts", layer), src["experts"], tgt["experts"])
+        dims[f"experts@{j}"] = DimMap(f"experts@{j}", src["experts"], tgt["experts"], index, "usage")
     else:
         add(f"experts@{j}", "experts", src["experts"], tgt["experts"], layer)
     for e in range(tgt["experts"]):
@@ -147,8 +197,12 @@ def make_dim_maps(
         return dims
     for link in layer_map:
         j, layer = link.target, link.source
+        if "stages" in src:  # a staged family's block: its stage's ffn only
+            ffn = f"ffn.{stage_of(src, layer)[0]}"
+            add(f"{ffn}@{j}", ffn, src[ffn], tgt[ffn], layer)
+            continue
         if "experts" in src:
-            _expert_maps(dims, add, src, tgt, j, layer, method)
+            _expert_maps(dims, add, src, tgt, j, layer, method, params=params, score_fn=score_fn)
         else:
             add(f"ffn@{j}", "ffn", src["ffn"], tgt["ffn"], layer)
         kv_key, h_key = f"kv_heads@{j}", f"heads@{j}"

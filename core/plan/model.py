@@ -106,6 +106,8 @@ class TensorPlan:
     #: the model-wide strategy that could not fill this tensor, and why (``strategy`` is its fallback).
     fallback_from: str | None = None
     fallback_reason: str | None = None
+    #: a cross-family plan's source role that fed it (``mlp.up statistics`` for a gate; :mod:`core.plan.cross`).
+    source_role: str | None = None
 
     @property
     def numel(self) -> int:
@@ -133,6 +135,8 @@ class Plan:
     values: dict = field(default_factory=dict)
     #: sentences about what this plan cannot do exactly (shown by the CLI; e.g. inexact growth).
     warnings: list[str] = field(default_factory=list)
+    #: the source's family when it differs from the target's (``family``): a cross-family plan.
+    source_family: str | None = None
 
     # -- lookups ----------------------------------------------------------------------------
     def tensor(self, name: str) -> TensorPlan:
@@ -147,7 +151,12 @@ class Plan:
 
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if self.source_family is None:  # a same-family plan serialises as before cross-family targets existed
+            del data["source_family"]
+            for t in data["tensors"]:
+                del t["source_role"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Plan:

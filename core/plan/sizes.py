@@ -12,10 +12,13 @@ from core.errors import PlanError
 from core.plan.model import TargetSizes
 
 
-def resolve_sizes(spec, src: dict[str, int], want: TargetSizes) -> dict[str, int]:
-    """Fill in derived sizes and validate; every violation is one clear sentence."""
+def resolve_sizes(spec, src: dict[str, int], want: TargetSizes, fields: dict | None = None) -> dict[str, int]:
+    """Fill in derived sizes and validate; every violation is one clear sentence.
+
+    ``fields``: the target config fields besides the sizes (``--set``), which a family with list
+    sizes (a staged family's ``depths``, ``hidden_sizes``) reads its sizes from."""
     asked = want.to_dict()
-    own = spec.resolve_sizes(src, asked)  # a family with its own rule (the generic MLP's)
+    own = spec.resolve_sizes(src, asked, fields or {})  # a family with its own rule (the generic MLP's)
     if own is not None:
         _check_positive(own)
         return own

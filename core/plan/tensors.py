@@ -30,12 +30,18 @@ def resolve_value_strategy(values: dict, role: str) -> tuple[str, dict]:
 def _axis_key(dim: str, layer: int | None, expert: int | None = None) -> str:
     if dim in PER_EXPERT_DIMS and expert is not None and layer is not None:
         return f"{dim}@{layer}/{expert}"
-    return f"{dim}@{layer}" if dim in PER_LAYER_DIMS and layer is not None else dim
+    # A staged family's per-stage ffn (``ffn.2``) is per layer like ffn: ``ffn.2@5``.
+    return f"{dim}@{layer}" if dim.split(".")[0] in PER_LAYER_DIMS and layer is not None else dim
 
 
-def tensor_table(source, spec, matched: dict, layer_map, dims: dict, values: dict) -> list[TensorPlan]:
+def tensor_table(
+    source, spec, matched: dict, layer_map, dims: dict, values: dict, sizes: dict | None = None
+) -> list[TensorPlan]:
     """One row per target tensor: the spec's global tensors before the first layer rule, every
-    target layer's tensors (in rule order), then the remaining globals (final norm, heads)."""
+    target layer's tensors (in rule order), then the remaining globals (final norm, heads).
+
+    ``sizes`` (the target's) name a staged family's blocks by their index within their stage
+    (:meth:`~core.architectures.spec.ArchitectureSpec.block_index`)."""
     by_layer: dict[int, list] = {}
     globals_ = []
     for m in matched.values():
@@ -63,7 +69,7 @@ def tensor_table(source, spec, matched: dict, layer_map, dims: dict, values: dic
         method, params = ("select", {}) if m.rule.kind == "buffer" else resolve_value_strategy(values, m.rule.role)
         tensors.append(
             TensorPlan(
-                name=m.renamed(target_layer, expert),
+                name=m.renamed(spec.block_index(target_layer, sizes or {}), expert),
                 source_name=m.name,
                 role=m.rule.role,
                 kind=m.rule.kind,

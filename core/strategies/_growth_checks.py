@@ -107,13 +107,16 @@ def _chosen_inexact(plan, spec, grown) -> list[str]:
             f"the target keeps {len(kept_layers)} of the source's {plan.source_sizes['layers']} layers, "
             "so growth is not exact; keep every layer to preserve the function"
         )
-    hidden = plan.dims.get("hidden")
-    if hidden is not None and "hidden" in keys and not dropped:
+    # The normalised widths: hidden, or a staged family's per-stage widths (hidden.0 …, ConvNeXt).
+    for key in sorted(k for k in keys if k == "hidden" or k.startswith("hidden.")):
+        hidden = plan.dims.get(key)
+        if hidden is None or dropped:
+            continue
         counts = set(hidden.counts())
         if len(counts) > 1:
             n = hidden.source_size
             out.append(
-                f"hidden {n}→{hidden.target_size} is not a multiple of {n}, so the norms over the hidden "
+                f"{key} {n}→{hidden.target_size} is not a multiple of {n}, so the norms over the {key} "
                 f"vector see other statistics and growth is not exact; choose a multiple of {n} "
                 f"such as {n * max(2, -(-hidden.target_size // n))}"
             )

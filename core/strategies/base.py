@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from core.errors import StrategyError
-from core.params import build
+from core.params import build, param
 from core.registry import Registry
 
 #: Every strategy, index and value, by name (instances; the modules register on the first lookup).
@@ -76,13 +76,41 @@ def generator(seed: int, *parts: object, device: str = "cpu"):
     return g
 
 
+#: how an index strategy draws a mixture-of-experts layer's ``experts`` map (see :class:`ExpertOptions`).
+EXPERT_CHOICES = ("same", "usage")
+
+
+@dataclass(frozen=True)
+class ExpertOptions:
+    """The options every index strategy has for mixture-of-experts layers (its Params inherit them)."""
+
+    experts: str = param(
+        "same",
+        choices=EXPERT_CHOICES,
+        help="MoE layers: same: experts drawn like every other dimension (by_activation's rule for them is "
+        "usage); usage: keep the experts the router gives the most weight (mean top-k routing weight per "
+        "token) on calibration data, in source order, and grow by copying the most used first; the calibration "
+        "pass is by_activation's (its samples, seq_len, dataset under by_activation, their defaults otherwise)",
+    )
+    expert_noise: float = param(
+        0.0,
+        help="MoE layers grown by copying experts: Gaussian noise of this std, relative to each tensor's std, on "
+        "every copy after an expert's first (its gate, up and down weights; router rows stay equal), to break "
+        "the tie between identical experts. Copies are then no longer exact: each copy's output moves by about "
+        "this fraction, the model's by much less (the first copies stay exact; a tiny mixtral 4→8 experts with "
+        "top-k 4 and noise 0.01: logits moved 0.07%, linearly in the noise); 0 keeps the copies exact",
+        min=0.0,
+        max=1.0,
+    )
+
+
 class IndexStrategy:
     """Chooses, for one named dimension, which source index feeds each target index."""
 
     kind: ClassVar[str] = "index"
     name: ClassVar[str]
     summary: ClassVar[str]
-    Params: ClassVar[type] = NoParams
+    Params: ClassVar[type] = ExpertOptions
     #: can produce more target indices than source indices (duplicates).
     can_grow: ClassVar[bool] = False
     #: needs per-neuron scores (norms) read from the source.

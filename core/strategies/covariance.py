@@ -11,6 +11,10 @@ An axis longer than ``max_dim`` (a vocabulary, say) uses its diagonal only.
 
 Conv kernels (4-D, e.g. the ViT patch embedding, out × in × kh × kw): every filter is drawn from
 N(μ_taps, Σ_taps), the mean and covariance of the kh·kw spatial taps over all source filters.
+A depthwise kernel (C × 1 × k × k, ConvNeXt's 7×7 ``dwconv``) is the case Trockman et al. study:
+its C filters are the samples, Σ_taps the k²×k² covariance of their taps (shrunk toward its
+diagonal by ``shrinkage``), and each of the target's C̃ channels gets a fresh filter from
+N(μ_taps, Σ_taps) — no channel keeps its source filter, whatever the channel map.
 
 Vectors (biases, norms, class tokens) carry no covariance: they are copied through the maps.
 Lookup tables (token/position/type embeddings, vocab-axis tensors) are selected through the maps

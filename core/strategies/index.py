@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from core.errors import StrategyError
 from core.params import param
-from core.strategies.base import IndexStrategy, register
+from core.strategies.base import ExpertOptions, IndexStrategy, register
 
 
 @register
@@ -55,7 +55,7 @@ def linspace_indices(n_source: int, n_target: int) -> list[int]:
 
 
 @dataclass(frozen=True)
-class UniformParams:
+class UniformParams(ExpertOptions):
     rule: str = param(
         "linspace",
         choices=("linspace", "floor"),
@@ -92,7 +92,7 @@ REPLACEMENT = ("auto", "always")
 
 
 @dataclass(frozen=True)
-class IidParams:
+class IidParams(ExpertOptions):
     keep_order: bool = param(True, help="sort the drawn indices so neurons keep their source order")
     replacement: str = param(
         "auto",
@@ -130,7 +130,7 @@ class Cyclic(IndexStrategy):
 
 
 @dataclass(frozen=True)
-class ByNormParams:
+class ByNormParams(ExpertOptions):
     power: float = param(1.0, help="probability ∝ score**power (0 = uniform, large = top neurons)", min=0.0, max=8.0)
     keep_order: bool = param(True, help="sort the drawn indices so neurons keep their source order")
 
@@ -170,7 +170,7 @@ def activation_rule(rule: str, family: str) -> str:
 
 
 @dataclass(frozen=True)
-class ByActivationParams:
+class ByActivationParams(ExpertOptions):
     dataset: str = param(
         "", help="calibration data: a registered data set or a text path (empty: the task's own, pydoc text or digits)"
     )
@@ -223,3 +223,21 @@ class ByActivation(IndexStrategy):
             raise StrategyError(f"by_activation got {s.numel()} scores for a dimension of {n_source} neurons")
         order = sorted(range(n_source), key=lambda i: (-float(s[i]), i))
         return sorted(order[:n_target])
+
+
+def most_used(scores, n_source: int, n_target: int) -> list[int]:
+    """The ``experts=usage`` map (:class:`core.strategies.base.ExpertOptions`) of one MoE layer.
+
+    Fewer experts: the Ñ with the highest usage scores, in source order (ties to the lower index),
+    as by_activation keeps neurons. More: every source expert once, in order, then copies of the
+    most used first (cycling through them by usage when Ñ > 2N), so Ñ = kN copies each k times.
+    """
+    import torch
+
+    s = torch.as_tensor(scores, dtype=torch.float64).nan_to_num(nan=-math.inf)
+    if s.numel() != n_source:
+        raise StrategyError(f"experts=usage got {s.numel()} scores for a layer of {n_source} experts")
+    order = sorted(range(n_source), key=lambda i: (-float(s[i]), i))
+    if n_target <= n_source:
+        return sorted(order[:n_target])
+    return list(range(n_source)) + [order[i % n_source] for i in range(n_target - n_source)]

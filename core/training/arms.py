@@ -181,12 +181,35 @@ def match_keys(model: nn.Module, names: list[str]) -> dict[str, str]:
     return max(candidates, key=lambda m: sum(1 for v in m.values() if v in own))
 
 
-def load_tensors(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport:
-    """Copy ``state`` into ``model`` (dtype cast), its keys matched by :func:`match_keys`."""
+def _family_state(model: nn.Module, state: dict, own: dict, config: dict | None) -> tuple[dict, set[str]]:
+    """The family's conversions of ``state`` (:meth:`~core.architectures.ArchitectureSpec.model_state`:
+    state-dict key → tensor, and the checkpoint names they consume), the family found from ``config``
+    (else the model's own transformers config); none for a model of no known family."""
+    from core.architectures import spec_for_model_type
+
+    if config is None:
+        hf = getattr(model, "config", None)
+        config = hf.to_dict() if hasattr(hf, "to_dict") else {}
+    spec = spec_for_model_type(config.get("model_type"))
+    if spec is None:
+        return {}, set()
+    return spec.model_state(config, state, own)
+
+
+def load_tensors(model: nn.Module, state: dict[str, torch.Tensor], config: dict | None = None) -> LoadReport:
+    """Copy ``state`` into ``model`` (dtype cast) the way ``from_pretrained`` loads a checkpoint.
+
+    Tensors the family holds in another form (an MoE layer's per-expert tensors, stacked by
+    transformers 5 into fused expert parameters) are converted by the family's spec
+    (:meth:`~core.architectures.ArchitectureSpec.model_state`, its family from ``config`` or the
+    model's own config); the others load by name, their keys matched by :func:`match_keys`.
+    """
     own = model.state_dict()
-    best = match_keys(model, list(state))
+    converted, consumed = _family_state(model, state, own, config)
+    state = {n: t for n, t in state.items() if n not in consumed}
+    best = match_keys(model, list(state)) if state else {}
     report = LoadReport()
-    accepted: dict[str, torch.Tensor] = {}
+    accepted: dict[str, torch.Tensor] = {k: v for k, v in converted.items() if k in own}
     for src, dst in best.items():
         if dst not in own:
             report.unexpected.append(src)
@@ -219,7 +242,7 @@ def build_arm_model(task, arm: Arm, seed: int, *, data=None, options=None) -> tu
     state = arm.tensors()
     if state is None:
         return model, LoadReport(loaded=0)
-    report = load_tensors(model, state)
+    report = load_tensors(model, state, arm.config)
     if data is not None and options is not None and options.head_init == "auto":
         from core.training.heads import init_missing_head
 

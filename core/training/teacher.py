@@ -112,7 +112,7 @@ class Teacher:
         torch.manual_seed(seed)
         model = task.build_model(dict(config))
         state = {name: source.read(name) for name in source.tensors}
-        report = load_tensors(model, state)
+        report = load_tensors(model, state, dict(config))  # MoE experts stacked as from_pretrained does
         del state
         head = _head_names(model, report)
         body = [n for n in report.missing + report.mismatched if n not in head]

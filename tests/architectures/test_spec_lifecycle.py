@@ -39,6 +39,8 @@ CLASSES = {
     "gemma": "GemmaForCausalLM",
     "gemma2": "Gemma2ForCausalLM",
     "gemma3_text": "Gemma3ForCausalLM",
+    "convnext": "ConvNextForImageClassification",
+    "convnextv2": "ConvNextV2ForImageClassification",
 }
 TINY = {name: {**config.to_dict(), "architectures": [CLASSES[name]]} for name, (config, _) in _configs().items()}
 
@@ -49,6 +51,7 @@ def _family_configs():
     out += [(name, TINY[name]) for name in ("gpt_neox", "opt", "opt-350m")]
     out += [("phi3", TINY["phi3"])]  # fused [Q;K;V] with GQA: a concatenated axis
     out += [(name, TINY[name]) for name in ("gemma", "gemma2", "gemma3_text")]  # √hidden embeddings
+    out += [(name, TINY[name]) for name in ("convnext", "convnextv2")]  # stages of their own widths and depths
     return out + [("mlp", MLP_CONFIG)]
 
 

@@ -32,7 +32,7 @@ def test_every_family_says_where_its_blocks_normalise():
     placement = {name: spec.norm_placement for name, spec in all_families().items() if name != "mlp"}
     for moe in ("mixtral", "qwen2_moe"):  # tests/architectures/test_family_moe.py checks theirs
         placement.pop(moe, None)
-    for own in ("gpt_neox", "opt"):  # tests/architectures/test_family_{gpt_neox,opt}.py check theirs (opt: per config)
+    for own in ("gpt_neox", "opt", "convnext", "convnextv2"):  # tests/architectures/test_family_*.py check theirs
         placement.pop(own, None)
     assert placement == {"bert": "post", "gpt2": "pre", "llama": "pre", "vit": "pre", "phi3": "pre", "gemma": "pre"}
 

@@ -38,9 +38,74 @@ class MoESpec(ArchitectureSpec):
     upcycle_config: dict = field(default_factory=dict)
     #: upcycled model types that have a shared expert (the ``.shared_expert`` patterns above are skipped for others).
     shared_expert_types: tuple[str, ...] = ()
+    #: the config flag that turns on renormalising the top-k routing weights (None: always renormalised, mixtral).
+    norm_topk_field: str | None = None
 
     def _experts_key(self, config: dict) -> str:
         return next((k for k in self.experts_keys if k in config), self.experts_keys[0])
+
+    def routing(self, config: dict) -> tuple[int, bool]:
+        """``(top_k, renormalised)``: how many experts a token goes to, and whether their weights sum to one."""
+        from core.architectures.spec import _class_default
+
+        top_k = int(config.get(self.top_k_field) or _class_default(config.get("model_type"), self.top_k_field, 2))
+        if self.norm_topk_field is None:
+            return top_k, True
+        flag = config.get(self.norm_topk_field)
+        if flag is None:
+            flag = _class_default(config.get("model_type"), self.norm_topk_field, False)
+        return top_k, bool(flag)
+
+    def fused_expert_state(self, source, own: dict) -> dict:
+        """The checkpoint's per-expert tensors stacked into transformers' fused expert parameters.
+
+        transformers 5 holds a layer's experts as ``…experts.gate_up_proj`` (experts, 2·ffn, hidden:
+        each expert's [gate; up]) and ``…experts.down_proj`` (experts, hidden, ffn), and converts the
+        per-expert checkpoint names only inside ``from_pretrained``; a model built from the config
+        and loaded by name (the calibration pass) needs them stacked here.
+
+        Args:
+            source: an opened source of this family.
+            own: the model's state dict.
+
+        Returns:
+            State-dict key → tensor, for every fused parameter whose experts the source holds (empty
+            for a transformers that keeps one module per expert: names load those).
+        """
+        matched = self.ensure_matches(list(source.tensors))
+        return self._stack_experts(matched, source.read, own)[0]
+
+    def model_state(self, config: dict, tensors: dict, own: dict) -> tuple[dict, set[str]]:
+        """The per-expert checkpoint tensors stacked into the model's fused expert parameters
+        (:meth:`fused_expert_state` on a dict of tensors; names the spec does not describe are left to load by name)."""
+        matched = {name: m for name in tensors if (m := self.match(name)) is not None}
+        return self._stack_experts(matched, tensors.__getitem__, own)
+
+    def _stack_experts(self, matched: dict, read, own: dict) -> tuple[dict, set[str]]:
+        """``(fused state-dict key → stacked tensor, the checkpoint names used)`` from ``matched``
+        (checkpoint name → :class:`MatchedTensor`), whose tensors ``read(name)`` gives."""
+        import re
+
+        import torch
+
+        per: dict = {}  # (layer, role) → {expert: source name}
+        for name, m in matched.items():
+            if m.expert is not None:
+                per.setdefault((m.layer, m.rule.role), {})[m.expert] = name
+        out, used = {}, set()
+        for key, value in own.items():
+            hit = re.search(r"layers\.(\d+)\..*experts\.(gate_up_proj|down_proj)$", key)
+            if hit is None:
+                continue
+            roles = ("mlp.gate", "mlp.up") if hit.group(2) == "gate_up_proj" else ("mlp.down",)
+            groups = [per.get((int(hit.group(1)), role), {}) for role in roles]
+            if any(sorted(g) != list(range(value.shape[0])) for g in groups):
+                continue
+            stacked = [torch.cat([read(g[e]) for g in groups], 0) for e in range(value.shape[0])]
+            if tuple(stacked[0].shape) == tuple(value.shape[1:]):
+                out[key] = torch.stack(stacked)
+                used.update(name for g in groups for name in g.values())
+        return out, used
 
     def sizes(self, config: dict) -> dict[str, int]:
         key = self._experts_key(config)

@@ -79,6 +79,7 @@ SPEC = MoESpec(
         (f"{L}.mlp.shared_expert.down_proj.weight", None),
     ),
     shared_expert_types=("qwen2_moe",),
+    norm_topk_field="norm_topk_prob",
     upcycle_config={"norm_topk_prob": True, "decoder_sparse_step": 1, "mlp_only_layers": []},
     notes="Experts as a per-layer dimension; the shared expert's width is its own (shared_ffn), dense layers keep theirs.",
 )

@@ -33,6 +33,7 @@ RULES = (
 SPEC = ArchitectureSpec(
     family="vit",
     task="image_classification",
+    task_class="ViTForImageClassification",  # deit configs too: the [CLS] classifier
     model_types=("vit", "deit"),
     rules=RULES,
     config_fields={"hidden": "hidden_size", "ffn": "intermediate_size", "heads": "num_attention_heads"},

@@ -11,14 +11,15 @@ task                      model types (family)          model                  e
                           gemma3_text (gemma); gpt2
 ``masked_lm``             bert, roberta, xlm-roberta,   AutoModelForMaskedLM   perplexity
                           camembert (bert)
-``image_classification``  vit, deit (vit)               ViTForImageClassif.    accuracy
+``image_classification``  vit, deit (vit); convnext,    ViTForImageClassif.;   accuracy
+                          convnextv2                    AutoModelForImage…
 ``mlp_classification``    the generic MLP               nn.Sequential          accuracy
 ========================  ============================  =====================  ============
 
 - :mod:`core.training.tasks.base`: :class:`Task`, :class:`TaskData`, the :data:`TASKS` registry,
   :func:`task_for`.
 - :mod:`core.training.tasks.language`: the causal and masked LM tasks (token rows).
-- :mod:`core.training.tasks.vision`: the image tasks on scikit-learn's digits (ViT, the MLP).
+- :mod:`core.training.tasks.vision`: the image tasks on scikit-learn's digits (ViT, ConvNeXt, the MLP).
 """
 
 from core.training.tasks.base import TASKS, Task, TaskData, family_of, get_task, task_for

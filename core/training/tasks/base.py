@@ -106,7 +106,8 @@ class Task:
     def build_model(self, config: dict) -> nn.Module:
         """A freshly initialised model (the architecture's default init; seed set by the caller)."""
         try:
-            return family_of(config).build_model(self.model_config(config), self.model_class)
+            spec = family_of(config)
+            return spec.build_model(self.model_config(config), spec.task_class or self.model_class)
         except ArchitectureError as exc:
             raise TrainingError(str(exc)) from exc
 

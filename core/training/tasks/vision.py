@@ -1,6 +1,6 @@
-"""Image tasks on scikit-learn's digits: ViT classification and the generic MLP.
+"""Image tasks on scikit-learn's digits: image classification (ViT, ConvNeXt) and the generic MLP.
 
-Digits are 8×8 in [0, 1]. For a ViT they are normalised to [-1, 1], resized to the config's
+Digits are 8×8 in [0, 1]. For an image model (ViT, ConvNeXt) they are normalised to [-1, 1], resized to the config's
 ``image_size`` with nearest-neighbour interpolation (each pixel becomes a square block, so a
 multiple of 8 is exact) and repeated over ``num_channels``. For the MLP they are flattened to 64
 inputs in [0, 1]. Both classify 10 classes; evaluation uses the whole held-out split.
@@ -48,9 +48,11 @@ class _ImageTask(Task):
         return {"loss": loss, "count": torch.tensor(float(labels.numel())), "correct": correct}
 
 
-class ViTClassificationTask(_ImageTask):
+class ImageClassificationTask(_ImageTask):
+    """The family's image classifier (its spec's ``task_class``, else the Auto class: ConvNeXt's)."""
+
     name = "image_classification"
-    model_class = "ViTForImageClassification"
+    model_class = "AutoModelForImageClassification"
 
     def model_config(self, config):
         """The config with a 10-class classifier (a source's other label names give way to LABEL_0 …)."""
@@ -67,8 +69,11 @@ class ViTClassificationTask(_ImageTask):
         return {"pixel_values": images.expand(-1, channels, -1, -1).contiguous(), "labels": data.labels[rows]}
 
     def outputs(self, model, batch, *, logits=True):
-        # what ViTForImageClassification.forward does: the classifier reads the [CLS] token
-        hidden = getattr(model, model.base_model_prefix)(pixel_values=batch["pixel_values"])[0][:, 0]
+        # what the classifier's forward does: ConvNeXt's reads the pooled output (the final LayerNorm of
+        # the spatial mean), ViT's (whose pooler is absent) the [CLS] token
+        out = getattr(model, model.base_model_prefix)(pixel_values=batch["pixel_values"])
+        pooled = getattr(out, "pooler_output", None)
+        hidden = pooled if pooled is not None else out[0][:, 0]
         return {"hidden": hidden, "logits": model.classifier(hidden) if logits else None}
 
     def compute(self, model, batch):
@@ -103,5 +108,5 @@ class MLPClassificationTask(_ImageTask):
         return {**self._classify(out["logits"], batch["labels"]), **out}
 
 
-TASKS.add(ViTClassificationTask.name, ViTClassificationTask())
+TASKS.add(ImageClassificationTask.name, ImageClassificationTask())
 TASKS.add(MLPClassificationTask.name, MLPClassificationTask())
