@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app.dialogs import show_error, show_html
 from app.jobs import JobController, JobRunner, factories, flow
+from app.panels.checkpoint_compare import CheckpointCompareWindow
 from app.panels.export_dialog import ExportDialog
 from app.panels.jobs import JobsPanel
 from app.panels.leaderboard import LeaderboardPanel
@@ -48,6 +49,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.validation = ValidationPanel()
         self.validation.last_folder = self.settings.get("export/last_folder") or str(Path.home())
         self.leaderboard = LeaderboardPanel()
+        self.compare_window = CheckpointCompareWindow(
+            JobController(self.runner, self), JobController(self.runner, self), self
+        )
+        self.checkpoint_compare = self.compare_window.panel
         self.jobs = JobsPanel(ws.queue)
 
         self.centre_tabs = QtWidgets.QTabWidget()
@@ -123,6 +128,8 @@ class MainWindow(QtWidgets.QMainWindow):
         ws.target_materialised.connect(self._on_materialised)
         self.overview.analysis_requested.connect(self.analyse_source)
         ws.source_analysed.connect(self.overview.show_source_table)
+        ws.source_table_grew.connect(self.overview.grow_source_table)
+        self.overview.tensor_requested.connect(self.show_tensor)
         ws.validation_step.connect(self.validation.add_step)
         ws.validation_finished.connect(self.validation.finish)
         ws.validation_cancelled.connect(self.validation.cancelled)
@@ -149,6 +156,9 @@ class MainWindow(QtWidgets.QMainWindow):
         file_menu.addSeparator()
         self.open_recipe_action = self._action(file_menu, "Open &recipe…", "Ctrl+R", self.open_recipe)
         self.save_recipe_action = self._action(file_menu, "&Save recipe…", QtGui.QKeySequence.Save, self.save_recipe)
+        self.compare_checkpoints_action = self._action(
+            file_menu, "&Compare checkpoints…", "Ctrl+Shift+D", self.show_checkpoint_compare
+        )
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", QtGui.QKeySequence.Quit, self.close)
         run_menu = menu.addMenu("&Run")
@@ -186,9 +196,26 @@ class MainWindow(QtWidgets.QMainWindow):
         """Open ``location`` (see ``Workspace.open_source``); returns the flow's task."""
         return self.workspace.open_source(location)
 
+    def show_checkpoint_compare(self) -> None:
+        """Open the compare window (two checkpoints, tensor by tensor; ``graft diff A B``)."""
+        self.compare_window.reveal()
+        self.checkpoint_compare.side_b.edit.setFocus()
+
     def analyse_source(self) -> None:
         if self.workspace.source is not None:
             self.workspace.analyse_source()
+
+    def show_tensor(self, source_name: str) -> None:
+        """Preview the target tensor filled from source tensor ``source_name`` (a click on an overview
+        cell): selected in the model tree, the preview tab brought up; said in the status bar when the
+        plan leaves that tensor out (a dropped layer)."""
+        plan = self.workspace.plan.plan if self.workspace.plan is not None else None
+        target = next((t.name for t in plan.tensors if t.source_name == source_name), None) if plan else None
+        if target is None:
+            self.status.showMessage(f"{source_name} feeds no tensor of this target (its layer is not kept)", 8000)
+            return
+        self.model.select(target)
+        self.centre_tabs.setCurrentWidget(self.preview)
 
     def materialise(self) -> None:
         if self.workspace.plan is not None:
@@ -325,6 +352,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model.show_source(opened)
         self.target.set_source(opened)
         self.overview.set_source_ready(opened.architecture_error is None)
+        self.checkpoint_compare.set_open_source(opened.location)
         self.setWindowTitle(f"Graft — {opened.source.display_name}")
         self.status.showMessage(f"Opened {opened.source.display_name}", 5000)
         if opened.source.identity.get("kind") == "hub":

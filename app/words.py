@@ -99,3 +99,48 @@ def shortcuts_html(shortcuts) -> str:
     """The Help → Keyboard shortcuts page from ``(keys, what)`` pairs (the window's own actions)."""
     rows = "".join(f"<tr><td><b>{keys}</b></td><td>{what}</td></tr>" for keys, what in shortcuts)
     return f"<h3>Keyboard shortcuts</h3><table cellspacing='6'>{rows}</table>"
+
+
+#: statistic identifier → (its name for people, how to read it); the registry's own help (core.stats.metrics,
+#: carried by the table as ``descriptions``) says what it computes.
+METRIC_WORDS = {
+    "std": ("weight spread (std)", "how widely the entries spread"),
+    "mean": ("mean", "the entries' average"),
+    "kurtosis": ("tail weight (excess kurtosis)", "0 for a Gaussian; large means heavy tails"),
+    "alpha": ("spectrum power-law α", "2–4 well trained, above 6 close to random"),
+    "stable_rank": ("stable rank", "how many directions carry the matrix's energy"),
+    "row_corr_excess": ("row correlation beyond noise", "0 when rows are as independent as random ones"),
+    "col_corr_excess": ("column correlation beyond noise", "0 when columns are as independent as random ones"),
+    "top1_norm_ratio": ("row-norm concentration", "1 when no few rows dominate; above 1, a few rows carry the weight"),
+    "top1_norm_share": ("top-1% row-norm share", "the share of the squared norm in the top 1% of rows"),
+    "sigma_max": ("largest singular value", "the matrix's gain in its strongest direction"),
+    "skewness": ("skewness", "0 for a symmetric distribution"),
+    "abs_max": ("largest |entry|", "the biggest weight by size"),
+    "frac_3sigma": ("share beyond 3σ", "0.0027 for a Gaussian"),
+    "frac_6sigma": ("share beyond 6σ", "about 2e-9 for a Gaussian"),
+    "nonfinite": ("NaN/Inf entries", "entries that are not numbers"),
+}
+
+
+def metric_words(metric: str, descriptions: dict | None = None) -> tuple[str, str]:
+    """``(name, what it measures; how to read it)`` of a statistic (its identifier if unknown)."""
+    label, reading = METRIC_WORDS.get(metric, (metric.replace("_", " "), ""))
+    computed = (descriptions or {}).get(metric, "")
+    return label, "; ".join(part for part in (computed, reading) if part)
+
+
+def metric_tooltip(metric: str, descriptions: dict | None = None) -> str:
+    label, text = metric_words(metric, descriptions)
+    return f"{label} ({metric}): {text}" if text else f"{label} ({metric})"
+
+
+def short_column(column: str) -> str:
+    """A table column for an axis label: ``embed (word_embeddings)`` → ``embed (word)``."""
+    role, _, which = column.partition(" (")
+    if not which:
+        return column
+    which = which.rstrip(")")
+    for suffix in ("_embeddings", "_embedding", "embeddings"):
+        if which.endswith(suffix) and len(which) > len(suffix):
+            which = which[: -len(suffix)]
+    return f"{role} ({which[:10]}{'…' if len(which) > 10 else ''})"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 from app.jobs import JobController, JobQueue, JobRunner, factories, flow
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 PLAN_DEBOUNCE_MS = 150
 PREVIEW_DEBOUNCE_MS = 120
+PARTIAL_TABLE_S = 0.3  # how often a growing source table is redrawn while it is analysed
 
 
 class Workspace(QtCore.QObject):
@@ -34,6 +36,7 @@ class Workspace(QtCore.QObject):
     preview_ready(PreviewData), preview_failed(message), preview_busy(bool)
     source_checked(ValueScan): the source's weights were read once (NaN/Inf counts)
     target_materialised(Materialised), source_analysed(table)
+    source_table_grew(table): the source's statistics so far (rows stream in while it is analysed)
     validation_step(StepMetrics), validation_finished(ValidationReport)
     validation_cancelled(dict): the run was cancelled; ``{arm: folder}`` of trained weights it kept
     leaderboard_step(StepMetrics), leaderboard_finished(Compared), leaderboard_stopped(why)
@@ -53,6 +56,7 @@ class Workspace(QtCore.QObject):
     preview_busy = QtCore.Signal(bool)
     target_materialised = QtCore.Signal(object)
     source_analysed = QtCore.Signal(object)
+    source_table_grew = QtCore.Signal(object)
     source_checked = QtCore.Signal(object)
     validation_step = QtCore.Signal(object)
     validation_finished = QtCore.Signal(object)
@@ -265,7 +269,17 @@ class Workspace(QtCore.QObject):
         """The model-wide statistics of the source (layer × role, mean-field diagnostics; queued) → ``source_analysed``."""
         if self.source is None:
             return
-        table = await self._queued(factories.source_table_job(self.source))
+        from core.stats.table import assemble_table
+
+        rows, shown = [], [0.0]
+
+        def grew(row) -> None:  # a tensor's metrics: show the table so far, a few times a second
+            rows.append(row)
+            if time.monotonic() - shown[0] >= PARTIAL_TABLE_S:
+                shown[0] = time.monotonic()
+                self.source_table_grew.emit(assemble_table(rows, tuple(row.values)))
+
+        table = await self._queued(factories.source_table_job(self.source), on_item=grew)
         if table is not None:
             self.source_analysed.emit(table)
 

@@ -15,7 +15,7 @@ import logging
 from functools import partial
 from pathlib import Path
 
-from app.jobs.results import Compared, Materialised, OpenedSource, PlanResult
+from app.jobs.results import Compared, Diffed, Materialised, OpenedSource, PlanResult
 from app.jobs.runner import Job
 
 log = logging.getLogger(__name__)
@@ -181,14 +181,16 @@ def materialise_job(
 
 def _source_table(source, *, progress, cancel):
     from core.process import run_in_child
-    from core.stats import DEFAULT_METRICS, MEAN_FIELD_METRICS, model_table
+    from core.stats import DEFAULT_METRICS, MEAN_FIELD_METRICS
+    from core.stats.table import stream_model_table
 
     metrics = tuple(dict.fromkeys((*DEFAULT_METRICS, *MEAN_FIELD_METRICS)))
-    return (yield from run_in_child(model_table, source, metrics, progress=progress, cancel=cancel))
+    return (yield from run_in_child(stream_model_table, source, metrics, progress=progress, cancel=cancel))
 
 
 def source_table_job(source) -> Job:
-    """Layer × role statistics of every source matrix, with the mean-field suggestions (in a child process)."""
+    """Layer × role statistics of every source matrix, with the mean-field suggestions (in a child process);
+    each tensor's ``TensorRow`` is an item as soon as it is computed, the ``ModelTable`` the result."""
     return Job("analyse source", partial(_source_table, source))
 
 
@@ -472,3 +474,35 @@ def export_trained_job(trained: str | Path, out_dir: str | Path, source=None) ->
     """Copy a trained arm's folder (``report.saved[arm]``) to ``out_dir`` atomically, refused as
     an export is (core.outdir: never the source, never over a folder that is not empty)."""
     return Job(f"export trained → {Path(out_dir).name}", partial(_copy_trained, str(trained), str(out_dir), source))
+
+
+# -- checkpoint compare ----------------------------------------------------------------------
+def _diff(location_a: str, location_b: str, *, progress, cancel):
+    from core.process import run_in_child
+    from core.sources import open_source
+    from core.stats.diff import DIFF_METRICS, diff_checkpoints
+
+    progress(-1.0, "opening the checkpoints")
+    a = open_source(location_a, progress=progress, cancel=cancel)
+    b = open_source(location_b, progress=progress, cancel=cancel)
+    cancel.check()
+    diff = yield from run_in_child(diff_checkpoints, a, b, progress=progress, cancel=cancel)
+    return Diffed(a, b, diff, diff.table(), dict(DIFF_METRICS))
+
+
+def checkpoint_diff_job(location_a: str, location_b: str) -> Job:
+    """Open two checkpoints (anything ``open_source`` takes) and measure every tensor pair, in a
+    child process; returns :class:`Diffed`."""
+    return Job("compare checkpoints", partial(_diff, str(location_a), str(location_b)))
+
+
+def _pair_detail(a, b, name: str, *, progress, cancel):
+    from core.stats.diff import pair_detail
+
+    prepare_torch()
+    return pair_detail(a, b, name)
+
+
+def pair_detail_job(a, b, name: str) -> Job:
+    """One pair of two opened checkpoints: distances, overlaid histograms, both spectra."""
+    return Job(f"compare {name}", partial(_pair_detail, a, b, name))

@@ -43,3 +43,14 @@ class Compared:
 
     board: dict  # core.leaderboard.Leaderboard.to_dict()
     history_path: str | None = None
+
+
+@dataclass
+class Diffed:
+    """Two checkpoints compared (what the Compare tab shows); the opened sources serve its detail jobs."""
+
+    a: Any  # core.sources.Source
+    b: Any  # core.sources.Source
+    diff: Any  # core.stats.diff.CheckpointDiff
+    table: Any  # core.stats.ModelTable of the diff's metrics, layer × role
+    metrics: dict[str, str]  # metric → label (core.stats.diff.DIFF_METRICS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +23,21 @@ def symmetric_levels(matrix: np.ndarray) -> tuple[float, float]:
     top = float(finite.max()) if finite.size else 1.0
     top = max(top, 1e-12)
     return -top, top
+
+
+def column_ticks(labels: Sequence[str], cell_px: float, metrics: QtGui.QFontMetrics) -> tuple[list, int]:
+    """Bottom-axis ticks that never overlap: ``(ticks, lines)``.
+
+    Labels that fit their column go on one line; wider ones alternate between two lines (each may
+    then span two columns); wider still, only every k-th label is written (every column is named in
+    its cells' tooltips).
+    """
+    widest = max((metrics.horizontalAdvance(str(t)) for t in labels), default=0) + 8
+    if widest <= cell_px:
+        return [(i + 0.5, str(t)) for i, t in enumerate(labels)], 1
+    step = max(1, math.ceil(widest / (2 * max(cell_px, 1.0))))
+    shown = range(0, len(labels), step)
+    return [(i + 0.5, ("\n" if k % 2 else "") + str(labels[i])) for k, i in enumerate(shown)], 2
 
 
 def _ticks(labels: Sequence[str], limit: int = 40) -> list[tuple[float, str]]:
@@ -79,7 +95,12 @@ class CellText(pg.GraphicsObject):
 
 
 class HeatmapPlot(pg.PlotWidget):
-    """A matrix drawn row-major (row 0 at the top) with a colour bar beside it."""
+    """A matrix drawn row-major (row 0 at the top) with a colour bar beside it.
+
+    Signals: cell_clicked(row, column) — the user clicked a cell (left button).
+    """
+
+    cell_clicked = QtCore.Signal(int, int)
 
     def __init__(self, parent=None, *, title: str = "", light: bool | None = None) -> None:
         super().__init__(parent)
@@ -96,6 +117,10 @@ class HeatmapPlot(pg.PlotWidget):
         self._shown = None  # what show_matrix drew last
         self._table: tuple = (np.zeros((0, 0)), None, None)  # (matrix, row labels, column labels) for CSV
         add_save_actions(self, self.rows)
+        self._col_labels: list[str] | None = None
+        self._tips: Sequence[Sequence[str]] | None = None
+        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.setMinimumSize(160, 120)
         set_title(self.plotItem, title)
 
@@ -149,17 +174,60 @@ class HeatmapPlot(pg.PlotWidget):
         rgba[~np.isfinite(data)] = NO_VALUE  # a colour no map uses: a missing cell never reads as a value
         self.image.setImage(rgba, levels=None)
         self.image.setRect(QtCore.QRectF(0, 0, data.shape[1], data.shape[0]))
-        left, bottom = self.plotItem.getAxis("left"), self.plotItem.getAxis("bottom")
+        left = self.plotItem.getAxis("left")
         left.setTicks([_ticks(row_labels)] if row_labels is not None else None)
         if row_labels is not None:
             # Axis width does not follow custom tick text: size it to the longest label.
             metrics = QtGui.QFontMetrics(left.style.get("tickFont") or QtGui.QFont())
             left.setWidth(max((metrics.horizontalAdvance(str(t)) for t in row_labels), default=0) + 14)
-        bottom.setTicks([_ticks(col_labels, 16)] if col_labels is not None else None)
+        self._col_labels = list(col_labels) if col_labels is not None else None
+        self._set_column_ticks()
         self._set_cell_text(filled, levels, cell_text)
         if title is not None:
             set_title(self.plotItem, title)
         self.plotItem.setRange(xRange=(0, data.shape[1]), yRange=(0, data.shape[0]), padding=0)
+
+    def _set_column_ticks(self) -> None:
+        bottom = self.plotItem.getAxis("bottom")
+        labels = self._col_labels
+        if labels is None:
+            bottom.setTicks(None)
+            bottom.setHeight(None)
+            return
+        metrics = QtGui.QFontMetrics(bottom.style.get("tickFont") or QtGui.QFont())
+        cell = self.plotItem.getViewBox().width() / max(len(labels), 1)
+        ticks, lines = column_ticks(labels, cell, metrics)
+        bottom.setTicks([ticks])
+        bottom.setHeight(metrics.height() * lines + 14 + (metrics.height() + 4 if bottom.label.isVisible() else 0))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        if getattr(self, "_col_labels", None):  # resized during __init__ too, before there are labels
+            self._set_column_ticks()  # the columns' width changed: fit the labels again
+
+    def _cell_at(self, scene_pos) -> tuple[int, int] | None:
+        """(row, column) of the cell under a scene position, or None outside the matrix."""
+        data = self._table[0]
+        if not data.size or not self.plotItem.getViewBox().sceneBoundingRect().contains(scene_pos):
+            return None
+        point = self.plotItem.getViewBox().mapSceneToView(scene_pos)
+        row, col = int(math.floor(point.y())), int(math.floor(point.x()))
+        return (row, col) if 0 <= row < data.shape[0] and 0 <= col < data.shape[1] else None
+
+    def set_cell_tips(self, tips: Sequence[Sequence[str]] | None) -> None:
+        """A tooltip per cell (row-major, like the matrix), shown when the pointer rests on it."""
+        self._tips = tips
+
+    def _on_mouse_moved(self, scene_pos) -> None:
+        cell = self._cell_at(scene_pos)
+        tips = self._tips
+        text = tips[cell[0]][cell[1]] if cell is not None and tips else ""
+        self.setToolTip(text)
+
+    def _on_mouse_clicked(self, event) -> None:
+        cell = self._cell_at(event.scenePos())
+        if cell is not None and event.button() == QtCore.Qt.LeftButton:
+            self.cell_clicked.emit(*cell)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -190,5 +258,6 @@ class HeatmapPlot(pg.PlotWidget):
     def clear_data(self) -> None:
         self._shown = None
         self._table = (np.zeros((0, 0)), None, None)
+        self._tips = None
         self.image.clear()
         self._set_cell_text(np.zeros((0, 0)), (0, 1), None)

@@ -91,6 +91,7 @@ class ModelTable:
         names: (len(layers), len(columns)) tensor names ("" where none).
         nonfinite: tensor name → count of NaN/±Inf entries, for the tensors that have any, in
             checkpoint order.
+        descriptions: metric → what it measures, in words (the registry's help), for people reading the table.
     """
 
     metrics: tuple[str, ...]
@@ -99,6 +100,7 @@ class ModelTable:
     values: dict[str, np.ndarray]
     names: np.ndarray
     nonfinite: dict[str, int] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
 
     def row_labels(self) -> list[str]:
         return [f"layer {layer}" if layer is not None else "other" for layer in self.layers]
@@ -132,6 +134,7 @@ class ModelTable:
             "names": self.names.tolist(),
             "values": {m: clean(v) for m, v in self.values.items()},
             "nonfinite": dict(self.nonfinite),
+            "descriptions": dict(self.descriptions),
         }
 
 
@@ -254,6 +257,42 @@ def model_table(
     Returns:
         The :class:`ModelTable`.
     """
+    stream = stream_model_table(
+        source,
+        metrics,
+        roles,
+        describe=describe,
+        include_vectors=include_vectors,
+        device=device,
+        seed=seed,
+        max_elements=max_elements,
+        max_side=max_side,
+        progress=progress,
+        cancel=cancel,
+    )
+    while True:
+        try:
+            next(stream)
+        except StopIteration as end:
+            return end.value
+
+
+def stream_model_table(
+    source,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    roles: Sequence[str] | None = None,
+    *,
+    describe: Callable | None = None,
+    include_vectors: bool = False,
+    device: str | torch.device = "cpu",
+    seed: int = DEFAULT_SEED,
+    max_elements: int | None = DEFAULT_MAX_ELEMENTS,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken = NEVER_CANCELLED,
+) -> Iterator[TensorRow]:
+    """:func:`model_table` as a generator: yields each tensor's :class:`TensorRow` as soon as it is
+    computed (a viewer fills the table as it grows) and returns the :class:`ModelTable`."""
     total = len(select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors))
     rows: list[TensorRow] = []
     stream = iter_tensor_metrics(
@@ -274,6 +313,7 @@ def model_table(
         if row is None:
             break
         rows.append(row)
+        yield row
         progress(len(rows) / max(total, 1), row.name)
     return assemble_table(rows, tuple(metrics))
 
@@ -297,4 +337,6 @@ def assemble_table(rows: Sequence[TensorRow], metrics: tuple[str, ...]) -> Model
         for m in metrics:
             values[m][i, j] = r.values[m]
     nonfinite = {r.name: r.nonfinite for r in rows if r.nonfinite}
-    return ModelTable(metrics, layers, columns, values, names, nonfinite)
+    registered = dict(METRICS.items())
+    descriptions = {m: registered[m].help for m in metrics if m in registered}
+    return ModelTable(metrics, layers, columns, values, names, nonfinite, descriptions)
