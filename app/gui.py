@@ -108,6 +108,7 @@ async def _self_test(window, png: str, outcome: dict) -> None:
     the window with code 1 (the reason goes to the log).
     """
     ws = window.workspace
+    window.resize(1440, 900)  # the screenshot at one size, whatever the screen (offscreen's is 800 × 800)
     failures: list[str] = []
     ws.source_failed.connect(lambda exc: failures.append(str(exc)))
     ws.plan_failed.connect(failures.append)

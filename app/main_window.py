@@ -23,6 +23,8 @@ from app.panels.target import TargetPanel
 from app.panels.validation import ValidationPanel
 from app.qt import QtCore, QtGui, QtWidgets
 from app.settings import Settings
+from app.undo import RecipeHistory
+from app.words import strategy_label
 from app.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._owns_runner = runner is None
         self.runner = runner or JobRunner()
         self.workspace = Workspace(self.runner, self.settings, self)
+        self.history = RecipeHistory()  # the form's recipes, for Edit → Undo / Redo
+        self._applying_history = False
         ws = self.workspace
 
         self.sources = SourcesPanel(self.settings, JobController(self.runner, self))
@@ -60,21 +64,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self.centre_tabs.addTab(self.overview, "Model overview")
         self.centre_tabs.addTab(self.validation, "Validation")
         self.centre_tabs.addTab(self.leaderboard, "Leaderboard")
-        centre = QtWidgets.QSplitter(QtCore.Qt.Vertical)
-        centre.addWidget(self.model)
-        centre.addWidget(self.centre_tabs)
-        centre.setStretchFactor(0, 2)
-        centre.setStretchFactor(1, 3)
-        centre.setSizes([300, 560])
-        right = QtWidgets.QSplitter(QtCore.Qt.Vertical)
-        right.addWidget(self.target)
-        right.addWidget(self.jobs)
-        right.setStretchFactor(0, 3)
-        right.setStretchFactor(1, 2)
+        self.centre = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        self.centre.addWidget(self.model)
+        self.centre.addWidget(self.centre_tabs)
+        self.centre.setStretchFactor(0, 2)
+        self.centre.setStretchFactor(1, 3)
+        self.centre.setSizes([300, 560])
+        self.right = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        self.right.addWidget(self.target)
+        self.right.addWidget(self.jobs)
+        self.right.setStretchFactor(0, 3)
+        self.right.setStretchFactor(1, 2)
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         self.splitter.addWidget(self.sources)
-        self.splitter.addWidget(centre)
-        self.splitter.addWidget(right)
+        self.splitter.addWidget(self.centre)
+        self.splitter.addWidget(self.right)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 0)
@@ -107,6 +111,8 @@ class MainWindow(QtWidgets.QMainWindow):
         ws.open_controller.progressed.connect(self.sources.show_progress)
         ws.open_controller.finished.connect(lambda: self.sources.show_busy(None))
         ws.source_opening.connect(self._on_source_opening)
+        ws.source_opening.connect(lambda _: self.history.reset())  # undo covers one source's form
+        ws.recipe_changed.connect(self._on_recipe_changed)
         ws.source_opened.connect(self._on_source_opened)
         ws.source_failed.connect(self._on_source_failed)
         ws.open_controller.aborted.connect(lambda: self.status.showMessage("Opening cancelled", 4000))
@@ -116,8 +122,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model.tensor_selected.connect(ws.select_tensor)
         ws.source_checked.connect(lambda scan: self.model.show_values(scan.nonfinite, scan.summary()))
         self.model.nonfinite_allowed.connect(lambda allowed: setattr(ws, "allow_nonfinite", allowed))
+        # Bound methods of the panel (not lambdas): Qt drops them with the panel if it is deleted.
+        self.preview.recipe_of_preview = lambda: ws.previewed_recipe
+        self.preview.describe_busy = self._previewing
         ws.preview_ready.connect(self.preview.show_preview)
-        ws.preview_ready.connect(lambda _: self.preview.stamp.stamp(ws.previewed_recipe))
         for stamp in (self.preview.stamp, self.validation.stamp, self.overview.stamp):
             ws.recipe_changed.connect(stamp.recipe_changed)
         ws.preview_failed.connect(self.preview.show_error)
@@ -161,6 +169,11 @@ class MainWindow(QtWidgets.QMainWindow):
         )
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", QtGui.QKeySequence.Quit, self.close)
+        edit_menu = menu.addMenu("&Edit")
+        self.undo_action = self._action(edit_menu, "&Undo form change", QtGui.QKeySequence.Undo, self.undo)
+        self.redo_action = self._action(edit_menu, "&Redo form change", "Ctrl+Shift+Z", self.redo)
+        view_menu = menu.addMenu("&View")
+        self._action(view_menu, "&Reset layout", None, self.reset_layout)
         run_menu = menu.addMenu("&Run")
         self.materialise_action = self._action(run_menu, "&Materialise", "Ctrl+M", self.materialise)
         self.validate_action = self._action(
@@ -176,6 +189,52 @@ class MainWindow(QtWidgets.QMainWindow):
         help_menu.addSeparator()
         self._action(help_menu, "&About Graft", None, self._about)
         self._set_ready(False)
+        self._update_history_actions()
+
+    # -- undo, redo, layout --------------------------------------------------------------------
+    def _on_recipe_changed(self, recipe) -> None:
+        if not self._applying_history:
+            self.history.push(recipe)
+        self._update_history_actions()
+
+    def _update_history_actions(self) -> None:
+        self.undo_action.setEnabled(self.history.can_undo)
+        self.redo_action.setEnabled(self.history.can_redo)
+
+    def _apply_history(self, recipe) -> None:
+        if recipe is None:
+            return
+        self._applying_history = True
+        try:
+            self.target.set_recipe(recipe)
+            self.workspace.set_recipe(recipe)
+        finally:
+            self._applying_history = False
+        self._update_history_actions()
+
+    def undo(self) -> None:
+        """Back to the form's previous recipe (Ctrl+Z)."""
+        self._apply_history(self.history.undo())
+
+    def redo(self) -> None:
+        """Forward to the recipe an undo left (Ctrl+Shift+Z)."""
+        self._apply_history(self.history.redo())
+
+    def default_size(self) -> QtCore.QSize:
+        """1440 × 900, or less on a smaller screen (what a 1366 × 768 laptop shows, title bar and panel aside)."""
+        screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
+        available = screen.availableGeometry() if screen is not None else QtCore.QRect(0, 0, 1440, 900)
+        return QtCore.QSize(min(1440, int(available.width() * 0.96)), min(900, int(available.height() * 0.92)))
+
+    def reset_layout(self) -> None:
+        """View → Reset layout: the default window size and panel proportions."""
+        if self.isMaximized():
+            self.showNormal()
+        self.resize(self.default_size())
+        width = self.width()
+        self.splitter.setSizes([int(width * 0.18), int(width * 0.58), int(width * 0.24)])
+        self.centre.setSizes([300, 560])
+        self.right.setSizes([560, 300])
 
     def _action(self, menu, text, shortcut, slot) -> QtGui.QAction:
         action = QtGui.QAction(text, self)
@@ -344,6 +403,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- workspace events --------------------------------------------------------------------
     def _on_source_opening(self, location: str) -> None:
+        self.preview.show_opening(location)
         self.sources.show_busy(location)
         self.status.showMessage(f"Opening {location}…")
 
@@ -358,7 +418,16 @@ class MainWindow(QtWidgets.QMainWindow):
         if opened.source.identity.get("kind") == "hub":
             self.sources.refresh_cache()  # a download just added it (or a new revision) to the cache
 
+    def _previewing(self) -> str:
+        """``<b>tensor</b> · strategy`` of the preview being computed (for its busy header)."""
+        plan, name = self.workspace.plan, self.workspace.selected_tensor
+        if plan is None or name is None:
+            return ""
+        strategy = next((t.strategy for t in plan.plan.tensors if t.name == name), "")
+        return f"<b>{name}</b> · {strategy_label(strategy)}"
+
     def _on_source_failed(self, error: BaseException) -> None:
+        self.preview.show_opening(None)
         self.status.clearMessage()
         show_error(self, "Cannot open the source", error)
 
@@ -421,7 +490,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1440, 900)
+            self.resize(self.default_size())
         state = self.settings.load_bytes("window/state")
         if state is not None:
             self.splitter.restoreState(state)

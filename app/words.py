@@ -144,3 +144,30 @@ def short_column(column: str) -> str:
         if which.endswith(suffix) and len(which) > len(suffix):
             which = which[: -len(suffix)]
     return f"{role} ({which[:10]}{'…' if len(which) > 10 else ''})"
+
+
+def form_notes(recipe, source_sizes: dict) -> dict[str, str]:
+    """What the form's settings do that a user may not expect, keyed by the setting that causes it
+    (``values``: the value strategy, ``index``: the neuron selection), one sentence each."""
+    changed = [
+        (source_sizes[k], v)
+        for k, v in recipe.target.items()
+        if source_sizes.get(k) is not None and v != source_sizes[k]
+    ]
+    grows, shrinks = any(v > s for s, v in changed), any(v < s for s, v in changed)
+    notes = {}
+    if recipe.values.get("default", {}).get("method") == "growth" and shrinks:
+        notes["values"] = (
+            "This target only shrinks: function-preserving growth keeps the chosen neurons exactly as weight "
+            "selection does, and preserves nothing more."
+            if not grows
+            else "The dimensions that shrink are selected, not preserved: the grown model does not compute "
+            "the source's function exactly."
+        )
+    index = recipe.index or {}
+    if index.get("method") == "iid" and index.get("params", {}).get("replacement") == "always" and shrinks:
+        notes["index"] = (
+            "i.i.d. draws with replacement repeat neurons when shrinking, so the shrunk matrices lose rank; "
+            "replacement=auto draws without replacement there."
+        )
+    return notes

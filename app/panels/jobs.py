@@ -47,8 +47,13 @@ class JobRow(QtWidgets.QWidget):
             self.bar.setRange(0, 1000)
             self.bar.setValue(int(max(e.fraction, 0) * 1000))
         if e.state == RUNNING:
-            parts = [e.message or "%p%", format_eta(e.eta)]
-            self.bar.setFormat(" · ".join(p for p in parts if p))
+            # The ETA first and the message (often a long tensor name) elided in the middle, so the bar
+            # never shows a clipped "oder.layer.1.output.dense.wei…"; the whole message is the tooltip.
+            eta = format_eta(e.eta)
+            room = self.bar.width() - self.bar.fontMetrics().horizontalAdvance(f"{eta} · ") - 16
+            message = self.bar.fontMetrics().elidedText(e.message, QtCore.Qt.ElideMiddle, max(room, 40))
+            self.bar.setFormat(" · ".join(p for p in (eta, message or "%p%") if p))
+            self.bar.setToolTip(e.message)
         elif e.state == DONE:
             self.bar.setFormat(f"done in {e.elapsed:.1f} s")
         elif e.state == FAILED:
@@ -57,6 +62,10 @@ class JobRow(QtWidgets.QWidget):
         else:
             self.bar.setFormat(STATE_TEXT[e.state])
         self.cancel_button.setEnabled(e.active)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().resizeEvent(event)
+        self.refresh()  # the message is elided to the bar's new width
 
 
 class JobsPanel(QtWidgets.QWidget):
@@ -92,6 +101,10 @@ class JobsPanel(QtWidgets.QWidget):
         self.steps_spin.setValue(100)
         steps_row.addWidget(self.steps_spin)
         steps_row.addStretch(1)
+        self.clear_button = QtWidgets.QPushButton("Clear finished")
+        self.clear_button.setToolTip("Remove the jobs that are done, failed or cancelled from this list")
+        self.clear_button.clicked.connect(self.clear_finished)
+        steps_row.addWidget(self.clear_button)
         layout.addLayout(steps_row)
         self.list = QtWidgets.QListWidget()
         self.list.setSelectionMode(QtWidgets.QAbstractItemView.NoSelection)
@@ -111,6 +124,15 @@ class JobsPanel(QtWidgets.QWidget):
         self.list.insertItem(0, item)
         self.list.setItemWidget(item, row)
         self.rows[entry.id] = row
+
+    def clear_finished(self) -> None:
+        """Drop the rows of finished jobs (the running and queued ones stay)."""
+        for i in reversed(range(self.list.count())):
+            row = self.list.itemWidget(self.list.item(i))
+            if row is not None and not row.entry.active:
+                self.rows.pop(row.entry.id, None)
+                self.list.takeItem(i)
+                row.deleteLater()
 
     def _on_entry_changed(self, entry) -> None:
         row = self.rows.get(entry.id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from app.panels.forms import DataclassForm
 from app.qt import QtCore, QtWidgets
+from app.words import strategy_label
 
 #: Offered before a source is open (an editable combo: any role prefix can be typed).
 ROLE_CHOICES = ("attn", "attn.q", "attn.k", "attn.v", "attn.o", "mlp", "embed", "norm", "head", "pos")
@@ -60,8 +61,10 @@ class OverrideRow(QtWidgets.QFrame):
         self.role_combo.setCurrentText(role)
         self.method_combo = QtWidgets.QComboBox()
         for name, strategy in strategies.items():
-            self.method_combo.addItem(name, name)
-            self.method_combo.setItemData(self.method_combo.count() - 1, strategy.summary, QtCore.Qt.ToolTipRole)
+            self.method_combo.addItem(strategy_label(name), name)
+            self.method_combo.setItemData(
+                self.method_combo.count() - 1, f"{name}: {strategy.summary}", QtCore.Qt.ToolTipRole
+            )
         self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(method)))
         self.remove_button = QtWidgets.QToolButton()
         self.remove_button.setText("✕")

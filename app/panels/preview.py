@@ -37,6 +37,15 @@ def _axis_total(shape: tuple, which: str) -> int:
     return int(np.prod(shape[1:])) if len(shape) > 1 else 0
 
 
+WELCOME = (
+    "<h3>Nothing to preview yet</h3>"
+    "<p>Open the <b>demo model</b> (Ctrl+D), a <b>.safetensors file</b> (Ctrl+O) or a <b>model folder</b> "
+    "(Ctrl+Shift+O) — or drop one on the Sources panel.</p>"
+    "<p>Then set the target sizes and a strategy on the right: the selected tensor's values, "
+    "correlations and spectrum appear here, source against target, as you type.</p>"
+)
+
+
 def _fmt(value: float) -> str:
     if value != value:  # NaN
         return "–"
@@ -51,6 +60,9 @@ class PreviewPanel(QtWidgets.QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.data = None
+        #: the recipe a preview was made from, and what is being computed, asked of the window
+        self.recipe_of_preview = None
+        self.describe_busy = None
         self._generation = 0
         self._stages: list = []
         layout = QtWidgets.QVBoxLayout(self)
@@ -87,13 +99,8 @@ class PreviewPanel(QtWidgets.QWidget):
         self.stamp = ResultStamp("preview", [])  # its results (the plots) are added below, once made
 
         self.pages = QtWidgets.QStackedWidget()
-        welcome = QtWidgets.QLabel(
-            "<h3>Nothing to preview yet</h3>"
-            "<p>Open the <b>demo model</b> (Ctrl+D), a <b>.safetensors file</b> (Ctrl+O) or a <b>model folder</b> "
-            "(Ctrl+Shift+O) — or drop one on the Sources panel.</p>"
-            "<p>Then set the target sizes and a strategy on the right: the selected tensor's values, "
-            "correlations and spectrum appear here, source against target, as you type.</p>"
-        )
+        welcome = QtWidgets.QLabel(WELCOME)
+        self.welcome = welcome
         welcome.setWordWrap(True)
         welcome.setAlignment(QtCore.Qt.AlignCenter)
         welcome.setMargin(40)
@@ -139,7 +146,31 @@ class PreviewPanel(QtWidgets.QWidget):
         layout.addWidget(self.message)
 
     def set_busy(self, busy: bool) -> None:
+        """A preview is being computed (:attr:`describe_busy` says of what), or is no longer."""
         self.busy.setVisible(busy)
+        what = self.describe_busy() if busy and self.describe_busy is not None else ""
+        if busy and what:  # say what is coming, not the last tensor's header
+            self._header = self.title.text()
+            self.title.setText(f"<i>Computing</i> {what}…")
+        elif not busy and getattr(self, "_header", None) is not None and self.title.text().startswith("<i>Computing"):
+            self.title.setText(self._header)  # cancelled or failed: the header of what is still shown
+        if not busy:
+            self._header = None
+
+    def show_opening(self, location: str | None) -> None:
+        """A source is opening (``location``), or none is open (None): the page before any preview says which."""
+        if self.data is None or location is not None:
+            self.data = None if location is not None else self.data
+            self.welcome.setText(
+                f"<h3>Opening {location}…</h3><p>Reading its headers and config; the first tensor's preview "
+                "follows once it is planned.</p>"
+                if location is not None
+                else WELCOME
+            )
+            self.pages.setCurrentIndex(0)
+            self.title.setText(
+                "<b>Preview</b> — opening…" if location is not None else "<b>Preview</b> — pick a tensor"
+            )
 
     def show_preview(self, data) -> None:
         """Show ``data`` in stages, one plot per event-loop turn.
@@ -149,6 +180,8 @@ class PreviewPanel(QtWidgets.QWidget):
         are handled between plots. A newer preview drops the stages an older one has left.
         """
         self.data = data
+        if self.recipe_of_preview is not None:
+            self.stamp.stamp(self.recipe_of_preview())
         self._generation += 1
         self._stages = [
             self._show_header,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from app.panels.config_fields import ConfigFieldsTable
 from app.panels.forms import DataclassForm
 from app.panels.overrides import ROLE_CHOICES, OverrideRow, role_choices
 from app.qt import QtCore, QtWidgets
+from app.words import form_notes, strategy_label
 from core.devices import DEVICES  # which ones work here comes later, from set_devices
 from core.dtypes import EXPORT_DTYPES, itemsize
 from core.plan import LAYER_MAPS, TargetSizes
@@ -30,19 +33,25 @@ def _strategies():
     return {n: get(n) for n in names("value")}, {n: get(n) for n in names("index")}
 
 
-class TargetPanel(QtWidgets.QScrollArea):
+class TargetPanel(QtWidgets.QWidget):
     """Signals:
     recipe_edited(Recipe): any field changed; the workspace re-plans (debounced).
+
+    Sizes and strategies scroll; seed, device and dtype stay in view below them.
     """
 
     recipe_edited = QtCore.Signal(object)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setWidgetResizable(True)
-        self.setFrameShape(QtWidgets.QFrame.NoFrame)
+        outer = QtWidgets.QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QtWidgets.QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QtWidgets.QFrame.NoFrame)
+        outer.addWidget(self.scroll, 1)
         body = QtWidgets.QWidget()
-        self.setWidget(body)
+        self.scroll.setWidget(body)
         layout = QtWidgets.QVBoxLayout(body)
         self.values, self.indexes = _strategies()
         self._source_sizes: dict[str, int] = {}
@@ -65,6 +74,12 @@ class TargetPanel(QtWidgets.QScrollArea):
         )
         self.family_combo.currentIndexChanged.connect(self._edited)
         sizes.addRow("Family", self.family_combo)
+        self.family_note = QtWidgets.QLabel()  # the source family's caveats (its spec's notes)
+        self.family_note.setObjectName("family-note")
+        self.family_note.setWordWrap(True)
+        self.family_note.setEnabled(False)
+        self.family_note.hide()
+        sizes.addRow(self.family_note)
         self.size_spins: dict[str, QtWidgets.QSpinBox] = {}
         self._size_help: dict[str, str] = {}
         for key, label, help_text in TargetSizes.size_fields():
@@ -96,8 +111,10 @@ class TargetPanel(QtWidgets.QScrollArea):
         form = QtWidgets.QFormLayout()
         self.value_combo = QtWidgets.QComboBox()
         for name, strategy in self.values.items():
-            self.value_combo.addItem(name, name)
-            self.value_combo.setItemData(self.value_combo.count() - 1, strategy.summary, QtCore.Qt.ToolTipRole)
+            self.value_combo.addItem(strategy_label(name), name)
+            self.value_combo.setItemData(
+                self.value_combo.count() - 1, f"{name}: {strategy.summary}", QtCore.Qt.ToolTipRole
+            )
         self.value_combo.currentIndexChanged.connect(self._on_value_strategy)
         form.addRow("Values", self.value_combo)
         layout.addLayout(form)
@@ -108,13 +125,17 @@ class TargetPanel(QtWidgets.QScrollArea):
         self.value_form = DataclassForm()
         self.value_form.values_changed.connect(self._edited)
         layout.addWidget(self.value_form)
+        self.value_note = _note_label("value-note")  # a pitfall of the chosen value strategy, where it is set
+        layout.addWidget(self.value_note)
 
         form2 = QtWidgets.QFormLayout()
         self.index_combo = QtWidgets.QComboBox()
         self.index_combo.addItem(DEFAULT_INDEX, None)
         for name, strategy in self.indexes.items():
-            self.index_combo.addItem(name, name)
-            self.index_combo.setItemData(self.index_combo.count() - 1, strategy.summary, QtCore.Qt.ToolTipRole)
+            self.index_combo.addItem(strategy_label(name), name)
+            self.index_combo.setItemData(
+                self.index_combo.count() - 1, f"{name}: {strategy.summary}", QtCore.Qt.ToolTipRole
+            )
         self.index_combo.currentIndexChanged.connect(self._on_index_strategy)
         form2.addRow("Neurons", self.index_combo)
         self.layers_combo = QtWidgets.QComboBox()
@@ -126,6 +147,8 @@ class TargetPanel(QtWidgets.QScrollArea):
         self.index_form = DataclassForm()
         self.index_form.values_changed.connect(self._edited)
         layout.addWidget(self.index_form)
+        self.index_note = _note_label("index-note")
+        layout.addWidget(self.index_note)
 
         overrides_header = QtWidgets.QHBoxLayout()
         overrides_header.addWidget(QtWidgets.QLabel("Per-role overrides"))
@@ -141,7 +164,11 @@ class TargetPanel(QtWidgets.QScrollArea):
         self.overrides = QtWidgets.QVBoxLayout()
         layout.addLayout(self.overrides)
 
-        layout.addWidget(_rule())
+        layout.addStretch(1)
+        footer = QtWidgets.QWidget()  # outside the scroll area: always in view
+        footer_layout = QtWidgets.QVBoxLayout(footer)
+        footer_layout.setContentsMargins(9, 0, 9, 4)
+        footer_layout.addWidget(_rule())
         misc = QtWidgets.QFormLayout()
         self.seed_spin = QtWidgets.QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
@@ -164,8 +191,8 @@ class TargetPanel(QtWidgets.QScrollArea):
             self.dtype_combo.addItem(dtype, dtype)
         self.dtype_combo.currentIndexChanged.connect(self._edited)
         misc.addRow("dtype", self.dtype_combo)
-        layout.addLayout(misc)
-        layout.addStretch(1)
+        footer_layout.addLayout(misc)
+        outer.addWidget(footer)
         self.value_combo.setCurrentIndex(max(0, self.value_combo.findData("select")))
         self._on_value_strategy()
         self.setEnabled(False)
@@ -182,6 +209,9 @@ class TargetPanel(QtWidgets.QScrollArea):
             self.clear_overrides()  # a new source starts as an identity transfer
             self.config_fields.set_fields({})
             self.family_combo.setCurrentIndex(0)
+            notes = _family_notes(opened.family)
+            self.family_note.setText(f"{opened.family}: {notes}" if notes else "")
+            self.family_note.setVisible(bool(notes))
             for key, spin in self.size_spins.items():
                 size = opened.sizes.get(key)
                 spin.setEnabled(size is not None and key in opened.editable)
@@ -226,6 +256,7 @@ class TargetPanel(QtWidgets.QScrollArea):
         finally:
             self._loading = False
         self._check_device()
+        self._show_notes(self.recipe())
 
     def set_devices(self, availability: dict) -> None:
         """Grey out the devices this machine lacks (``device → None`` or why it is missing);
@@ -311,14 +342,16 @@ class TargetPanel(QtWidgets.QScrollArea):
         if strategy is None:
             return
         self.summary.setText(strategy.summary)
-        self.value_form.set_dataclass(strategy.Params)
+        with self._scroll_kept():  # a new form of another height must not move what the user looks at
+            self.value_form.set_dataclass(strategy.Params)
         self.index_combo.setItemText(0, f"default ({strategy.default_index})")
         if not rebuild_only:
             self._edited()
 
     def _on_index_strategy(self, *_, rebuild_only: bool = False) -> None:
         name = self.index_combo.currentData()
-        self.index_form.set_dataclass(self.indexes[name].Params if name else None)
+        with self._scroll_kept():
+            self.index_form.set_dataclass(self.indexes[name].Params if name else None)
         if not rebuild_only:
             self._edited()
 
@@ -348,14 +381,52 @@ class TargetPanel(QtWidgets.QScrollArea):
             device=self.device_combo.currentData(),
         )
 
+    @contextmanager
+    def _scroll_kept(self):
+        """Keep the scroll position across a change of the forms' heights."""
+        bar = self.scroll.verticalScrollBar()
+        value = bar.value()
+        yield
+        self.scroll.widget().adjustSize()
+        bar.setValue(min(value, bar.maximum()))
+        QtCore.QTimer.singleShot(0, self, lambda: bar.setValue(min(value, bar.maximum())))  # after the relayout
+
+    def _show_notes(self, recipe) -> None:
+        notes = form_notes(recipe, self._source_sizes)
+        for key, label in (("values", self.value_note), ("index", self.index_note)):
+            label.setText(notes.get(key, ""))
+            label.setVisible(key in notes)
+
     def _edited(self, *_) -> None:
         if not self._loading and self.isEnabled():
-            self.recipe_edited.emit(self.recipe())
+            recipe = self.recipe()
+            self._show_notes(recipe)
+            self.recipe_edited.emit(recipe)
 
 
 def _source_width(plan) -> int:
     """Bytes per parameter as the source stores them: its widest float dtype (4 when it has none)."""
     return max((itemsize(t.dtype, 4) for t in plan.tensors if t.dtype.startswith(("F", "BF"))), default=4)
+
+
+def _note_label(name: str) -> QtWidgets.QLabel:
+    label = QtWidgets.QLabel()
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setStyleSheet(f"color: {WARNING_COLOUR};")
+    label.hide()
+    return label
+
+
+def _family_notes(family: str) -> str:
+    """The family's caveats (its spec's notes): what a user should know before sizing it."""
+    from core.architectures import FAMILIES
+    from core.errors import ArchitectureError
+
+    try:
+        return FAMILIES.get(family).notes
+    except ArchitectureError:  # "unknown" (a source no spec describes) has none to show
+        return ""
 
 
 def _rule() -> QtWidgets.QFrame:

@@ -13,16 +13,46 @@ source), ``save`` (the trained weights as checkpoints), ``verdict``, ``report``,
 torchrun entry point).
 """
 
-from core.training.arms import BASELINE, Arm, build_arm_model, load_tensors
-from core.training.config import ValidationConfig
-from core.training.data import batch_digest, dataset_names, register_dataset
-from core.training.loop import ArmRunner, StepMetrics, resolve_device, train
-from core.training.report import ValidationReport
-from core.training.save import SaveTrained
-from core.training.session import ValidationSession, run_validation, validation_steps
-from core.training.tasks import TASKS, Task, get_task, task_for
-from core.training.teacher import Teacher
-from core.training.verdict import Verdict, compute_verdicts
+import importlib
+
+#: public name → the submodule that defines it: imported on first use (PEP 562), so importing one
+#: light submodule (``core.training.verdict`` for a leaderboard's words) does not import torch.
+_EXPORTS = {
+    "BASELINE": "arms",
+    "Arm": "arms",
+    "build_arm_model": "arms",
+    "load_tensors": "arms",
+    "ValidationConfig": "config",
+    "batch_digest": "data",
+    "dataset_names": "data",
+    "register_dataset": "data",
+    "ArmRunner": "loop",
+    "StepMetrics": "loop",
+    "resolve_device": "loop",
+    "train": "loop",
+    "ValidationReport": "report",
+    "SaveTrained": "save",
+    "ValidationSession": "session",
+    "run_validation": "session",
+    "validation_steps": "session",
+    "TASKS": "tasks",
+    "Task": "tasks",
+    "get_task": "tasks",
+    "task_for": "tasks",
+    "Teacher": "teacher",
+    "Verdict": "verdict",
+    "compute_verdicts": "verdict",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'core.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"core.training.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BASELINE",
