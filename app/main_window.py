@@ -18,6 +18,7 @@ from app.panels.leaderboard import LeaderboardPanel
 from app.panels.model import ModelPanel
 from app.panels.overview import OverviewPanel
 from app.panels.preview import PreviewPanel
+from app.panels.runs import RunsPanel
 from app.panels.sources import SourcesPanel
 from app.panels.target import TargetPanel
 from app.panels.validation import ValidationPanel
@@ -53,6 +54,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.validation = ValidationPanel()
         self.validation.last_folder = self.settings.get("export/last_folder") or str(Path.home())
         self.leaderboard = LeaderboardPanel()
+        self.runs = RunsPanel()
         self.compare_window = CheckpointCompareWindow(
             JobController(self.runner, self), JobController(self.runner, self), self
         )
@@ -64,6 +66,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.centre_tabs.addTab(self.overview, "Model overview")
         self.centre_tabs.addTab(self.validation, "Validation")
         self.centre_tabs.addTab(self.leaderboard, "Leaderboard")
+        self.centre_tabs.addTab(self.runs, "Runs")
         self.centre = QtWidgets.QSplitter(QtCore.Qt.Vertical)
         self.centre.addWidget(self.model)
         self.centre.addWidget(self.centre_tabs)
@@ -148,6 +151,8 @@ class MainWindow(QtWidgets.QMainWindow):
         ws.leaderboard_finished.connect(lambda done: self.leaderboard.finish(done.board, done.history_path))
         ws.leaderboard_stopped.connect(self.leaderboard.stopped)
         ws.history_loaded.connect(self.leaderboard.show_history)
+        ws.runs_loaded.connect(self.runs.show_runs)
+        self.runs.recipe_requested.connect(self.use_recipe)
         ws.exported.connect(lambda path: self.status.showMessage(f"Exported to {path}", 10000))
         ws.job_failed.connect(lambda title, exc: show_error(self, title, exc))
 

@@ -35,7 +35,8 @@ STRATEGY_GUIDE = {
     ),
     "mean_field": (
         "Draws Ñ of the N source neurons per dimension (without replacement when shrinking, i.i.d. when "
-        "growing, so duplicates are exact copies); rescales the weights reading a grown dimension by N/Ñ.",
+        "growing, so duplicates are exact copies); rescales the weights reading a grown dimension by source "
+        "width ÷ target width (N/Ñ).",
         "Growing or shrinking width when an exact function is not needed; on the demo benchmark it matched "
         "data-aware selection's speed-up.",
         "“A Mean Field Ansatz for Zero-Shot Weight Transfer”, arXiv 2408.08681 (project seed 000).",

@@ -41,6 +41,7 @@ class Workspace(QtCore.QObject):
     validation_cancelled(dict): the run was cancelled; ``{arm: folder}`` of trained weights it kept
     leaderboard_step(StepMetrics), leaderboard_finished(Compared), leaderboard_stopped(why)
     history_loaded(list): the current target's history entries, newest first
+    runs_loaded(list): every history entry of the open source (all recipes, all kinds), newest first
     exported(path): an export (or a copy of trained weights) is written
     job_failed(title, error): a queued job failed (the window shows a dialog)
     """
@@ -65,6 +66,7 @@ class Workspace(QtCore.QObject):
     leaderboard_finished = QtCore.Signal(object)
     leaderboard_stopped = QtCore.Signal(str)
     history_loaded = QtCore.Signal(object)
+    runs_loaded = QtCore.Signal(object)
     exported = QtCore.Signal(object)
     job_failed = QtCore.Signal(str, object)
 
@@ -88,6 +90,7 @@ class Workspace(QtCore.QObject):
         self.preview_controller = JobController(runner, self)
         self.check_controller = JobController(runner, self)
         self.history_controller = JobController(runner, self)
+        self.runs_controller = JobController(runner, self)
         self.queue = JobQueue(runner, self)
         self._history_of: str | None = None  # the recipe whose history is shown (its JSON)
 
@@ -140,6 +143,7 @@ class Workspace(QtCore.QObject):
         if opened.architecture_error is None:
             self._adopt(Recipe(source=opened.location, device=self.device))
         self.source_opened.emit(opened)
+        self.refresh_runs()
         self.check_values()
         if opened.architecture_error is not None:
             self.plan_failed.emit(opened.architecture_error)
@@ -255,13 +259,19 @@ class Workspace(QtCore.QObject):
         recipe = self.plan.recipe
         materialised = await self._queued(
             factories.materialise_job(
-                self.plan, self.source, self.device, self.recipe.dtype, allow_nonfinite=self.allow_nonfinite
+                self.plan,
+                self.source,
+                self.device,
+                self.recipe.dtype,
+                allow_nonfinite=self.allow_nonfinite,
+                keep_history=True,
             )
         )
         if materialised is not None:
             materialised.recipe = recipe
             self.materialised = materialised
             self.target_materialised.emit(materialised)
+            self.refresh_runs()
         return materialised
 
     @flow
@@ -313,6 +323,7 @@ class Workspace(QtCore.QObject):
             return None
         self.validation_finished.emit(report)
         self.refresh_history(force=True)
+        self.refresh_runs()
         return report
 
     @flow
@@ -344,6 +355,7 @@ class Workspace(QtCore.QObject):
             return None
         self.leaderboard_finished.emit(compared)
         self.refresh_history(force=True)
+        self.refresh_runs()
         return compared
 
     @flow
@@ -411,6 +423,21 @@ class Workspace(QtCore.QObject):
             return
         self.history_loaded.emit(entries)
 
+    @flow
+    async def refresh_runs(self) -> None:
+        """Re-read every run of the open source (the Runs tab's list) → ``runs_loaded``."""
+        if self.opened is None:
+            return
+        source = self.recipe.source if self.recipe is not None else self.opened.location  # as recipes name it
+        try:
+            entries = await self.runs_controller.run(factories.runs_job(source))
+        except Cancelled:
+            return
+        except Exception as exc:
+            log.warning("cannot read the runs of %s: %s", source, exc)
+            return
+        self.runs_loaded.emit(entries)
+
     # -- lifetime ----------------------------------------------------------------------------
     def cancel_all(self) -> None:
         self._plan_timer.stop()
@@ -421,6 +448,7 @@ class Workspace(QtCore.QObject):
             self.preview_controller,
             self.check_controller,
             self.history_controller,
+            self.runs_controller,
         ):
             controller.cancel()
         self.queue.cancel_all()

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_FORMAT = 1
 KEY_LENGTH = 16  # hex digits of the SHA-256: 64 bits, plenty for one user's questions
-KINDS = ("leaderboard", "validation")
+KINDS = ("leaderboard", "validation", "materialised")
 
 
 def history_root() -> Path:
@@ -63,7 +63,9 @@ def recipe_key(recipe: Recipe | dict, *, what: str = "leaderboard", config=None)
         what: ``"leaderboard"``: source, revision, target sizes and seed — the question "which start
             is best here", so runs with other training options (steps, quick) are listed together
             and each entry shows its own; ``"validation"``: the whole recipe minus provenance and
-            the Graft version, with the validation options.
+            the Graft version, with the validation options; ``"materialised"``: the whole recipe
+            minus provenance, the Graft version and the validation options (they do not change the
+            weights), for a materialised target's per-tensor summaries.
         config: the validation options actually used (a ``ValidationConfig`` or dict; validation
             keys only); default the recipe's ``validation`` block.
     """
@@ -81,8 +83,10 @@ def recipe_key(recipe: Recipe | dict, *, what: str = "leaderboard", config=None)
     elif what == "validation":
         question = {k: v for k, v in data.items() if k not in ("provenance", "graft_version")}
         question["validation"] = options
+    elif what == "materialised":
+        question = {k: v for k, v in data.items() if k not in ("provenance", "graft_version", "validation")}
     else:
-        raise GraftError(f"history key kind {what!r} is unknown; use leaderboard or validation")
+        raise GraftError(f"history key kind {what!r} is unknown; use leaderboard, validation or materialised")
     text = json.dumps({"what": what, **question}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:KEY_LENGTH]
 
@@ -101,7 +105,7 @@ class History:
         """Write one run (atomically) and return its file.
 
         Args:
-            kind: ``"leaderboard"`` or ``"validation"``.
+            kind: one of :data:`KINDS`.
             key: :func:`recipe_key` of the run's recipe.
             payload: the run as plain JSON data (e.g. ``Leaderboard.to_dict()``).
         """

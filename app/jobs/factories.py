@@ -153,7 +153,15 @@ def preview_job(result: PlanResult, source, tensor_name: str, device: str = "cpu
 
 # -- long jobs (queued) ----------------------------------------------------------------------
 def _materialise(
-    result: PlanResult, source, device: str, dtype: str | None, allow_nonfinite: bool, *, progress, cancel
+    result: PlanResult,
+    source,
+    device: str,
+    dtype: str | None,
+    allow_nonfinite: bool,
+    keep_history: bool = False,
+    *,
+    progress,
+    cancel,
 ):
     from core.pipeline import materialise_summaries
     from core.process import run_in_child
@@ -168,15 +176,27 @@ def _materialise(
         progress=progress,
         cancel=cancel,
     )
+    if keep_history:
+        from core.runs import materialised_payload
+
+        payload = materialised_payload(result.recipe.to_dict(), summaries, result.plan.num_parameters, device)
+        add_history("materialised", history_keys(result.recipe)["materialised"], payload)
     return Materialised(result.plan, summaries, result.plan.num_parameters, device)
 
 
 def materialise_job(
-    result: PlanResult, source, device: str = "cpu", dtype: str | None = None, *, allow_nonfinite: bool = False
+    result: PlanResult,
+    source,
+    device: str = "cpu",
+    dtype: str | None = None,
+    *,
+    allow_nonfinite: bool = False,
+    keep_history: bool = False,
 ) -> Job:
     """Fill and summarise every target tensor on ``device``, in a child process (the GIL of the
-    GUI's process stays free; see ``core.process``)."""
-    return Job("materialise", partial(_materialise, result, source, device, dtype, allow_nonfinite))
+    GUI's process stays free; see ``core.process``); ``keep_history`` adds the per-tensor summaries
+    (not the tensors) to :class:`core.history.History` under the recipe's materialised key."""
+    return Job("materialise", partial(_materialise, result, source, device, dtype, allow_nonfinite, keep_history))
 
 
 def _source_table(source, *, progress, cancel):
@@ -332,10 +352,11 @@ def add_history(kind: str, key: str, payload: dict) -> Path | None:
 
 def history_keys(recipe) -> dict[str, str]:
     """The history keys of ``recipe``: ``leaderboard`` (source, revision, target sizes, seed: the
-    question a leaderboard answers, whatever the strategy) and ``validation`` (the whole recipe)."""
+    question a leaderboard answers, whatever the strategy), ``validation`` (the whole recipe) and
+    ``materialised`` (the whole recipe but its validation options)."""
     from core.history import recipe_key
 
-    return {"leaderboard": recipe_key(recipe, what="leaderboard"), "validation": recipe_key(recipe, what="validation")}
+    return {what: recipe_key(recipe, what=what) for what in ("leaderboard", "validation", "materialised")}
 
 
 def _history(recipe, *, progress, cancel) -> list[dict]:
@@ -354,6 +375,17 @@ def history_job(recipe) -> Job:
     """Read the history of ``recipe``'s target: its leaderboards and the exact recipe's validations,
     newest first."""
     return Job("read the history", partial(_history, recipe))
+
+
+def _runs(source: str, *, progress, cancel) -> list[dict]:
+    from core.runs import runs_of_source
+
+    return runs_of_source(source)
+
+
+def runs_job(source: str) -> Job:
+    """Read every run of ``source`` kept in the history (all its recipes, every kind), newest first."""
+    return Job("read the runs", partial(_runs, str(source)))
 
 
 def _compare(

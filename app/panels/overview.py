@@ -3,7 +3,6 @@ the mean-field diagnostics with what they suggest."""
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import Counter
 
@@ -14,8 +13,8 @@ from app.plots import HeatmapPlot
 from app.plots.heatmap import SEQUENTIAL
 from app.qt import QtCore, QtWidgets
 from app.words import metric_tooltip, metric_words, short_column
+from core.runs import LAYER_METRICS, layer_metrics, materialised_payload
 
-TARGET_METRICS = ("std ratio", "std", "mean", "excess kurtosis")
 TARGET_HELP = (
     "Per layer, averaged over its tensors: <b>std ratio</b> = target std ÷ source std (1 keeps the scale), "
     "std, mean and excess kurtosis of the target's weights; colours are scaled per column."
@@ -24,21 +23,10 @@ EMPTY_TEXT = "Materialise the target (Ctrl+M) to see every layer at once, or ana
 
 
 def layer_table(summaries) -> tuple[np.ndarray, list[str], list[str]]:
-    """Rows = layers ("global" first), columns = metrics averaged over the layer's tensors."""
-    rows: dict[str, list] = {}
-    for s in summaries:
-        key = "global" if s.layer is None else f"layer {s.layer}"
-        ratio = s.std / s.source_std if s.source_std and s.source_std == s.source_std and s.source_std > 0 else math.nan
-        rows.setdefault(key, []).append((ratio, s.std, s.mean, s.excess_kurtosis))
-    labels = sorted(rows, key=lambda k: -1 if k == "global" else int(k.split()[1]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        values = (
-            np.array([np.nanmean(np.array(rows[k], dtype=float), axis=0) for k in labels])
-            if labels
-            else np.zeros((0, 4))
-        )
-    return values, labels, list(TARGET_METRICS)
+    """Rows = layers ("global" first), columns = metrics averaged over the layer's tensors: the table a
+    materialised run keeps in the history too (:func:`core.runs.layer_metrics`, the one definition)."""
+    labels, values = layer_metrics(materialised_payload({}, summaries, 0, ""))
+    return np.array(values, dtype=float).reshape(len(labels), len(LAYER_METRICS)), labels, list(LAYER_METRICS)
 
 
 def _by_column(values: np.ndarray) -> np.ndarray:

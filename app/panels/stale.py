@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import PurePath
 
 from app.qt import QtCore, QtGui, QtWidgets
+from core import runs
 
 #: recipe fields that do not change what a result shows.
 _NOT_DECIDING = ("graft_version", "provenance")
@@ -32,13 +32,9 @@ def recipe_key(recipe) -> str:
 
 
 def recipe_summary(recipe) -> str:
-    """``all-MiniLM-L6-v2 → layers 4, hidden 256 · select · seed 0``: what a person checks at a glance."""
-    source = PurePath(recipe.source).name or recipe.source
-    sizes = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in recipe.target.items()) or "same sizes"
-    default = recipe.values.get("default", {}).get("method", "?")
-    overrides = len(recipe.values) - 1
-    strategy = default + (f" + {overrides} override{'s' if overrides != 1 else ''}" if overrides > 0 else "")
-    return f"{source} → {sizes} · {strategy} · seed {recipe.seed}"
+    """``all-MiniLM-L6-v2 → layers 4, hidden 256 · select · seed 0``: what a person checks at a glance
+    (the Runs tab and ``graft history`` say it the same way: :func:`core.runs.recipe_summary`)."""
+    return runs.recipe_summary(recipe.to_dict())
 
 
 class ResultStamp(QtWidgets.QLabel):

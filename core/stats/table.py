@@ -229,18 +229,7 @@ def iter_tensor_metrics(
 
 
 def model_table(
-    source,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    roles: Sequence[str] | None = None,
-    *,
-    describe: Callable | None = None,
-    include_vectors: bool = False,
-    device: str | torch.device = "cpu",
-    seed: int = DEFAULT_SEED,
-    max_elements: int | None = DEFAULT_MAX_ELEMENTS,
-    max_side: int | None = DEFAULT_MAX_SIDE,
-    progress: ProgressFn = no_progress,
-    cancel: CancelToken = NEVER_CANCELLED,
+    source, metrics: Sequence[str] = DEFAULT_METRICS, roles: Sequence[str] | None = None, **options
 ) -> ModelTable:
     """A layer × role table of ``metrics`` (names from ``core.stats.metrics.METRICS``).
 
@@ -248,6 +237,7 @@ def model_table(
         source: an opened :class:`core.sources.Source` (anything with ``tensors`` and ``read``).
         metrics: metric names; ``MEAN_FIELD_METRICS`` enables :meth:`ModelTable.suggestions`.
         roles: keep only these roles (None: all).
+        options: those of :func:`stream_model_table`:
         describe: labelling callable (default ``core.architectures.describe``).
         include_vectors: also cover 1-D tensors (norms, biases; matrix metrics are NaN there).
         device, seed, max_elements, max_side: see the statistics' docstrings.
@@ -257,19 +247,7 @@ def model_table(
     Returns:
         The :class:`ModelTable`.
     """
-    stream = stream_model_table(
-        source,
-        metrics,
-        roles,
-        describe=describe,
-        include_vectors=include_vectors,
-        device=device,
-        seed=seed,
-        max_elements=max_elements,
-        max_side=max_side,
-        progress=progress,
-        cancel=cancel,
-    )
+    stream = stream_model_table(source, metrics, roles, **options)
     while True:
         try:
             next(stream)

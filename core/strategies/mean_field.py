@@ -40,8 +40,8 @@ RESCALES = ("none", "mean_field", "variance")
 class MeanFieldParams:
     rescale: str = param(
         "auto",
-        help="fan-in rescaling when a summed dimension changes N→Ñ: none, mean_field "
-        "(× N/Ñ), variance (× √(N/Ñ)), or auto (none when a transformer shrinks — its norms undo "
+        help="fan-in rescaling when a summed dimension changes width (source N → target Ñ): none, "
+        "mean_field (× source width ÷ target width, N/Ñ), variance (× its square root), or auto (none when a transformer shrinks — its norms undo "
         "a scale —, mean_field otherwise)",
         choices=("auto", *RESCALES),
     )
@@ -74,7 +74,10 @@ def fan_in_factor(rescale: str, ratio: float) -> float:
 @register
 class MeanField(ValueStrategy):
     name = "mean_field"
-    summary = "mean-field sampling: copy the drawn neurons, rescale fan-in by N/Ñ (or √, or not)"
+    summary = (
+        "mean-field sampling: copy the drawn neurons; rescale the inputs they read by source width ÷ "
+        "target width (N/Ñ), its square root, or not"
+    )
     Params = MeanFieldParams
     default_index = "iid"
     can_grow = True
