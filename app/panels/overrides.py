@@ -69,6 +69,9 @@ class OverrideRow(QtWidgets.QFrame):
         self.remove_button = QtWidgets.QToolButton()
         self.remove_button.setText("✕")
         self.remove_button.setToolTip("Remove this override")
+        for combo in (self.role_combo, self.method_combo):  # may shrink below their longest item
+            combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(6)
         top.addWidget(self.role_combo, 1)
         top.addWidget(self.method_combo, 1)
         top.addWidget(self.remove_button)

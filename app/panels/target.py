@@ -49,6 +49,8 @@ class TargetPanel(QtWidgets.QWidget):
         self.scroll = QtWidgets.QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QtWidgets.QFrame.NoFrame)
+        # Never sideways: a horizontal scroll hides the labels on the left (a form is as wide as the panel).
+        self.scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
         outer.addWidget(self.scroll, 1)
         body = QtWidgets.QWidget()
         self.scroll.setWidget(body)

@@ -73,7 +73,7 @@ def test_screenshots(shots, qtbot, window, gui, tmp_path):
             and any(t.strategy == "mimetic" for t in p.tensors)
         )
     )
-    window.target.ensureWidgetVisible(window.target.override_rows()[0])
+    window.target.scroll.ensureWidgetVisible(window.target.override_rows()[0])
     window.preview.map_combo.setCurrentIndex(window.preview.map_combo.findData("heads_qk"))
     gui.preview()
     settle(qtbot)
