@@ -87,7 +87,7 @@ def test_the_target_panel_shows_the_target_sizes_layer_maps_and_export_dtypes(qt
     labels = {n: label for n, label, _ in TargetSizes.size_fields()}
     from app.qt import QtWidgets
 
-    forms = panel.widget().findChildren(QtWidgets.QFormLayout)
+    forms = panel.findChildren(QtWidgets.QFormLayout)
     for name, spin in panel.size_spins.items():
         shown = [f.labelForField(spin).text() for f in forms if f.labelForField(spin) is not None]
         assert shown == [labels[name]] and spin.toolTip() == HELP[name]

@@ -160,7 +160,10 @@ class PreviewPanel(QtWidgets.QWidget):
     def show_opening(self, location: str | None) -> None:
         """A source is opening (``location``), or none is open (None): the page before any preview says which."""
         if self.data is None or location is not None:
-            self.data = None if location is not None else self.data
+            if location is not None:  # the shown preview is of the source being replaced: drop it
+                self.data = None
+                self._generation += 1  # and the stages of its drawing still queued
+                self._stages = []
             self.welcome.setText(
                 f"<h3>Opening {location}…</h3><p>Reading its headers and config; the first tensor's preview "
                 "follows once it is planned.</p>"
