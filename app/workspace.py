@@ -289,7 +289,7 @@ class Workspace(QtCore.QObject):
                 shown[0] = time.monotonic()
                 self.source_table_grew.emit(assemble_table(rows, tuple(row.values)))
 
-        table = await self._queued(factories.source_table_job(self.source), on_item=grew)
+        table = await self._queued(factories.source_table_job(self.source, self.device), on_item=grew)
         if table is not None:
             self.source_analysed.emit(table)
 

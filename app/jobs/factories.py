@@ -199,19 +199,21 @@ def materialise_job(
     return Job("materialise", partial(_materialise, result, source, device, dtype, allow_nonfinite, keep_history))
 
 
-def _source_table(source, *, progress, cancel):
+def _source_table(source, device: str = "cpu", *, progress, cancel):
     from core.process import run_in_child
     from core.stats import DEFAULT_METRICS, MEAN_FIELD_METRICS
     from core.stats.table import stream_model_table
 
     metrics = tuple(dict.fromkeys((*DEFAULT_METRICS, *MEAN_FIELD_METRICS)))
-    return (yield from run_in_child(stream_model_table, source, metrics, progress=progress, cancel=cancel))
+    return (
+        yield from run_in_child(stream_model_table, source, metrics, device=device, progress=progress, cancel=cancel)
+    )
 
 
-def source_table_job(source) -> Job:
+def source_table_job(source, device: str = "cpu") -> Job:
     """Layer × role statistics of every source matrix, with the mean-field suggestions (in a child process);
     each tensor's ``TensorRow`` is an item as soon as it is computed, the ``ModelTable`` the result."""
-    return Job("analyse source", partial(_source_table, source))
+    return Job("analyse source", partial(_source_table, source, device))
 
 
 def _validate(

@@ -107,8 +107,14 @@ def as_matrix(x, device: str | torch.device = "cpu") -> torch.Tensor:
 
 
 def count_nonfinite(x: torch.Tensor, block_elements: int = 1 << 24) -> int:
-    """How many entries of ``x`` are NaN or ±Inf (a block at a time: no full-size bool copy)."""
+    """How many entries of ``x`` are NaN or ±Inf (a block at a time: no full-size bool copy).
+
+    A finite fp32 sum proves every entry finite (NaN and ±Inf propagate), and summing is about
+    4× faster than ``isfinite`` on bf16, so entries are only counted when the sum is not finite.
+    """
     flat = x.reshape(-1)
+    if flat.numel() and bool(torch.isfinite(flat.sum(dtype=torch.float32 if flat.dtype != torch.float64 else None))):
+        return 0
     if flat.numel() <= block_elements:
         return int(flat.numel() - int(torch.isfinite(flat).sum()))
     return sum(int(b.numel() - int(torch.isfinite(b).sum())) for b in flat.split(block_elements))

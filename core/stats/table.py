@@ -243,6 +243,7 @@ def model_table(
         device, seed, max_elements, max_side: see the statistics' docstrings.
         progress: ``progress(fraction, tensor name)`` after each tensor.
         cancel: checked before each tensor; raises ``Cancelled``.
+        cache: reuse/store the rows per source content (:mod:`core.stats.table_cache`; default True).
 
     Returns:
         The :class:`ModelTable`.
@@ -268,21 +269,43 @@ def stream_model_table(
     max_side: int | None = DEFAULT_MAX_SIDE,
     progress: ProgressFn = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
+    cache: bool = True,
 ) -> Iterator[TensorRow]:
     """:func:`model_table` as a generator: yields each tensor's :class:`TensorRow` as soon as it is
-    computed (a viewer fills the table as it grows) and returns the :class:`ModelTable`."""
-    total = len(select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors))
+    computed (a viewer fills the table as it grows) and returns the :class:`ModelTable`.
+
+    With ``cache`` (and the default labelling) the rows are kept per source content, metrics and
+    parameters (:mod:`core.stats.table_cache`): the same files a second time yield the stored rows
+    at once."""
+    from core.stats import table_cache
+
+    selected = select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors)
+    total = len(selected)
+    cache = cache and describe is None
+    params = {
+        "roles": list(roles) if roles is not None else None,
+        "include_vectors": include_vectors,
+        "seed": seed,
+        "max_elements": max_elements,
+        "max_side": max_side,
+    }
+    hashes = table_cache.known_file_hashes(source) if cache else None
+    cached = table_cache.read_rows(table_cache.table_key(hashes, selected, metrics, params)) if hashes else None
     rows: list[TensorRow] = []
-    stream = iter_tensor_metrics(
-        source,
-        metrics,
-        roles,
-        describe=describe,
-        include_vectors=include_vectors,
-        device=device,
-        seed=seed,
-        max_elements=max_elements,
-        max_side=max_side,
+    stream = (
+        iter(cached)
+        if cached is not None
+        else iter_tensor_metrics(
+            source,
+            metrics,
+            roles,
+            describe=describe,
+            include_vectors=include_vectors,
+            device=device,
+            seed=seed,
+            max_elements=max_elements,
+            max_side=max_side,
+        )
     )
     progress(0.0, "")
     while True:
@@ -293,6 +316,12 @@ def stream_model_table(
         rows.append(row)
         yield row
         progress(len(rows) / max(total, 1), row.name)
+    if cache and cached is None and hasattr(source, "file_hashes"):
+        try:
+            hashes = hashes or source.file_hashes()  # after the rows: a new file's first row never waits for its hash
+            table_cache.write_rows(table_cache.table_key(hashes, selected, metrics, params), rows)
+        except Exception as exc:  # an unreadable file only costs the cache entry
+            log.warning("the statistics table was not cached: %s", exc)
     return assemble_table(rows, tuple(metrics))
 
 

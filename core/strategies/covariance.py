@@ -73,30 +73,61 @@ def _factor(cov, jitter: float):
 
 
 def _axis_factor(x, axis: int, index, params):
-    """Factor of the covariance of ``x`` (2-D, centred) along ``axis``, indexed to the target.
+    """Factor of the covariance of ``x`` (2-D, centred, float32) along ``axis``, indexed to the target.
 
-    Returns ``("full", L)`` with L lower-triangular or ``("diag", d)`` with d the std per position.
+    Only the target's positions are multiplied out: ``x[index] @ x[index]ᵀ`` is ``U[index][:, index]``
+    without the full n × n product (a halved axis costs a quarter), accumulated in float32 — the
+    Cholesky and shrinkage run in float64 on the small result.
+
+    Returns ``("full", L)`` with L lower-triangular or ``("diag", d)`` with d the std per position
+    (both float64).
     """
+    import torch
 
     other = x.shape[1 - axis]
     n = x.shape[axis]
     if n > params.max_dim or (index is not None and index.numel() > params.max_dim):
-        var = (x * x).sum(1 - axis) / other
+        var = torch.linalg.vector_norm(x, dim=1 - axis).double() ** 2 / other
         if index is not None:
             var = var[index]
         return "diag", var.clamp_min(0).sqrt()
-    cov = (x @ x.T if axis == 0 else x.T @ x) / other
-    cov = _shrunk(cov, params.shrinkage)
-    if index is not None:
-        cov = cov[index][:, index]
+    sub = x if index is None else x.index_select(axis, index)
+    cov = (sub @ sub.T if axis == 0 else sub.T @ sub).double() / other
+    # shrink as the full matrix would be, then indexed: copies of one source position keep its variance
+    same = torch.eye(cov.shape[0], dtype=torch.bool) if index is None else index[:, None] == index[None, :]
+    lam = params.shrinkage
+    cov = (1 - lam) * cov + lam * torch.where(same, torch.diagonal(cov)[:, None], torch.zeros((), dtype=cov.dtype))
     return "full", _factor(cov, params.jitter)
 
 
-def _apply(kind, factor, z, axis: int):
-    """Multiply z by the factor on the left (axis 0: A z) or right (axis 1: z Bᵀ)."""
-    if kind == "diag":
-        return z * (factor[:, None] if axis == 0 else factor[None, :])
-    return factor @ z if axis == 0 else z @ factor.T
+#: bytes of float32 temporaries per block of the draw (the target itself is the one full-size buffer).
+DRAW_BLOCK_BYTES = 32 << 20
+
+
+def _draw(kind_a, a, kind_b, b, m: int, n: int, gen):
+    """A Z Bᵀ for Z (m, n) i.i.d. N(0, 1), float32, in one target-size buffer.
+
+    Z Bᵀ is formed row block by row block in place; A (lower-triangular) is then applied from the last
+    row block up, each block reading only rows at or above it, so no second m × n intermediate exists.
+    """
+    import torch
+
+    out = torch.randn((m, n), generator=gen, dtype=torch.float32)
+    rows = max(1, DRAW_BLOCK_BYTES // (4 * max(n, m, 1)))
+    if kind_b == "diag":
+        out *= b.to(torch.float32)[None, :]
+    else:
+        bt = b.T.to(torch.float32)
+        for start in range(0, m, rows):
+            out[start : start + rows] = out[start : start + rows] @ bt
+    if kind_a == "diag":
+        out *= a.to(torch.float32)[:, None]
+    else:
+        a = a.to(torch.float32)
+        for end in range(m, 0, -rows):
+            start = max(0, end - rows)
+            out[start:end] = a[start:end, :end] @ out[:end]
+    return out
 
 
 @register
@@ -129,20 +160,20 @@ class Covariance(ValueStrategy):
     def _matrix(self, params, ctx, live):
         import torch
 
-        w = ctx.read().to(torch.float64).reshape(ctx.source_shape[live[0]], ctx.source_shape[live[1]])
-        mu = w.mean()
-        x = w - mu
+        w = ctx.read().reshape(ctx.source_shape[live[0]], ctx.source_shape[live[1]])
+        mu = w.mean(dtype=torch.float64)
+        x = w.to(torch.float32) - mu.to(torch.float32)  # the one source-size copy
+        del w
         rows, cols = ctx.index(live[0]), ctx.index(live[1])
         kind_a, a = _axis_factor(x, 0, rows, params)
         kind_b, b = _axis_factor(x, 1, cols, params)
+        del x
         # normalise B so the mean column variance is 1 and A carries the entry scale
         col_mean = (b * b).mean() if kind_b == "diag" else (b * b).sum(1).mean()
         if col_mean > 0:
             b = b / col_mean.sqrt()
         m, n = ctx.shape[live[0]], ctx.shape[live[1]]
-        z = torch.randn((m, n), generator=ctx.generator("z"), dtype=torch.float64)
-        out = _apply(kind_b, b, _apply(kind_a, a, z, 0), 1)
-        return (mu + out).to(torch.float32)
+        return _draw(kind_a, a, kind_b, b, m, n, ctx.generator("z")).add_(float(mu))
 
     def _conv(self, params, ctx):
         import torch

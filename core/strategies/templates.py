@@ -83,24 +83,66 @@ def _check(name: str, shape, t1: int, t2: int, what: str) -> None:
         )
 
 
+#: source rows per chunk of the streamed products (bounds the float32 temporaries to a few tens of MB).
+CHUNK_ELEMENTS = 1 << 22
+
+
+def _chunks(w, t1: int, t2: int):
+    """R(W) in float32 chunks of whole block rows: ``(first block row, chunk)``, chunk (rows·in/t2) × (t1·t2)."""
+    import torch
+
+    o, i = w.shape
+    block_rows = max(1, CHUNK_ELEMENTS // max(t1 * i, 1))
+    for start in range(0, o // t1, block_rows):
+        part = w[start * t1 : (start + block_rows) * t1].to(torch.float32)
+        yield start, rearrange(part, t1, t2)
+
+
 def learn_templates(read, names: list[str], t1: int, t2: int, k: int):
-    """Top-k templates (k, t1, t2) from the streamed Gram matrix of the rearranged ``names``."""
+    """Top-k templates (k, t1, t2) from the streamed Gram matrix of the rearranged ``names``.
+
+    The Gram matrix is accumulated in float64 from float32 products of block-row chunks, so a layer
+    costs one pass over its values and no float64 copy of it.
+    """
     import torch
 
     if k > t1 * t2:
         raise StrategyError(f"at most t1·t2 = {t1 * t2} templates of {t1}×{t2} exist; lower k")
     gram = torch.zeros(t1 * t2, t1 * t2, dtype=torch.float64)
     for name in names:
-        w = read(name).to(torch.float64)
+        w = read(name)
         _check(name, w.shape, t1, t2, "source tensor")
-        r = rearrange(w, t1, t2)
-        gram += r.T @ r
+        for _, r in _chunks(w, t1, t2):
+            gram += (r.T @ r).double()
     vals, vecs = torch.linalg.eigh(gram)
     top = vecs[:, vals.argsort(descending=True)[:k]]
     # a fixed sign per template (largest-magnitude entry positive) so the bytes are reproducible
     signs = torch.sign(top.gather(0, top.abs().argmax(0, keepdim=True)))
     top = top * torch.where(signs == 0, torch.ones_like(signs), signs)
     return top.T.reshape(k, t1, t2).contiguous()
+
+
+def scalers_and_error(w, templates):
+    """Scalers (k, out/t1, in/t2), float32, and the relative Frobenius error ‖W − Σ S⊗T‖ / ‖W‖.
+
+    Streamed by block-row chunks. The templates are orthonormal, so the reconstruction is a projection
+    and ‖W − Σ S⊗T‖² = ‖W‖² − ‖S‖² (no reconstruction is formed); a complete set (k = t1·t2)
+    reconstructs exactly, error 0.
+    """
+    import torch
+
+    k, t1, t2 = templates.shape
+    o, i = w.shape
+    basis = templates.reshape(k, -1).T.to(torch.float32)
+    scalers = torch.empty((o // t1) * (i // t2), k, dtype=torch.float32)
+    total = kept = 0.0
+    for start, r in _chunks(w, t1, t2):
+        s = r @ basis
+        scalers[start * (i // t2) : start * (i // t2) + s.shape[0]] = s
+        total += float(torch.linalg.vector_norm(r, dtype=torch.float64) ** 2)
+        kept += float(torch.linalg.vector_norm(s, dtype=torch.float64) ** 2)
+    error = 0.0 if k == t1 * t2 else (max(total - kept, 0.0) / max(total, 1e-300)) ** 0.5
+    return scalers.T.reshape(k, o // t1, i // t2), error
 
 
 def _resize_maps(scalers, ctx, t1: int, t2: int):
@@ -152,14 +194,11 @@ class Templates(ValueStrategy):
         if key not in store:
             store[key] = learn_templates(ctx.read, names, t1, t2, k)
         templates = store[key]
-        w = ctx.read().to(torch.float64)
-        scalers = scalers_of(w, templates)
-        recon = assemble(scalers, templates)
-        error = float((w - recon).norm() / w.norm().clamp_min(1e-300))
+        scalers, error = scalers_and_error(ctx.read(), templates)
         ctx.cache.setdefault("wave_error", {})[t.name] = error
         ctx.cache.setdefault("wave_templates", {})[t.name] = templates
         if params.resize == "maps":
             target = _resize_maps(scalers, ctx, t1, t2)
         else:
             target = _resize_interpolate(scalers, ctx.shape, t1, t2)
-        return assemble(target, templates).to(torch.float32)
+        return assemble(target, templates.to(torch.float32))

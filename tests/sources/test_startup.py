@@ -54,3 +54,15 @@ def test_a_reader_that_left_early_is_quiet():
         finally:
             os.close(write)
         assert (done.returncode, done.stderr) == (141, ""), (args, done.returncode, done.stderr)
+
+
+def test_help_imports_neither_torch_nor_transformers():
+    script = (
+        "import sys\nfrom app.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "loaded = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "inspect" in done.stdout and "transfer" in done.stdout
