@@ -437,11 +437,13 @@ class MainWindow(QtWidgets.QMainWindow):
         show_error(self, "Cannot open the source", error)
 
     def _on_plan_changed(self, result) -> None:
+        self.preview.stamp.set_plannable(True)
         self.model.show_plan(result, self.workspace.selected_tensor)
         self.target.show_plan(result)
         self._set_ready(True)
 
     def _on_plan_failed(self, message: str) -> None:
+        self.preview.stamp.set_plannable(False)  # the preview shown stays the last valid plan's: grey it
         self.target.show_plan_error(message)
         self._set_ready(False)
 

@@ -96,7 +96,7 @@ class PreviewPanel(QtWidgets.QWidget):
         self.log_box.toggled.connect(self._set_log_density)
         header.addWidget(self.log_box)
         layout.addLayout(header)
-        self.stamp = ResultStamp("preview", [])  # its results (the plots) are added below, once made
+        self.stamp = ResultStamp("preview", [], follows=True)  # its results (the plots) are added below
 
         self.pages = QtWidgets.QStackedWidget()
         welcome = QtWidgets.QLabel(WELCOME)

@@ -43,16 +43,27 @@ class ResultStamp(QtWidgets.QLabel):
     Args:
         what: the result in words ("validation", "materialised target", "preview").
         results: the widgets greyed out while the result is stale.
+        follows: the result recomputes itself after every edit (the preview): while the form's recipe
+            can be planned, a stale one says a new one follows and is not greyed (greying a plot for the
+            fraction of a second until its replacement arrives cost 50–100 ms of GUI thread per edit);
+            it is greyed only when the recipe cannot be planned (:meth:`set_plannable`).
     """
 
-    def __init__(self, what: str, results: list[QtWidgets.QWidget], parent=None) -> None:
+    def __init__(self, what: str, results: list[QtWidgets.QWidget], parent=None, *, follows: bool = False) -> None:
         super().__init__(parent)
         self.what = what
         self.results = list(results)
+        self.follows = follows
+        self.plannable = True
+        self.live = False  # the result is still being drawn (a running validation): greyed once it ends
         self.key: str | None = None
         self.summary = ""
         self.current_key: str | None = None
-        self.setWordWrap(True)
+        # One line of fixed height: a stamp that wrapped to two lines when it went stale re-laid out
+        # (and repainted) every plot below it at each edit. What does not fit is in the tooltip.
+        self.setWordWrap(False)
+        self.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Fixed)
+        self.setFixedHeight(self.fontMetrics().height() + 6)
         self.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
         self.setObjectName("result-stamp")
         self.hide()
@@ -81,6 +92,17 @@ class ResultStamp(QtWidgets.QLabel):
             self.hide()
             self._grey(False)
 
+    def set_live(self, live: bool) -> None:
+        """The result is still growing (its curves redraw several times a second): while it does, a stale
+        one is only said, not greyed (a graphics effect on a live plot costs every redraw)."""
+        self.live = live
+        self._show()
+
+    def set_plannable(self, plannable: bool) -> None:
+        """Whether the form's recipe can be planned (False: no new result will follow an edit)."""
+        self.plannable = plannable
+        self._show()
+
     def recipe_changed(self, recipe) -> None:
         """The form's recipe is now ``recipe`` (None: the form describes no valid recipe)."""
         self.current_key = recipe_key(recipe) if recipe is not None else None
@@ -91,20 +113,29 @@ class ResultStamp(QtWidgets.QLabel):
             self.hide()
             self._grey(False)
             return
+        waiting = self.follows and self.plannable  # a new result is on its way: say so, do not grey
         if self.stale:
+            head = (
+                "<b>Out of date — a new one follows.</b>"
+                if waiting
+                else "<b>Out of date — the form's recipe cannot be planned.</b>"
+                if self.follows
+                else "<b>Out of date — re-run.</b>"
+            )
             self.setText(
-                f"<b>Out of date — re-run.</b> This {self.what} is for recipe {self.key} ({self.summary}); "
-                "the form has changed since."
+                f"{head} This {self.what} is for recipe {self.key} ({self.summary}); the form has changed since."
             )
             self.setStyleSheet("color: palette(text); background: rgba(230, 160, 40, 60); padding: 2px;")
         else:
             self.setText(f"{self.what.capitalize()} of recipe {self.key}: {self.summary}")
             self.setStyleSheet("color: palette(dark); padding: 2px;")
         self.setToolTip(
-            f"The recipe key is a hash of the recipe's settings; save the recipe to keep them ({self.key})."
+            f"{self.what.capitalize()} of recipe {self.key}: {self.summary}"
+            + ("; the form has changed since" if self.stale else "")
+            + ". The key is a hash of the recipe's settings; save the recipe to keep them."
         )
         self.show()
-        self._grey(self.stale)
+        self._grey(self.stale and not waiting and not self.live)
 
     def _grey(self, grey: bool) -> None:
         # Text greys by being disabled; a plot is drawn in grey (an opacity effect would composite it on black).

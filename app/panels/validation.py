@@ -69,6 +69,7 @@ class ValidationPanel(QtWidgets.QWidget):
     def start(self, recipe) -> None:
         """A run of ``recipe`` starts: its curves replace the last run's."""
         self.stamp.stamp(recipe)
+        self.stamp.set_live(True)
         self.curves.clear_data()
         self._set_saved({})
         self.summary.setText("Validation running…")
@@ -80,6 +81,7 @@ class ValidationPanel(QtWidgets.QWidget):
             self.curves.add_point(f"{metrics.arm} (eval)", metrics.step, metrics.eval_loss)
 
     def finish(self, report) -> None:
+        self.stamp.set_live(False)
         self.curves.redraw()
         lines = [f"Validation {report.status}: {report.steps_completed} steps on {report.task}."]
         try:
@@ -105,6 +107,7 @@ class ValidationPanel(QtWidgets.QWidget):
 
     def cancelled(self, saved: dict | None = None) -> None:
         """The run was cancelled: say so (with the steps every arm completed) and keep its curves."""
+        self.stamp.set_live(False)
         self.curves.redraw()
         steps = self._steps_done()
         text = f"Validation cancelled after {steps} step{'s' if steps != 1 else ''}."
