@@ -129,6 +129,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.preview.recipe_of_preview = lambda: ws.previewed_recipe
         self.preview.describe_busy = self._previewing
         ws.preview_ready.connect(self.preview.show_preview)
+        # The preview shown stays the last valid plan's when a plan fails: grey it then (bound slots:
+        # dropped with the panel if it is deleted).
+        ws.plan_changed.connect(self.preview.stamp.plan_made)
+        ws.source_opening.connect(self.preview.show_opening)
+        ws.source_failed.connect(self.preview.source_failed)
+        ws.plan_failed.connect(self.preview.stamp.plan_failed)
         for stamp in (self.preview.stamp, self.validation.stamp, self.overview.stamp):
             ws.recipe_changed.connect(stamp.recipe_changed)
         ws.preview_failed.connect(self.preview.show_error)
@@ -408,7 +414,6 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- workspace events --------------------------------------------------------------------
     def _on_source_opening(self, location: str) -> None:
-        self.preview.show_opening(location)
         self.sources.show_busy(location)
         self.status.showMessage(f"Opening {location}…")
 
@@ -432,18 +437,15 @@ class MainWindow(QtWidgets.QMainWindow):
         return f"<b>{name}</b> · {strategy_label(strategy)}"
 
     def _on_source_failed(self, error: BaseException) -> None:
-        self.preview.show_opening(None)
         self.status.clearMessage()
         show_error(self, "Cannot open the source", error)
 
     def _on_plan_changed(self, result) -> None:
-        self.preview.stamp.set_plannable(True)
         self.model.show_plan(result, self.workspace.selected_tensor)
         self.target.show_plan(result)
         self._set_ready(True)
 
     def _on_plan_failed(self, message: str) -> None:
-        self.preview.stamp.set_plannable(False)  # the preview shown stays the last valid plan's: grey it
         self.target.show_plan_error(message)
         self._set_ready(False)
 

@@ -157,6 +157,10 @@ class PreviewPanel(QtWidgets.QWidget):
         if not busy:
             self._header = None
 
+    def source_failed(self, _error) -> None:
+        """The source did not open: the page before any preview invites to open one again."""
+        self.show_opening(None)
+
     def show_opening(self, location: str | None) -> None:
         """A source is opening (``location``), or none is open (None): the page before any preview says which."""
         if self.data is None or location is not None:

@@ -103,6 +103,14 @@ class ResultStamp(QtWidgets.QLabel):
         self.plannable = plannable
         self._show()
 
+    def plan_made(self, _result) -> None:
+        """The form's recipe was planned (a new result follows)."""
+        self.set_plannable(True)
+
+    def plan_failed(self, _message: str) -> None:
+        """The form's recipe cannot be planned (no new result will come)."""
+        self.set_plannable(False)
+
     def recipe_changed(self, recipe) -> None:
         """The form's recipe is now ``recipe`` (None: the form describes no valid recipe)."""
         self.current_key = recipe_key(recipe) if recipe is not None else None
