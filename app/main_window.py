@@ -349,6 +349,7 @@ class MainWindow(QtWidgets.QMainWindow):
             max_shard_size=options["max_shard_size"],
             force=options["force"],
             replace_any=options["replace_any"],
+            verifiable=options.get("verifiable", False),
         )
 
     def save_recipe(self, path: str | None = None) -> None:

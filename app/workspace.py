@@ -367,9 +367,10 @@ class Workspace(QtCore.QObject):
         max_shard_size: str,
         force: bool = False,
         replace_any: bool = False,
+        verifiable: bool = False,
     ) -> Path | None:
         """Export the current recipe (queued) → ``exported``; ``force`` replaces an earlier Graft
-        export, ``replace_any`` (with ``force``) any folder. Refusals (core.outdir: never the
+        export, ``replace_any`` (with ``force``) any folder; ``verifiable`` records every shard's hash. Refusals (core.outdir: never the
         source, …) come back through ``job_failed`` as an ExportError, which the window shows."""
         if self.plan is None:
             return None
@@ -386,6 +387,7 @@ class Workspace(QtCore.QObject):
                 force=force,
                 replace_any=force and replace_any,
                 allow_nonfinite=self.allow_nonfinite,
+                verifiable=verifiable,
             )
         )
         if path is not None:

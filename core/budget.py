@@ -32,8 +32,8 @@ from core.errors import ExportError, PlanError
 #: bytes per tensor-table row and per dimension-map entry of a plan held in Python (measured ~2.5 KB, ~36 B).
 PLAN_ROW_BYTES = 3000
 PLAN_INDEX_BYTES = 40
-#: a block of source rows read while gathering (core.transfer.GATHER_BLOCK_BYTES).
-GATHER_BYTES = 32 << 20
+#: a block of source rows read while gathering (the largest read of core.sources.reader.gather_2d).
+GATHER_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,9 @@ def estimate(spec, source, target_sizes: dict[str, int], dtype: str | None = Non
             largest = (m.renamed(0 if m.layer is not None else None), shape, numel * width, numel)
     per_layer = sum(target_sizes.get(d, 0) for d in ("ffn", "heads", "kv_heads"))
     plan_bytes = n_tensors * PLAN_ROW_BYTES + (per_layer * n_layers + target_sizes.get("hidden", 0)) * PLAN_INDEX_BYTES
-    build = 2 * 4 * largest[3] + GATHER_BYTES
+    # a tensor being built (float32 work copies) + the one before it waiting to be written (the
+    # export's one-tensor pipeline, core.export.writer) + one block of source reads
+    build = 2 * 4 * largest[3] + largest[2] + GATHER_BYTES
     return Estimate(total, largest[0], largest[1], largest[2], build, plan_bytes, n_tensors)
 
 

@@ -17,12 +17,12 @@ from core.export import ExportEntry, default_model_card, export_checkpoint
 from core.outdir import check_out_dir, protected_paths
 from core.plan import Plan, make_plan
 from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
-from core.provenance import check_finite, verify_recorded_hashes
+from core.provenance import BackgroundHashes, ReadLedger, check_finite, scans_cached, verify_recorded_hashes
 from core.provenance import record as record_provenance
 from core.recipe import Recipe
 from core.sources import Source, open_source
 from core.strategies.scores import score_fn
-from core.transfer import fill_tensor, output_dtype
+from core.transfer import LEDGER_KEY, fill_tensor, output_dtype
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +164,17 @@ def export_recipe(
     replace_any: bool = False,
     allow_changed_source: bool = False,
     allow_nonfinite: bool = False,
+    verifiable: bool = False,
     progress: ProgressFn = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
 ) -> Path:
     """Materialise the recipe's target tensor by tensor and write an HF folder atomically.
 
-    The source is checked first (:func:`trust_source`): its hashes against the recipe's recorded
-    ones, and its values for NaN/Inf; ``allow_changed_source`` / ``allow_nonfinite`` go on anyway.
+    The source is checked against the recipe's recorded provenance and for NaN/Inf values
+    (:mod:`core.provenance`): at once where that needs no read (the scan cache, file sizes and
+    headers), else on the way, on the bytes the transfer reads, before the export is made visible;
+    ``allow_changed_source`` / ``allow_nonfinite`` go on anyway. ``verifiable`` records every
+    shard's SHA-256, hashed beside the transfer when not known already.
 
     Returns:
         The export folder (absolute).
@@ -183,19 +187,19 @@ def export_recipe(
     # replace_any): a refusal must not wait for the scan below.
     protect = protected_paths(source)
     check_out_dir(Path(out_dir), force=force, replace_any=replace_any, protect=protect)
-    trust_source(
-        recipe,
-        source,
-        allow_changed_source=allow_changed_source,
-        allow_nonfinite=allow_nonfinite,
-        progress=progress,
-        cancel=cancel,
-    )
-    cache: dict = {}
+    check_device_available(recipe.device)
+    scanned = scans_cached(source)
+    if scanned:  # known from the cache: no read
+        check_finite(source, allow_nonfinite=allow_nonfinite)
+    verify_recorded_hashes(recipe.provenance, source, allow_changed=allow_changed_source)
+    ledger = ReadLedger(source, check_finite=not scanned, allow_nonfinite=allow_nonfinite)
+    cache: dict = {LEDGER_KEY: ledger}
     by_name = {t.name: t for t in plan.tensors}
+    last = plan.tensors[-1].name if plan.tensors else None
 
     written = recipe.to_dict()
     written["provenance"] = record_provenance(source)
+    hashing = BackgroundHashes(source) if verifiable and written["provenance"]["verify"] == "reads" else None
 
     def produce(name: str):
         out = fill_tensor(plan, by_name[name], source, device=recipe.device, cache=cache)
@@ -204,6 +208,15 @@ def export_recipe(
         for key in RECORDED_CACHE_KEYS:
             if key in cache:
                 written["provenance"][key] = cache[key]
+        if name == last:  # every source byte is read: check them before the export is made visible
+            ledger.verify(recipe.provenance, allow_changed=allow_changed_source)
+            if hashing is not None:
+                shards = hashing.result()
+                check_finite(source, allow_nonfinite=allow_nonfinite)  # the same pass scanned every value
+                written["provenance"].pop("files", None)
+                written["provenance"].update(verify="files", shards=shards)
+            elif written["provenance"]["verify"] == "reads":
+                written["provenance"]["reads"] = ledger.summary()
         return out
 
     spec = FAMILIES.get(plan.family)

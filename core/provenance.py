@@ -1,16 +1,32 @@
 """Trusting a source before its weights are transferred: the recipe's hashes, and finite values.
 
-An export's recipe records where its source came from and the SHA-256 of every shard. Replaying
-that recipe on a source whose bytes changed would give other bytes with no warning, so
-:func:`verify_recorded_hashes` compares them first and stops on a mismatch unless the user says
-to go on. :func:`check_finite` stops a transfer of a source holding NaN or Inf weights (which
-would export NaNs, or train to NaN) unless the user opts in. Both cost one read of each shard
-the first time (one pass gives both answers, see :mod:`core.sources.scan`) and nothing after.
+An export's recipe records where its source came from and enough to detect a changed source.
+Replaying that recipe on a source whose bytes changed would give other bytes with no warning, so
+the replay compares first and stops on a mismatch unless the user says to go on. Two ways to
+record, named in the recipe's ``provenance.verify``:
+
+- ``"files"``: the SHA-256 of every shard. Free when it is known without reading (a Hugging Face
+  cache blob is named after it; a file scanned before is in the scan cache), else computed only
+  when the user asks for a verifiable recipe (``--verifiable``), in a pass beside the transfer.
+- ``"reads"`` (the default when the hashes are not known): every shard's size and header hash,
+  plus one SHA-256 of every source byte the transfer read (:class:`ReadLedger`, computed in the
+  same pass as the transfer; a shrink reads a fraction of the source). A replay checks the sizes
+  and headers before anything else, and the digest of what it read before the export is made
+  visible: a change in any byte the output depends on stops it, at no extra read.
+
+:func:`check_finite` stops a transfer of a source holding NaN or Inf weights (which would export
+NaNs, or train to NaN) unless the user opts in. Known from the scan cache, it is checked at once;
+otherwise the ledger checks every value the transfer reads, on the way (NaNs in bytes no target
+tensor depends on do not matter), and on a hit scans the whole source once to say where they are.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import struct
+import threading
+from pathlib import Path
 
 from core.errors import RecipeError, SourceError
 from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
@@ -21,9 +37,173 @@ CHANGED_FLAG = "--allow-changed-source"
 NONFINITE_FLAG = "--allow-nonfinite"
 
 
-def record(source) -> dict:
-    """Identity of the source: where it came from and a SHA-256 of every shard."""
-    return {"identity": dict(source.identity), "shards": source.file_hashes()}
+VERIFIABLE_FLAG = "--verifiable"
+
+
+def header_digest(path: Path) -> str:
+    """SHA-256 of a safetensors file's header (length prefix and JSON): names, shapes, dtypes, offsets."""
+    with open(path, "rb") as fh:
+        prefix = fh.read(8)
+        (size,) = struct.unpack("<Q", prefix) if len(prefix) == 8 else (0,)
+        return hashlib.sha256(prefix + fh.read(min(size, 100 << 20))).hexdigest()
+
+
+def file_facts(source) -> dict[str, dict]:
+    """Every weight file's size and header hash, by file name (reads the headers only)."""
+    return {
+        source.file_name(path): {"size": path.stat().st_size, "header_sha256": header_digest(path)}
+        for path in source.files
+    }
+
+
+def record(source, *, verifiable: bool = False) -> dict:
+    """Identity of the source and what detects a change of it (see the module docstring).
+
+    The shard hashes when known without reading, or when ``verifiable`` (then computed here: call
+    :class:`BackgroundHashes` instead to overlap that read with the transfer); else the files'
+    sizes and header hashes, to which the export adds the :class:`ReadLedger` digest.
+    """
+    from core.stats.table_cache import known_file_hashes
+
+    known = known_file_hashes(source)
+    if known is None and verifiable:
+        known = source.file_hashes()
+    if known is not None:
+        return {"identity": dict(source.identity), "verify": "files", "shards": known}
+    return {"identity": dict(source.identity), "verify": "reads", "files": file_facts(source)}
+
+
+class BackgroundHashes:
+    """The shard hashes (and NaN/Inf scan) of a source computed in a thread beside the transfer."""
+
+    def __init__(self, source) -> None:
+        self._source = source
+        self._result: dict[str, str] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="graft-verifiable-hashes", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._source.file_hashes()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> dict[str, str]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return dict(self._result or {})
+
+
+class ReadLedger:
+    """Every source byte an export's strategies read, hashed in the order read and checked for NaN/Inf.
+
+    The transfer reads in plan order, one tensor after another (one producer thread), so the same
+    recipe on the same source gives the same digest; the request (tensor name, the rows and columns
+    asked for) is hashed with the bytes, so a source change that moves a plan's choice is seen too.
+
+    Args:
+        source: the opened source (for the full scan that names NaN/Inf positions on a hit).
+        check_finite: check every value read (False when the scan cache already answered).
+        allow_nonfinite: log instead of raising.
+    """
+
+    def __init__(self, source, *, check_finite: bool = True, allow_nonfinite: bool = False) -> None:
+        self.source = source
+        self.bytes = 0
+        self.reads = 0
+        self._hash = hashlib.sha256()
+        self._check = check_finite
+        self._allow = allow_nonfinite
+        self._warned = False
+
+    @property
+    def digest(self) -> str:
+        return self._hash.hexdigest()
+
+    def summary(self) -> dict:
+        """What the recipe records: ``{"sha256", "bytes", "reads"}``."""
+        return {"sha256": self.digest, "bytes": self.bytes, "reads": self.reads}
+
+    def watch(self, source):
+        """``source`` seen through this ledger: its reads are recorded."""
+        return _Watched(source, self)
+
+    def record(self, name: str, request: bytes, tensor) -> None:
+        import torch
+
+        from core.safetensors_stream import tensor_bytes
+
+        data = tensor_bytes(tensor)
+        self._hash.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        self._hash.update(hashlib.sha256(request).digest())
+        self._hash.update(data)
+        self.bytes += len(data)
+        self.reads += 1
+        if self._check and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            self._nonfinite(name)
+
+    def _nonfinite(self, name: str) -> None:
+        if self._allow:
+            if not self._warned:
+                log.warning("transferring a source with NaN/Inf values (first read in %s)", name)
+                self._warned = True
+            return
+        check_finite(self.source)  # one scan of the whole source names every tensor affected
+        raise SourceError(
+            f"the source has NaN/Inf values in {name!r}; repair or re-download it, or pass {NONFINITE_FLAG} "
+            "to transfer it anyway"
+        )
+
+    def verify(self, recorded: dict | None, *, allow_changed: bool = False) -> list[str]:
+        """Compare the digest with a recipe's recorded ``provenance.reads`` (nothing recorded: nothing to do).
+
+        Raises:
+            RecipeError: they differ and ``allow_changed`` is False.
+        """
+        expected = ((recorded or {}).get("reads") or {}).get("sha256")
+        if not expected or expected == self.digest:
+            return []
+        problem = (
+            f"the source bytes this recipe reads have SHA-256 {self.digest[:12]}… but the recipe recorded "
+            f"{str(expected)[:12]}…"
+        )
+        if not allow_changed:
+            raise RecipeError(
+                f"the source {self.source.display_name} changed since this recipe was written: {problem}; "
+                f"open the recorded source, or pass {CHANGED_FLAG} to go on"
+            )
+        log.warning("source changed since the recipe was written: %s", problem)
+        return [problem]
+
+
+class _Watched:
+    """A source whose reads go through a :class:`ReadLedger` (everything else is the source's)."""
+
+    def __init__(self, source, ledger: ReadLedger) -> None:
+        self._source = source
+        self._ledger = ledger
+
+    def __getattr__(self, name: str):
+        return getattr(self._source, name)
+
+    def read(self, name: str):
+        out = self._source.read(name)
+        self._ledger.record(name, b"all", out)
+        return out
+
+    def read_slice(self, name: str, index: tuple):
+        out = self._source.read_slice(name, index)
+        self._ledger.record(name, repr(index).encode(), out)
+        return out
+
+    def read_gather(self, name: str, rows, cols):
+        out = self._source.read_gather(name, rows, cols)
+        request = b"rows:" + (b"all" if rows is None else rows.tobytes())
+        request += b"|cols:" + (b"all" if cols is None else cols.tobytes())
+        self._ledger.record(name, request, out)
+        return out
 
 
 def verify_recorded_hashes(recorded: dict | None, source, *, allow_changed: bool = False) -> list[str]:
@@ -39,6 +219,8 @@ def verify_recorded_hashes(recorded: dict | None, source, *, allow_changed: bool
     Raises:
         RecipeError: the source differs and ``allow_changed`` is False.
     """
+    if (recorded or {}).get("verify") == "reads":
+        return _verify_files(recorded, source, allow_changed=allow_changed)
     shards = (recorded or {}).get("shards")
     if not shards:
         return []
@@ -64,6 +246,43 @@ def verify_recorded_hashes(recorded: dict | None, source, *, allow_changed: bool
     for problem in problems:
         log.warning("source changed since the recipe was written: %s", problem)
     return problems
+
+
+def _verify_files(recorded: dict, source, *, allow_changed: bool) -> list[str]:
+    """The ``"reads"`` mode's first half: same files, sizes and headers (the digest is checked by the export)."""
+    files = recorded.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+        raise RecipeError(
+            "the recipe's provenance.files must map file names to their size and header hash; "
+            "remove the provenance block to replay it without verification"
+        )
+    current = file_facts(source)
+    problems = []
+    for name, facts in files.items():
+        now = current.get(name)
+        if now is None:
+            problems.append(f"{name} is no longer part of the source")
+        elif now["size"] != facts.get("size"):
+            problems.append(f"{name} has {now['size']:,} bytes but the recipe recorded {facts.get('size')}")
+        elif now["header_sha256"] != facts.get("header_sha256"):
+            problems.append(f"{name} has another header (tensor names, shapes or dtypes) than the recipe recorded")
+    problems += [f"{name} is new" for name in current if name not in files]
+    if problems and not allow_changed:
+        more = f" (and {len(problems) - 1} more difference(s))" if len(problems) > 1 else ""
+        raise RecipeError(
+            f"the source {source.display_name} changed since this recipe was written: "
+            f"{problems[0]}{more}; open the recorded source, or pass {CHANGED_FLAG} to go on"
+        )
+    for problem in problems:
+        log.warning("source changed since the recipe was written: %s", problem)
+    return problems
+
+
+def scans_cached(source) -> bool:
+    """Whether every weight file's NaN/Inf scan is in the cache (checking costs no read then)."""
+    from core.sources.scan import cached_scan
+
+    return all(cached_scan(path) is not None for path in source.files)
 
 
 def check_finite(

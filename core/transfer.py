@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator
 
 from core.architectures.spec import FAMILIES, axis_atoms, is_concat
-from core.dtypes import itemsize, torch_dtype
+from core.dtypes import torch_dtype
 from core.errors import PlanError, StrategyError
 from core.plan import Plan, TensorPlan
 from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
@@ -56,8 +56,8 @@ def composite_index(plan: Plan, axis: list):
     return flat
 
 
-#: bytes of source rows read per block when gathering (bounds peak memory per tensor).
-GATHER_BLOCK_BYTES = 32 << 20
+#: the run cache's key for the :class:`core.provenance.ReadLedger` of an export.
+LEDGER_KEY = "read_ledger"
 
 
 class FillContext:
@@ -134,40 +134,41 @@ class FillContext:
     def gather(self, name: str | None = None):
         """The source tensor gathered through the dimension maps: shape ``self.shape``.
 
-        Reads the rows the first axis's map needs, in blocks of about ``GATHER_BLOCK_BYTES``
-        (one slice read each), and gathers the other axes block by block.
+        Reads only the kept rows' kept columns (:meth:`core.sources.base.Source.read_gather`:
+        coalesced ``pread``\\ s, see :mod:`core.sources.reader`), on the CPU, then moves the result
+        to ``device``.
         """
-        import torch
+        import numpy as np
 
         name = name or self.tensor.source_name
         if name is None:
             raise StrategyError(f"{self.tensor.name} has no source tensor; choose a strategy that needs none")
-        idx0 = self.index(0) if self.tensor.shape else None
-        if idx0 is None and len(self.tensor.source_shape) >= 1:
-            idx0 = torch.arange(self.tensor.source_shape[0])
-        if idx0 is None:  # a scalar
+        shape = self.tensor.source_shape
+        if not shape:  # a scalar
             return self.source.read(name).to(self.device)
-        # Read the source in blocks of rows so peak memory follows the output, not the source.
-        row_bytes = max(1, math.prod(self.tensor.source_shape[1:]) * itemsize(self.tensor.dtype, 4))
-        block = max(1, GATHER_BLOCK_BYTES // row_bytes)
-        parts = []
-        for start in range(0, len(idx0), block):
-            rows = idx0[start : start + block]
-            lo, hi = int(rows.min()), int(rows.max()) + 1
-            part = self.source.read_slice(name, (slice(lo, hi),)).to(self.device)
-            if not (hi - lo == len(rows) and bool((rows == torch.arange(lo, hi)).all())):
-                part = part.index_select(0, (rows - lo).to(self.device))
-            for axis in range(1, part.dim()):
-                idx = self.index(axis)
-                if idx is not None:
-                    part = part.index_select(axis, idx.to(self.device))
-            parts.append(part)
-        data = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+        idx0 = self.index(0)
+        rows = None if idx0 is None else idx0.numpy()
+        cols = None
+        trailing = [self.index(axis) for axis in range(1, len(shape))]
+        if any(idx is not None for idx in trailing):
+            cols = np.zeros(1, dtype=np.int64)
+            for axis, idx in enumerate(trailing, start=1):
+                positions = np.arange(shape[axis]) if idx is None else idx.numpy()
+                cols = (cols[:, None] * shape[axis] + positions[None, :]).reshape(-1)
+        data = self.source.read_gather(name, rows, cols)
+        if cols is not None:
+            data = data.reshape(self.shape)
         if tuple(data.shape) != self.shape:
             raise PlanError(
                 f"{self.tensor.name}: gathered shape {tuple(data.shape)} differs from the planned {self.shape}"
             )
-        return data
+        return data.to(self.device)
+
+    def read_rows(self, name: str, start: int, stop: int):
+        """Rows ``[start, stop)`` of a source tensor (its leading axis) on ``device``: only their bytes are read."""
+        import numpy as np
+
+        return self.source.read_gather(name, np.arange(start, stop), None).to(self.device)
 
     def same_role_sources(self) -> list[str]:
         """Source names of this tensor's rule in every source layer (for pooled fits, templates)."""
@@ -189,6 +190,9 @@ def fill_tensor(plan: Plan, tensor: TensorPlan, source, *, device: str = "cpu", 
     """Produce one target tensor with its strategy (in its computed dtype)."""
     strategy = registry.get(tensor.strategy)
     params = registry.make_params(tensor.strategy, tensor.params)
+    ledger = (cache or {}).get(LEDGER_KEY)
+    if ledger is not None:  # an export: every byte a strategy reads is hashed and checked on the way
+        source = ledger.watch(source)
     ctx = FillContext(plan, tensor, source, device=device, cache=cache)
     out = strategy.fill(params, ctx)
     if tuple(out.shape) != tuple(tensor.shape):

@@ -293,7 +293,18 @@ def validate_job(
     )
 
 
-def _export(recipe, out_dir: str, source, force: bool, replace_any: bool, allow_nonfinite: bool, *, progress, cancel):
+def _export(
+    recipe,
+    out_dir: str,
+    source,
+    force: bool,
+    replace_any: bool,
+    allow_nonfinite: bool,
+    verifiable: bool,
+    *,
+    progress,
+    cancel,
+):
     from core.pipeline import export_recipe
     from core.process import run_in_child
 
@@ -306,6 +317,7 @@ def _export(recipe, out_dir: str, source, force: bool, replace_any: bool, allow_
             force=force,
             replace_any=replace_any,
             allow_nonfinite=allow_nonfinite,
+            verifiable=verifiable,
             progress=progress,
             cancel=cancel,
         )
@@ -320,14 +332,16 @@ def export_job(
     force: bool = False,
     replace_any: bool = False,
     allow_nonfinite: bool = False,
+    verifiable: bool = False,
 ) -> Job:
     """Materialise and write an HF folder atomically (the recipe decides dtype and shards), in a
     child process, which plans the recipe again (milliseconds) rather than receive a plan.
     ``force`` replaces an earlier Graft export, ``replace_any`` any folder (never the source);
-    ``allow_nonfinite`` exports a source with NaN/Inf weights."""
+    ``allow_nonfinite`` exports a source with NaN/Inf weights; ``verifiable`` records every
+    source shard's SHA-256 (:mod:`core.provenance`)."""
     return Job(
         f"export → {Path(out_dir).name}",
-        partial(_export, recipe, str(out_dir), source, force, replace_any, allow_nonfinite),
+        partial(_export, recipe, str(out_dir), source, force, replace_any, allow_nonfinite, verifiable),
     )
 
 

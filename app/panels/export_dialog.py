@@ -42,6 +42,13 @@ class ExportDialog(QtWidgets.QDialog):
         self.replace_any_box.setEnabled(False)
         self.force_box.toggled.connect(self._on_force_toggled)
         form.addRow("", self.replace_any_box)
+        self.verifiable_box = QtWidgets.QCheckBox("Record every source file's SHA-256 (verifiable recipe)")
+        self.verifiable_box.setToolTip(
+            "reads the whole source once, beside the transfer, unless the hashes are known already; by default "
+            "the recipe records the files' sizes and headers and a SHA-256 of the bytes the transfer read, "
+            "which detects any change the export depends on"
+        )
+        form.addRow("", self.verifiable_box)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Ok | QtWidgets.QDialogButtonBox.Cancel)
         buttons.button(QtWidgets.QDialogButtonBox.Ok).setText("Export")
         buttons.accepted.connect(self.accept)
@@ -66,4 +73,5 @@ class ExportDialog(QtWidgets.QDialog):
             "dtype": self.dtype_combo.currentData() or None,
             "force": self.force_box.isChecked(),
             "replace_any": self.force_box.isChecked() and self.replace_any_box.isChecked(),
+            "verifiable": self.verifiable_box.isChecked(),
         }

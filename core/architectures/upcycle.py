@@ -59,6 +59,18 @@ class UpcycledSource(Source):
             return self.read(name)[index]
         return self.dense.read_slice(self.aliases.get(name, name), index)
 
+    def read_gather(self, name: str, rows, cols):
+        if name in self.zeros:
+            import math
+
+            import numpy as np
+
+            data = self.read(name)
+            flat = data.reshape(data.shape[0], math.prod(data.shape[1:])) if data.dim() else data
+            out = flat if rows is None else flat[np.asarray(rows)]
+            return out.reshape((out.shape[0], *data.shape[1:])) if cols is None else out[:, np.asarray(cols)]
+        return self.dense.read_gather(self.aliases.get(name, name), rows, cols)
+
     def file_hashes(self) -> dict[str, str]:
         return self.dense.file_hashes()
 

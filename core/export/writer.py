@@ -201,16 +201,20 @@ def export_checkpoint(
             written += n
             progress(written / total if total else 1.0, f"writing {current}")
 
-        for current, shard_entries in shards.items():
-            with SafetensorsStreamWriter(tmp / current, shard_entries, metadata) as writer:
-                for entry in shard_entries:
-                    cancel.check()
-                    producing = True
-                    tensor = produce(entry.name)
-                    producing = False
-                    tensor = _fit(entry, tensor)
-                    writer.write(entry.name, tensor, on_bytes)
-                    del tensor
+        ahead = _Ahead(produce, [e.name for es in shards.values() for e in es])
+        try:
+            for current, shard_entries in shards.items():
+                with SafetensorsStreamWriter(tmp / current, shard_entries, metadata) as writer:
+                    for entry in shard_entries:
+                        cancel.check()
+                        producing = True
+                        tensor = ahead.next(entry.name)
+                        producing = False
+                        tensor = _fit(entry, tensor)
+                        writer.write(entry.name, tensor, on_bytes)
+                        del tensor
+        finally:
+            ahead.close()
         cancel.check()
         if len(shards) > 1:
             index = {
@@ -240,6 +244,43 @@ def export_checkpoint(
         raise
     progress(1.0, f"exported to {out_dir}")
     return out_dir
+
+
+class _Ahead:
+    """``produce`` run one tensor ahead in a worker thread, so reading and computing tensor k + 1
+    overlaps writing tensor k (a bounded pipeline: at most one tensor waits to be written).
+
+    One worker calls ``produce`` in file order, as a plain loop would: strategies that share state
+    across tensors (a run cache, a read ledger) see the same sequence, so the bytes are the same.
+    """
+
+    def __init__(self, produce: Callable[[str], torch.Tensor], names: list[str]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._produce = produce
+        self._names = names
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="graft-produce")
+        self._next = 0
+        self._pending = None
+        self._submit()
+
+    def _submit(self) -> None:
+        if self._next < len(self._names):
+            self._pending = (self._names[self._next], self._pool.submit(self._produce, self._names[self._next]))
+            self._next += 1
+        else:
+            self._pending = None
+
+    def next(self, name: str) -> torch.Tensor:
+        if self._pending is None or self._pending[0] != name:
+            raise ExportError(f"tensor {name!r} was asked out of file order; this is a bug in the exporter")
+        tensor = self._pending[1].result()
+        self._submit()
+        return tensor
+
+    def close(self) -> None:
+        """Stop: a tensor being produced is left to finish in the background; nothing more starts."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _fit(entry: ExportEntry, tensor: torch.Tensor) -> torch.Tensor:

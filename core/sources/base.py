@@ -127,6 +127,8 @@ class Source:
     #: resolved file → its name in the source folder (a cache snapshot's file links to a blob named by its hash)
     file_names: dict[Path, str] = field(default_factory=dict)
     _hashes: dict[str, str] = field(default_factory=dict, repr=False)
+    #: bytes the gathers of this object read so far (the benchmark's accounting; not pickled state)
+    bytes_read: int = field(default=0, repr=False, compare=False)
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -178,16 +180,65 @@ class Source:
             ) from exc
 
     def read(self, name: str):
-        """The whole tensor ``name`` as a torch tensor (in its stored dtype)."""
+        """The whole tensor ``name`` as a torch tensor (in its stored dtype), in one sequential read."""
+        from core.dtypes import torch_dtype
+        from core.sources.reader import read_range
+
         info = self.info(name)
-        with self._open(info) as handle:
-            return handle.get_tensor(name)
+        dtype = self._dtype(info)
+        if dtype is None:
+            with self._open(info) as handle:
+                return handle.get_tensor(name)
+        return read_range(info.file, info.offsets[0], info.numel, torch_dtype(info.dtype)).reshape(info.shape)
 
     def read_slice(self, name: str, index: tuple):
         """``tensor[index]`` reading only the bytes needed (basic slicing: ints and slices)."""
         info = self.info(name)
+        if (
+            len(index) == 1
+            and isinstance(index[0], slice)
+            and index[0].step in (None, 1)
+            and info.shape
+            and self._dtype(info) is not None
+        ):
+            lo, hi, _ = index[0].indices(info.shape[0])
+            import numpy as np
+
+            return self.read_gather(name, np.arange(lo, max(lo, hi)), None)
         with self._open(info) as handle:
             return handle.get_slice(name)[index]
+
+    def read_gather(self, name: str, rows, cols):
+        """``tensor[rows]`` with the flattened trailing axes taken at ``cols``: only those bytes are read.
+
+        Args:
+            rows: source rows in the order wanted (repeats allowed), or None for all.
+            cols: flat positions in the trailing axes (row-major), or None for all (the result
+                keeps the trailing shape then; else it is ``(len(rows), len(cols))``).
+        """
+        import math
+
+        from core.dtypes import torch_dtype
+        from core.sources.reader import gather_2d
+
+        info = self.info(name)
+        if not info.shape:
+            return self.read(name)
+        n_rows, n_cols = info.shape[0], math.prod(info.shape[1:])
+        data, read = gather_2d(info.file, info.offsets[0], (n_rows, n_cols), torch_dtype(info.dtype), rows, cols)
+        self.bytes_read += read
+        if cols is None:
+            return data.reshape((data.shape[0], *info.shape[1:]))
+        return data
+
+    @staticmethod
+    def _dtype(info: TensorInfo):
+        from core.dtypes import torch_dtype
+
+        try:
+            return torch_dtype(info.dtype)
+        except Exception:  # a dtype this torch lacks: safetensors' own reader says so
+            return None
 
     # -- identity ----------------------------------------------------------------------------
     def file_hashes(self) -> dict[str, str]:

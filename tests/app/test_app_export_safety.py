@@ -45,3 +45,24 @@ def test_exporting_over_the_source_shows_the_refusal_and_keeps_the_source(qtbot,
     assert window.workspace.queue.entries[-1].state == FAILED
     box.accept()
     assert digest(source) == before
+
+
+def test_a_verifiable_export_records_every_source_file_hash(qtbot, window, gui, tiny_model, tmp_path):
+    import hashlib
+    import json
+
+    source, _, _ = tiny_model("bert")
+    window.open_source(str(source))
+    gui.plan()
+    exported = []
+    window.workspace.exported.connect(exported.append)
+    dialog = _export_dialog(window)
+    assert not dialog.options()["verifiable"]  # off by default: the first run reads only what it needs
+    dialog.folder_edit.setText(str(tmp_path / "verifiable"))
+    dialog.verifiable_box.setChecked(True)
+    dialog.accept()
+    qtbot.waitUntil(lambda: bool(exported), timeout=120_000)
+    weights = sorted(source.glob("*.safetensors"))
+    checked = json.loads((tmp_path / "verifiable" / "graft_recipe.json").read_text())["provenance"]
+    assert checked["verify"] == "files"
+    assert checked["shards"] == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in weights}

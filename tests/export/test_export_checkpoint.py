@@ -102,7 +102,7 @@ def test_same_inputs_give_identical_folders(tmp_path):
         assert (a / name).read_bytes() == (b / name).read_bytes()
 
 
-def test_produce_runs_after_previous_tensor_is_written_across_shards(tmp_path):
+def test_produce_runs_at_most_one_tensor_ahead_of_the_writes_across_shards(tmp_path):
     state = {f"t{i}": torch.full((8,), float(i)) for i in range(6)}  # 32 bytes each
     out = tmp_path / "o"
     seen = []
@@ -114,8 +114,11 @@ def test_produce_runs_after_previous_tensor_is_written_across_shards(tmp_path):
 
     _export(out, state, produce=produce, max_shard_size=64)
     # Two tensors per shard: written bytes grow by 32 per tensor plus a header per new shard.
+    # Tensor i is produced while tensor i - 1 is written (a one-tensor pipeline), but only once
+    # tensor i - 2 is on disk: the bytes seen grow at every second call at least.
     data = [size for _, size in seen]
-    assert all(b > a for a, b in zip(data, data[1:]))
+    assert all(b >= a for a, b in zip(data, data[1:]))
+    assert all(data[i] > data[i - 2] for i in range(2, len(data)))
     assert [n for n, _ in seen] == list(state)
 
 

@@ -107,33 +107,95 @@ def test_finite_sources_are_scanned_once(demo_copy, tmp_path, capsys):
     assert hit.sha256 == hashlib.sha256(source.files[0].read_bytes()).hexdigest()
 
 
-def _rewrite_keeping_mtime(path, offset_from_end: int, data: bytes) -> None:
+def _rewrite_keeping_mtime(path, offset: int, data: bytes) -> None:
     st = os.stat(path)
     with open(path, "r+b") as fh:
-        fh.seek(st.st_size - offset_from_end)
+        fh.seek(offset)
         fh.write(data)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime: only ctime moves
 
 
-def test_a_recipe_replayed_on_changed_bytes_stops(demo_copy, tmp_path, capsys):
+def _tensor_offset(folder, name: str) -> int:
+    """Byte offset of the middle of ``name``'s data in the folder's weight file."""
+    begin, end = open_source(folder).tensors[name].offsets
+    return (begin + end) // 2 // 4 * 4
+
+
+KEPT = "encoder.layer.1.attention.self.query.weight"  # read by a --layers 2 shrink
+DROPPED = "encoder.layer.5.attention.self.query.weight"  # not read by it
+
+
+def test_a_recipe_replayed_on_changed_bytes_it_reads_stops(demo_copy, tmp_path, capsys):
     first = tmp_path / "first"
     assert main(["transfer", str(demo_copy), "--layers", "2", "--out", str(first)]) == 0
     recipe = first / "graft_recipe.json"
-    recorded = json.loads(recipe.read_text())["provenance"]["shards"]
-    assert set(recorded) == {"model.safetensors"}
-    _rewrite_keeping_mtime(demo_copy / "model.safetensors", 4, b"\x00\x00\x80\x3f")
+    recorded = json.loads(recipe.read_text())["provenance"]
+    # a first run hashes no whole file: the files' sizes and headers, and the bytes it read
+    assert recorded["verify"] == "reads" and "shards" not in recorded
+    assert set(recorded["files"]) == {"model.safetensors"}
+    tensors = open_source(demo_copy).tensors
+    kept = sum(t.nbytes for n, t in tensors.items() if not any(f"layer.{i}." in n for i in range(2, 6)))
+    assert recorded["reads"]["bytes"] == kept < os.path.getsize(demo_copy / "model.safetensors")  # 2 of 6 layers
+    _rewrite_keeping_mtime(demo_copy / "model.safetensors", _tensor_offset(demo_copy, KEPT), b"\x00\x00\x80\x3f")
     again = tmp_path / "again"
     fails(
         capsys,
         ["transfer", "--recipe", str(recipe), "--out", str(again)],
         again,
         "changed since this recipe was written",
-        "model.safetensors",
         "--allow-changed-source",
     )
     assert main(["transfer", "--recipe", str(recipe), "--out", str(again), "--allow-changed-source"]) == 0
-    new = json.loads((again / "graft_recipe.json").read_text())["provenance"]["shards"]
-    assert new["model.safetensors"] != recorded["model.safetensors"]  # the export records what it read
+    new = json.loads((again / "graft_recipe.json").read_text())["provenance"]["reads"]
+    assert new["sha256"] != recorded["reads"]["sha256"]  # the export records what it read
+
+
+def test_a_change_the_output_does_not_depend_on_replays_to_the_same_bytes(demo_copy, tmp_path):
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert main(["transfer", str(demo_copy), "--layers", "2", "--out", str(first)]) == 0
+    _rewrite_keeping_mtime(demo_copy / "model.safetensors", _tensor_offset(demo_copy, DROPPED), b"\x00\x00\x80\x3f")
+    assert main(["transfer", "--recipe", str(first / "graft_recipe.json"), "--out", str(again)]) == 0
+    assert digest(first) == digest(again)
+
+
+def test_a_verifiable_recipe_records_every_shard_and_sees_any_change(demo_copy, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert main(["transfer", str(demo_copy), "--layers", "2", "--out", str(first), "--verifiable"]) == 0
+    recorded = json.loads((first / "graft_recipe.json").read_text())["provenance"]
+    whole = hashlib.sha256((demo_copy / "model.safetensors").read_bytes()).hexdigest()
+    assert recorded["verify"] == "files" and recorded["shards"] == {"model.safetensors": whole}
+    _rewrite_keeping_mtime(demo_copy / "model.safetensors", _tensor_offset(demo_copy, DROPPED), b"\x00\x00\x80\x3f")
+    again = tmp_path / "again"
+    fails(
+        capsys,
+        ["transfer", "--recipe", str(first / "graft_recipe.json"), "--out", str(again)],
+        again,
+        "changed since this recipe was written",
+        "model.safetensors",
+    )
+
+
+def test_a_changed_header_or_size_stops_before_any_tensor_is_read(demo_copy, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert main(["transfer", str(demo_copy), "--layers", "2", "--out", str(first)]) == 0
+    with open(demo_copy / "model.safetensors", "ab") as fh:
+        fh.write(b"\x00" * 8)
+    again = tmp_path / "again"
+    fails(
+        capsys,
+        ["transfer", "--recipe", str(first / "graft_recipe.json"), "--out", str(again)],
+        again,
+        "changed since this recipe was written",
+        "model.safetensors has",
+    )
+
+
+def test_nonfinite_values_in_bytes_a_shrink_reads_are_refused_without_a_prior_scan(nan_source, tmp_path, capsys):
+    from core.sources.scan import cached_scan
+
+    assert cached_scan(nan_source / "model.safetensors") is None  # the check is on the way, not a scan first
+    out = tmp_path / "out"
+    fails(capsys, ["transfer", str(nan_source), "--layers", "2", "--out", str(out)], out, "NaN/Inf", QUERY)
 
 
 def test_an_unchanged_source_replays_to_the_same_bytes(demo_copy, tmp_path):
