@@ -255,23 +255,26 @@ def export_recipe(
     )
     entries = export_entries(plan, recipe.dtype)
     check_disk(sum(e.nbytes for e in entries), Path(out_dir))
-    out = export_checkpoint(
-        Path(out_dir),
-        entries=entries,
-        produce=produce,
-        config=config,
-        aux_files=aux_files,
-        aux_texts=aux_texts,
-        recipe=written,
-        model_card=card,
-        metadata=metadata,
-        max_shard_size=recipe.max_shard_size,
-        force=force,
-        replace_any=replace_any,
-        protect=protect,
-        progress=progress,
-        cancel=cancel,
-    )
+    try:
+        out = export_checkpoint(
+            Path(out_dir),
+            entries=entries,
+            produce=produce,
+            config=config,
+            aux_files=aux_files,
+            aux_texts=aux_texts,
+            recipe=written,
+            model_card=card,
+            metadata=metadata,
+            max_shard_size=recipe.max_shard_size,
+            force=force,
+            replace_any=replace_any,
+            protect=protect,
+            progress=progress,
+            cancel=cancel,
+        )
+    finally:
+        ledger.close()
     return out
 
 

@@ -63,7 +63,7 @@ def record(source, *, verifiable: bool = False) -> dict:
     :class:`BackgroundHashes` instead to overlap that read with the transfer); else the files'
     sizes and header hashes, to which the export adds the :class:`ReadLedger` digest.
     """
-    from core.stats.table_cache import known_file_hashes
+    from core.sources.scan import known_file_hashes
 
     known = known_file_hashes(source)
     if known is None and verifiable:
@@ -110,6 +110,8 @@ class ReadLedger:
     """
 
     def __init__(self, source, *, check_finite: bool = True, allow_nonfinite: bool = False) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.source = source
         self.bytes = 0
         self.reads = 0
@@ -117,10 +119,20 @@ class ReadLedger:
         self._check = check_finite
         self._allow = allow_nonfinite
         self._warned = False
+        # One hashing thread (hashlib releases the GIL): tensor k is hashed while k + 1 is read,
+        # in order; at most one waits, so the bytes held for it stay bounded.
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="graft-read-hash")
+        self._pending = None
 
     @property
     def digest(self) -> str:
+        self._drain()
         return self._hash.hexdigest()
+
+    def _drain(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
 
     def summary(self) -> dict:
         """What the recipe records: ``{"sha256", "bytes", "reads"}``."""
@@ -131,18 +143,26 @@ class ReadLedger:
         return _Watched(source, self)
 
     def record(self, name: str, request: bytes, tensor) -> None:
-        import torch
-
-        from core.safetensors_stream import tensor_bytes
+        from core.safetensors_stream import DTYPE_NAMES, tensor_bytes
+        from core.sources.scan import count_nonfinite
 
         data = tensor_bytes(tensor)
-        self._hash.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        self._hash.update(hashlib.sha256(request).digest())
-        self._hash.update(data)
+        head = f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode() + hashlib.sha256(request).digest()
+        self._drain()
+        self._pending = self._hasher.submit(self._update, head, data)
         self.bytes += len(data)
         self.reads += 1
-        if self._check and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        # on the raw bits (numpy, no float conversion): ten times faster than torch.isfinite on bf16
+        if self._check and tensor.is_floating_point() and count_nonfinite(data, DTYPE_NAMES.get(tensor.dtype, "")):
             self._nonfinite(name)
+
+    def _update(self, head: bytes, data: memoryview) -> None:
+        self._hash.update(head)
+        self._hash.update(data)
+
+    def close(self) -> None:
+        self._drain()
+        self._hasher.shutdown(wait=False)
 
     def _nonfinite(self, name: str) -> None:
         if self._allow:

@@ -86,6 +86,21 @@ def blob_sha256(path: Path) -> str | None:
     return None
 
 
+def known_file_hashes(source) -> dict[str, str] | None:
+    """The SHA-256 of every weight file of ``source`` when it is known without reading any file
+    (hub blob names, the scan cache), else None."""
+    files = getattr(source, "files", None)
+    if not files or not hasattr(source, "file_hashes"):
+        return None
+    out = {}
+    for path in files:
+        known = blob_sha256(path) or getattr(cached_scan(path), "sha256", None)
+        if known is None:
+            return None
+        out[source.file_name(path)] = known
+    return out
+
+
 def cached_scan(path: Path) -> FileScan | None:
     """The cached scan of ``path`` if its identity has not changed since, else None."""
     try:
