@@ -34,6 +34,13 @@ def transfer_arguments(t) -> None:
     t.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
     t.add_argument("--save-recipe", metavar="FILE", help="also write the recipe to FILE")
     add_trust_args(t)
+    t.add_argument(
+        "--verifiable",
+        action="store_true",
+        help="record every source shard's SHA-256 in the recipe (hashed beside the transfer when not known "
+        "already: reads the whole source once); by default a first run records the files' sizes and headers "
+        "and a SHA-256 of the bytes it read",
+    )
     t.set_defaults(func=run_transfer)
 
 
@@ -74,7 +81,7 @@ def print_warnings(plan) -> None:
 
 def run_plan(args) -> int:
     from app.cli.plan_text import format_plan
-    from core.pipeline import plan_recipe
+    from core.plan.from_recipe import plan_recipe  # not core.pipeline's: that imports torch (issue 17)
 
     plan, _ = plan_recipe(recipe_from_args(args))
     print_warnings(plan)
@@ -84,7 +91,7 @@ def run_plan(args) -> int:
 
 def run_transfer(args) -> int:
     from app.cli.plan_text import format_plan
-    from core.pipeline import export_recipe, plan_recipe
+    from core.plan.from_recipe import plan_recipe  # torch only once the export needs it (issue 17)
 
     recipe = recipe_from_args(args)
     replacing = replace_kwargs(args)
@@ -97,6 +104,8 @@ def run_transfer(args) -> int:
         return 0
     if not args.out:
         raise RecipeError("give --out FOLDER for the export (or --dry-run to only print the plan)")
+    from core.pipeline import export_recipe
+
     out = export_recipe(
         recipe,
         Path(args.out),
@@ -104,6 +113,7 @@ def run_transfer(args) -> int:
         plan=plan,
         **replacing,
         progress=TerminalProgress("export"),
+        verifiable=args.verifiable,
         **trust_kwargs(args),
     )
     print(f"wrote {out} ({plan.num_parameters:,} parameters, {plan.family})")

@@ -16,6 +16,8 @@ from it (the live preview) costs one slice read.
 - :mod:`core.plan.maps`: the layer map and the dimension maps.
 - :mod:`core.plan.tensors`: the tensor table, fallbacks and role checks.
 - :mod:`core.plan.make`: :func:`make_plan`, the steps in order.
+- :mod:`core.plan.from_recipe`: ``plan_recipe``, a recipe's plan (calibration data first where a choice
+  needs it), without importing torch unless a draw or a tensor does.
 """
 
 from core.plan.make import GROWING_HINT, make_plan

@@ -19,6 +19,22 @@ from core.strategies.index import linspace_indices, most_used
 #: named layer selections (besides an explicit list of source layers); by_influence needs calibration data.
 LAYER_MAPS = ("first_n", "uniform", "last_n", "by_influence")
 
+#: index strategies whose draw is a function of the sizes and scores alone (core.strategies.index):
+#: they get :data:`NO_GENERATOR`, so a plan with them imports no torch for a generator (issue 17).
+#: Every other strategy gets a seeded ``torch.Generator``, whatever it does with it.
+DRAW_NOTHING_AT_RANDOM = frozenset({"first_n", "uniform", "cyclic", "by_activation"})
+
+
+class _NoGenerator:
+    """What a strategy of :data:`DRAW_NOTHING_AT_RANDOM` gets as ``gen``: torch refuses it as a
+    generator, so a strategy that starts drawing at random fails loudly instead of using the global seed."""
+
+    def __repr__(self) -> str:
+        return "<no generator: remove the strategy from core.plan.maps.DRAW_NOTHING_AT_RANDOM>"
+
+
+NO_GENERATOR = _NoGenerator()
+
 
 def make_layer_map(n_source: int, n_target: int, method: str | list[int], layer_scores=None) -> list[LayerLink]:
     """Target layer j ← source layer; with more target layers, new blocks follow their source.
@@ -116,7 +132,8 @@ def _draw(strategy, params, n_source: int, n_target: int, seed: int, key: str, s
     method = strategy.name
     if n_target > n_source and not strategy.can_grow:
         raise PlanError(f"index strategy {method!r} cannot grow {key} from {n_source} to {n_target}; use iid or cyclic")
-    gen = strategies.generator(seed, "dim", key)
+    # Only a random draw needs a seeded torch.Generator: the others plan without importing torch.
+    gen = NO_GENERATOR if method in DRAW_NOTHING_AT_RANDOM else strategies.generator(seed, "dim", key)
     idx = strategy.draw(params, n_source, n_target, gen=gen, scores=scores)
     if len(idx) != n_target or any(not 0 <= i < n_source for i in idx):
         raise PlanError(f"index strategy {method!r} returned an invalid map for {key}")
