@@ -1,4 +1,5 @@
-"""``graft inspect``: the tensor table of a source, read from headers only."""
+"""``graft inspect``: the tensor table of a source, read from headers only (plus the NaN/Inf count
+when it is cached, or when ``--scan`` asks for the one read of every value it takes)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ def arguments(p) -> None:
     p.add_argument("source", help="'demo', a .safetensors file, a model folder, or a hub repo id")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(
-        "--headers-only",
+        "--scan",
         action="store_true",
-        help="skip the scan of every value for NaN/Inf (one read of the weights, cached after the first)",
+        help="count NaN/Inf values, reading every weight once if that was not done before (cached after; "
+        "by default only a cached count is shown: a transfer checks the values it reads anyway)",
     )
+    p.add_argument("--headers-only", action="store_true", help="show no value count, not even a cached one")
     p.set_defaults(func=run)
 
 
@@ -31,7 +34,11 @@ def run(args) -> int:
     roles = describe(source, spec)
     sizes = {k: v for k, v in spec.sizes(config).items() if k not in ("one", "qkv", "two")}
     problems = source_problems(source, spec, config)
-    scan = None if args.headers_only else source.scan(progress=TerminalProgress("checking values"))
+    from core.provenance import scans_cached
+
+    scan = None
+    if not args.headers_only and (args.scan or scans_cached(source)):  # a cached scan reads nothing
+        scan = source.scan(progress=TerminalProgress("checking values"))
     nonfinite = scan.nonfinite if scan else {}
     if args.json:
         print(
@@ -82,7 +89,15 @@ def run(args) -> int:
     ]
     print(format_table(("name", "role", "layer", "dims", "dtype", "shape"), rows))
     print()
-    print("values: " + ("not scanned (--headers-only)" if scan is None else scan.summary()))
+    if scan is not None:
+        print("values: " + scan.summary())
+    elif args.headers_only:
+        print("values: not scanned (--headers-only)")
+    else:
+        print(
+            f"values: not scanned yet (--scan reads all {source.total_bytes / 1e9:,.2f} GB once; "
+            "a transfer checks every value it reads)"
+        )
     return _verdict(problems, scan, quiet=False)
 
 

@@ -66,11 +66,16 @@ def test_the_bit_level_count_agrees_with_torch_in_every_float_dtype(dtype, code)
 
 
 def test_inspect_reports_the_count_and_the_first_tensor(nan_source, capsys):
+    # by default no weight is read: a count is shown once some scan has cached it
     assert main(["inspect", str(nan_source)]) == 0
+    assert "values: not scanned yet (--scan reads all 0.09 GB once" in capsys.readouterr().out
+    assert main(["inspect", str(nan_source), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nonfinite"] is None
+    assert main(["inspect", str(nan_source), "--scan"]) == 0
     captured = capsys.readouterr()
     assert f"values: 3 NaN/Inf value(s) in 2 tensor(s), first '{QUERY}' (2 of 147,456)" in captured.out
     assert "--allow-nonfinite" in captured.err
-    assert main(["inspect", str(nan_source), "--json"]) == 0
+    assert main(["inspect", str(nan_source), "--json"]) == 0  # cached now: shown without --scan
     report = json.loads(capsys.readouterr().out)
     assert report["nonfinite"] == {"total": 3, "tensors": {QUERY: 2, DOWN: 1}}
 
