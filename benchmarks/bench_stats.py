@@ -1,4 +1,4 @@
-"""Issue 4 benchmark: the stats preview on one LLM-sized tensor, and whole-model tables.
+"""Issues 4 and 17 benchmark: the stats preview on one LLM-sized tensor, and whole-model tables.
 
 Prints, in one run:
 * one 4096×11008 bf16 tensor (Student-t ν=5 entries, heavy-ish tails) against a 2048×5504 target
@@ -8,17 +8,23 @@ Prints, in one run:
   implementation of the same quantity in the same run, both on the same subsample
   (implementation ratio) and on the full tensors (what not subsampling costs), with the
   subsampling error against the full-tensor numbers;
-* the layer × role table (std, kurtosis, α, stable rank + mean-field metrics) of the demo model
-  and of a ~2 GB synthetic llama-shaped sharded bf16 checkpoint, each in a child process: wall
-  time against reading every tensor once, peak RSS (VmHWM) against the checkpoint size and the
-  largest tensor.
+* the layer × role table (std, kurtosis, α, stable rank + mean-field metrics, what the app's
+  "Analyse the source" computes) of the demo model and of a synthetic llama-shaped sharded bf16
+  checkpoint, each in a child process with the files evicted from the page cache first: the time
+  to the last row and to the end (the cache entry written, which hashes the shards), as a ratio
+  to one cold read pass over the same files (plain Python in 64 MB blocks and ``cat``, each after
+  ``posix_fadvise(DONTNEED)``), the child's CPU time, peak RSS, and the cost per tensor by role.
+  ``--shape 7b --layers 2`` writes Llama-2-7B's shapes (hidden 4096, ffn 11008, vocab 32000) with
+  two layers and extrapolates to 32 layers and 13.5 GB (issue 17's target: 3× the read pass);
+* ``--sides``: the exact spectrum's cost against the Krylov estimate by side, which placed
+  ``core.stats.spectrum.DEFAULT_EXACT_SIDE``.
 
-Wall times are the best of 5 runs; the CPU time of the same run is printed beside ours, since
-on a shared machine the wall time also measures the other processes. ``--threads 1`` (with
-OMP_NUM_THREADS=1) gives the single-core cost.
+Wall times are the best of 5 runs where repeated; the CPU time of the same run is printed beside
+ours, since on a shared machine the wall time also measures the other processes. ``--threads 1``
+(with OMP_NUM_THREADS=1) gives the single-core cost.
 
-Usage: python benchmarks/bench_stats.py [--dir /tmp/graft-bench] [--gb 2.0] [--skip-big]
-       [--skip-tables] [--skip-tensor] [--threads N]
+Usage: python benchmarks/bench_stats.py [--dir /tmp/graft-bench] [--gb 2.0] [--shape 2048|7b]
+       [--layers 2] [--skip-big] [--skip-demo] [--skip-tables] [--skip-tensor] [--sides] [--threads N]
 """
 
 from __future__ import annotations
@@ -179,34 +185,46 @@ def bench_tensor() -> None:
 
 
 CHILD = """
-import json, sys, time
+import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
 from core.sources import open_source
-from core.stats import model_table
+from core.stats.table import stream_model_table
 rss0 = int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) * 1024
 src = open_source(sys.argv[1])
+cpu0 = resource.getrusage(resource.RUSAGE_SELF)
 t = time.perf_counter()
-if sys.argv[2] == 'read':
-    import torch
-    for name in src.tensors:
-        x = src.read(name)
-        if x.is_floating_point():
-            x.sum(dtype=torch.float32)  # touch every byte (safetensors may map lazily)
-    out = {{'cells': len(src.tensors)}}
-else:
-    table = model_table(src, tuple(sys.argv[2].split(',')))
-    out = {{'cells': sum(1 for _ in table.cells()), 'alpha_median': float(__import__('numpy').nanmedian(table.values['alpha']))}}
-out['wall'] = time.perf_counter() - t
-out['rss_before'] = rss0
-out['hwm'] = int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) * 1024
+stream = stream_model_table(src, tuple(sys.argv[2].split(',')))
+rows = []
+while True:
+    try:
+        row = next(stream)
+    except StopIteration as end:
+        table = end.value
+        break
+    rows.append((row.name, time.perf_counter() - t, list(row.estimated)))
+last_row = rows[-1][1] if rows else 0.0
+wall = time.perf_counter() - t
+cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+import numpy as np
+out = {{
+    'cells': sum(1 for _ in table.cells()),
+    'alpha_median': float(np.nanmedian(table.values['alpha'])) if 'alpha' in table.values else None,
+    'estimated': {{m: int(v.sum()) for m, v in table.estimated.items()}},
+    'rows': rows,
+    'last_row': last_row,
+    'wall': wall,
+    'cpu': (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
+    'rss_before': rss0,
+    'hwm': int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) * 1024,
+}}
 print(json.dumps(out))
 """
 
 
-def run_child(location: str, what: str, cache_dir: str) -> dict:
+def run_child(location: str, metrics: str, cache_dir: str) -> dict:
     env = {**os.environ, "GRAFT_CACHE_DIR": cache_dir}
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD.format(root=str(ROOT)), location, what],
+        [sys.executable, "-c", CHILD.format(root=str(ROOT)), location, metrics],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -217,76 +235,182 @@ def run_child(location: str, what: str, cache_dir: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def cat_seconds(src) -> float:
-    """``cat`` of every weight file to /dev/null (the plainest read pass of the same bytes)."""
+def evict(files) -> None:
+    """Drop the files from the page cache, so the next read comes from the disk (cold)."""
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def read_pass(files, *, cold: bool = True) -> float:
+    """Seconds to read every file once with plain Python, 64 MB at a time (cold: evicted first)."""
+    if cold:
+        evict(files)
+    buf = bytearray(64 << 20)
+    view = memoryview(buf)
     t = time.perf_counter()
-    subprocess.run(["cat", *map(str, src.files)], stdout=subprocess.DEVNULL, check=True)
+    for path in files:
+        with open(path, "rb", buffering=0) as f:
+            while f.readinto(view):
+                pass
     return time.perf_counter() - t
 
 
-def bench_table(label: str, location: str) -> None:
+def cat_seconds(files, *, cold: bool = True) -> float:
+    """``cat`` of every weight file to /dev/null (the plainest read pass of the same bytes)."""
+    if cold:
+        evict(files)
+    t = time.perf_counter()
+    subprocess.run(["cat", *map(str, files)], stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t
+
+
+def per_role_seconds(rows: list) -> dict[str, list[float]]:
+    """Seconds between consecutive rows (each row's own cost, reading overlapped), by tensor role."""
+    out: dict[str, list[float]] = {}
+    previous = 0.0
+    for name, at, _estimated in rows:
+        role = ".".join(p for p in name.split(".") if not p.isdigit())
+        out.setdefault(role, []).append(at - previous)
+        previous = at
+    return out
+
+
+def bench_table(label: str, location: str, metrics: tuple[str, ...] = TABLE_METRICS) -> dict:
     from core.sources import open_source
 
     src = open_source(location)
+    files = list(src.files)
     size = src.total_bytes
     largest = max(t.nbytes for t in src.tensors.values())
-    cat = cat_seconds(src)
+    load = os.getloadavg()[0]
+    py = min(read_pass(files) for _ in range(2))
+    cat = min(cat_seconds(files) for _ in range(2))
+    read = min(py, cat)
     with tempfile.TemporaryDirectory() as cache:  # a fresh cache: the first table is cold, scan included
-        read = run_child(location, "read", cache)
-        table = run_child(location, ",".join(TABLE_METRICS), cache)
-        again = run_child(location, ",".join(TABLE_METRICS), cache)
+        evict(files)
+        table = run_child(location, ",".join(metrics), cache)
+        again = run_child(location, ",".join(metrics), cache)
     print(f"{label}: {size / 1e6:.0f} MB, {len(src.tensors)} tensors, largest {largest / 1e6:.0f} MB")
     print(
-        f"  read pass: cat {cat:.2f} s; reading and summing every tensor {read['wall']:.2f} s; "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"  read pass, cold (posix_fadvise DONTNEED first; best of 2): python 64 MB blocks {py:.2f} s "
+        f"({size / py / 1e9:.2f} GB/s), cat {cat:.2f} s; load average {load:.1f} (2 cores)"
     )
     print(
-        f"  model table ({', '.join(TABLE_METRICS)}), cold (files hashed after the table): "
-        f"{table['wall']:.1f} s for {table['cells']} matrices = {table['wall'] / read['wall']:.1f}× the read pass "
-        f"({table['wall'] / cat:.1f}× cat); median α {table['alpha_median']:.2f}"
+        f"  model table ({', '.join(metrics)}), cold, fresh cache: last row at {table['last_row']:.1f} s = "
+        f"{table['last_row'] / read:.1f}× the read pass; with the cache entry written (the shards hashed after "
+        f"the rows) {table['wall']:.1f} s = {table['wall'] / read:.1f}×; CPU {table['cpu']:.1f} s "
+        f"({table['cpu'] / table['wall']:.2f} cores busy); {table['cells']} matrices; median α {table['alpha_median']}"
     )
+    print(f"  estimated cells per metric: {table['estimated']}")
     print(
         f"  model table from the cache (a second open): {again['wall'] * 1e3:.0f} ms = "
-        f"{again['wall'] / read['wall']:.3f}× the read pass; same median α {again['alpha_median']:.2f}"
+        f"{again['wall'] / read:.3f}× the read pass; same median α {again['alpha_median']}"
     )
     grow = table["hwm"] - table["rss_before"]
     print(
         f"  peak RSS {table['hwm'] / 1e6:.0f} MB (interpreter + torch before the table: {table['rss_before'] / 1e6:.0f} MB; "
-        f"growth {grow / 1e6:.0f} MB = {grow / size:.1%} of the checkpoint, {grow / largest:.1f}× the largest tensor); "
-        f"reading alone peaks at {read['hwm'] / 1e6:.0f} MB"
+        f"growth {grow / 1e6:.0f} MB = {grow / size:.1%} of the checkpoint, {grow / largest:.1f}× the largest tensor)"
     )
+    by_role = per_role_seconds(table["rows"])
+    print(
+        "  per tensor (seconds between rows, median by role): "
+        + ", ".join(
+            f"{role.removeprefix('model.').removesuffix('.weight')} {np.median(t):.2f}" for role, t in by_role.items()
+        )
+    )
+    return {"read": read, "size": size, "table": table, "by_role": by_role}
+
+
+def extrapolate_7b(result: dict) -> None:
+    """The 32-layer Llama-2-7B table from a few layers of the same shapes: per-layer tensors × 32
+    plus the embedding and head, against the read pass scaled to 13.5 GB."""
+    by_role = result["by_role"]
+    per_layer = sum(float(np.median(t)) for role, t in by_role.items() if ".layers." in role or "layers" in role)
+    outside = sum(float(np.sum(t)) for role, t in by_role.items() if "layers" not in role)
+    table_7b = outside + 32 * per_layer
+    bytes_7b = 2 * (2 * 32000 * 4096 + 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008) + 65 * 4096)
+    read_7b = result["read"] * bytes_7b / result["size"]
+    print(
+        f"  extrapolated to Llama-2-7B (32 layers, {bytes_7b / 1e9:.1f} GB): one layer's 7 matrices {per_layer:.2f} s, "
+        f"embedding + head {outside:.2f} s → table ≈ {table_7b:.0f} s (rows only; the shards' hashing for the cache "
+        f"comes on top), read pass ≈ {read_7b:.0f} s at the measured rate → {table_7b / read_7b:.1f}× (target 3×)"
+    )
+
+
+def bench_sides() -> None:
+    """Exact float64 Gram + eigvalsh against the Krylov estimate, by side (aspect ratio 4), to
+    place spectrum.DEFAULT_EXACT_SIDE."""
+    from core.stats.spectrum import gram_eigenvalues, top_eigenvalues
+
+    print("exact spectrum vs Krylov estimate, (side, 4·side) fp32 matrices (best of 3):")
+    for side in (256, 384, 512, 768, 1024):
+        w = torch.randn(side, 4 * side)
+        exact, ev = best_ms(lambda w=w: gram_eigenvalues(w), 3)
+        est, top = best_ms(lambda w=w: top_eigenvalues(w), 3)
+        print(
+            f"  side {side}: exact {exact:.0f} ms ({cpu(ev)}), estimate {est:.0f} ms ({cpu(top)}); "
+            f"exact / estimate ×{CPU_MS[id(ev)] / CPU_MS[id(top)]:.1f} in CPU"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "graft-bench"))
-    ap.add_argument("--gb", type=float, default=2.0)
-    ap.add_argument("--skip-big", action="store_true", help="skip the synthetic 2 GB checkpoint")
+    ap.add_argument("--gb", type=float, default=2.0, help="size of the synthetic hidden-2048 llama checkpoint")
+    ap.add_argument(
+        "--shape",
+        choices=("2048", "7b"),
+        default="2048",
+        help="synthetic checkpoint shapes: hidden 2048 / ffn 5504 / GQA (sized by --gb), or Llama-2-7B's "
+        "(hidden 4096, ffn 11008, 32 heads, vocab 32000) with --layers layers, extrapolated to 32",
+    )
+    ap.add_argument("--layers", type=int, default=2, help="layers of the 7b-shaped checkpoint")
+    ap.add_argument("--skip-big", action="store_true", help="skip the synthetic checkpoint")
+    ap.add_argument("--skip-demo", action="store_true", help="skip the demo model's table")
     ap.add_argument("--skip-tables", action="store_true", help="only the one-tensor benchmark")
     ap.add_argument("--skip-tensor", action="store_true", help="only the model tables")
+    ap.add_argument("--sides", action="store_true", help="exact vs estimated spectrum cost by side")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic checkpoint (deleted by default)")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads for the one-tensor benchmark")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.sides:
+        bench_sides()
     if not args.skip_tensor:
         bench_tensor()
     if args.skip_tables:
         return
-    bench_table("demo model (all-MiniLM-L6-v2, fp32)", "demo")
+    if not args.skip_demo:
+        bench_table("demo model (all-MiniLM-L6-v2, fp32)", "demo")
     if args.skip_big:
         return
     from bench_transfer import llama_config, write_checkpoint  # the issue-2 benchmark's generator
 
-    src = Path(args.dir) / "llama-src"
-    layers = max(
-        2, round((args.gb * 1e9 - 2 * 2 * 32000 * 2048) / (2 * (4 * 2048 * 2048 - 2 * 2048 * 1024 + 3 * 2048 * 5504)))
-    )
+    if args.shape == "7b":
+        layers = args.layers
+        cfg = llama_config(4096, layers, 32, 32, 11008, 32000)
+        src = Path(args.dir) / f"llama7b-shape-{layers}l"
+        label = f"synthetic Llama-2-7B shapes ({layers} layers, hidden 4096, ffn 11008, bf16, sharded)"
+    else:
+        layers = max(
+            2,
+            round((args.gb * 1e9 - 2 * 2 * 32000 * 2048) / (2 * (4 * 2048 * 2048 - 2 * 2048 * 1024 + 3 * 2048 * 5504))),
+        )
+        cfg = llama_config(2048, layers, 16, 8, 5504, 32000)
+        src = Path(args.dir) / f"llama-src-{layers}l"
+        label = f"synthetic llama ({layers} layers, hidden 2048, bf16, sharded)"
     if not (src / "model.safetensors.index.json").is_file():
-        print(f"writing a synthetic llama checkpoint ({layers} layers, bf16, shard by shard) to {src} …", flush=True)
-        write_checkpoint(src, llama_config(2048, layers, 16, 8, 5504, 32000))
+        print(f"writing a synthetic checkpoint ({layers} layers, bf16, shard by shard) to {src} …", flush=True)
+        write_checkpoint(src, cfg)
     try:
-        bench_table(f"synthetic llama ({layers} layers, hidden 2048, bf16, sharded)", str(src))
+        result = bench_table(label, str(src))
+        if args.shape == "7b":
+            extrapolate_7b(result)
     finally:
         if not args.keep:
             shutil.rmtree(src, ignore_errors=True)

@@ -143,9 +143,10 @@ def null_top_share(rows: int, length: int, fraction: float = TOP_FRACTION) -> fl
     return float(sstats.chi2(length + 2).sf(q))
 
 
-def top_norm_share(weight, fraction: float = TOP_FRACTION) -> float:
-    """Share of Σ‖row‖² held by the ⌈fraction·rows⌉ rows of largest norm."""
-    norms = row_sum_squares(as_matrix(weight))
+def top_norm_share(weight, fraction: float = TOP_FRACTION, *, row_sq: torch.Tensor | None = None) -> float:
+    """Share of Σ‖row‖² held by the ⌈fraction·rows⌉ rows of largest norm (``row_sq``: the
+    squared row norms when the caller already has them)."""
+    norms = row_sum_squares(as_matrix(weight)) if row_sq is None else row_sq
     k = math.ceil(fraction * norms.numel())
     total = float(norms.sum())
     return float(torch.topk(norms, k).values.sum()) / total if math.isfinite(total) and total > 0 else math.nan
@@ -164,6 +165,7 @@ def mean_field_stats(
     seed: int = DEFAULT_SEED,
     device: str | torch.device = "cpu",
     kurtosis: float | None = None,
+    row_sq: torch.Tensor | None = None,
 ) -> MeanFieldStats:
     """Measure a (out, in) matrix against the i.i.d. null (see the module docstring).
 
@@ -174,6 +176,7 @@ def mean_field_stats(
         seed: subsample seed.
         device: where the products run.
         kurtosis: an already computed excess kurtosis (skips recomputing it).
+        row_sq: the squared row norms, already computed (skips a pass over the matrix).
     """
     w = as_matrix(weight)
     rows = correlation_map(w, "rows", max_size=max_size, seed=seed, device=device)
@@ -189,6 +192,6 @@ def mean_field_stats(
         col_corr_null=cols.null_energy,
         col_corr_noise=_null_noise(len(cols.indices), cols.vector_length),
         excess_kurtosis=float(kurtosis),
-        top1_norm_share=top_norm_share(w.to(device)),
+        top1_norm_share=top_norm_share(w.to(device), row_sq=row_sq),
         top1_norm_null=null_top_share(int(w.shape[0]), int(w.shape[1])),
     )

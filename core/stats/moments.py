@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
-from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED, flat_sample
+from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED, flat_sample, to_float32
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,15 @@ class Moments:
 
 
 def moments_of_sample(x: torch.Tensor) -> Moments:
-    """Moments of the finite entries of a 1-D sample, computed in float64 throughout."""
+    """Moments of the finite entries of a 1-D sample, computed in float64 throughout.
+
+    On CPU the work is numpy's (one float64 copy, BLAS dot products for the power sums): torch's
+    threaded element-wise kernels cost ~2.5× more here for a 2M-entry sample (measured 125 vs
+    48 ms of CPU on 2 shared cores), and every table row pays it.
+    """
     x = x.reshape(-1)
+    if x.device.type == "cpu":
+        return _moments_numpy(to_float32(x).numpy())
     finite = torch.isfinite(x)
     nonfinite = int(x.numel() - int(finite.sum()))
     if nonfinite:
@@ -65,21 +73,43 @@ def moments_of_sample(x: torch.Tensor) -> Moments:
     m2 = float(d2.sum()) / n
     m3 = float((d2 * d).sum()) / n
     m4 = float((d2 * d2).sum()) / n
-    std = m2**0.5
-    skew = m3 / m2**1.5 if m2 > 0 else math.nan
-    kurt = m4 / m2**2 - 3.0 if m2 > 0 else math.nan
     absd = d.abs()
     lo, hi = torch.aminmax(x)
+    return _moments(n, mean, m2, m3, m4, absd, float(lo), float(hi), nonfinite, torch.count_nonzero)
+
+
+def _moments_numpy(a: np.ndarray) -> Moments:
+    finite = np.isfinite(a)
+    nonfinite = int(a.size - np.count_nonzero(finite))
+    if nonfinite:
+        a = a[finite]
+    n = a.size
+    if n == 0:
+        nan = math.nan
+        return Moments(0, nan, nan, nan, nan, nan, nan, nan, nan, nonfinite)
+    d = a.astype(np.float64)
+    mean = float(d.sum()) / n  # pairwise summation, as scipy's mean
+    d -= mean
+    m2 = float(np.dot(d, d)) / n
+    d2 = d * d
+    m3 = float(np.dot(d2, d)) / n
+    m4 = float(np.dot(d2, d2)) / n
+    absd = np.abs(d, out=d2)
+    return _moments(n, mean, m2, m3, m4, absd, float(a.min()), float(a.max()), nonfinite, np.count_nonzero)
+
+
+def _moments(n, mean, m2, m3, m4, absd, lo, hi, nonfinite, count) -> Moments:
+    std = m2**0.5
     return Moments(
         n=int(n),
         mean=mean,
         std=std,
-        skewness=skew,
-        excess_kurtosis=kurt,
-        frac_beyond_3sigma=int(torch.count_nonzero(absd > 3 * std)) / n,
-        frac_beyond_6sigma=int(torch.count_nonzero(absd > 6 * std)) / n,
-        min=float(lo),
-        max=float(hi),
+        skewness=m3 / m2**1.5 if m2 > 0 else math.nan,
+        excess_kurtosis=m4 / m2**2 - 3.0 if m2 > 0 else math.nan,
+        frac_beyond_3sigma=int(count(absd > 3 * std)) / n,
+        frac_beyond_6sigma=int(count(absd > 6 * std)) / n,
+        min=lo,
+        max=hi,
         nonfinite=nonfinite,
     )
 

@@ -1,7 +1,17 @@
 """The layer × role table of any metrics for a whole model, streamed tensor by tensor.
 
-Tensors are read one at a time from the source (``Source.read``) and dropped before the next, so
-peak memory is the largest tensor plus its fp32 working copies, never the model. Each tensor's
+Tensors are read one at a time from the source (``Source.read``), the next one in a thread while
+the current one is measured, and dropped after: peak memory is two tensors plus one float32
+buffer the size of the largest matrix (reused by every tensor), never the model.
+
+Exact and estimated: each row says which of its metrics are estimates for that tensor
+(``TensorRow.estimated``; ``ModelTable.estimated`` and the JSON's ``estimated`` per cell), and
+each metric's description says when it is estimated, how far off that was measured to be, and
+for how many of the table's tensors (rules and bounds: :mod:`core.stats.metrics`). Spectra of
+matrices whose smaller side exceeds 512 are estimated from their top 96 eigenvalues: on 2 shared
+CPU cores a 4096×11008 bf16 matrix costs ~0.5 s instead of ~7 s, but a Llama-2-7B-shaped table
+still takes 17–36× a cold ``cat`` of its shards, not issue 17's 3× (measured and extrapolated by
+``benchmarks/bench_stats.py --shape 7b --layers 2``). Each tensor's
 role and layer come from ``core.architectures.describe(source)``; pass ``describe=`` to label
 tensors another way (any callable returning objects with ``name``, ``role``, ``layer`` and
 optionally ``kind``/``fan_in``). Checkpoints no spec describes fall back to a generic labelling:
@@ -25,6 +35,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,9 +44,9 @@ import torch
 from core.errors import ArchitectureError
 from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.stats.meanfield import suggest
-from core.stats.metrics import DEFAULT_METRICS, MEAN_FIELD_METRICS, METRICS, TensorView
+from core.stats.metrics import DEFAULT_METRICS, MEAN_FIELD_METRICS, METRICS, TensorView, Workspace
 from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED
-from core.stats.spectrum import DEFAULT_MAX_SIDE
+from core.stats.spectrum import DEFAULT_EXACT_SIDE, DEFAULT_MAX_SIDE, DEFAULT_RANK
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +88,7 @@ class TensorRow:
     column: str
     values: dict[str, float]
     nonfinite: int = 0  # NaN/±Inf entries of the tensor
+    estimated: tuple[str, ...] = ()  # the metrics whose value is an estimate for this tensor
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,7 +103,11 @@ class ModelTable:
         names: (len(layers), len(columns)) tensor names ("" where none).
         nonfinite: tensor name → count of NaN/±Inf entries, for the tensors that have any, in
             checkpoint order.
-        descriptions: metric → what it measures, in words (the registry's help), for people reading the table.
+        descriptions: metric → what it measures, in words (the registry's help, which says when it
+            is estimated and how far off that was measured to be), followed by how many of this
+            table's tensors it is estimated for, for people reading the table.
+        estimated: metric → (len(layers), len(columns)) bool array, True where that cell's value
+            is an estimate rather than exact (False where no tensor).
     """
 
     metrics: tuple[str, ...]
@@ -101,6 +117,7 @@ class ModelTable:
     names: np.ndarray
     nonfinite: dict[str, int] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
+    estimated: dict[str, np.ndarray] = field(default_factory=dict)
 
     def row_labels(self) -> list[str]:
         return [f"layer {layer}" if layer is not None else "other" for layer in self.layers]
@@ -135,6 +152,10 @@ class ModelTable:
             "values": {m: clean(v) for m, v in self.values.items()},
             "nonfinite": dict(self.nonfinite),
             "descriptions": dict(self.descriptions),
+            "estimated": {
+                m: [[bool(e) if n else None for e, n in zip(er, nr)] for er, nr in zip(v, self.names)]
+                for m, v in self.estimated.items()
+            },
         }
 
 
@@ -216,16 +237,48 @@ def iter_tensor_metrics(
     seed: int = DEFAULT_SEED,
     max_elements: int | None = DEFAULT_MAX_ELEMENTS,
     max_side: int | None = DEFAULT_MAX_SIDE,
+    exact_side: int | None = DEFAULT_EXACT_SIDE,
+    rank: int = DEFAULT_RANK,
 ) -> Iterator[TensorRow]:
     """Yield one :class:`TensorRow` per covered tensor, reading each tensor once (cancel = stop
-    iterating)."""
+    iterating). The next tensor is read in a thread while this one is measured, so reading and
+    computing overlap; bf16/fp16 matrices are widened into one reused buffer."""
     resolved = [METRICS.get(m) for m in metrics]
-    for t, column in select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors):
+    selected = select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors)
+    workspace = Workspace()
+    for (t, column), tensor in zip(selected, _read_ahead(source, [t.name for t, _ in selected])):
         view = TensorView(
-            source.read(t.name), fan_in=t.fan_in, device=device, seed=seed, max_elements=max_elements, max_side=max_side
+            tensor,
+            fan_in=t.fan_in,
+            device=device,
+            seed=seed,
+            max_elements=max_elements,
+            max_side=max_side,
+            exact_side=exact_side,
+            rank=rank,
+            workspace=workspace,
         )
-        yield TensorRow(t.name, t.layer, column, {m.name: m(view) for m in resolved}, view.nonfinite)
-        del view
+        values = {m.name: m(view) for m in resolved}
+        estimated = tuple(m.name for m in resolved if not math.isnan(values[m.name]) and m.is_estimated(view))
+        yield TensorRow(t.name, t.layer, column, values, view.nonfinite, estimated)
+        del view, tensor
+
+
+def _read_ahead(source, names: Sequence[str]) -> Iterator[torch.Tensor]:
+    """``source.read`` of each name in order, the next one read in a thread meanwhile (the reads
+    are ``pread`` s that release the GIL). Closing the iterator waits for the read in flight."""
+    if not names:
+        return
+    pool = ThreadPoolExecutor(1, thread_name_prefix="graft-stats-read")
+    try:
+        pending = pool.submit(source.read, names[0])
+        for i in range(len(names)):
+            tensor = pending.result()
+            pending = pool.submit(source.read, names[i + 1]) if i + 1 < len(names) else None
+            yield tensor
+            del tensor
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def model_table(
@@ -240,7 +293,8 @@ def model_table(
         options: those of :func:`stream_model_table`:
         describe: labelling callable (default ``core.architectures.describe``).
         include_vectors: also cover 1-D tensors (norms, biases; matrix metrics are NaN there).
-        device, seed, max_elements, max_side: see the statistics' docstrings.
+        device, seed, max_elements, max_side, exact_side, rank: see the statistics' docstrings
+            (:class:`core.stats.metrics.TensorView`).
         progress: ``progress(fraction, tensor name)`` after each tensor.
         cancel: checked before each tensor; raises ``Cancelled``.
         cache: reuse/store the rows per source content (:mod:`core.stats.table_cache`; default True).
@@ -267,6 +321,8 @@ def stream_model_table(
     seed: int = DEFAULT_SEED,
     max_elements: int | None = DEFAULT_MAX_ELEMENTS,
     max_side: int | None = DEFAULT_MAX_SIDE,
+    exact_side: int | None = DEFAULT_EXACT_SIDE,
+    rank: int = DEFAULT_RANK,
     progress: ProgressFn = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
     cache: bool = True,
@@ -288,6 +344,8 @@ def stream_model_table(
         "seed": seed,
         "max_elements": max_elements,
         "max_side": max_side,
+        "exact_side": exact_side,
+        "rank": rank,
     }
     hashes = table_cache.known_file_hashes(source) if cache else None
     cached = table_cache.read_rows(table_cache.table_key(hashes, selected, metrics, params)) if hashes else None
@@ -305,6 +363,8 @@ def stream_model_table(
             seed=seed,
             max_elements=max_elements,
             max_side=max_side,
+            exact_side=exact_side,
+            rank=rank,
         )
     )
     progress(0.0, "")
@@ -337,13 +397,27 @@ def assemble_table(rows: Sequence[TensorRow], metrics: tuple[str, ...]) -> Model
     li = {layer: i for i, layer in enumerate(layers)}
     ci = {c: j for j, c in enumerate(columns)}
     values = {m: np.full((len(layers), len(columns)), np.nan) for m in metrics}
+    estimated = {m: np.zeros((len(layers), len(columns)), dtype=bool) for m in metrics}
     names = np.full((len(layers), len(columns)), "", dtype=object)
     for r in rows:
         i, j = li[r.layer], ci[r.column]
         names[i, j] = r.name
         for m in metrics:
             values[m][i, j] = r.values[m]
+            estimated[m][i, j] = m in r.estimated
     nonfinite = {r.name: r.nonfinite for r in rows if r.nonfinite}
     registered = dict(METRICS.items())
-    descriptions = {m: registered[m].help for m in metrics if m in registered}
-    return ModelTable(metrics, layers, columns, values, names, nonfinite, descriptions)
+    descriptions = {
+        m: f"{registered[m].help}; {_estimated_words(int(estimated[m].sum()), len(rows))}"
+        for m in metrics
+        if m in registered
+    }
+    return ModelTable(metrics, layers, columns, values, names, nonfinite, descriptions, estimated)
+
+
+def _estimated_words(count: int, total: int) -> str:
+    if count == 0:
+        return "exact for every tensor of this table"
+    if count == total:
+        return "estimated for every tensor of this table"
+    return f"estimated for {count} of the {total} tensors of this table, exact for the rest"

@@ -30,8 +30,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-#: Part of every key: a new statistic rule is a new entry (v2: Lanczos ‖W‖_2 instead of ARPACK).
-FORMAT = "stats-table-v2"
+#: Part of every key: a new statistic rule is a new entry (v2: Lanczos ‖W‖_2 instead of ARPACK;
+#: v3: Krylov estimates above a smaller side of 512, float32 row norms, rows say which metrics
+#: are estimated).
+FORMAT = "stats-table-v3"
 
 
 def _cache_path(key: str) -> Path:
@@ -79,7 +81,10 @@ def read_rows(key: str) -> list | None:
     path = _cache_path(key)
     try:
         entry = json.loads(path.read_text())
-        return [TensorRow(r["name"], r["layer"], r["column"], r["values"], r["nonfinite"]) for r in entry["rows"]]
+        return [
+            TensorRow(r["name"], r["layer"], r["column"], r["values"], r["nonfinite"], tuple(r["estimated"]))
+            for r in entry["rows"]
+        ]
     except FileNotFoundError:
         return None
     except Exception as exc:  # a damaged or older entry is recomputed
@@ -93,7 +98,14 @@ def write_rows(key: str, rows: Sequence) -> None:
     entry = {
         "format": FORMAT,
         "rows": [
-            {"name": r.name, "layer": r.layer, "column": r.column, "values": r.values, "nonfinite": r.nonfinite}
+            {
+                "name": r.name,
+                "layer": r.layer,
+                "column": r.column,
+                "values": r.values,
+                "nonfinite": r.nonfinite,
+                "estimated": list(r.estimated),
+            }
             for r in rows
         ],
     }

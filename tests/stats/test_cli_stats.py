@@ -40,6 +40,10 @@ def test_model_table_and_suggestions(capsys, tiny_llama):
     out = json.loads(capsys.readouterr().out)
     assert out["columns"] == ["attn.q", "attn.k"] and out["layers"] == [0, 1]
     assert len(out["suggestions"]) == 4 and all(s["suggestions"] for s in out["suggestions"])
+    # which values are estimates, cell by cell (tiny matrices: every spectrum exact, ≤ 256 rows)
+    assert set(out["estimated"]) == set(out["metrics"])
+    assert out["estimated"]["alpha"] == [[False, False], [False, False]]
+    assert "exact for every tensor of this table" in out["descriptions"]["alpha"]
 
 
 def test_errors_are_one_line_messages(capsys, tiny_llama):
