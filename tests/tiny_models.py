@@ -228,3 +228,25 @@ def model_output(model, family: str, length: int = 10):
         out = model(**example_inputs(family, length))
     logits = getattr(out, "logits", None)
     return logits if logits is not None else out.last_hidden_state
+
+
+#: Above the model table's exact side (512) on both sides: its spectrum is a block-Krylov estimate.
+WIDE_MATRIX = "model.layers.0.mlp.up_proj.weight"
+
+
+def save_wide_checkpoint(path) -> str:
+    """A 4-matrix bf16 ``.safetensors`` file (generic labels: layers 0–1 × up_proj, q_proj) whose
+    600×520 ``WIDE_MATRIX`` gets estimated spectra in the model table and the rest exact ones;
+    returns the path."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    shapes = {
+        WIDE_MATRIX: (600, 520),
+        "model.layers.0.self_attn.q_proj.weight": (64, 64),
+        "model.layers.1.mlp.up_proj.weight": (300, 200),
+        "model.layers.1.self_attn.q_proj.weight": (64, 64),
+    }
+    save_file({k: (torch.randn(*s, generator=g) * 0.02).to(torch.bfloat16) for k, s in shapes.items()}, str(path))
+    return str(path)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import textwrap
 
 from app.cli import command
 from app.cli.term import TerminalProgress, format_table
 
 TABLE_METRICS = ("std", "kurtosis", "alpha", "stable_rank", "row_corr_excess", "col_corr_excess", "top1_norm_ratio")
+#: Marks a value that is an estimate rather than exact (in the table, and in --tensor's spectrum).
+ESTIMATED = "≈"
+#: Where the measured error of each estimate is written down, for the legends.
+BOUNDS = "measured error bounds: graft stats --help"
 
 
 @command("stats", help="weight statistics: one tensor in detail, or a layer × role table of the model")
@@ -21,7 +27,20 @@ def arguments(p) -> None:
     p.add_argument("--roles", help="comma-separated roles to keep in the table (default: all matrices)")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = _metrics_help()
     p.set_defaults(func=run)
+
+
+def _metrics_help() -> str:
+    """Every table metric with the registry's help: what it measures, when it is estimated (marked
+    ≈ in the table) and how far off that was measured to be."""
+    from core.stats.metrics import METRICS
+
+    lines = [f"metrics (what each measures; when it is estimated, marked {ESTIMATED}, and its measured error):"]
+    for name in METRICS.names():
+        lines += textwrap.wrap(METRICS.get(name).help, 88, initial_indent=f"  {name}: ", subsequent_indent="      ")
+    return "\n".join(lines)
 
 
 def fmt(value) -> str:
@@ -30,6 +49,12 @@ def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def fmt_marked(value, estimated: bool) -> str:
+    """:func:`fmt` with :data:`ESTIMATED` before an estimated value (never before "—")."""
+    text = fmt(value)
+    return ESTIMATED + text if estimated and text != "—" else text
 
 
 def nonfinite_line(counts: dict[str, int]) -> str | None:
@@ -106,24 +131,26 @@ def _tensor(source, args) -> int:
     print(format_table(("fit", "parameters", "mean log-likelihood"), rows))
     if stats.spectrum is not None:
         s, f = stats.spectrum, stats.spectrum.fit
-        used = "whole matrix" if s.exact else "—" if s.nonfinite else "×".join(map(str, s.used_shape)) + " subset"
+        est = not s.exact and not s.nonfinite
         print()
         print(
             format_table(
                 ("σ max", "stable rank", "ESD α", "α ± (SE)", "λ_min", "tail size", "decomposed"),
                 [
                     (
-                        fmt(float(s.singular_values[0]) if s.singular_values.size else None),
-                        fmt(s.stable_rank),
-                        fmt(s.alpha),
+                        fmt_marked(float(s.singular_values[0]) if s.singular_values.size else None, est),
+                        fmt_marked(s.stable_rank, est),
+                        fmt_marked(s.alpha, est),
                         fmt(f.stderr if f else None),
                         fmt(f.xmin if f else None),
                         fmt(f.n_tail if f else None),
-                        used,
+                        _decomposed(s),
                     )
                 ],
             )
         )
+        if est:
+            print(f"{ESTIMATED} {_spectrum_estimate(s)}; {BOUNDS}")
     if stats.mean_field is not None:
         mf = stats.mean_field
         print()
@@ -142,6 +169,43 @@ def _tensor(source, args) -> int:
         for line in mf.suggestions:
             print(f"mean-field: {line}")
     return 0
+
+
+def _decomposed(s) -> str:
+    """What the spectrum was computed from, for --tensor's "decomposed" column."""
+    if s.nonfinite:
+        return "—"
+    if s.exact:
+        return "whole matrix"
+    if s.method == "krylov":
+        return f"top {s.used_shape[0]} eigenvalues (block Krylov)"
+    return "×".join(map(str, s.used_shape)) + " subset"
+
+
+def _spectrum_estimate(s) -> str:
+    """One line on how an estimated spectrum was estimated."""
+    from core.stats.spectrum import DEFAULT_EXACT_SIDE
+
+    if s.method == "krylov":
+        return (
+            f"estimated from the top {s.used_shape[0]} eigenvalues by block Krylov (smaller side {min(s.shape)} > "
+            f"{DEFAULT_EXACT_SIDE}; σ max reads low, stable rank high)"
+        )
+    return f"estimated from a fixed-seed {'×'.join(map(str, s.used_shape))} subset (both sides > {min(s.used_shape)})"
+
+
+def _metric_cells(table, metric: str) -> list[list[str]]:
+    """One metric's values as text, row by row, estimated ones marked; where the metric has any
+    estimate, exact values get a space in the mark's place so the digits line up."""
+    flags = table.estimated.get(metric)
+    pad = " " if table.estimated_count(metric) else ""
+    return [
+        [
+            fmt_marked(float(v), True) if flags is not None and flags[i, j] else pad + fmt(float(v))
+            for j, v in enumerate(row)
+        ]
+        for i, row in enumerate(table.values[metric])
+    ]
 
 
 def _table(source, args) -> int:
@@ -166,11 +230,16 @@ def _table(source, args) -> int:
     if line:
         print(f"{line} (value metrics use the finite entries; matrix metrics are —)")
     labels = table.row_labels()
+    matrices = sum(1 for _ in table.cells())
     for metric in table.metrics:
         print()
         print(f"{metric}")
-        rows = [[labels[i]] + [fmt(float(v)) for v in table.values[metric][i]] for i in range(len(labels))]
+        rows = [[label] + cells for label, cells in zip(labels, _metric_cells(table, metric))]
         print(format_table(("",) + table.columns, rows))
+        n = table.estimated_count(metric)
+        if n:
+            method = table.estimate_methods.get(metric, "see --help")
+            print(f"{ESTIMATED} estimated ({method}): {n} of {matrices} matrices; {BOUNDS}")
     if advice:
         print()
         print("mean-field suggestions (rule and thresholds: core/stats/meanfield.py)")

@@ -41,6 +41,27 @@ def _cell(v: float) -> str:
     return "" if not np.isfinite(v) else f"{v:.3g}"
 
 
+#: Before a value that is an estimate rather than exact (as in ``graft stats``).
+ESTIMATED = "≈"
+
+
+def _how(estimated: bool, method: str) -> str:
+    """A cell's tooltip line: how its value was obtained."""
+    return f"estimated ({method})" if estimated and method else "estimated" if estimated else "exact"
+
+
+def _estimates_text(count: int, filled: int, method: str) -> str:
+    """How many of the shown cells are estimates, for the explanation under the plot."""
+    if not filled:
+        return ""
+    if not count:
+        return f"All {filled} values are exact."
+    which = f"all {filled} values" if count == filled else f"{count} of the {filled} values"
+    rest = f"; the other {filled - count} are exact" if count < filled else ""
+    how = f"{method}; " if method else ""
+    return f"{ESTIMATED} marks estimates: {which} ({how}measured error above){rest}."
+
+
 class OverviewPanel(QtWidgets.QWidget):
     """Signals: analysis_requested() — the user wants the source's model-wide statistics;
     tensor_requested(name) — the user clicked a cell: show that tensor."""
@@ -195,20 +216,26 @@ class OverviewPanel(QtWidgets.QWidget):
         self.pages.setCurrentIndex(1)
         self.heatmap.colour_bar.show()  # one metric, one scale
         rows, cols = t.row_labels(), [short_column(c) for c in t.columns]
+        estimated = np.asarray(t.estimated.get(metric, np.zeros(values.shape, dtype=bool)), dtype=bool)
+        method = t.estimate_methods.get(metric, "")
         self.heatmap.show_matrix(
             values,
             levels=_levels(values),
             colormap=SEQUENTIAL,
             row_labels=rows,
             col_labels=cols,
-            cell_text=[[_cell(v) for v in row] for row in values],
+            cell_text=[
+                [ESTIMATED + _cell(v) if e and _cell(v) else _cell(v) for v, e in zip(row, flags)]
+                for row, flags in zip(values, estimated)
+            ],
             title=f"source: {label}",
         )
         self._names = [[str(n) for n in row] for row in t.names]
         self.heatmap.set_cell_tips(
             [
                 [
-                    f"{rows[i]} · {t.columns[j]}\n{self._names[i][j]}\n{label}: {_cell(values[i, j])}"
+                    f"{rows[i]} · {t.columns[j]}\n{self._names[i][j]}\n{label}: {_cell(values[i, j]) or 'no value'}"
+                    + (f"\n{_how(bool(estimated[i, j]), method)}" if np.isfinite(values[i, j]) else "")
                     if self._names[i][j]
                     else f"{rows[i]} · {t.columns[j]}: no tensor"
                     for j in range(len(t.columns))
@@ -217,6 +244,7 @@ class OverviewPanel(QtWidgets.QWidget):
             ]
         )
         filled = sum(1 for row in self._names for n in row if n)
+        shown = int(np.isfinite(values).sum())  # cells with a value (a NaN/Inf matrix has no spectrum)
         if self.analysing:
             self.title.setText(f"Analysing the source… {filled} tensors so far (rows appear as they are computed).")
         else:
@@ -224,7 +252,10 @@ class OverviewPanel(QtWidgets.QWidget):
                 f"Source statistics: {filled} matrices in {len(t.layers)} rows × {len(t.columns)} roles. "
                 "Click a cell to preview its tensor."
             )
-        self.legend.setText(f"<b>{label}</b> (<code>{metric}</code>): {description}. Grey cells: no such tensor.")
+        self.legend.setText(
+            f"<b>{label}</b> (<code>{metric}</code>): {description}. Grey cells: no such tensor.<br>"
+            + _estimates_text(int(estimated.sum()), shown, method)
+        )
         self.suggestion.setText("" if self.analysing else _suggestions_text(t))
 
     def _on_cell_clicked(self, row: int, column: int) -> None:

@@ -202,7 +202,8 @@ class Metric:
     """A named scalar of one tensor; ``matrix_only`` metrics are NaN for vectors.
 
     ``estimated(view)`` is True when the tensor's value is an estimate rather than exact (None:
-    always exact); the help says when and how far off, as measured.
+    always exact); the help says when and how far off, as measured; ``estimate`` says how, in a
+    few words, for a table's legend or a cell's tooltip ("block Krylov, top 96 eigenvalues").
     """
 
     name: str
@@ -210,6 +211,7 @@ class Metric:
     compute: Callable[[TensorView], float]
     matrix_only: bool = False
     estimated: Callable[[TensorView], bool] | None = None
+    estimate: str = ""
 
     def __call__(self, view: TensorView) -> float:
         if self.matrix_only and not view.is_matrix:
@@ -234,9 +236,13 @@ def register_metric(
     *,
     matrix_only: bool = False,
     estimated: Callable[[TensorView], bool] | None = None,
+    estimate: str = "",
 ) -> None:
-    """Add a metric to :data:`METRICS` (names are unique)."""
-    METRICS.add(name, Metric(name, help, compute, matrix_only, estimated))
+    """Add a metric to :data:`METRICS` (names are unique); ``estimate``: how its estimates are
+    made, in a few words (required with ``estimated``)."""
+    if estimated is not None and not estimate:
+        raise ValueError(f"metric {name!r}: say how it is estimated (estimate=...)")
+    METRICS.add(name, Metric(name, help, compute, matrix_only, estimated, estimate))
 
 
 #: Errors of the estimates against the exact values, measured with estimation forced on every
@@ -270,6 +276,9 @@ def _cols_subset(v: TensorView) -> bool:
 
 
 _SAMPLE = f"estimated from a 2M-entry sample of larger tensors ({MEASURED_ERRORS['sample']})"
+#: How each kind of estimate is made, in a few words (at the table's defaults).
+_BY_SAMPLE = "2M-entry sample"
+_BY_KRYLOV = f"block Krylov, top {DEFAULT_RANK} eigenvalues"
 _SPECTRUM = (
     f"exact when the smaller side is ≤ {DEFAULT_EXACT_SIDE}, else estimated from the top {DEFAULT_RANK} "
     "eigenvalues by block Krylov"
@@ -278,35 +287,51 @@ _SPECTRUM = (
 register_metric(
     "nonfinite", "NaN/±Inf entries of the whole tensor (left out of the other metrics; exact)", lambda v: v.nonfinite
 )
-register_metric("mean", f"mean of the entries; {_SAMPLE}", lambda v: v.moments.mean, estimated=_sampled)
 register_metric(
-    "std", f"standard deviation of the entries (ddof=0); {_SAMPLE}", lambda v: v.moments.std, estimated=_sampled
+    "mean", f"mean of the entries; {_SAMPLE}", lambda v: v.moments.mean, estimated=_sampled, estimate=_BY_SAMPLE
 )
-register_metric("skewness", f"skewness of the entries; {_SAMPLE}", lambda v: v.moments.skewness, estimated=_sampled)
+register_metric(
+    "std",
+    f"standard deviation of the entries (ddof=0); {_SAMPLE}",
+    lambda v: v.moments.std,
+    estimated=_sampled,
+    estimate=_BY_SAMPLE,
+)
+register_metric(
+    "skewness",
+    f"skewness of the entries; {_SAMPLE}",
+    lambda v: v.moments.skewness,
+    estimated=_sampled,
+    estimate=_BY_SAMPLE,
+)
 register_metric(
     "kurtosis",
     "excess kurtosis of the entries (Gaussian 0); estimated from a 2M-entry sample of larger tensors "
     f"({MEASURED_ERRORS['kurtosis']})",
     lambda v: v.moments.excess_kurtosis,
     estimated=_sampled,
+    estimate=_BY_SAMPLE,
 )
 register_metric(
     "frac_3sigma",
     "share of entries beyond 3σ (Gaussian 0.0027); estimated from a 2M-entry sample of larger tensors",
     lambda v: v.moments.frac_beyond_3sigma,
     estimated=_sampled,
+    estimate=_BY_SAMPLE,
 )
 register_metric(
     "frac_6sigma",
     "share of entries beyond 6σ (Gaussian 2e-9); estimated from a 2M-entry sample of larger tensors",
     lambda v: v.moments.frac_beyond_6sigma,
     estimated=_sampled,
+    estimate=_BY_SAMPLE,
 )
 register_metric(
     "abs_max",
     "largest |entry| (of a 2M-entry sample of larger tensors: a lower bound there)",
     lambda v: max(abs(v.moments.min), abs(v.moments.max)),
     estimated=_sampled,
+    estimate=_BY_SAMPLE,
 )
 register_metric(
     "alpha",
@@ -315,6 +340,7 @@ register_metric(
     lambda v: v.spectrum.alpha,
     matrix_only=True,
     estimated=_spectrum_estimated,
+    estimate=_BY_KRYLOV,
 )
 register_metric(
     "stable_rank",
@@ -322,6 +348,7 @@ register_metric(
     lambda v: v.spectrum.stable_rank,
     matrix_only=True,
     estimated=_spectrum_estimated,
+    estimate=_BY_KRYLOV,
 )
 register_metric(
     "sigma_max",
@@ -329,6 +356,7 @@ register_metric(
     lambda v: float(v.spectrum.singular_values[0]) if v.spectrum.singular_values.size else math.nan,
     matrix_only=True,
     estimated=_spectrum_estimated,
+    estimate=_BY_KRYLOV,
 )
 register_metric(
     "row_corr_excess",
@@ -337,6 +365,7 @@ register_metric(
     lambda v: v.mean_field.as_metrics()["row_corr_excess"],
     matrix_only=True,
     estimated=_rows_subset,
+    estimate="256-row subset",
 )
 register_metric(
     "col_corr_excess",
@@ -345,6 +374,7 @@ register_metric(
     lambda v: v.mean_field.as_metrics()["col_corr_excess"],
     matrix_only=True,
     estimated=_cols_subset,
+    estimate="256-column subset",
 )
 register_metric(
     "top1_norm_share",

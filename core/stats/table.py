@@ -108,6 +108,9 @@ class ModelTable:
             table's tensors it is estimated for, for people reading the table.
         estimated: metric → (len(layers), len(columns)) bool array, True where that cell's value
             is an estimate rather than exact (False where no tensor).
+        estimate_methods: metric → how its estimated cells were estimated, in a few words (the
+            registry's ``Metric.estimate``, e.g. "block Krylov, top 96 eigenvalues"); absent for
+            metrics that are never estimated. Not in the JSON, whose descriptions say it in full.
     """
 
     metrics: tuple[str, ...]
@@ -118,6 +121,12 @@ class ModelTable:
     nonfinite: dict[str, int] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
     estimated: dict[str, np.ndarray] = field(default_factory=dict)
+    estimate_methods: dict[str, str] = field(default_factory=dict)
+
+    def estimated_count(self, metric: str) -> int:
+        """How many of ``metric``'s cells hold an estimate."""
+        flags = self.estimated.get(metric)
+        return int(flags.sum()) if flags is not None else 0
 
     def row_labels(self) -> list[str]:
         return [f"layer {layer}" if layer is not None else "other" for layer in self.layers]
@@ -412,7 +421,8 @@ def assemble_table(rows: Sequence[TensorRow], metrics: tuple[str, ...]) -> Model
         for m in metrics
         if m in registered
     }
-    return ModelTable(metrics, layers, columns, values, names, nonfinite, descriptions, estimated)
+    methods = {m: registered[m].estimate for m in metrics if m in registered and registered[m].estimate}
+    return ModelTable(metrics, layers, columns, values, names, nonfinite, descriptions, estimated, methods)
 
 
 def _estimated_words(count: int, total: int) -> str:

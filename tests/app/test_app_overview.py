@@ -70,3 +70,42 @@ def test_column_labels_never_overlap():
     assert short_column("embed (word_embeddings)") == "embed (word)"
     assert short_column("embed (token_type_embeddings)") == "embed (token_type)"
     assert short_column("attn.q") == "attn.q"
+
+
+def test_estimated_cells_say_so_in_their_tooltip_and_the_legend(qtbot, tmp_path):
+    import numpy as np
+    from tiny_models import WIDE_MATRIX, save_wide_checkpoint
+
+    from app.panels.overview import OverviewPanel
+    from app.qt import QtCore
+    from core.sources import open_source
+    from core.stats import model_table
+
+    source = open_source(save_wide_checkpoint(tmp_path / "wide.safetensors"))
+    table = model_table(source, ("alpha", "top1_norm_ratio"), cache=False)
+    panel = OverviewPanel()
+    qtbot.addWidget(panel)
+    panel.resize(900, 600)
+    panel.show()
+    panel.show_source_table(table)
+    heatmap = panel.heatmap
+    assert panel.view_combo.currentData() == "alpha"
+    wide = tuple(int(k) for k in np.argwhere(table.names == WIDE_MATRIX)[0])
+    exact = tuple(int(k) for k in np.argwhere(table.names == "model.layers.1.mlp.up_proj.weight")[0])
+
+    # the tooltip the pointer gets on each cell
+    def tooltip(cell) -> str:
+        centre = QtCore.QPointF(cell[1] + 0.5, cell[0] + 0.5)
+        heatmap._on_mouse_moved(heatmap.plotItem.getViewBox().mapViewToScene(centre))
+        return heatmap.toolTip()
+
+    assert WIDE_MATRIX in tooltip(wide) and tooltip(wide).endswith("\nestimated (block Krylov, top 96 eigenvalues)")
+    assert tooltip(exact).endswith("\nexact")
+    assert sum(t.startswith("≈") for t in heatmap._cell_text.texts()) == 1  # the cell's number is marked too
+    legend = panel.legend.text()
+    assert "≈ marks estimates: 1 of the 4 values (block Krylov, top 96 eigenvalues;" in legend
+    assert "the other 3 are exact" in legend
+
+    panel.view_combo.setCurrentIndex(panel.view_combo.findData("top1_norm_ratio"))  # every row norm: exact
+    assert tooltip(wide).endswith("\nexact") and "All 4 values are exact." in panel.legend.text()
+    assert not any(t.startswith("≈") for t in heatmap._cell_text.texts())
