@@ -8,11 +8,18 @@ row–column ansatz with each neuron's marginal kept and the structure between e
 Vectors (biases, norms) and tensors whose rows/columns hold fewer than 3 values use the tensor
 scope. A pooled role fit reads the layers one at a time and keeps at most ``max_samples``
 values in all (an evenly shared, seeded subsample); it is computed once per run (``ctx.cache``).
-Cost: one fit per tensor/role is fast — it sees at most ``max_samples`` seeded positions (drawn with
-replacement, O(max_samples), not a permutation of the whole tensor), and the target is drawn in blocks
-of about a million values, so peak memory follows the tensor (issue 17: a 7B-shaped shrink spent 72% of
-its time in a full ``randperm``); a per-row or per-column fit reads every value; a per-row or per-column Student-t fits every row at once
-by ECM (about a hundred passes over the tensor), the slow path on large embeddings.
+
+Cost (issue 17): a tensor or role fit sees at most ``max_samples`` seeded positions (drawn with
+replacement, O(max_samples)), picked from a fixed-size sample of whole rows — :data:`READ_FACTOR` ×
+``max_samples`` values (at least :data:`MIN_READ`) in 64 runs spread over the tensor, the only bytes
+read (:func:`core.strategies._common.read_sample`). The single-group maximum likelihood is solved
+in :mod:`core.strategies.fits` without scipy. The target is drawn in float32 blocks of about a million
+values written into one preallocated output, on ``device`` (a CUDA recipe draws on the GPU), so peak
+memory follows the tensor. A 1 GB llama-shaped shrink then takes about 1.4× ``select``'s time
+(``benchmarks/bench_sampling.py``; it took 2.9× reading every tensor whole and fitting by scipy's
+L-BFGS, whose every step woke a threaded BLAS). A per-row or per-column fit reads every value, and a
+per-row or per-column Student-t fits every row at once by ECM (about a hundred passes over the
+tensor): the slow path on large embeddings.
 
 The default family, Student-t per tensor, was chosen by ``benchmarks/bench_strategies.py`` (demo →
 4/256/8/1024 masked LM; eval loss at step 30 of the 300-step schedule: student_t 5.19, gaussian
@@ -32,12 +39,13 @@ the groups of a row/column fit, 21 quantiles for the non-parametric families.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from core.errors import StrategyError
 from core.params import param
 from core.strategies import base as registry
-from core.strategies._common import LOOKUP_HELP, LOOKUPS, is_lookup
+from core.strategies._common import LOOKUP_HELP, LOOKUPS, device_generator, is_lookup, read_sample
 from core.strategies.base import ValueStrategy, register
 from core.strategies.fits import FAMILIES, GroupFit, fit
 
@@ -57,7 +65,8 @@ class DistributionParams:
     )
     max_samples: int = param(
         200_000,
-        help="at most this many source values per tensor/role fit (a seeded subsample above it)",
+        help="at most this many source values per tensor/role fit (a seeded subsample above it, picked from "
+        "spread rows: only those are read)",
         min=1000,
         max=100_000_000,
     )
@@ -65,22 +74,34 @@ class DistributionParams:
 
 #: values drawn per block: the float64 temporaries of a draw stay ~25 MB whatever the tensor's size.
 DRAW_BLOCK = 1 << 20
+#: a fit's sample is picked from spread rows holding this many times its size …
+READ_FACTOR = 2
+#: … and at least this many values (a vector or a small matrix is read whole).
+MIN_READ = 1 << 19
 
 
 def _subsample(values, limit: int, gen):
-    """``limit`` seeded positions of ``values`` (with replacement, in storage order), as float64.
+    """``limit`` seeded positions of ``values`` (with replacement), as float64.
 
     Not a permutation of all of them: a 45M-element matrix took 72% of a 7B ``distribution`` shrink in
-    ``randperm`` (issue 17); ``randint`` costs O(limit). The fit is on the source's own dtype's values
-    converted after picking, so no float64 copy of the whole tensor is made.
+    ``randperm`` (issue 17); ``randint`` costs O(limit). The values are picked in numpy from the
+    stored dtype (bfloat16 widened by a bit shift) and only the picked ones are converted: torch's
+    parallel gather and casts of these few hundred thousand values stalled ~10 ms each on a busy
+    machine.
     """
+    import numpy as np
     import torch
 
     flat = values.reshape(-1)
     if flat.numel() <= limit:
         return flat.to(torch.float64)
-    pick = torch.randint(0, flat.numel(), (limit,), generator=gen).sort().values
-    return flat[pick].to(torch.float64)
+    pick = torch.randint(0, flat.numel(), (limit,), generator=gen).numpy()
+    if flat.dtype == torch.bfloat16:
+        bits = flat.view(torch.int16).numpy()[pick].astype(np.uint16).astype(np.uint32) << 16
+        picked = bits.view(np.float32)
+    else:
+        picked = flat.numpy()[pick]
+    return torch.from_numpy(picked.astype(np.float64))
 
 
 def _draw(fitted, groups, k: int, gen):
@@ -88,9 +109,9 @@ def _draw(fitted, groups, k: int, gen):
     import torch
 
     m = int(groups.numel())
-    if m * k <= DRAW_BLOCK:
+    if m * k <= DRAW_BLOCK or (m == 1 and fitted.family == "student_t"):  # that one draws in blocks itself
         return fitted.sample(groups, k, gen)
-    out = torch.empty((m, k), dtype=torch.float32)
+    out = torch.empty((m, k), dtype=torch.float32, device=gen.device)
     if m == 1:
         for start in range(0, k, DRAW_BLOCK):
             end = min(k, start + DRAW_BLOCK)
@@ -102,18 +123,29 @@ def _draw(fitted, groups, k: int, gen):
     return out
 
 
+def _sample(source, name: str, limit: int, rows_gen, pick_gen):
+    """``limit`` seeded values of source tensor ``name`` (float64): picked from spread rows of it.
+
+    The rows read hold :data:`READ_FACTOR` × ``limit`` values (at least :data:`MIN_READ`), so the
+    pick sees many rows — rows differ in scale in trained weights, and a fit on a few whole rows
+    would follow the ones it got.
+    """
+    rows = read_sample(source, name, max(limit * READ_FACTOR, MIN_READ), rows_gen)
+    return _subsample(rows, limit, pick_gen)
+
+
 def fit_for(params, ctx) -> tuple[GroupFit, int | None, str]:
     """The fit used for ``ctx.tensor``, the axis its groups run along (None: one group) and the scope used."""
     import torch
 
     scope = params.scope
-    source = None
     if scope in ("row", "column"):
-        source = ctx.read().to(torch.float64)
         axis = 0 if scope == "row" else 1
-        if source.dim() < 2 or source.numel() // source.shape[axis] < 3:
+        shape = ctx.source_shape
+        if len(shape) < 2 or math.prod(shape) // shape[axis] < 3:
             scope = "tensor"
         else:
+            source = ctx.read().cpu().to(torch.float64)
             groups = source.movedim(axis, 0).reshape(source.shape[axis], -1)
             return fit(params.family, groups), axis, scope
     if scope == "role":
@@ -122,13 +154,20 @@ def fit_for(params, ctx) -> tuple[GroupFit, int | None, str]:
         fits = ctx.cache.setdefault("distribution_pooled", {})
         if key not in fits:
             per = max(params.max_samples // len(names), 1)
-            pooled = [_subsample(ctx.read(n), per, registry.generator(ctx.plan.seed, "pool", n)) for n in names]
+            seed = ctx.plan.seed
+            pooled = [
+                _sample(
+                    ctx.source, n, per, registry.generator(seed, "pool-rows", n), registry.generator(seed, "pool", n)
+                )
+                for n in names
+            ]
             fits[key] = fit(params.family, torch.cat(pooled)[None, :])
             fits[key].extra["pooled_over"] = len(names)
         return fits[key], None, scope
-    if source is None:
-        source = ctx.read()
-    values = _subsample(source, params.max_samples, ctx.generator("subsample"))
+    name = ctx.tensor.source_name
+    if name is None:
+        raise StrategyError(f"{ctx.tensor.name} has no source tensor to fit; use mimetic or baseline for it")
+    values = _sample(ctx.source, name, params.max_samples, ctx.generator("sample-rows"), ctx.generator("subsample"))
     return fit(params.family, values[None, :]), None, scope
 
 
@@ -150,7 +189,7 @@ class Distribution(ValueStrategy):
         fitted, axis, scope = fit_for(params, ctx)
         ctx.cache.setdefault("fits", {})[ctx.tensor.name] = {"scope": scope, **fitted.to_dict()}
         shape = ctx.shape
-        gen = ctx.generator("sample")
+        gen = device_generator(ctx, "sample")
         if axis is None:
             n = 1
             for s in shape:

@@ -10,10 +10,12 @@ Families (METHODS.md §4): Gaussian (μ, σ), Laplace (μ = median, b = mean |x 
 interpolating the inverse CDF) and Gaussian KDE (a random value plus N(0, h²), h by Silverman's
 rule).
 
-A single group of a parametric family is fitted by :mod:`core.stats.fits` (the fits the stats
-panels overlay on histograms, so preview and transfer agree); many groups (per-row / per-column
-fits) use the vectorised estimators here — same estimators, with Student-t by ECM instead of
-L-BFGS so thousands of rows are fitted at once.
+A single group of a parametric family gets the estimates of :mod:`core.stats.fits` (the fits the
+stats panels overlay on histograms, so preview and transfer agree; tested against it), computed
+here without scipy — the Student-t by Newton's method (:func:`student_t_mle`): importing scipy
+and the stats package cost a second per transfer, and scipy's L-BFGS woke a threaded BLAS at every
+step (issue 17). Many groups (per-row / per-column fits) use the vectorised estimators here —
+same estimators, with Student-t by ECM so thousands of rows are fitted at once.
 """
 
 from __future__ import annotations
@@ -41,39 +43,45 @@ class GroupFit:
 
     # -- sampling ----------------------------------------------------------------------------
     def sample(self, groups, k: int, gen):
-        """Draw ``k`` values for each entry of ``groups`` (LongTensor (M,)): shape (M, k), float32."""
+        """Draw ``k`` values for each entry of ``groups`` (LongTensor (M,)): shape (M, k), float32.
+
+        The draw is on ``gen``'s device (a CUDA generator draws on the GPU); the same generator
+        state gives the same values.
+        """
         import torch
 
         m = int(groups.numel())
-        p = {name: v[groups] for name, v in self.params.items()}
+        device = gen.device
+        groups = groups.cpu()
+        p = {name: v[groups].to(device) for name, v in self.params.items() if name != "values"}
         if self.family == "gaussian":
-            z = torch.randn((m, k), generator=gen, dtype=torch.float64)
+            z = torch.randn((m, k), generator=gen, dtype=torch.float64, device=device)
             out = p["mean"][:, None] + p["std"][:, None] * z
         elif self.family == "laplace":
-            u = torch.rand((m, k), generator=gen, dtype=torch.float64) - 0.5
+            u = torch.rand((m, k), generator=gen, dtype=torch.float64, device=device) - 0.5
             u = u.clamp(-0.5 + 1e-12, 0.5 - 1e-12)
             out = p["loc"][:, None] - p["scale"][:, None] * u.sign() * torch.log1p(-2 * u.abs())
         elif self.family == "student_t" and m == 1:
-            t = student_t_float32(float(p["df"][0]), k, gen)
-            return (p["loc"][0].float() + p["scale"][0].float() * t)[None, :]
+            t = student_t_float32(float(p["df"][0]), k, gen, loc=float(p["loc"][0]), scale=float(p["scale"][0]))
+            return t[None, :]
         elif self.family == "student_t":
             import numpy as np
 
-            seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+            seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=device))
             rng = np.random.default_rng(seed)
-            t = rng.standard_t(p["df"][:, None].numpy(), size=(m, k))
-            out = p["loc"][:, None] + p["scale"][:, None] * torch.from_numpy(t)
+            t = rng.standard_t(p["df"][:, None].cpu().numpy(), size=(m, k))
+            out = p["loc"][:, None] + p["scale"][:, None] * torch.from_numpy(t).to(device)
         elif self.family == "quantile":
-            values = self.params["values"][groups]
-            u = torch.rand((m, k), generator=gen, dtype=torch.float64) * (self.n - 1)
+            values = self.params["values"][groups].to(device)
+            u = torch.rand((m, k), generator=gen, dtype=torch.float64, device=device) * (self.n - 1)
             lo = u.floor().long().clamp_max(self.n - 1)
             hi = (lo + 1).clamp_max(self.n - 1)
             frac = u - lo
             out = values.gather(1, lo) * (1 - frac) + values.gather(1, hi) * frac
         elif self.family == "kde":
-            values = self.params["values"][groups]
-            pick = torch.randint(0, self.n, (m, k), generator=gen)
-            z = torch.randn((m, k), generator=gen, dtype=torch.float64)
+            values = self.params["values"][groups].to(device)
+            pick = torch.randint(0, self.n, (m, k), generator=gen, device=device)
+            z = torch.randn((m, k), generator=gen, dtype=torch.float64, device=device)
             out = values.gather(1, pick) + p["bandwidth"][:, None] * z
         else:  # pragma: no cover - guarded by the Params choices
             raise ValueError(self.family)
@@ -125,23 +133,66 @@ class GroupFit:
         return out
 
 
-def student_t_float32(df: float, k: int, gen):
-    """``k`` standard Student-t(ν = ``df``) values, float32: Z·√((ν/2)/G), Z ~ N(0, 1), G ~ Gamma(ν/2).
+def student_t_float32(df: float, k: int, gen, *, loc: float = 0.0, scale: float = 1.0):
+    """``k`` Student-t(ν = ``df``) values ``loc + scale·T``, float32: T = Z·√((ν/2)/G), Z ~ N(0, 1), G ~ Gamma(ν/2).
 
     The construction numpy's ``standard_t`` uses, in float32 and in place (ziggurat normals and
-    float32 gammas, seeded from ``gen``): about half the time of the float64 ``standard_t``, which
-    dominated a large ``distribution`` draw (issue 17).
+    float32 gammas): about half the time of the float64 ``standard_t``, which dominated a large
+    ``distribution`` draw (issue 17). Blocks of :data:`T_BLOCK` values are written into the one
+    output buffer, each from its own stream (a ``SeedSequence`` child of a seed taken from ``gen``),
+    by as many threads as torch uses (numpy draws without the GIL): the values do not depend on the
+    thread count. With a generator on another device (CUDA) the same construction runs there in torch.
     """
     import numpy as np
     import torch
 
-    rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
-    z = rng.standard_normal(k, dtype=np.float32)
-    g = rng.standard_gamma(df / 2, size=k, dtype=np.float32)
-    np.divide(np.float32(df / 2), g, out=g)
-    np.sqrt(g, out=g)
-    z *= g
-    return torch.from_numpy(z)
+    if gen.device.type != "cpu":
+        return student_t_torch(df, k, gen, loc=loc, scale=scale)
+    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    out = np.empty(k, dtype=np.float32)
+    half, scale32, loc32 = np.float32(df / 2), np.float32(scale), np.float32(loc)
+
+    def block(b: int) -> None:
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(b,)))
+        z = out[b * T_BLOCK : (b + 1) * T_BLOCK]
+        rng.standard_normal(dtype=np.float32, out=z)
+        g = rng.standard_gamma(df / 2, size=z.shape[0], dtype=np.float32)
+        np.divide(half, g, out=g)
+        np.sqrt(g, out=g)
+        z *= g
+        if scale != 1.0:
+            z *= scale32
+        if loc != 0.0:
+            z += loc32
+
+    blocks = -(-k // T_BLOCK)
+    workers = min(blocks, max(1, torch.get_num_threads()))
+    if workers <= 1:
+        for b in range(blocks):
+            block(b)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(block, range(blocks)))
+    return torch.from_numpy(out)
+
+
+def student_t_torch(df: float, k: int, gen, *, loc: float = 0.0, scale: float = 1.0):
+    """:func:`student_t_float32`'s construction in torch, on ``gen``'s device (the GPU's draw), in blocks."""
+    import torch
+
+    out = torch.empty(k, device=gen.device)
+    for start in range(0, k, T_BLOCK):
+        z = out[start : start + T_BLOCK]
+        z.normal_(generator=gen)
+        g = torch._standard_gamma(torch.full_like(z, df / 2), generator=gen)
+        z.mul_(g.reciprocal_().mul_(df / 2).sqrt_()).mul_(scale).add_(loc)
+    return out
+
+
+#: values per block of :func:`student_t_float32` (its float32 gamma temporary is 4 MB)
+T_BLOCK = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,21 +221,173 @@ def fit(family: str, x) -> GroupFit:
 
 
 def _single(family: str, x) -> GroupFit:
-    """One group of a parametric family, fitted by :mod:`core.stats.fits`."""
+    """One group of a parametric family: the maximum-likelihood estimates :mod:`core.stats.fits` makes.
+
+    Gaussian (mean, population std) and Laplace (median, mean |x − median|) in closed form;
+    Student-t by :func:`student_t_mle`. Computed here rather than by ``core.stats.fits`` so a
+    transfer does not import scipy and the stats package (about a second, issue 17); the estimates
+    are the same (tested against it). NaN and ±Inf values are left out, as there.
+    """
+    import numpy as np
     import torch
 
-    from core.stats import fits as stats_fits
+    from core.errors import StatsError
 
+    values = x.detach().cpu().double().numpy().reshape(-1)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise StatsError("the tensor has no finite entries to fit a distribution to")
     one = lambda v: torch.tensor([float(v)], dtype=torch.float64)  # noqa: E731
     n = int(x.numel())
     if family == "gaussian":
-        f = stats_fits.fit_gaussian(x, max_elements=None)
-        return GroupFit(family, {"mean": one(f.mu), "std": one(f.sigma)}, n)
+        return GroupFit(family, {"mean": one(values.mean()), "std": one(max(float(values.std()), 1e-30))}, n)
     if family == "laplace":
-        f = stats_fits.fit_laplace(x, max_elements=None)
-        return GroupFit(family, {"loc": one(f.mu), "scale": one(f.b)}, n)
-    f = stats_fits.fit_student_t(x, max_elements=None)
-    return GroupFit(family, {"df": one(f.nu), "loc": one(f.mu), "scale": one(f.sigma)}, n)
+        loc = float(np.median(values))
+        return GroupFit(family, {"loc": one(loc), "scale": one(max(float(np.abs(values - loc).mean()), 1e-30))}, n)
+    nu, mu, sigma = student_t_mle(values)
+    return GroupFit(family, {"df": one(nu), "loc": one(mu), "scale": one(sigma)}, n)
+
+
+#: the bounds of ν in a Student-t fit (``core.stats.fits.NU_BOUNDS``): ν → ∞ is the Gaussian
+NU_BOUNDS = (0.3, 1000.0)
+
+
+def _t_terms(theta, z, order: int):
+    """Mean negative log-likelihood of standardised ``z`` under t(ν, μ, σ), θ = (1/ν, μ, log σ), with
+    its gradient (``order`` ≥ 1) and Hessian (``order`` 2) in θ.
+
+    1/ν rather than ν or log ν: near the Gaussian end the likelihood goes as 1/ν, so in 1/ν it is
+    smooth up to its bound and Newton's steps converge there too.
+    """
+    import math
+
+    import numpy as np
+    import torch
+
+    eta, mu, log_s = (float(v) for v in theta)
+    nu, s = 1.0 / eta, math.exp(log_s)
+    r = (z - mu) / s
+    r2 = r * r
+    log_q = np.log1p(r2 * eta)
+    const = math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi) - log_s
+    nll = -const + (nu + 1) / 2 * float(log_q.mean())
+    if order == 0:
+        return nll, None, None
+    half = torch.tensor([(nu + 1) / 2, nu / 2], dtype=torch.float64)
+    psi = torch.special.digamma(half).tolist()
+    inv_q = 1.0 / (nu + r2)
+    a, b = r * inv_q, r2 * inv_q  # r/q, r²/q
+    m_a, m_b = float(a.mean()), float(b.mean())
+    # ∂/∂ν, ∂/∂μ, ∂/∂log σ of the mean NLL
+    d_nu = -0.5 * psi[0] + 0.5 * psi[1] + 0.5 / nu + 0.5 * float(log_q.mean()) - (nu + 1) / 2 * m_b / nu
+    d_mu, d_s = -(nu + 1) * m_a / s, 1.0 - (nu + 1) * m_b
+    grad = np.array([-nu * nu * d_nu, d_mu, d_s])
+    if order == 1:
+        return nll, grad, None
+    tri = torch.special.polygamma(1, half).tolist()
+    a_q, b_q = a * inv_q, b * inv_q  # r/q², r²/q²
+    m_aq, m_bq = float(a_q.mean()), float(b_q.mean())
+    m_r3q2, m_r4q2, m_q2 = float((a_q * r2).mean()), float((b_q * r2).mean()), float((inv_q * inv_q).mean())
+    h_mm = (nu + 1) * (nu * m_q2 - m_bq) / (s * s)
+    h_ms = 2 * (nu + 1) * nu * m_aq / s
+    h_ss = 2 * (nu + 1) * nu * m_bq
+    h_num = -(m_r3q2 - m_aq) / s
+    h_nus = -(m_r4q2 - m_bq)
+    # ∂²/∂ν²; per value the last terms are −r²/(2qν) + r²(ν² + ν + q)/(2q²ν²)
+    h_nunu = -0.25 * tri[0] + 0.25 * tri[1] - 0.5 / nu**2 - m_b / (2 * nu)
+    h_nunu += ((nu * nu + nu) * m_bq + m_b) / (2 * nu * nu)
+    n2 = nu * nu
+    hess = np.array(
+        [
+            [n2 * n2 * h_nunu + 2 * n2 * nu * d_nu, -n2 * h_num, -n2 * h_nus],
+            [-n2 * h_num, h_mm, h_ms],
+            [-n2 * h_nus, h_ms, h_ss],
+        ]
+    )
+    return nll, grad, hess
+
+
+def student_t_mle(values) -> tuple[float, float, float]:
+    """Maximum-likelihood (ν, μ, σ) of a Student-t, ν bounded to :data:`NU_BOUNDS`.
+
+    The estimator of ``core.stats.fits.fit_student_t`` — same start (median, MAD, ν from the
+    kurtosis), same bounds — solved by a damped Newton method with the analytic Hessian in
+    (1/ν, μ, log σ), projected on the bounds of ν: a few steps, each a few passes over the values in
+    numpy (single-threaded: no BLAS or OpenMP thread start-up per step on a busy machine). More
+    than 4 × :data:`COARSE_FIT` values are first fitted on an even subsample of about that many,
+    then finished by one Newton step on all of them (from there its error is about the square of
+    the subsample's, far below the standard error).
+
+    Args:
+        values: 1-D float64 numpy array of finite values.
+
+    Returns:
+        ``(ν, μ, σ)``.
+    """
+    import math
+
+    import numpy as np
+
+    coarse = values[:: values.size // COARSE_FIT] if values.size > 4 * COARSE_FIT else values
+    # standardised by the (sub)sample's median and MAD: only the conditioning, the maximum is the same
+    center = float(np.median(coarse))
+    mad = float(np.median(np.abs(coarse - center))) * 1.4826
+    scale = mad if mad > 0 else max(float(coarse.std()), 1e-30)
+    z = (coarse - center) / scale
+    kurt = float(((z - z.mean()) ** 4).mean() / max(z.var() ** 2, 1e-300)) - 3.0
+    nu0 = float(np.clip(4 + 6 / kurt if kurt > 0.05 else 100.0, 1.0, 500.0))
+    theta = _t_newton(z, np.array([1 / nu0, 0.0, 0.0]), steps=100)
+    if coarse is not values:
+        theta = _t_newton((values - center) / scale, theta, steps=1)
+    eta, mu, log_s = theta
+    return 1 / eta, center + scale * mu, scale * math.exp(log_s)
+
+
+#: see :func:`student_t_mle`
+COARSE_FIT = 1 << 15
+
+
+def _t_newton(z, theta, steps: int):
+    """Up to ``steps`` damped, bound-projected Newton steps on the mean NLL of :func:`_t_terms`."""
+    import numpy as np
+
+    lo, hi = 1 / NU_BOUNDS[1], 1 / NU_BOUNDS[0]
+    f, g, h = _t_terms(theta, z, 2)
+    for step_no in range(steps):
+        # 1/ν at a bound it pushes against stays there: Newton on (μ, log σ) alone
+        pinned = (theta[0] <= lo and g[0] > 0) or (theta[0] >= hi and g[0] < 0)
+        free = np.array([not pinned, True, True])
+        hf, gf = h[np.ix_(free, free)], g[free]
+        damping, chol = 0.0, None
+        for _ in range(80):  # Levenberg: add to the diagonal until the Hessian is positive definite
+            try:
+                chol = np.linalg.cholesky(hf + damping * np.eye(len(gf)))
+                break
+            except np.linalg.LinAlgError:
+                damping = max(4 * damping, 1e-8 * max(1.0, float(np.abs(np.diag(hf)).max())))
+        if chol is None:  # pragma: no cover - no finite damping made it positive definite
+            break
+        step = np.zeros(3)
+        step[free] = -np.linalg.solve(chol.T, np.linalg.solve(chol, gf))
+        decrement = -float(g @ step)  # twice the decrease a Newton step promises
+        if decrement < 1e-13:
+            break
+        t, accepted = 1.0, False
+        for _ in range(60):  # backtracking (Armijo) line search, inside the bounds
+            new = theta + t * step
+            new[0] = min(max(new[0], lo), hi)
+            new[2] = min(max(new[2], -30.0), 30.0)
+            f_new = _t_terms(new, z, 0)[0]
+            if f_new <= f - 1e-4 * t * decrement:
+                accepted = True
+                break
+            t /= 2
+        if not accepted:
+            break
+        theta = new
+        if step_no + 1 < steps:
+            f, g, h = _t_terms(theta, z, 2)
+    return theta
 
 
 def silverman_bandwidth(x):

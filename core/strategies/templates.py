@@ -4,16 +4,22 @@ For one tensor rule (say every layer's q projection) the k templates T_k (t1 × 
 all source layers and each layer has scalers S_k ((out/t1) × (in/t2)) with W ≈ Σ_k S_k ⊗ T_k.
 
 * Templates — Van Loan–Pitsianis nearest Kronecker product: the rearrangement R(W), one row per
-  t1 × t2 block (vec of the block), satisfies R(S ⊗ T) = vec(S) vec(T)ᵀ. Streaming over the source
-  layers we accumulate the Gram matrix G = Σ_l R(W_l)ᵀ R(W_l) ((t1·t2)²), and its top-k
-  eigenvectors are the templates (the top right singular vectors of the stacked R's). They are
-  orthonormal, so a layer's scalers are S_k = R(W_l) vec(T_k) and k = t1·t2 reconstructs exactly.
+  t1 × t2 block (vec of the block), satisfies R(S ⊗ T) = vec(S) vec(T)ᵀ. Over the source layers we
+  accumulate the Gram matrix G = Σ_l R(W_l)ᵀ R(W_l) ((t1·t2)²), and its top-k eigenvectors are the
+  templates (the top right singular vectors of the stacked R's). They are orthonormal, so a layer's
+  scalers are S_k = R(W_l) vec(T_k) and k = t1·t2 reconstructs exactly. G is estimated on a
+  fixed-size sample (issue 17): :data:`GRAM_SAMPLE` values of whole t1-row block rows spread over
+  the role's layers (every layer whole when they hold no more) — a (t1·t2)² matrix averaged over
+  tens of thousands of blocks; only the sampled rows are read.
 * Target scalers — the scaler grid of the source layer feeding the target layer, resized
   through the dimension maps: scaler row r takes source block row ``index(0)[r·t1] // t1`` (and
   likewise for columns), i.e. each t1 × t2 block of the target follows the source block holding its
-  first neuron. ``resize=interpolate`` resamples the grid bilinearly instead (ignores the maps).
-* The relative Frobenius error of the source layer's reconstruction, ‖W − Σ S⊗T‖ / ‖W‖, is
-  recorded in ``ctx.cache["wave_error"][target name]``.
+  first neuron. Only those source block rows are read and only the blocks used are projected; the
+  target is assembled block row by block row into one preallocated float32 output (on ``device``).
+  ``resize=interpolate`` resamples the whole grid bilinearly instead (ignores the maps).
+* The relative Frobenius error of the reconstruction, ‖W − Σ S⊗T‖ / ‖W‖, over the source blocks
+  the target is assembled from (the whole source layer when every block is used, and with
+  ``resize=interpolate``), is recorded in ``ctx.cache["wave_error"][target name]``.
 
 The default k = 32 of the 64 possible 8×8 templates was chosen by ``benchmarks/bench_strategies.py``
 (demo → 4/256/8/1024 masked LM, eval loss after 30 steps: k = 8 4.92, 16 4.92, 32 4.81; at step 200,
@@ -32,6 +38,8 @@ from dataclasses import dataclass
 
 from core.errors import StrategyError
 from core.params import param
+from core.strategies import base as registry
+from core.strategies._common import read_sample
 from core.strategies.base import ValueStrategy, register
 
 
@@ -145,15 +153,6 @@ def scalers_and_error(w, templates):
     return scalers.T.reshape(k, o // t1, i // t2), error
 
 
-def _resize_maps(scalers, ctx, t1: int, t2: int):
-    rows, cols = ctx.index(0), ctx.index(1)
-    if rows is not None:
-        scalers = scalers.index_select(1, rows[::t1] // t1)
-    if cols is not None:
-        scalers = scalers.index_select(2, cols[::t2] // t2)
-    return scalers
-
-
 def _resize_interpolate(scalers, shape, t1: int, t2: int):
     import torch.nn.functional as F
 
@@ -161,6 +160,121 @@ def _resize_interpolate(scalers, shape, t1: int, t2: int):
     if tuple(scalers.shape[1:]) == size:
         return scalers
     return F.interpolate(scalers[None], size=size, mode="bilinear", align_corners=True)[0]
+
+
+#: values of the role's layers the template Gram matrix is estimated on (whole block rows, spread).
+GRAM_SAMPLE = 1 << 22
+
+
+def _read_rows(source, name: str, rows, cols=None):
+    """Rows ``rows`` (sorted, distinct LongTensor) of source matrix ``name`` at columns ``cols``
+    (sorted; None: all): only those bytes are read where the source can (``read_gather``)."""
+    import torch
+
+    gather = getattr(source, "read_gather", None)
+    if gather is not None:
+        return gather(name, rows.numpy(), None if cols is None else cols.numpy())
+    breaks = (torch.diff(rows) != 1).nonzero().reshape(-1) + 1
+    starts = [0, *breaks.tolist()]
+    ends = [*breaks.tolist(), len(rows)]
+    parts = [source.read_slice(name, (slice(int(rows[a]), int(rows[b - 1]) + 1),)) for a, b in zip(starts, ends)]
+    out = parts[0] if len(parts) == 1 else torch.cat(parts)
+    return out if cols is None else out.index_select(1, cols)
+
+
+def _block_scalers(source, name: str, shape, block_rows, block_cols, templates, device):
+    """Scalers (len(block_rows), len(block_cols), k) of the source blocks at those block rows and
+    columns (sorted, distinct), and per block row the blocks' squared norm and their reconstruction's.
+
+    Reads only those blocks' bytes, in chunks of block rows (widened into one reused float32
+    buffer); each chunk is rearranged and projected on the orthonormal templates.
+    """
+    import torch
+
+    k, t1, t2 = templates.shape
+    o, i = shape
+    basis = templates.reshape(k, -1).T.to(device, torch.float32)
+    nb = len(block_cols)
+    cols = None if nb == i // t2 else (block_cols[:, None] * t2 + torch.arange(t2)[None, :]).reshape(-1)
+    out = torch.empty((len(block_rows), nb, k), device=device)
+    total = torch.empty(len(block_rows), dtype=torch.float64)
+    kept = torch.empty(len(block_rows), dtype=torch.float64)
+    chunk = max(1, CHUNK_ELEMENTS // max(t1 * nb * t2, 1))
+    buffer = torch.empty(min(chunk, len(block_rows)) * t1 * nb * t2, device=device)
+    for start in range(0, len(block_rows), chunk):
+        br = block_rows[start : start + chunk]
+        rows = (br[:, None] * t1 + torch.arange(t1)[None, :]).reshape(-1)
+        w = buffer[: len(rows) * nb * t2].view(len(rows), nb * t2)
+        w.copy_(_read_rows(source, name, rows, cols))
+        r = w.view(len(br), t1, nb, t2).permute(0, 2, 1, 3).reshape(len(br), nb, t1 * t2)
+        s = r @ basis
+        out[start : start + len(br)] = s
+        # float32 norms (a float64 norm converts the chunk first), accumulated in float64 per block row
+        total[start : start + len(br)] = torch.linalg.vector_norm(w.view(len(br), -1), dim=1).double().cpu() ** 2
+        kept[start : start + len(br)] = torch.linalg.vector_norm(s.view(len(br), -1), dim=1).double().cpu() ** 2
+    return out, total, kept
+
+
+def _assemble_maps(out, source, name: str, shape, block_rows, block_cols, templates):
+    """Assemble the target ``out`` block row by block row from the source blocks the maps pick.
+
+    Target block (r, c) is Σ_k S_k ⊗ T_k of source block (``block_rows[r]``, ``block_cols[c]``).
+    Chunks of target block rows read their source block rows, project the used block columns and
+    write their part of ``out``: no scaler grid of the whole tensor exists.
+
+    Returns:
+        ``(total, kept)``: the squared norms of the distinct source blocks used and of their
+        reconstructions.
+    """
+    import torch
+
+    k, t1, t2 = templates.shape
+    read_cols, pick_cols = _distinct(block_cols)
+    counted = torch.zeros(shape[0] // t1, dtype=torch.bool)
+    total = kept = 0.0
+    chunk = max(1, CHUNK_ELEMENTS // max(t1 * shape[1], 1))
+    for start in range(0, len(block_rows), chunk):
+        end = min(len(block_rows), start + chunk)
+        read_rows, pick_rows = torch.unique(block_rows[start:end], return_inverse=True)
+        scalers, norms, recon = _block_scalers(source, name, shape, read_rows, read_cols, templates, out.device)
+        new = ~counted[read_rows]  # a source block row used twice (growth) counts once in the error
+        counted[read_rows] = True
+        total += float(norms[new].sum())
+        kept += float(recon[new].sum())
+        _assemble_into(out[start * t1 : end * t1], scalers, templates, pick_rows, pick_cols)
+    return total, kept
+
+
+def _assemble_into(out, scalers, templates, rows=None, cols=None) -> None:
+    """Write Σ_k S_k ⊗ T_k into ``out`` (a·t1 × b·t2) by chunks of block rows.
+
+    ``scalers`` (A, B, k) are picked at block rows ``rows`` and block columns ``cols`` (None: all,
+    in order) on the way, so a grid with repeated rows or columns is never materialised.
+    """
+    import torch
+
+    k, t1, t2 = templates.shape
+    a, b = out.shape[0] // t1, out.shape[1] // t2
+    flat = templates.reshape(k, t1 * t2).to(out.device, torch.float32)
+    cols = None if cols is None else cols.to(out.device)
+    chunk = max(1, CHUNK_ELEMENTS // max(t1 * out.shape[1], 1))
+    for start in range(0, a, chunk):
+        end = min(a, start + chunk)
+        s = scalers[start:end] if rows is None else scalers.index_select(0, rows[start:end].to(scalers.device))
+        if cols is not None:
+            s = s.index_select(1, cols)
+        blocks = (s.reshape(-1, k) @ flat).reshape(end - start, b, t1, t2)
+        out[start * t1 : end * t1].view(end - start, t1, b, t2).copy_(blocks.permute(0, 2, 1, 3))
+
+
+def _distinct(positions):
+    """``(sorted distinct positions, inverse or None when they are already sorted and distinct)``."""
+    import torch
+
+    unique, inverse = torch.unique(positions, return_inverse=True)
+    if unique.numel() == positions.numel() and bool((unique == positions).all()):
+        return positions, None
+    return unique, inverse
 
 
 @register
@@ -192,13 +306,32 @@ class Templates(ValueStrategy):
         key = ("wave", tuple(names), t1, t2, k)
         store = ctx.cache.setdefault("wave_templates_by_role", {})
         if key not in store:
-            store[key] = learn_templates(ctx.read, names, t1, t2, k)
+            for name in names:
+                _check(name, tuple(ctx.source.tensors[name].shape), t1, t2, "source tensor")
+            per = max(1, GRAM_SAMPLE // len(names))
+            seed = ctx.plan.seed
+
+            def sample(name):
+                return read_sample(ctx.source, name, per, registry.generator(seed, "wave-rows", name), align=t1)
+
+            store[key] = learn_templates(sample, names, t1, t2, k)
         templates = store[key]
-        scalers, error = scalers_and_error(ctx.read(), templates)
-        ctx.cache.setdefault("wave_error", {})[t.name] = error
         ctx.cache.setdefault("wave_templates", {})[t.name] = templates
+        shape = tuple(ctx.source_shape)
+        _check(t.source_name, shape, t1, t2, "source tensor")
+        grid = (shape[0] // t1, shape[1] // t2)
+        out = torch.empty(ctx.shape, device=ctx.device)
         if params.resize == "maps":
-            target = _resize_maps(scalers, ctx, t1, t2)
+            rows, cols = ctx.index(0), ctx.index(1)
+            block_rows = torch.arange(grid[0]) if rows is None else rows[::t1] // t1
+            block_cols = torch.arange(grid[1]) if cols is None else cols[::t2] // t2
+            total, kept = _assemble_maps(out, ctx.source, t.source_name, shape, block_rows, block_cols, templates)
         else:
-            target = _resize_interpolate(scalers, ctx.shape, t1, t2)
-        return assemble(target, templates.to(torch.float32))
+            every = (torch.arange(grid[0]), torch.arange(grid[1]))
+            scalers, norms, recon = _block_scalers(ctx.source, t.source_name, shape, *every, templates, ctx.device)
+            total, kept = float(norms.sum()), float(recon.sum())
+            scalers = _resize_interpolate(scalers.permute(2, 0, 1), ctx.shape, t1, t2).permute(1, 2, 0)
+            _assemble_into(out, scalers, templates)
+        error = 0.0 if k == t1 * t2 else (max(total - kept, 0.0) / max(total, 1e-300)) ** 0.5
+        ctx.cache.setdefault("wave_error", {})[t.name] = error
+        return out

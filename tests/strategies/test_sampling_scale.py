@@ -1,28 +1,75 @@
-"""Issue 17: the sampling strategies' fast paths agree with the full-precision, full-size computation."""
+"""Issue 17: the sampling strategies' fast paths agree with the full-precision, full-size computation,
+and their fits read a bounded sample of the source."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import pytest
 import torch
 from scipy import stats
+from strategy_sources import save_tensors
 
-from core.strategies.covariance import CovarianceParams, _axis_factor, _factor, _shrunk
-from core.strategies.fits import student_t_float32
+from core.plan import TargetSizes, make_plan
+from core.strategies._common import read_sample, spread_blocks
+from core.strategies.covariance import _draw, _sample_factor, _spread
+from core.strategies.fits import student_t_float32, student_t_mle, student_t_torch
 from core.strategies.templates import assemble, learn_templates, scalers_and_error, scalers_of
+from core.transfer import fill_tensor
 
 
-def test_indexed_float32_covariance_factor_matches_the_full_float64_one():
+def _shrunk_reference(x, index, shrinkage):
+    """The full-data estimator: (1 − λ)·XXᵀ/n + λ·diag, shrunk on the source positions, then indexed."""
+    u = x @ x.T / x.shape[1]
+    u = (1 - shrinkage) * u + shrinkage * torch.diag(torch.diagonal(u))
+    return u[index][:, index]
+
+
+def test_covariance_factor_from_every_column_is_the_full_estimate_and_its_diagonal_always_is():
     g = torch.Generator().manual_seed(0)
     w = (
         torch.randn(96, 300, generator=g, dtype=torch.float64)
         * torch.linspace(0.5, 2, 96, dtype=torch.float64)[:, None]
     )
     x = w - w.mean()
-    index = torch.tensor([5, 1, 1, 40, 95, 7, 60, 5])  # duplicates, as growth makes them
-    params = CovarianceParams()
-    kind, fast = _axis_factor(x.float(), 0, index, params)
-    reference = _factor(_shrunk(x @ x.T / x.shape[1], params.shrinkage)[index][:, index], params.jitter)
-    assert kind == "full"
-    torch.testing.assert_close(fast @ fast.T, reference @ reference.T, rtol=1e-4, atol=1e-7)
+    index = torch.tensor([5, 1, 40, 95, 7, 60])
+    variance = (x * x).sum(1) / x.shape[1]
+    reference = _shrunk_reference(x, index, 0.1)
+    p, d = _sample_factor(x[index].float(), variance[index], 0.1, 0.0)
+    torch.testing.assert_close((p @ p.T).double() + torch.diag(d.double() ** 2), reference, rtol=1e-5, atol=1e-7)
+    # from 60 spread columns of the 300: the variances (the diagonal) stay the full data's
+    cols = _spread(300, 60, torch.Generator().manual_seed(1))
+    assert cols.tolist() == sorted(set(cols.tolist())) and len(cols) == 60
+    p, d = _sample_factor(x[index][:, cols].float(), variance[index], 0.1, 0.0)
+    estimate = (p @ p.T).double() + torch.diag(d.double() ** 2)
+    torch.testing.assert_close(torch.diagonal(estimate), torch.diagonal(reference), rtol=1e-5, atol=0)
+    assert (estimate - reference).norm() < 0.5 * reference.norm()
+
+
+def test_factor_draw_has_the_factors_covariances():
+    """μ + A Z Bᵀ with A = [P, diag(dr)], B = [Q, diag(dc)]: rows co-vary as AAᵀ·mean(diag BBᵀ), columns as BBᵀ·…"""
+    g = torch.Generator().manual_seed(3)
+    p, dr = torch.randn(6, 3, generator=g), torch.rand(6, generator=g) + 0.2
+    q, dc = torch.randn(5, 2, generator=g) * 0.5, torch.rand(5, generator=g) + 0.5
+    u = (p @ p.T + torch.diag(dr**2)).double()
+    v = (q @ q.T + torch.diag(dc**2)).double()
+    draws = torch.stack([_draw(p, dr, q, dc, 0.25, torch.Generator().manual_seed(i), "cpu") for i in range(4000)])
+    assert draws.shape == (4000, 6, 5)
+    x = draws.double() - 0.25
+    assert abs(float(x.mean())) < 0.02
+    row_cov = torch.einsum("sic,sjc->ij", x, x) / (x.shape[0] * 5)
+    col_cov = torch.einsum("sri,srj->ij", x, x) / (x.shape[0] * 6)
+    torch.testing.assert_close(row_cov, u * torch.diagonal(v).mean(), rtol=0.1, atol=0.05)
+    torch.testing.assert_close(col_cov, v * torch.diagonal(u).mean(), rtol=0.1, atol=0.05)
+    # the same generator gives the same draw; the diagonal-only sides (None) work too
+    torch.testing.assert_close(
+        _draw(p, dr, q, dc, 0.0, torch.Generator().manual_seed(9), "cpu"),
+        _draw(p, dr, q, dc, 0.0, torch.Generator().manual_seed(9), "cpu"),
+        rtol=0,
+        atol=0,
+    )
+    assert _draw(None, dr, None, dc, 1.0, torch.Generator().manual_seed(9), "cpu").shape == (6, 5)
 
 
 def test_streamed_templates_error_matches_the_explicit_reconstruction():
@@ -37,9 +84,145 @@ def test_streamed_templates_error_matches_the_explicit_reconstruction():
         assert abs(error - float((w.double() - recon).norm() / w.double().norm())) < 1e-5
 
 
+def test_templates_assemble_only_the_mapped_blocks_and_report_their_error(llama):
+    name = "model.layers.0.mlp.down_proj.weight"  # (32, 64) → (16, 32)
+    plan = make_plan(
+        llama,
+        TargetSizes(hidden=16, ffn=32, heads=2),
+        index={"method": "uniform"},
+        values={"default": {"method": "select"}, "mlp": {"method": "templates", "params": {"k": 3, "t1": 4, "t2": 4}}},
+    )
+    cache: dict = {}
+    out = fill_tensor(plan, plan.tensor(name), llama, cache=cache).double()
+    templates = cache["wave_templates"][name]
+    w = llama.read(name).double()
+    rows = torch.tensor(plan.dims["hidden"].index)[::4] // 4
+    cols = torch.tensor(plan.dims["ffn@0"].index)[::4] // 4
+    scalers = scalers_of(w, templates)[:, rows][:, :, cols]
+    torch.testing.assert_close(out, assemble(scalers, templates), rtol=0, atol=1e-5)
+    used = w.reshape(8, 4, 16, 4)[rows][:, :, cols]  # the source blocks the target is built from
+    recon = assemble(scalers, templates).reshape(len(rows), 4, len(cols), 4)
+    error = float((used - recon).norm() / used.norm())
+    assert cache["wave_error"][name] == pytest.approx(error, rel=1e-5)
+
+
 def test_float32_student_t_draw_is_student_t_and_seeded():
     for df in (3.0, 8.0, 200.0):
         x = student_t_float32(df, 200_000, torch.Generator().manual_seed(2))
         assert x.dtype == torch.float32
         assert stats.kstest(x.double().numpy(), "t", args=(df,)).pvalue > 1e-3
         torch.testing.assert_close(x, student_t_float32(df, 200_000, torch.Generator().manual_seed(2)), rtol=0, atol=0)
+
+
+def test_the_gpus_student_t_construction_is_student_t():
+    """The torch construction a CUDA generator uses, checked here on the CPU (no GPU in the tests)."""
+    for df in (3.0, 30.0):
+        x = student_t_torch(df, 300_000, torch.Generator().manual_seed(6), loc=0.5, scale=2.0)
+        assert x.dtype == torch.float32 and x.shape == (300_000,)
+        assert stats.kstest((x.double().numpy() - 0.5) / 2.0, "t", args=(df,)).pvalue > 1e-3
+
+
+def test_student_t_draw_does_not_depend_on_the_thread_count():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = student_t_float32(5.0, 3_000_000, torch.Generator().manual_seed(4), loc=0.1, scale=0.02)
+        torch.set_num_threads(2)
+        two = student_t_float32(5.0, 3_000_000, torch.Generator().manual_seed(4), loc=0.1, scale=0.02)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(one, two, rtol=0, atol=0)
+    assert float(one.mean()) == pytest.approx(0.1, abs=1e-4)
+    assert float(one.std()) == pytest.approx(0.02 * math.sqrt(5 / 3), rel=0.01)
+
+
+@pytest.mark.parametrize("data", ["t3", "t8", "gaussian", "laplace", "small"])
+def test_student_t_mle_is_the_stats_modules_estimate(data):
+    from core.stats.fits import StudentTFit, fit_student_t
+
+    rng = np.random.default_rng(5)
+    x = {
+        "t3": rng.standard_t(3, 30_000) * 0.02 + 0.001,
+        "t8": rng.standard_t(8, 30_000) * 0.05,
+        "gaussian": rng.standard_normal(30_000) * 0.02,
+        "laplace": rng.laplace(0.0, 1.0, 30_000),
+        "small": rng.standard_t(4, 300),
+    }[data]
+    nu, mu, sigma = student_t_mle(x)
+    ref = fit_student_t(x, max_elements=None)
+    # the same maximum: never a worse likelihood, and the same parameters where they are identified
+    assert float(StudentTFit(nu, mu, sigma).logpdf(x).mean()) >= float(ref.logpdf(x).mean()) - 1e-9
+    assert 1 / nu == pytest.approx(1 / ref.nu, abs=2e-3)
+    assert mu == pytest.approx(ref.mu, abs=1e-3 * ref.sigma)
+    assert sigma == pytest.approx(ref.sigma, rel=1e-3)
+
+
+def test_spread_blocks_cover_every_stratum_in_order():
+    ranges = spread_blocks(10_000, 640, torch.Generator().manual_seed(0), align=4)
+    assert len(ranges) == 64
+    assert all(lo % 4 == 0 and hi % 4 == 0 and lo < hi for lo, hi in ranges)
+    assert all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:]))  # sorted, disjoint
+    assert sum(hi - lo for lo, hi in ranges) >= 640
+    edges = [round(i * 2500 / 64) * 4 for i in range(65)]  # 64 equal strata of the 2500 aligned units
+    assert all(edges[i] <= lo and hi <= edges[i + 1] for i, (lo, hi) in enumerate(ranges))
+    assert spread_blocks(100, 500, torch.Generator().manual_seed(0)) == [(0, 100)]
+    assert ranges == spread_blocks(10_000, 640, torch.Generator().manual_seed(0), align=4)
+
+
+class _Counting:
+    """A source that counts the rows it hands out."""
+
+    def __init__(self, source):
+        self.source, self.rows = source, 0
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+    def read(self, name):
+        out = self.source.read(name)
+        self.rows += out.shape[0]
+        return out
+
+    def read_slice(self, name, index):
+        out = self.source.read_slice(name, index)
+        self.rows += out.shape[0]
+        return out
+
+    def read_gather(self, name, rows, cols):
+        out = self.source.read_gather(name, rows, cols)
+        self.rows += out.shape[0]
+        return out
+
+
+def test_a_distribution_fit_reads_a_sample_of_rows_not_the_tensor(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    rows, cols = 8192, 256  # 2M values: more than the fit's read
+    scales = torch.linspace(0.01, 0.03, rows)[:, None]
+    source = save_tensors(
+        {
+            "0.weight": torch.randn(rows, cols, generator=g) * scales,
+            "0.bias": torch.zeros(rows),
+            "2.weight": torch.randn(4, rows, generator=g) * 0.02,
+            "2.bias": torch.zeros(4),
+        },
+        tmp_path / "big.safetensors",
+    )
+    counting = _Counting(source)
+    sample = read_sample(counting, "0.weight", 1 << 19, torch.Generator().manual_seed(1))
+    assert sample.shape == (2048, cols) and counting.rows == 2048
+    plan = make_plan(
+        source,
+        TargetSizes(hidden=4096),
+        values={"default": {"method": "distribution", "params": {"family": "gaussian", "max_samples": 20_000}}},
+    )
+    counting.rows = 0
+    cache: dict = {}
+    out = fill_tensor(plan, plan.tensor("0.weight"), counting, cache=cache)
+    assert counting.rows <= rows // 4  # a quarter of the rows, spread over all of them
+    fitted = cache["fits"]["0.weight"]
+    assert fitted["n"] == 20_000
+    # the fit on the sample is the full tensor's up to sampling noise (rows of different scales)
+    full = source.read("0.weight").double()
+    assert fitted["std"] == pytest.approx(float(full.std()), rel=0.02)
+    assert abs(fitted["mean"]) < 3 * float(full.std()) / math.sqrt(fitted["n"])
+    assert out.shape == (4096, cols) and float(out.std()) == pytest.approx(fitted["std"], rel=0.01)
