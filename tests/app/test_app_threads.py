@@ -22,7 +22,16 @@ CORE_DIR = str(Path(core.__file__).parent)
 #: Modules whose functions touch tensor data (reading, filling, statistics, writing, training).
 TENSOR_MODULES = ("transfer.py", "export", "safetensors_stream.py", "stats", "training", "strategies")
 REGISTRY_FUNCTIONS = {"names", "get", "_load_all", "make_params", "param", "params_to_dict", "<genexpr>", "<dictcomp>"}
-TENSOR_FUNCTIONS = {"read", "read_slice", "read_gather", "iter_tensors", "open_source", "open_local", "make_plan", "plan_recipe"}
+TENSOR_FUNCTIONS = {
+    "read",
+    "read_slice",
+    "read_gather",
+    "iter_tensors",
+    "open_source",
+    "open_local",
+    "make_plan",
+    "plan_recipe",
+}
 
 
 def _tensor_call(code) -> bool:
