@@ -257,15 +257,7 @@ def verify_recorded_hashes(recorded: dict | None, source, *, allow_changed: bool
         elif current[name] != digest:
             problems.append(f"{name} has SHA-256 {current[name][:12]}… but the recipe recorded {digest[:12]}…")
     problems += [f"{name} is new" for name in current if name not in shards]
-    if problems and not allow_changed:
-        more = f" (and {len(problems) - 1} more difference(s))" if len(problems) > 1 else ""
-        raise RecipeError(
-            f"the source {source.display_name} changed since this recipe was written: "
-            f"{problems[0]}{more}; open the recorded source, or pass {CHANGED_FLAG} to go on"
-        )
-    for problem in problems:
-        log.warning("source changed since the recipe was written: %s", problem)
-    return problems
+    return _changed(problems, source, allow_changed=allow_changed)
 
 
 def _verify_files(recorded: dict, source, *, allow_changed: bool) -> list[str]:
@@ -287,6 +279,11 @@ def _verify_files(recorded: dict, source, *, allow_changed: bool) -> list[str]:
         elif now["header_sha256"] != facts.get("header_sha256"):
             problems.append(f"{name} has another header (tensor names, shapes or dtypes) than the recipe recorded")
     problems += [f"{name} is new" for name in current if name not in files]
+    return _changed(problems, source, allow_changed=allow_changed)
+
+
+def _changed(problems: list[str], source, *, allow_changed: bool) -> list[str]:
+    """Raise on the first of ``problems`` (a changed source) unless ``allow_changed``; else log them."""
     if problems and not allow_changed:
         more = f" (and {len(problems) - 1} more difference(s))" if len(problems) > 1 else ""
         raise RecipeError(

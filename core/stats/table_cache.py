@@ -28,6 +28,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.sources.scan import known_file_hashes  # noqa: F401  (re-exported: the cache key's hashes)
+
 log = logging.getLogger(__name__)
 
 #: Part of every key: a new statistic rule is a new entry (v2: Lanczos ‖W‖_2 instead of ARPACK;
@@ -40,23 +42,6 @@ def _cache_path(key: str) -> Path:
     from core.sources.base import cache_dir
 
     return cache_dir() / "stats" / f"{key}.json"
-
-
-def known_file_hashes(source) -> dict[str, str] | None:
-    """The SHA-256 of every weight file of ``source`` when it is known without reading any file
-    (hub blob names, the scan cache), else None."""
-    from core.sources.scan import blob_sha256, cached_scan
-
-    files = getattr(source, "files", None)
-    if not files or not hasattr(source, "file_hashes"):
-        return None
-    out = {}
-    for path in files:
-        known = blob_sha256(path) or getattr(cached_scan(path), "sha256", None)
-        if known is None:
-            return None
-        out[source.file_name(path)] = known
-    return out
 
 
 def table_key(hashes: dict[str, str], labels: Sequence, metrics: Sequence[str], params: dict) -> str:
