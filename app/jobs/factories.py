@@ -128,15 +128,16 @@ def list_cache_job(cache_dir: str | None = None) -> Job:
 
 # -- plan and preview ------------------------------------------------------------------------
 def _plan(recipe, source, *, progress, cancel) -> PlanResult:
-    from core.pipeline import plan_recipe
+    # The torch-free planner (issue 17): a plan that draws nothing at random is ready while the
+    # warm-up job is still importing torch; one that needs torch imports it there.
+    from core.plan.from_recipe import plan_recipe
 
-    prepare_torch()
     plan, _ = plan_recipe(recipe, source, progress=progress, cancel=cancel)
     return PlanResult(recipe, plan)
 
 
 def plan_job(recipe, source) -> Job:
-    """Compute the plan of ``recipe`` on an opened ``source`` (fast; imports torch once)."""
+    """Compute the plan of ``recipe`` on an opened ``source`` (fast; torch only if a draw needs it)."""
     return Job("plan", partial(_plan, recipe, source))
 
 
