@@ -356,7 +356,7 @@ def stream_model_table(
         "exact_side": exact_side,
         "rank": rank,
     }
-    hashes = table_cache.known_file_hashes(source) if cache else None
+    hashes = table_cache.file_keys(source) if cache else None
     cached = table_cache.read_rows(table_cache.table_key(hashes, selected, metrics, params)) if hashes else None
     rows: list[TensorRow] = []
     stream = (
@@ -385,9 +385,8 @@ def stream_model_table(
         rows.append(row)
         yield row
         progress(len(rows) / max(total, 1), row.name)
-    if cache and cached is None and hasattr(source, "file_hashes"):
+    if cache and cached is None and hashes:
         try:
-            hashes = hashes or source.file_hashes()  # after the rows: a new file's first row never waits for its hash
             table_cache.write_rows(table_cache.table_key(hashes, selected, metrics, params), rows)
         except Exception as exc:  # an unreadable file only costs the cache entry
             log.warning("the statistics table was not cached: %s", exc)

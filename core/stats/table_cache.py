@@ -13,10 +13,13 @@ An entry is the list of :class:`~core.stats.table.TensorRow` of one table, store
 
 The device is not in the key: CPU and CUDA compute the same quantities (to float rounding).
 
-The lookup needs the files' hashes without reading the files: when a file was never scanned
-(nothing in the scan cache, not a hub blob) the table is computed and the files are hashed
-afterwards (one more read pass, which also fills the scan cache that opening the source in the
-app uses), so the first analysis of a new file never waits for a hash before its first row.
+The lookup needs the files' hashes without reading the files: when a file's SHA-256 is not known
+(nothing in the scan cache, not a hub blob) its key part is the file's identity instead (resolved
+path, device, inode, size, modification and change time, as :func:`core.sources.scan.identity_key`):
+an analysis reads every tensor once and nothing more (hashing the files afterwards was one more
+read pass, +20% on a 7B), the same file opens instantly the second time, and any rewrite of it
+(even one restoring its mtime) misses. A copy or a move of the file is a new identity: its first
+analysis recomputes.
 """
 
 from __future__ import annotations
@@ -42,6 +45,20 @@ def _cache_path(key: str) -> Path:
     from core.sources.base import cache_dir
 
     return cache_dir() / "stats" / f"{key}.json"
+
+
+def file_keys(source) -> dict[str, str] | None:
+    """Each weight file's key part: its SHA-256 when known without reading, else its identity."""
+    from core.sources.scan import blob_sha256, cached_scan, identity_key
+
+    files = getattr(source, "files", None)
+    if not files or not hasattr(source, "file_name"):
+        return None
+    out = {}
+    for path in files:
+        known = blob_sha256(path) or getattr(cached_scan(path), "sha256", None)
+        out[source.file_name(path)] = known or f"identity:{identity_key(path)}"
+    return out
 
 
 def table_key(hashes: dict[str, str], labels: Sequence, metrics: Sequence[str], params: dict) -> str:

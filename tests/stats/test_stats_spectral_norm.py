@@ -85,3 +85,18 @@ def test_second_table_comes_from_the_cache_and_a_changed_file_misses(tmp_path, m
     assert not np.allclose(changed.values["std"], first.values["std"])
     fresh = model_table(open_source(str(folder)), metrics, cache=False)
     np.testing.assert_array_equal(changed.values["std"], fresh.values["std"])
+
+
+def test_a_table_of_a_never_scanned_file_reads_it_once_and_still_caches(tmp_path, monkeypatch):
+    """No hashing pass after the rows (one more read of every byte): the file's identity keys it."""
+    from core.sources.scan import cached_scan
+
+    monkeypatch.setenv("GRAFT_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    _write(folder, 0)
+    model_table(open_source(str(folder)), ("std",))
+    assert cached_scan(folder / "model.safetensors") is None  # the file was not hashed
+    source = open_source(str(folder))
+    monkeypatch.setattr(type(source), "read", lambda self, name: pytest.fail("read on a cache hit"))
+    assert model_table(source, ("std",)).metrics == ("std",)
