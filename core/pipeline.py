@@ -125,14 +125,16 @@ def export_recipe(
     if scanned:  # known from the cache: no read
         check_finite(source, allow_nonfinite=allow_nonfinite)
     verify_recorded_hashes(recipe.provenance, source, allow_changed=allow_changed_source)
-    ledger = ReadLedger(source, check_finite=not scanned, allow_nonfinite=allow_nonfinite)
+    written = recipe.to_dict()
+    written["provenance"] = record_provenance(source)
+    reads_mode = written["provenance"]["verify"] == "reads"
+    hashing = BackgroundHashes(source) if verifiable and reads_mode else None
+    # the read digest costs a hash of every byte read: only when a recipe (replayed or written) holds it
+    wanted = (reads_mode and hashing is None) or bool((recipe.provenance or {}).get("reads"))
+    ledger = ReadLedger(source, check_finite=not scanned, allow_nonfinite=allow_nonfinite, hashing=wanted)
     cache: dict = {LEDGER_KEY: ledger}
     by_name = {t.name: t for t in plan.tensors}
     last = plan.tensors[-1].name if plan.tensors else None
-
-    written = recipe.to_dict()
-    written["provenance"] = record_provenance(source)
-    hashing = BackgroundHashes(source) if verifiable and written["provenance"]["verify"] == "reads" else None
 
     def produce(name: str):
         out = fill_tensor(plan, by_name[name], source, device=recipe.device, cache=cache)
@@ -148,7 +150,7 @@ def export_recipe(
                 check_finite(source, allow_nonfinite=allow_nonfinite)  # the same pass scanned every value
                 written["provenance"].pop("files", None)
                 written["provenance"].update(verify="files", shards=shards)
-            elif written["provenance"]["verify"] == "reads":
+            elif reads_mode:
                 written["provenance"]["reads"] = ledger.summary()
         return out
 

@@ -56,18 +56,16 @@ def file_facts(source) -> dict[str, dict]:
     }
 
 
-def record(source, *, verifiable: bool = False) -> dict:
+def record(source) -> dict:
     """Identity of the source and what detects a change of it (see the module docstring).
 
-    The shard hashes when known without reading, or when ``verifiable`` (then computed here: call
-    :class:`BackgroundHashes` instead to overlap that read with the transfer); else the files'
-    sizes and header hashes, to which the export adds the :class:`ReadLedger` digest.
+    The shard hashes when known without reading; else the files' sizes and header hashes, to which
+    the export adds the :class:`ReadLedger` digest (or, asked for a verifiable recipe, the hashes
+    :class:`BackgroundHashes` computes beside the transfer).
     """
     from core.sources.scan import known_file_hashes
 
     known = known_file_hashes(source)
-    if known is None and verifiable:
-        known = source.file_hashes()
     if known is not None:
         return {"identity": dict(source.identity), "verify": "files", "shards": known}
     return {"identity": dict(source.identity), "verify": "reads", "files": file_facts(source)}
@@ -107,9 +105,12 @@ class ReadLedger:
         source: the opened source (for the full scan that names NaN/Inf positions on a hit).
         check_finite: check every value read (False when the scan cache already answered).
         allow_nonfinite: log instead of raising.
+        hashing: compute the digest (False when neither the recipe read nor the one written needs it).
     """
 
-    def __init__(self, source, *, check_finite: bool = True, allow_nonfinite: bool = False) -> None:
+    def __init__(
+        self, source, *, check_finite: bool = True, allow_nonfinite: bool = False, hashing: bool = True
+    ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.source = source
@@ -117,6 +118,7 @@ class ReadLedger:
         self.reads = 0
         self._hash = hashlib.sha256()
         self._check = check_finite
+        self._hashing = hashing
         self._allow = allow_nonfinite
         self._warned = False
         # One hashing thread (hashlib releases the GIL): tensor k is hashed while k + 1 is read,
@@ -146,10 +148,13 @@ class ReadLedger:
         from core.safetensors_stream import DTYPE_NAMES, tensor_bytes
         from core.sources.scan import count_nonfinite
 
+        if not (self._hashing or self._check):
+            return
         data = tensor_bytes(tensor)
-        head = f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode() + hashlib.sha256(request).digest()
-        self._drain()
-        self._pending = self._hasher.submit(self._update, head, data)
+        if self._hashing:
+            head = f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode() + hashlib.sha256(request).digest()
+            self._drain()
+            self._pending = self._hasher.submit(self._update, head, data)
         self.bytes += len(data)
         self.reads += 1
         # on the raw bits (numpy, no float conversion): ten times faster than torch.isfinite on bf16

@@ -127,8 +127,6 @@ class Source:
     #: resolved file → its name in the source folder (a cache snapshot's file links to a blob named by its hash)
     file_names: dict[Path, str] = field(default_factory=dict)
     _hashes: dict[str, str] = field(default_factory=dict, repr=False)
-    #: bytes the gathers of this object read so far (the benchmark's accounting; not pickled state)
-    bytes_read: int = field(default=0, repr=False, compare=False)
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -181,7 +179,6 @@ class Source:
 
     def read(self, name: str):
         """The whole tensor ``name`` as a torch tensor (in its stored dtype), in one sequential read."""
-        from core.dtypes import torch_dtype
         from core.sources.reader import read_range
 
         info = self.info(name)
@@ -189,7 +186,7 @@ class Source:
         if dtype is None:
             with self._open(info) as handle:
                 return handle.get_tensor(name)
-        return read_range(info.file, info.offsets[0], info.numel, torch_dtype(info.dtype)).reshape(info.shape)
+        return read_range(info.file, info.offsets[0], info.numel, dtype).reshape(info.shape)
 
     def read_slice(self, name: str, index: tuple):
         """``tensor[index]`` reading only the bytes needed (basic slicing: ints and slices)."""
@@ -225,8 +222,7 @@ class Source:
         if not info.shape:
             return self.read(name)
         n_rows, n_cols = info.shape[0], math.prod(info.shape[1:])
-        data, read = gather_2d(info.file, info.offsets[0], (n_rows, n_cols), torch_dtype(info.dtype), rows, cols)
-        self.bytes_read += read
+        data, _ = gather_2d(info.file, info.offsets[0], (n_rows, n_cols), torch_dtype(info.dtype), rows, cols)
         if cols is None:
             return data.reshape((data.shape[0], *info.shape[1:]))
         return data

@@ -58,7 +58,9 @@ def test_the_exact_side_threshold_decides():
     view = TensorView(w, exact_side=299)
     assert METRICS.get("alpha").is_estimated(view) and not METRICS.get("top1_norm_ratio").is_estimated(view)
     assert not METRICS.get("alpha").is_estimated(TensorView(w))  # 300 ≤ DEFAULT_EXACT_SIDE
-    assert DEFAULT_EXACT_SIDE >= 300
+    side = DEFAULT_EXACT_SIDE + 1  # just above the default threshold: estimated without being told
+    wide = torch.from_numpy(rng.standard_t(4, (side, side + 7)).astype(np.float32))
+    assert METRICS.get("alpha").is_estimated(TensorView(wide))
 
 
 def _checkpoint(folder):
