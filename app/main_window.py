@@ -31,8 +31,27 @@ from app.workspace import Workspace
 log = logging.getLogger(__name__)
 
 
+class _FirstPaint(QtCore.QObject):
+    """Calls ``then`` once, on the event loop right after ``widget``'s first paint."""
+
+    def __init__(self, widget: QtWidgets.QWidget, then) -> None:
+        super().__init__(widget)
+        self._then = then
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt API)
+        if event.type() == QtCore.QEvent.Type.Paint:
+            obj.removeEventFilter(self)
+            # the rest of this frame is painted before the event loop runs the timer
+            QtCore.QTimer.singleShot(0, self, self._then)
+        return False
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """Sources | Model + preview tabs | Target & strategy + jobs."""
+
+    #: the window's first frame is painted (the background warm-up starts then)
+    first_painted = QtCore.Signal()
 
     def __init__(self, settings: Settings | None = None, runner: JobRunner | None = None) -> None:
         super().__init__()
@@ -55,10 +74,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.validation.last_folder = self.settings.get("export/last_folder") or str(Path.home())
         self.leaderboard = LeaderboardPanel()
         self.runs = RunsPanel()
-        self.compare_window = CheckpointCompareWindow(
-            JobController(self.runner, self), JobController(self.runner, self), self
-        )
-        self.checkpoint_compare = self.compare_window.panel
+        self._compare_window: CheckpointCompareWindow | None = None  # built when first shown
+        self._open_location: str | None = None
         self.jobs = JobsPanel(ws.queue)
 
         self.centre_tabs = QtWidgets.QTabWidget()
@@ -94,7 +111,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._restore_geometry()
         self.sources.refresh_cache()
         self.warm_up = JobController(self.runner, self)
-        QtCore.QTimer.singleShot(300, self, self._warm_up)
+        # The heavy imports wait for the window's first frame: the user sees the app first, and
+        # the import (which holds the GIL for seconds) does not slow that frame down.
+        self.first_painted.connect(self._warm_up)
+        self._paint_watch = _FirstPaint(self, self.first_painted.emit)
 
     @flow
     async def _warm_up(self) -> None:
@@ -261,6 +281,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self.jobs.set_ready(ready)
         self.leaderboard.set_ready(ready)
 
+    @property
+    def compare_window(self) -> CheckpointCompareWindow:
+        """The checkpoint-compare window, built on first use (it is not part of the first paint)."""
+        if self._compare_window is None:
+            self._compare_window = CheckpointCompareWindow(
+                JobController(self.runner, self), JobController(self.runner, self), self
+            )
+            if self._open_location is not None:
+                self._compare_window.panel.set_open_source(self._open_location)
+        return self._compare_window
+
+    @property
+    def checkpoint_compare(self):
+        return self.compare_window.panel
+
     # -- intents -----------------------------------------------------------------------------
     def open_source(self, location: str):
         """Open ``location`` (see ``Workspace.open_source``); returns the flow's task."""
@@ -423,7 +458,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model.show_source(opened)
         self.target.set_source(opened)
         self.overview.set_source_ready(opened.architecture_error is None)
-        self.checkpoint_compare.set_open_source(opened.location)
+        self._open_location = opened.location
+        if self._compare_window is not None:
+            self.checkpoint_compare.set_open_source(opened.location)
         self.setWindowTitle(f"Graft — {opened.source.display_name}")
         self.status.showMessage(f"Opened {opened.source.display_name}", 5000)
         if opened.source.identity.get("kind") == "hub":

@@ -45,7 +45,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import torch
-from scipy import stats as sstats
 
 from core.stats.correlation import correlation_map
 from core.stats.moments import moments
@@ -139,8 +138,29 @@ def null_top_share(rows: int, length: int, fraction: float = TOP_FRACTION) -> fl
     p = math.ceil(fraction * rows) / rows
     if p >= 1.0:
         return 1.0
-    q = sstats.chi2(length).isf(p)
-    return float(sstats.chi2(length + 2).sf(q))
+    return chi2_sf(chi2_isf(p, length), length + 2)
+
+
+def chi2_sf(x: float, dof: int) -> float:
+    """P(χ²_dof > x): the regularised upper incomplete gamma Q(dof/2, x/2) (float64)."""
+    half = torch.tensor([dof / 2, x / 2], dtype=torch.float64)
+    return float(torch.special.gammaincc(half[:1], half[1:]))
+
+
+def chi2_isf(p: float, dof: int) -> float:
+    """The x with P(χ²_dof > x) = p, by bisection on :func:`chi2_sf` to float64 resolution."""
+    lo, hi = 0.0, float(dof) + 10.0 * math.sqrt(2.0 * dof) + 100.0
+    while chi2_sf(hi, dof) > p:  # p so small the first bracket is short
+        lo, hi = hi, 2 * hi
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        if chi2_sf(mid, dof) > p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 def top_norm_share(weight, fraction: float = TOP_FRACTION, *, row_sq: torch.Tensor | None = None) -> float:

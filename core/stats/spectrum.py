@@ -74,7 +74,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.linalg import eigh_tridiagonal
 
 from core.errors import StatsError
 from core.stats.powerlaw import ALPHA_METHODS, DEFAULT_ALPHA_METHOD, PowerLawFit, powerlaw_fit
@@ -237,6 +236,15 @@ LANCZOS_STEP_TOL = 1e-6
 SPECTRAL_NORM_RTOL = 1e-5
 
 
+def _top_eigenvalue_tridiagonal(diagonal: list[float], off: list[float]) -> float:
+    """The largest eigenvalue of the symmetric tridiagonal matrix (at most a few hundred wide)."""
+    t = np.diag(np.asarray(diagonal, dtype=np.float64))
+    if off:
+        b = np.asarray(off, dtype=np.float64)
+        t += np.diag(b, 1) + np.diag(b, -1)
+    return float(np.linalg.eigvalsh(t)[-1])
+
+
 def spectral_norm(w: torch.Tensor, *, seed: int = DEFAULT_SEED, max_iter: int = 200) -> float:
     """‖W‖_2 of the whole matrix by Lanczos on the smaller of WWᵀ / WᵀW, applied as two fp32
     mat-vecs where W lives (CPU or CUDA), with full re-orthogonalisation.
@@ -270,7 +278,7 @@ def spectral_norm(w: torch.Tensor, *, seed: int = DEFAULT_SEED, max_iter: int = 
         for _ in range(2):  # full re-orthogonalisation, twice: fp32 Lanczos loses orthogonality fast
             v -= basis[: j + 1].T @ (basis[: j + 1] @ v)
         beta = float(v.norm())
-        top = float(eigh_tridiagonal(np.array(alphas), np.array(betas), eigvals_only=True)[-1]) if j else alphas[0]
+        top = _top_eigenvalue_tridiagonal(alphas, betas) if j else alphas[0]
         if j >= 2 and top - theta <= LANCZOS_STEP_TOL * top or beta <= 1e-7 * top:
             theta = top
             break

@@ -46,3 +46,20 @@ def test_a_recipe_for_a_missing_gpu_falls_back_to_cpu(window, gui, qtbot, tmp_pa
     note = window.target.device_note
     assert not note.isHidden() and device in note.text() and "cpu" in note.text()
     gui.preview()  # and the preview runs there
+
+
+def test_the_warm_up_waits_for_the_windows_first_frame(qtbot, runner):
+    from app.main_window import MainWindow
+
+    w = MainWindow(runner=runner)
+    qtbot.addWidget(w)
+    painted = []
+    w.first_painted.connect(lambda: painted.append(w.warm_up.running))
+    qtbot.wait(200)  # not shown: nothing painted, nothing warming up
+    assert painted == [] and not w.warm_up.running
+    w.show()
+    qtbot.waitUntil(lambda: bool(painted), timeout=10_000)
+    assert painted == [False]  # the warm-up starts only once the frame is painted…
+    _wait_for_devices(qtbot, w.target.device_combo)  # …and then reports the devices
+    w.workspace.cancel_all()
+    w.close()
