@@ -12,7 +12,7 @@ flushed (the flush counted in its wall time) and evicted after:
   one ``os.pread`` per contiguous run with ``POSIX_FADV_RANDOM``;
 * that shrink with ``select``: a first run (a fresh, empty ``GRAFT_CACHE_DIR``: whatever Graft
   reads to hash and scan a source it has not seen) and a second (same cache, cold page cache);
-  ``mean_field`` and ``distribution`` (with that cache);
+  ``mean_field``, ``distribution``, ``covariance`` and ``templates`` (with that cache);
 * a growth of an 8-layer 2048-wide llama to the 7B shape, against ``cp`` of as many bytes;
 * ``graft inspect`` (empty cache, then warm) and ``graft stats --json`` against the cold read pass;
 * a layer slice keeping layers 0, 2, 4, … (``--layer-map``) against mergekit's passthrough merge
@@ -66,6 +66,8 @@ JOBS = (
     "select_second",
     "mean_field",
     "distribution",
+    "covariance",
+    "templates",
     "growth",
     "inspect_first",
     "inspect_second",
@@ -579,7 +581,7 @@ def main() -> None:
                 bench.run(job, cmd, outputs=[out / job], env=env(cache), keep_outputs=keep)
 
         # a second run's cache without its first run (--only / --skip): filled untimed by an inspect
-        if "select_first" not in wanted and {"select_second", "mean_field", "distribution"} & set(wanted):
+        if "select_first" not in wanted and {"select_second", *SAMPLING} & set(wanted):
             warm(caches["select"], src)
         if "slice_first" not in wanted and "slice_second" in wanted:
             warm(caches["misc"], src)
@@ -592,8 +594,8 @@ def main() -> None:
             bench.run("pread_floor", pread)
         transfer("select_first", caches["select"], target_args)
         transfer("select_second", caches["select"], target_args)
-        transfer("mean_field", caches["select"], [*target_args, "--strategy", "mean_field"])
-        transfer("distribution", caches["select"], [*target_args, "--strategy", "distribution"])
+        for strategy in SAMPLING:
+            transfer(strategy, caches["select"], [*target_args, "--strategy", strategy])
         if "growth" in wanted:
             grow_cache = Path(tempfile.mkdtemp(prefix="graft-cache-growth-", dir=work))
             # untimed: the growth source's shard hashes and NaN scan into the cache (as a second run's)
@@ -631,6 +633,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+#: the shrinks by a strategy other than select, each timed against select's second run
+SAMPLING = ("mean_field", "distribution", "covariance", "templates")
+
 #: job → (its baseline job, what the ratio means)
 BASELINES = {
     "cp": (None, ""),
@@ -640,6 +645,8 @@ BASELINES = {
     "select_second": ("pread_floor", "× pread floor"),
     "mean_field": ("select_second", "× select"),
     "distribution": ("select_second", "× select"),
+    "covariance": ("select_second", "× select"),
+    "templates": ("select_second", "× select"),
     "growth": ("cp", "× cp (same bytes)"),
     "inspect_first": ("cat", "× cat"),
     "inspect_second": ("cat", "× cat"),

@@ -147,8 +147,8 @@ def export_checkpoint(
         out_dir: the folder to create. It may exist if empty; a non-empty one needs ``force``,
             and is then replaced only after the new folder is complete (see :mod:`core.outdir`).
         entries: every tensor, in file order.
-        produce: ``produce(name) -> tensor``, called once per entry, in file order, each call
-            after the previous tensor was written. A floating tensor of another float dtype is
+        produce: ``produce(name) -> tensor``, called once per entry, in file order, in a worker
+            thread one tensor ahead of the writing. A floating tensor of another float dtype is
             cast to ``entry.dtype``; anything else must match exactly.
         config: written as ``config.json`` when not None.
         aux_files: tokenizer/generation files copied as-is (by base name).

@@ -27,13 +27,28 @@ def _fresh_state(plan) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = spec.build_model(config)
-    state = {
-        k: v.detach().to(torch.float32) if v.is_floating_point() else v.detach() for k, v in model.state_dict().items()
-    }
+    own = model.state_dict()
+    state = _checkpoint_form(model, own)
     keys = spec.model_keys(config, [t.name for t in plan.tensors])
     if keys is not None:
-        state = {name: state[key] for name, key in keys.items() if key in state}
+        state = {**state, **{name: own[key] for name, key in keys.items() if key in own}}
+    state = {k: v.detach().to(torch.float32) if v.is_floating_point() else v.detach() for k, v in state.items()}
     return {"state": state, "prefix": getattr(model, "base_model_prefix", "") or ""}
+
+
+def _checkpoint_form(model, own: dict) -> dict:
+    """The model's state dict under the names and shapes its checkpoints use: transformers 5 fuses
+    an MoE's per-expert matrices into stacked parameters (and renames some modules) when it loads,
+    and converts them back when it saves (``revert_weight_conversion``, what ``save_pretrained``
+    calls); the plan's tensors are checkpoint tensors. Unchanged for models without conversions."""
+    try:
+        from transformers.core_model_loading import revert_weight_conversion
+    except ImportError:  # transformers 4, or a plain torch module: the state dict is the checkpoint's
+        return dict(own)
+    try:
+        return revert_weight_conversion(model, dict(own))
+    except (AttributeError, TypeError):  # not a transformers model (the generic MLP)
+        return dict(own)
 
 
 def lookup(fresh: dict, name: str):

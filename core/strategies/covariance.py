@@ -9,18 +9,23 @@ indices, so a kept neuron keeps its covariances and a duplicated one gets a dupl
 draw is made for the distinct source neurons and gathered through the maps: copies are equal).
 An axis longer than ``max_dim`` (a vocabulary, say) uses its diagonal only.
 
-Estimated on a fixed-size sample (issue 17): the diagonals (every row's and column's variance) use
-every value, in one streamed pass over the source; the correlations between rows are estimated on
-at most ``samples`` spread columns, those between columns on at most ``samples`` spread rows (all of
-them when there are no more: then U and V are exactly the above). Nothing n × n is formed or
+Estimated from what the target keeps (issue 17): only the kept rows' kept columns X of W are read
+(the bytes ``select`` reads), so the diagonals are each kept row's variance over the kept columns and
+each kept column's over the kept rows — the entries the target has; with every row and column kept
+(same size, growth) that is all of W. The correlations between rows are estimated on at most
+``samples`` spread kept columns, those between columns on at most ``samples`` spread kept rows (all
+of them when there are no more: then U and V are exactly the above). Nothing n × n is formed or
 factorised: with the kept positions' centred values X (rows × sampled columns, each row scaled so
 its squared norm is (1−λ)·its variance) and d its remaining variance λ·Uᵢᵢ, A = [X, diag(√d)]
 gives AAᵀ = (1−λ)Û + λ·diag(U) exactly, and likewise B. W̃ = A Z Bᵀ with Z of shape
 (samples + rows) × (samples + columns) is then an exact draw of that matrix normal, in row blocks
 written into one preallocated float32 output (on ``device``): its cost is 2·rows·columns·(k + k′)
 multiply-adds instead of the rows³ and columns³ of covariance products and Cholesky factors
-(a llama-shaped 1 GB shrink spent 80% of its time there; it now takes about 1.5× ``select``'s time,
-``benchmarks/bench_sampling.py``). The default of 512 samples was measured on the demo (MiniLM-L6,
+(a llama-shaped 1 GB shrink spent 80% of its time there). On the Llama-2-7B shape
+(``benchmarks/bench_7b.py``, 2 CPU cores) reading every source value for the variances made it 3.7×
+``select``'s time; reading the kept block only, 2.5–2.7×: what is left is the draw itself, the
+products with the 2 × 512 sampled columns and one normal per output value (``samples=256`` halves
+the products). The default of 512 samples was measured on the demo (MiniLM-L6,
 whose FFN axes of 1536 are the only ones longer): the sampled covariances differ from the full-data
 ones by 33–44% (Frobenius; 46–100% off the diagonal, whose entries correlate 0.71–0.91 with the
 full ones) where two disjoint halves of the data differ from each other by 66–145% off the
@@ -69,9 +74,9 @@ class CovarianceParams:
     )
     samples: int = param(
         512,
-        help="the correlations between rows are estimated on at most this many spread columns, those between "
-        "columns on at most this many spread rows (the variances always use every value; the draw costs "
-        "about rows·columns·2·samples multiply-adds)",
+        help="the correlations between rows are estimated on at most this many spread kept columns, those "
+        "between columns on at most this many spread kept rows (the variances use every kept value; the draw "
+        "costs about rows·columns·2·samples multiply-adds)",
         min=16,
         max=65536,
     )
@@ -134,47 +139,37 @@ def _distinct(index, n: int):
     return positions, inverse
 
 
-class _Pass:
-    """One streamed pass over the source matrix (R × C): its mean, every row's and column's sums,
-    and the two samples the correlations are estimated on.
+class _Kept:
+    """The statistics of the kept block X = W[kept rows][:, kept columns] (float32, kr × kc) that
+    the draw needs: its mean, each kept row's and column's sums, and the two correlation samples.
 
-    ``rows_at_cols``: the kept rows (``keep_rows``) at the sampled columns (``cols``);
-    ``cols_at_rows``: the sampled rows (``rows``) at the kept columns (``keep_cols``); either is
-    skipped (None) for an axis drawn with a diagonal covariance. Blocks of rows go through two
-    reused float32 buffers (a fresh 32 MB buffer per block cost more in page faults than the sums),
-    and are summed in float32 — a block's rows or columns — then accumulated in float64.
+    ``rows_at_cols``: every kept row at ``cols`` (spread positions among the kept columns);
+    ``cols_at_rows``: ``rows`` (spread positions among the kept rows) at every kept column; either
+    is None for an axis drawn with a diagonal covariance. The sums go a block of rows at a time
+    through one reused float32 buffer of squares, as matrix-vector products (BLAS: a column sum by
+    torch's reduction is a strided pass), accumulated in float64.
     """
 
-    def __init__(self, read_block, shape, keep_rows, cols, rows, keep_cols):
+    def __init__(self, x, cols, rows):
         import torch
 
-        n_rows, n_cols = shape
+        n_rows, n_cols = x.shape
         f64 = torch.float64
         self.row_sum, self.row_sq = torch.zeros(n_rows, dtype=f64), torch.zeros(n_rows, dtype=f64)
         self.col_sum, self.col_sq = torch.zeros(n_cols, dtype=f64), torch.zeros(n_cols, dtype=f64)
-        self.rows_at_cols = None if keep_rows is None else torch.empty(len(keep_rows), len(cols))
-        self.cols_at_rows = None if rows is None else torch.empty(len(rows), len(keep_cols))
         block = min(n_rows, max(1, BLOCK_BYTES // (4 * max(n_cols, 1))))
-        values, squares = torch.empty(block, n_cols), torch.empty(block, n_cols)
+        squares = torch.empty(block, n_cols)
         ones_cols, ones_rows = torch.ones(n_cols), torch.ones(block)
         for lo in range(0, n_rows, block):
             hi = min(n_rows, lo + block)
-            x, sq = values[: hi - lo], squares[: hi - lo]
-            x.copy_(read_block(lo, hi).reshape(hi - lo, n_cols))
-            torch.mul(x, x, out=sq)
-            # sums as matrix-vector products (BLAS): a column sum by torch's reduction is a strided pass
-            self.row_sum[lo:hi], self.row_sq[lo:hi] = torch.mv(x, ones_cols), torch.mv(sq, ones_cols)
-            self.col_sum += torch.mv(x.T, ones_rows[: hi - lo])
+            xb, sq = x[lo:hi], squares[: hi - lo]
+            torch.mul(xb, xb, out=sq)
+            self.row_sum[lo:hi], self.row_sq[lo:hi] = torch.mv(xb, ones_cols), torch.mv(sq, ones_cols)
+            self.col_sum += torch.mv(xb.T, ones_rows[: hi - lo])
             self.col_sq += torch.mv(sq.T, ones_rows[: hi - lo])
-            if keep_rows is not None:
-                at = ((keep_rows >= lo) & (keep_rows < hi)).nonzero().reshape(-1)
-                if at.numel():
-                    self.rows_at_cols[at] = x.index_select(0, keep_rows[at] - lo).index_select(1, cols)
-            if rows is not None:
-                at = ((rows >= lo) & (rows < hi)).nonzero().reshape(-1)
-                if at.numel():
-                    self.cols_at_rows[at] = x.index_select(0, rows[at] - lo).index_select(1, keep_cols)
         self.mean = float(self.row_sum.sum()) / max(n_rows * n_cols, 1)
+        self.rows_at_cols = None if cols is None else x.index_select(1, cols)
+        self.cols_at_rows = None if rows is None else x.index_select(0, rows)
 
     def variances(self, sums, squares, count: int):
         """Σ(x − μ)² / count per row or column, from the sums (float64)."""
@@ -279,16 +274,6 @@ class Covariance(ValueStrategy):
     def _matrix(self, params, ctx, live):
         shape = (ctx.source_shape[live[0]], ctx.source_shape[live[1]])
         name = ctx.tensor.source_name
-        if len(ctx.source_shape) == 2:
-
-            def read_block(lo, hi):
-                return ctx.source.read_slice(name, (slice(lo, hi),))
-        else:  # singleton axes around the matrix: a small table, read whole once
-            whole = ctx.source.read(name).reshape(shape)
-
-            def read_block(lo, hi):
-                return whole[lo:hi]
-
         index = (ctx.index(live[0]), ctx.index(live[1]))
         full = [
             not (n > params.max_dim or (idx is not None and idx.numel() > params.max_dim))
@@ -296,12 +281,19 @@ class Covariance(ValueStrategy):
         ]
         keep_rows, inv_rows = _distinct(index[0], shape[0])
         keep_cols, inv_cols = _distinct(index[1], shape[1])
-        cols = _spread(shape[1], params.samples, ctx.generator("sample-cols")) if full[0] else None
-        rows = _spread(shape[0], params.samples, ctx.generator("sample-rows")) if full[1] else None
-        data = _Pass(read_block, shape, keep_rows if full[0] else None, cols, rows, keep_cols if full[1] else None)
+        if len(ctx.source_shape) == 2:  # only the kept rows' kept columns are read, as select reads them
+            x = ctx.source.read_gather(name, keep_rows.numpy(), keep_cols.numpy()).float()
+        else:  # singleton axes around the matrix: a small table, read whole
+            whole = ctx.source.read(name).reshape(shape).float()
+            x = whole.index_select(0, keep_rows).index_select(1, keep_cols)
+        kr, kc = x.shape
+        cols = _spread(kc, params.samples, ctx.generator("sample-cols")) if full[0] else None
+        rows = _spread(kr, params.samples, ctx.generator("sample-rows")) if full[1] else None
+        data = _Kept(x, cols, rows)
+        del x
         mu = data.mean
-        row_var = data.variances(data.row_sum, data.row_sq, shape[1])[keep_rows]
-        col_var = data.variances(data.col_sum, data.col_sq, shape[0])[keep_cols]
+        row_var = data.variances(data.row_sum, data.row_sq, kc)
+        col_var = data.variances(data.col_sum, data.col_sq, kr)
         lam = params.shrinkage
         p = q = None
         if full[0]:

@@ -13,7 +13,9 @@ Cost (issue 17): a tensor or role fit sees at most ``max_samples`` seeded positi
 replacement, O(max_samples)), picked from a fixed-size sample of whole rows — :data:`READ_FACTOR` ×
 ``max_samples`` values (at least :data:`MIN_READ`) in 64 runs spread over the tensor, the only bytes
 read (:func:`core.strategies._common.read_sample`). The single-group maximum likelihood is solved
-in :mod:`core.strategies.fits` without scipy. The target is drawn in float32 blocks of about a million
+by Newton's method without scipy (:mod:`core.stats.student_t`), and Student-t values are drawn by
+Bailey's polar method, two uniforms per value (:func:`core.strategies.fits.student_t_float32`).
+The target is drawn in float32 blocks of about a million
 values written into one preallocated output, on ``device`` (a CUDA recipe draws on the GPU), so peak
 memory follows the tensor. A 1 GB llama-shaped shrink then takes about 1.4× ``select``'s time
 (``benchmarks/bench_sampling.py``; it took 2.9× reading every tensor whole and fitting by scipy's

@@ -132,3 +132,21 @@ def test_moe_blocks_are_pre_norm_and_their_experts_resizable():
         spec = FAMILIES.get(name)
         assert spec.norm_placement == "pre"
         assert {"experts", "ffn", "hidden"} <= spec.target_size_names()
+
+
+@pytest.mark.parametrize("source_family", ["mixtral", "llama"])
+def test_baseline_init_of_an_moe_target_is_transformers_own(source_family, tiny_model, tmp_path):
+    """The baseline arm of an MoE target (transformers 5 holds its experts fused) exports every
+    checkpoint tensor: the fresh model's state converted back to per-expert form, as it saves."""
+    src, _, _ = tiny_model(source_family)
+    target = {"experts": 3} if source_family == "mixtral" else {"experts": 4}
+    out = export_recipe(
+        Recipe(source=str(src), target=target, values={"default": {"method": "baseline"}}), tmp_path / "o"
+    )
+    model, info = transformers.AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    experts = model.model.layers[1].mlp.experts
+    std = model.config.initializer_range
+    for fused in (experts.gate_up_proj, experts.down_proj):  # transformers' normal(0, initializer_range)
+        assert float(fused.detach().std()) == pytest.approx(std, rel=0.15)
+    assert model.config.num_local_experts == target["experts"]

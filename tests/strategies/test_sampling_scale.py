@@ -108,9 +108,9 @@ def test_templates_assemble_only_the_mapped_blocks_and_report_their_error(llama)
 
 
 def test_float32_student_t_draw_is_student_t_and_seeded():
-    for df in (3.0, 8.0, 200.0):
+    for df in (0.3, 3.0, 8.0, 200.0):
         x = student_t_float32(df, 200_000, torch.Generator().manual_seed(2))
-        assert x.dtype == torch.float32
+        assert x.dtype == torch.float32 and bool(torch.isfinite(x).all())  # ν = 0.3: the heaviest tail a fit gives
         assert stats.kstest(x.double().numpy(), "t", args=(df,)).pvalue > 1e-3
         torch.testing.assert_close(x, student_t_float32(df, 200_000, torch.Generator().manual_seed(2)), rtol=0, atol=0)
 
@@ -237,3 +237,28 @@ def test_a_distribution_fit_reads_a_sample_of_rows_not_the_tensor(tmp_path):
     assert fitted["std"] == pytest.approx(float(full.std()), rel=0.02)
     assert abs(fitted["mean"]) < 3 * float(full.std()) / math.sqrt(fitted["n"])
     assert out.shape == (4096, cols) and float(out.std()) == pytest.approx(fitted["std"], rel=0.01)
+
+
+def test_covariance_reads_only_the_kept_block_and_keeps_its_row_scales(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    rows, cols = 2048, 256
+    scales = torch.linspace(0.01, 0.05, rows)[:, None]
+    source = save_tensors(
+        {
+            "0.weight": torch.randn(rows, cols, generator=g) * scales,
+            "0.bias": torch.zeros(rows),
+            "2.weight": torch.randn(4, rows, generator=g) * 0.02,
+            "2.bias": torch.zeros(4),
+        },
+        tmp_path / "cov.safetensors",
+    )
+    plan = make_plan(source, TargetSizes(hidden=1024), values={"default": {"method": "covariance"}})
+    counting = _Counting(source)
+    out = fill_tensor(plan, plan.tensor("0.weight"), counting)
+    kept = plan.dims["h0"].index
+    assert counting.rows == len(kept) == 1024  # the kept rows, each read once: select's bytes
+    full = source.read("0.weight")[torch.tensor(kept)]
+    # each target row has its kept source row's scale (the draw's noise: ~√(2/256) per row)
+    ratio = out.std(1) / full.std(1)
+    assert float(ratio.mean()) == pytest.approx(1.0, abs=0.02)
+    assert float(torch.corrcoef(torch.stack([out.std(1), full.std(1)]))[0, 1]) > 0.95
