@@ -170,6 +170,7 @@ class MainWindow(QtWidgets.QMainWindow):
         ws.validation_step.connect(self.validation.add_step)
         ws.validation_finished.connect(self.validation.finish)
         ws.validation_cancelled.connect(self.validation.cancelled)
+        ws.validation_failed.connect(self.validation.failed)
         self.validation.export_trained_requested.connect(ws.export_trained)
         self.leaderboard.compare_requested.connect(self.compare)
         self.leaderboard.recipe_requested.connect(self.use_recipe)

@@ -62,6 +62,7 @@ class Workspace(QtCore.QObject):
     validation_step = QtCore.Signal(object)
     validation_finished = QtCore.Signal(object)
     validation_cancelled = QtCore.Signal(object)
+    validation_failed = QtCore.Signal(str)
     leaderboard_step = QtCore.Signal(object)
     leaderboard_finished = QtCore.Signal(object)
     leaderboard_stopped = QtCore.Signal(str)
@@ -297,7 +298,7 @@ class Workspace(QtCore.QObject):
     async def validate(self, config, *, teacher: bool = False, keep_trained: bool = False):
         """Validate the current recipe (queued; it materialises its own copy): each step →
         ``validation_step``, the report → ``validation_finished``; a cancel → ``validation_cancelled``
-        with the arms it kept. ``teacher`` distils from the source, ``keep_trained`` keeps the
+        with the arms it kept; a failure → ``validation_failed`` (and ``job_failed``'s dialog). ``teacher`` distils from the source, ``keep_trained`` keeps the
         trained arms in a new run folder."""
         if self.plan is None:
             return None
@@ -319,6 +320,7 @@ class Workspace(QtCore.QObject):
             self.validation_cancelled.emit(_kept_arms(trained))
             return None
         except Exception as exc:
+            self.validation_failed.emit(str(exc))  # the panel stops saying "running"
             self.job_failed.emit(f"{job.name.capitalize()} failed", exc)
             return None
         self.validation_finished.emit(report)

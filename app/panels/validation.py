@@ -116,6 +116,15 @@ class ValidationPanel(QtWidgets.QWidget):
             text += " The partly trained weights were kept; Export trained… copies them."
         self.summary.setText(text)
 
+    def failed(self, message: str) -> None:
+        """The run stopped with an error (its dialog says why): the panel no longer says "running"."""
+        self.stamp.set_live(False)
+        self.curves.redraw()
+        reason = (message.strip().splitlines() or ["unknown error"])[0]
+        steps = self._steps_done()
+        after = f" after {steps} step{'s' if steps != 1 else ''}" if steps else ""
+        self.summary.setText(f"Validation failed{after}: {reason}")
+
     def _steps_done(self) -> int:
         """Steps completed by every arm so far (the shortest training curve)."""
         lengths = [

@@ -9,6 +9,16 @@ so skipping a 4 KB gap costs more time than it saves. Reads are ``pread``\\ s in
 tensor's memory with ``POSIX_FADV_RANDOM`` (no read-ahead beyond what is asked), many small ones
 in parallel (the disk's queue, not one request at a time), in file order.
 
+The page cache still reads whole 4 KB pages, and a tensor's data rarely starts on a page: a shrink
+that keeps the first half of each 8 KB row then reads two pages per 4 KB run, 2× the bytes it needs
+(1.89× on the Llama-2-7B shape, the merged ranges 2.0×). When the buffered plan would read over
+:data:`DIRECT_RATIO` × the exact runs' 512-byte sectors, and those bytes are not in the page cache
+already (a cached read is a memory copy), the runs are read unmerged with ``O_DIRECT`` instead
+(:func:`_read_direct`: 1.11× the needed bytes on that shape; measured on this project's 2-core
+machine at 8 requests in flight, 404,001 runs in 11.8 s against 22.5 s for buffered exact reads
+one at a time). ``GRAFT_READ_DIRECT=never`` / ``always`` overrides the choice; a file system
+without ``O_DIRECT`` reads buffered.
+
 :func:`gather_2d` is the whole job for one tensor seen as ``rows × columns`` (the columns are the
 flattened trailing axes): which rows, which columns, in which order — the result equals
 ``tensor[rows][:, cols]`` bit for bit.
@@ -16,6 +26,7 @@ flattened trailing axes): which rows, which columns, in which order — the resu
 
 from __future__ import annotations
 
+import errno
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +41,16 @@ GAP_BYTES = int(os.environ.get("GRAFT_READ_GAP", 32 << 10))
 PIECE_BYTES = 8 << 20
 #: requests in flight at once (the disk's queue; threads release the GIL in ``pread``).
 QUEUE_DEPTH = 8
+#: ``auto`` (default): read with ``O_DIRECT`` when the page cache would read over
+#: :data:`DIRECT_RATIO` × the bytes asked for and the bytes are not cached; ``never``; ``always``.
+DIRECT = os.environ.get("GRAFT_READ_DIRECT", "auto")
+#: the buffered plan's pages over the direct plan's sectors above which a read goes direct.
+DIRECT_RATIO = 1.2
+#: reads smaller than this in all stay buffered (a few requests: nothing to save).
+DIRECT_MIN_BYTES = 1 << 20
+#: an ``O_DIRECT`` read is aligned to this many bytes (512-byte sectors; 4096 where the device
+#: refuses 512: retried once per file).
+SECTOR = 512
 
 
 def _open(path: Path, sequential: bool) -> int:
@@ -55,13 +76,20 @@ def _pread_into(fd: int, view: memoryview, offset: int, path: Path) -> None:
         done += n
 
 
-def read_ranges(path: Path, ranges: list[tuple[int, memoryview]], *, sequential: bool = False) -> None:
+def read_ranges(
+    path: Path, ranges: list[tuple[int, memoryview]], *, sequential: bool = False, direct: bool = False
+) -> None:
     """Fill each ``(file offset, buffer)`` of ``ranges`` from ``path`` (several requests in flight).
+
+    ``direct``: read through ``O_DIRECT`` (:func:`_read_direct`) where the file system allows it,
+    else as usual.
 
     Raises:
         SourceError: the file cannot be opened or ends early.
     """
     if not ranges:
+        return
+    if direct and _read_direct(Path(path), ranges):
         return
     fd = _open(Path(path), sequential)
     try:
@@ -77,6 +105,100 @@ def read_ranges(path: Path, ranges: list[tuple[int, memoryview]], *, sequential:
                 future.result()
     finally:
         os.close(fd)
+
+
+def _read_direct(path: Path, ranges: list[tuple[int, memoryview]]) -> bool:
+    """Read ``ranges`` with ``O_DIRECT``: each one's sector-aligned span into an aligned scratch
+    buffer, then its bytes into place. False (nothing read) where the file system refuses ``O_DIRECT``.
+
+    Why: through the page cache a read costs whole 4 KB pages, and a shrink's kept runs (the first
+    half of each row, say) rarely start on a page: a 4 KB run then costs 8 KB. Sectors are 512
+    bytes, so the same run costs 4.5 KB direct. Requests are many and small, so several are in
+    flight at once (:data:`QUEUE_DEPTH` threads; ``preadv`` releases the GIL).
+    """
+    import mmap
+
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | flag | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False  # not supported here (tmpfs, some network file systems): read buffered
+    try:
+        pieces = []  # (offset, view): at most PIECE_BYTES each
+        for offset, view in ranges:
+            for start in range(0, len(view), PIECE_BYTES):
+                pieces.append((offset + start, view[start : start + PIECE_BYTES]))
+        workers = max(1, min(QUEUE_DEPTH, len(pieces)))
+
+        def read_all(part: list[tuple[int, memoryview]], align: int) -> None:
+            scratch = mmap.mmap(-1, PIECE_BYTES + 2 * 4096)  # page-aligned: any sector size
+            buffer = memoryview(scratch)
+            try:
+                for offset, view in part:
+                    lo = offset - offset % align
+                    hi = -(-(offset + len(view)) // align) * align
+                    got = 0
+                    while got < hi - lo:
+                        n = os.preadv(fd, [buffer[got : hi - lo]], lo + got)
+                        if n == 0:
+                            break  # the file's end, inside the last sector
+                        got += n
+                    if got < offset + len(view) - lo:
+                        raise SourceError(
+                            f"{path.name} ended before byte {offset + len(view):,}; the file is truncated: re-download it"
+                        )
+                    view[:] = buffer[offset - lo : offset - lo + len(view)]
+            finally:
+                del buffer, scratch  # freed here (no close: slices may still be alive in a traceback)
+
+        def run(align: int) -> None:
+            if workers == 1:
+                read_all(pieces, align)
+                return
+            with ThreadPoolExecutor(workers) as pool:  # interleaved: the requests go out in file order
+                for future in [pool.submit(read_all, pieces[w::workers], align) for w in range(workers)]:
+                    future.result()
+
+        try:
+            run(SECTOR)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            run(4096)  # a device with 4 KB logical blocks
+        return True
+    except OSError as exc:
+        raise SourceError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def _is_cached(path: Path, offsets: list[int]) -> bool:
+    """Whether most of the bytes at ``offsets`` are in the page cache already (``RWF_NOWAIT`` reads
+    of one byte each: they fail rather than wait for the disk). Unknown (no ``RWF_NOWAIT``): False."""
+    nowait = getattr(os, "RWF_NOWAIT", None)
+    if nowait is None or not offsets:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    hits, probe = 0, bytearray(1)
+    try:
+        for offset in offsets:
+            try:
+                hits += os.preadv(fd, [probe], offset, nowait) == 1
+            except OSError:  # EAGAIN: on disk only
+                pass
+    finally:
+        os.close(fd)
+    return hits * 2 > len(offsets)
+
+
+def _span_bytes(reads: list[tuple[int, int]], unit: int) -> int:
+    """Bytes of the ``unit``-sized blocks that the ``(offset, count)`` reads touch."""
+    return sum((-(-(o + n) // unit) - o // unit) * unit for o, n in reads if n)
 
 
 def _runs(sorted_unique: np.ndarray) -> list[tuple[int, int]]:
@@ -129,6 +251,7 @@ def gather_2d(
     *,
     gap: int | None = None,
     cap: int = 64 << 20,
+    direct: bool | None = None,
 ):
     """``tensor[rows][:, cols]`` of the ``rows × cols`` matrix stored at byte ``base`` of ``path``.
 
@@ -139,6 +262,8 @@ def gather_2d(
         rows, cols: source positions in target order (repeats allowed), or None for all.
         gap: merge ranges closer than this (default :data:`GAP_BYTES`).
         cap: the largest single read.
+        direct: True reads the exact runs with ``O_DIRECT`` (:func:`_read_direct`); None decides
+            (:data:`DIRECT`, :func:`_direct_pays`); False never.
 
     Returns:
         ``(tensor, bytes read)``: a CPU tensor of shape ``(len(rows), len(cols))`` in ``dtype``,
@@ -157,12 +282,20 @@ def gather_2d(
         return torch.empty((len(rows_t), len(cols_t)), dtype=dtype), 0
     windows = _windows(ucols, item, gap)
     row_bytes = n_cols * item
+    if direct is None:
+        direct = DIRECT == "always" or None
+    if direct is not False and (DIRECT != "never" or direct):
+        exact = _windows(ucols, item, SECTOR)  # merged only within a sector
+        reads = _read_list(base, urows, n_cols, exact, item, SECTOR, cap)
+        if direct or _direct_pays(path, base, urows, n_cols, windows, item, gap, cap, reads):
+            windows, gap, direct = exact, SECTOR, True
+    direct = bool(direct)
     blocks, bytes_read, lo = [], 0, 0
     while lo < len(urows):  # blocks of rows spanning at most ``cap`` bytes: memory stays bounded
         hi = lo + 1
         while hi < len(urows) and (urows[hi] - urows[lo] + 1) * row_bytes <= cap:
             hi += 1
-        block, n = _gather_block(path, base, n_cols, dtype, urows[lo:hi], ucols, windows, gap, cap)
+        block, n = _gather_block(path, base, n_cols, dtype, urows[lo:hi], ucols, windows, gap, cap, direct)
         blocks.append(block)
         bytes_read += n
         lo = hi
@@ -175,7 +308,37 @@ def gather_2d(
     return out.contiguous(), bytes_read
 
 
-def _gather_block(path, base, n_cols, dtype, urows, ucols, windows, gap, cap):
+def _read_list(base, urows, n_cols, windows, item, gap, cap) -> list[tuple[int, int]]:
+    """The ``(file offset, bytes)`` reads of a gather with these windows (every row block's)."""
+    out, lo, row_bytes = [], 0, n_cols * item
+    while lo < len(urows):
+        hi = lo + 1
+        while hi < len(urows) and (urows[hi] - urows[lo] + 1) * row_bytes <= cap:
+            hi += 1
+        for a, b in windows:
+            for first, last in _row_groups(urows[lo:hi], n_cols, b - a, item, gap, cap):
+                out.append((base + (first * n_cols + a) * item, ((last - first) * n_cols + (b - a)) * item))
+        lo = hi
+    return out
+
+
+def _direct_pays(path, base, urows, n_cols, windows, item, gap, cap, direct_reads) -> bool:
+    """Whether to read with ``O_DIRECT``: the page cache would read over :data:`DIRECT_RATIO` × the
+    sectors the exact runs span, those are at least :data:`DIRECT_MIN_BYTES`, and they are not
+    cached already (a cached read is a copy from memory; a direct one would go to the disk)."""
+    if not getattr(os, "O_DIRECT", 0):
+        return False
+    sectors = _span_bytes(direct_reads, SECTOR)
+    if sectors < DIRECT_MIN_BYTES:
+        return False
+    pages = _span_bytes(_read_list(base, urows, n_cols, windows, item, gap, cap), 4096)
+    if pages <= DIRECT_RATIO * sectors:
+        return False
+    step = max(1, len(direct_reads) // 16)
+    return not _is_cached(Path(path), [o for o, _ in direct_reads[::step]])
+
+
+def _gather_block(path, base, n_cols, dtype, urows, ucols, windows, gap, cap, direct=False):
     """The kept columns of the sorted unique rows ``urows``: ``(tensor, bytes read)``."""
     import torch
 
@@ -190,7 +353,7 @@ def _gather_block(path, base, n_cols, dtype, urows, ucols, windows, gap, cap):
         (base + (first * n_cols + windows[w][0]) * item, memoryview(buf.view(torch.uint8).numpy()).cast("B"))
         for w, first, last, buf in plans
     ]
-    read_ranges(Path(path), sorted(ranges, key=lambda r: r[0]))
+    read_ranges(Path(path), sorted(ranges, key=lambda r: r[0]), direct=direct)
     parts = []
     for w, (a, b) in enumerate(windows):
         in_window = ucols[(ucols >= a) & (ucols < b)] - a

@@ -37,6 +37,15 @@ def test_nonfinite_weights_are_shown_and_block_until_allowed(qtbot, window, gui,
     assert "NaN/Inf" in box.text() and BAD in box.text()
     box.accept()
 
+    window.jobs.steps_spin.setValue(20)
+    refused = gui.queued(window.validate_action.trigger)  # a validation materialises: refused alike
+    qtbot.waitUntil(lambda: refused.state == FAILED, timeout=120_000)
+    qtbot.waitUntil(lambda: len(open_error_dialogs(window)) == 1, timeout=10_000)
+    open_error_dialogs(window)[0].accept()
+    assert not window.validation.stamp.live  # the panel says it failed, not "running"
+    assert window.validation.summary.text().startswith("Validation failed: ")
+    assert "NaN/Inf" in window.validation.summary.text()
+
     out = tmp_path / "export"
     refused = gui.queued(lambda: window.workspace.export(out, dtype=None, max_shard_size="5GB"))
     qtbot.waitUntil(lambda: refused.state == FAILED, timeout=120_000)

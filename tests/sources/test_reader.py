@@ -40,7 +40,7 @@ KINDS = ["all", "first", "spread", "perm", "repeat"]
 
 @pytest.mark.parametrize("rows_kind", KINDS)
 @pytest.mark.parametrize("cols_kind", KINDS)
-@pytest.mark.parametrize("gap", [0, 64, 1 << 20])
+@pytest.mark.parametrize("gap", [0, 64, 1 << 20, "direct"])
 def test_gather_equals_indexing(stored, rows_kind, cols_kind, gap):
     source, tensors = stored
     rng = np.random.default_rng(1)
@@ -48,7 +48,10 @@ def test_gather_equals_indexing(stored, rows_kind, cols_kind, gap):
     full = tensors["a"]
     rows, cols = _case(rng, 300, rows_kind), _case(rng, 257, cols_kind)
     # a small cap forces several row blocks and row groups
-    got, _ = gather_2d(info.file, info.offsets[0], (300, 257), torch.bfloat16, rows, cols, gap=gap, cap=4096)
+    if gap == "direct":  # O_DIRECT: sector-aligned spans, each run's bytes copied into place
+        got, _ = gather_2d(info.file, info.offsets[0], (300, 257), torch.bfloat16, rows, cols, cap=4096, direct=True)
+    else:
+        got, _ = gather_2d(info.file, info.offsets[0], (300, 257), torch.bfloat16, rows, cols, gap=gap, cap=4096)
     want = full if rows is None else full[torch.from_numpy(rows)]
     want = want if cols is None else want[:, torch.from_numpy(cols)]
     assert got.dtype == want.dtype and torch.equal(got.view(torch.int16), want.contiguous().view(torch.int16))
@@ -86,3 +89,46 @@ def test_a_truncated_file_is_one_sentence(tmp_path):
         fh.truncate(source.tensors["w"].offsets[0] + 100)
     with pytest.raises(SourceError, match="truncated"):
         source.read_gather("w", np.arange(50, 60), None)
+
+
+def test_direct_reads_reach_the_files_last_byte_and_say_when_it_is_truncated(tmp_path):
+    from core.errors import SourceError
+
+    w = torch.arange(333 * 7, dtype=torch.float32).reshape(333, 7)  # the file ends inside a sector
+    save_file({"w": w}, tmp_path / "m.safetensors", metadata={"format": "pt"})
+    info = open_source(tmp_path / "m.safetensors").tensors["w"]
+    rows = np.array([0, 331, 332])
+    got, n = gather_2d(info.file, info.offsets[0], (333, 7), torch.float32, rows, np.array([1, 6]), direct=True)
+    assert torch.equal(got, w[torch.from_numpy(rows)][:, [1, 6]]) and n <= 3 * 7 * 4  # runs a sector apart merge
+    with open(tmp_path / "m.safetensors", "r+b") as fh:
+        fh.truncate(info.offsets[0] + 330 * 7 * 4)
+    with pytest.raises(SourceError, match="truncated"):
+        gather_2d(info.file, info.offsets[0], (333, 7), torch.float32, rows, None, direct=True)
+
+
+def test_direct_reads_are_chosen_for_half_rows_off_the_page_grid_that_are_not_cached(tmp_path):
+    """The first half of each 8 KB row, 100 bytes off the page grid: through the page cache each
+    4 KB run costs two pages; direct, nine sectors. A cached file stays buffered."""
+    import os
+
+    from core.sources import reader
+
+    path = tmp_path / "m.bin"
+    rows, n_cols = 512, 4096  # bf16: 8 KB rows, 4 MB in all
+    path.write_bytes(bytes(100) + bytes(rows * n_cols * 2))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    urows, ucols = np.arange(rows), np.arange(n_cols // 2)
+    windows = reader._windows(ucols, 2, reader.GAP_BYTES)
+    exact = reader._read_list(100, urows, n_cols, reader._windows(ucols, 2, reader.SECTOR), 2, reader.SECTOR, 64 << 20)
+    assert len(exact) == rows and reader._span_bytes(exact, 512) == rows * 4608
+    assert reader._span_bytes(reader._read_list(100, urows, n_cols, windows, 2, reader.GAP_BYTES, 64 << 20), 4096) > (
+        1.2 * rows * 4608
+    )
+    assert reader._direct_pays(path, 100, urows, n_cols, windows, 2, reader.GAP_BYTES, 64 << 20, exact)
+    path.read_bytes()  # now cached: a copy from memory beats any disk read
+    assert not reader._direct_pays(path, 100, urows, n_cols, windows, 2, reader.GAP_BYTES, 64 << 20, exact)
