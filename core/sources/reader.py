@@ -11,17 +11,15 @@ in parallel (the disk's queue, not one request at a time), in file order.
 
 The page cache still reads whole 4 KB pages, and a tensor's data rarely starts on a page: a shrink
 that keeps the first half of each 8 KB row then reads two pages per 4 KB run, 2× the bytes it needs
-(1.89× on the Llama-2-7B shape, the merged ranges 2.0×). When the buffered plan would read over
-:data:`DIRECT_RATIO` × the exact runs' 512-byte sectors, and those bytes are not in the page cache
-already (a cached read is a memory copy), the runs are read unmerged with ``O_DIRECT`` instead
-(:func:`_read_direct`: 1.11× the needed bytes on that shape; measured on this project's 2-core
-machine at 8 requests in flight, 404,001 runs in 11.8 s against 22.5 s for buffered exact reads
-one at a time). ``GRAFT_READ_DIRECT=never`` / ``always`` overrides the choice; a file system
-without ``O_DIRECT`` reads buffered.
-
-:func:`gather_2d` is the whole job for one tensor seen as ``rows × columns`` (the columns are the
-flattened trailing axes): which rows, which columns, in which order — the result equals
-``tensor[rows][:, cols]`` bit for bit.
+(1.89× on the Llama-2-7B shape, the merged ranges 2.0×). ``GRAFT_READ_DIRECT=auto`` reads such runs
+unmerged with ``O_DIRECT`` instead when the buffered plan would read over :data:`DIRECT_RATIO` ×
+their 512-byte sectors and they are not in the page cache (:func:`_read_direct`): 1.12× the needed
+bytes on that shape. It is not the default because it trades bytes for requests (404,001 of them
+there), and on this project's 2-core machine's disk that cost more time than the extra bytes: the
+7B shrink took 45–48 s direct against 15 s buffered in the same hour (``benchmarks/bench_7b.py``;
+a standalone direct read of the same runs took 11.8 s on a quieter day). Storage that is metered
+or bandwidth-bound rather than request-bound is where it pays. ``always`` forces it; a file
+system without ``O_DIRECT`` reads buffered.
 """
 
 from __future__ import annotations
@@ -41,9 +39,10 @@ GAP_BYTES = int(os.environ.get("GRAFT_READ_GAP", 32 << 10))
 PIECE_BYTES = 8 << 20
 #: requests in flight at once (the disk's queue; threads release the GIL in ``pread``).
 QUEUE_DEPTH = 8
-#: ``auto`` (default): read with ``O_DIRECT`` when the page cache would read over
-#: :data:`DIRECT_RATIO` × the bytes asked for and the bytes are not cached; ``never``; ``always``.
-DIRECT = os.environ.get("GRAFT_READ_DIRECT", "auto")
+#: ``never`` (default): read through the page cache; ``auto``: with ``O_DIRECT`` where the page
+#: cache would read over :data:`DIRECT_RATIO` × the bytes asked for and they are not cached;
+#: ``always``. Fewer bytes, many more requests: see the module docstring for when that pays.
+DIRECT = os.environ.get("GRAFT_READ_DIRECT", "never")
 #: the buffered plan's pages over the direct plan's sectors above which a read goes direct.
 DIRECT_RATIO = 1.2
 #: reads smaller than this in all stay buffered (a few requests: nothing to save).
