@@ -205,19 +205,24 @@ class _Counting:
         return out
 
 
-def test_a_distribution_fit_reads_a_sample_of_rows_not_the_tensor(tmp_path):
+def _rows_of_growing_scale(path, rows: int, cols: int, top: float):
+    """A two-layer MLP source whose first weight's rows have std 0.01 … ``top``."""
     g = torch.Generator().manual_seed(0)
-    rows, cols = 8192, 256  # 2M values: more than the fit's read
-    scales = torch.linspace(0.01, 0.03, rows)[:, None]
-    source = save_tensors(
+    scales = torch.linspace(0.01, top, rows)[:, None]
+    return save_tensors(
         {
             "0.weight": torch.randn(rows, cols, generator=g) * scales,
             "0.bias": torch.zeros(rows),
             "2.weight": torch.randn(4, rows, generator=g) * 0.02,
             "2.bias": torch.zeros(4),
         },
-        tmp_path / "big.safetensors",
+        path,
     )
+
+
+def test_a_distribution_fit_reads_a_sample_of_rows_not_the_tensor(tmp_path):
+    rows, cols = 8192, 256  # 2M values: more than the fit's read
+    source = _rows_of_growing_scale(tmp_path / "big.safetensors", rows, cols, 0.03)
     counting = _Counting(source)
     sample = read_sample(counting, "0.weight", 1 << 19, torch.Generator().manual_seed(1))
     assert sample.shape == (2048, cols) and counting.rows == 2048
@@ -240,18 +245,7 @@ def test_a_distribution_fit_reads_a_sample_of_rows_not_the_tensor(tmp_path):
 
 
 def test_covariance_reads_only_the_kept_block_and_keeps_its_row_scales(tmp_path):
-    g = torch.Generator().manual_seed(0)
-    rows, cols = 2048, 256
-    scales = torch.linspace(0.01, 0.05, rows)[:, None]
-    source = save_tensors(
-        {
-            "0.weight": torch.randn(rows, cols, generator=g) * scales,
-            "0.bias": torch.zeros(rows),
-            "2.weight": torch.randn(4, rows, generator=g) * 0.02,
-            "2.bias": torch.zeros(4),
-        },
-        tmp_path / "cov.safetensors",
-    )
+    source = _rows_of_growing_scale(tmp_path / "cov.safetensors", 2048, 256, 0.05)
     plan = make_plan(source, TargetSizes(hidden=1024), values={"default": {"method": "covariance"}})
     counting = _Counting(source)
     out = fill_tensor(plan, plan.tensor("0.weight"), counting)
