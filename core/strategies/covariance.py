@@ -23,14 +23,16 @@ written into one preallocated float32 output (on ``device``): its cost is 2·row
 multiply-adds instead of the rows³ and columns³ of covariance products and Cholesky factors
 (a llama-shaped 1 GB shrink spent 80% of its time there). On the Llama-2-7B shape
 (``benchmarks/bench_7b.py``, 2 CPU cores) reading every source value for the variances made it 3.7×
-``select``'s time; reading the kept block only, 2.5–2.7×: what is left is the draw itself, the
-products with the 2 × 512 sampled columns and one normal per output value (``samples=256`` halves
-the products). The default of 512 samples was measured on the demo (MiniLM-L6,
-whose FFN axes of 1536 are the only ones longer): the sampled covariances differ from the full-data
-ones by 33–44% (Frobenius; 46–100% off the diagonal, whose entries correlate 0.71–0.91 with the
-full ones) where two disjoint halves of the data differ from each other by 66–145% off the
-diagonal — within the estimate's own sampling noise; 1024 samples give 17–23% (0.88–0.97) at
-about 1.9× ``select``.
+``select``'s time; reading the kept block only, 2.5–2.8× at 512 samples: what is left is the draw, the
+products with the 2 × ``samples`` sampled columns and one normal per output value.
+
+The default of 1024 samples is chosen by the validation loss, not the speed: on the demo (MiniLM-L6
+→ 4 layers / 256 / 8 heads / 1024, ``benchmarks/bench_strategies.py``) 512 samples took 80 steps to
+reach the baseline's final loss (3.8×), final 4.53, and every row and column (what 1024 is there:
+no kept axis is longer) 40 steps (7.5×), final 4.42. The sampled covariances differ from the full
+ones by 33–44% (Frobenius) at 512 and 17–23% at 1024. On the Llama-2-7B shape 512 samples cost
+2.5–2.8× ``select``, 1024 3.3× (56.8 s against 17.4 s); ``--param samples=512`` (or 256) trades the
+estimate for speed.
 
 Conv kernels (4-D, e.g. the ViT patch embedding, out × in × kh × kw): every filter is drawn from
 N(μ_taps, Σ_taps), the mean and covariance of the kh·kw spatial taps over all source filters.
@@ -73,7 +75,7 @@ class CovarianceParams:
         4096, help="axes longer than this use a diagonal covariance (their correlations are not kept)", min=1, max=65536
     )
     samples: int = param(
-        512,
+        1024,
         help="the correlations between rows are estimated on at most this many spread kept columns, those "
         "between columns on at most this many spread kept rows (the variances use every kept value; the draw "
         "costs about rows·columns·2·samples multiply-adds)",
