@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats as sstats
 
 from core.stats import mean_field_stats, suggest
 from core.stats.meanfield import (
@@ -12,6 +13,8 @@ from core.stats.meanfield import (
     SUGGEST_NORM,
     SUGGEST_ROWS,
     SUGGEST_TAILS,
+    chi2_isf,
+    chi2_sf,
     null_top_share,
     top_norm_share,
 )
@@ -71,3 +74,11 @@ def test_rule_reads_plain_metric_values():
     assert suggest({"kurtosis": float("nan"), "row_corr_excess": 0.02}) == (SUGGEST_ROWS,)
     assert suggest({"kurtosis": 3.0, "top1_norm_ratio": 5.0}) == (SUGGEST_TAILS, SUGGEST_NORM)
     assert suggest({"kurtosis": 0.99, "top1_norm_ratio": 2.9, "col_corr_excess": 0.009}) == (SUGGEST_IID,)
+
+
+@pytest.mark.parametrize("dof", [2, 3, 64, 1000, 4096, 11008, 131072])
+def test_chi2_tail_without_scipy_matches_scipy(dof):
+    for p in (0.5, 0.01, 1 / 3000, 1e-6):
+        q = chi2_isf(p, dof)
+        assert q == pytest.approx(sstats.chi2(dof).isf(p), rel=1e-9)
+        assert chi2_sf(q, dof + 2) == pytest.approx(sstats.chi2(dof + 2).sf(q), rel=1e-9)
