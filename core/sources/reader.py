@@ -282,22 +282,17 @@ def gather_2d(
     windows = _windows(ucols, item, gap)
     row_bytes = n_cols * item
     if direct is None:
-        direct = DIRECT == "always" or None
-    if direct is not False and (DIRECT != "never" or direct):
+        direct = {"always": True, "never": False}.get(DIRECT)  # None: decide (``auto``)
+    if direct is not False:
         exact = _windows(ucols, item, SECTOR)  # merged only within a sector
-        reads = _read_list(base, urows, n_cols, exact, item, SECTOR, cap)
-        if direct or _direct_pays(path, base, urows, n_cols, windows, item, gap, cap, reads):
-            windows, gap, direct = exact, SECTOR, True
-    direct = bool(direct)
-    blocks, bytes_read, lo = [], 0, 0
-    while lo < len(urows):  # blocks of rows spanning at most ``cap`` bytes: memory stays bounded
-        hi = lo + 1
-        while hi < len(urows) and (urows[hi] - urows[lo] + 1) * row_bytes <= cap:
-            hi += 1
+        direct = direct or _direct_pays(path, base, urows, n_cols, item, cap, (windows, gap), (exact, SECTOR))
+        if direct:
+            windows, gap = exact, SECTOR
+    blocks, bytes_read = [], 0
+    for lo, hi in _row_blocks(urows, row_bytes, cap):  # memory stays bounded
         block, n = _gather_block(path, base, n_cols, dtype, urows[lo:hi], ucols, windows, gap, cap, direct)
         blocks.append(block)
         bytes_read += n
-        lo = hi
     out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, 0)
     # Back to the target order (repeats, permutations), when it is not the sorted unique one.
     if len(rows_t) != len(urows) or not np.array_equal(rows_t, urows):
@@ -307,30 +302,47 @@ def gather_2d(
     return out.contiguous(), bytes_read
 
 
-def _read_list(base, urows, n_cols, windows, item, gap, cap) -> list[tuple[int, int]]:
-    """The ``(file offset, bytes)`` reads of a gather with these windows (every row block's)."""
-    out, lo, row_bytes = [], 0, n_cols * item
+def _row_blocks(urows: np.ndarray, row_bytes: int, cap: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` slices of the sorted unique rows, each spanning at most ``cap`` bytes of the file."""
+    out, lo = [], 0
     while lo < len(urows):
         hi = lo + 1
         while hi < len(urows) and (urows[hi] - urows[lo] + 1) * row_bytes <= cap:
             hi += 1
-        for a, b in windows:
-            for first, last in _row_groups(urows[lo:hi], n_cols, b - a, item, gap, cap):
-                out.append((base + (first * n_cols + a) * item, ((last - first) * n_cols + (b - a)) * item))
+        out.append((lo, hi))
         lo = hi
     return out
 
 
-def _direct_pays(path, base, urows, n_cols, windows, item, gap, cap, direct_reads) -> bool:
+def _block_reads(urows, n_cols: int, windows, item: int, gap: int, cap: int):
+    """One row block's reads: ``(window index, first row, last row, elements)`` per (window, row group),
+    the elements running from (first, window start) to (last, window end)."""
+    for w, (a, b) in enumerate(windows):
+        for first, last in _row_groups(urows, n_cols, b - a, item, gap, cap):
+            yield w, first, last, (last - first) * n_cols + (b - a)
+
+
+def _read_list(base, urows, n_cols, windows, item, gap, cap) -> list[tuple[int, int]]:
+    """The ``(file offset, bytes)`` reads of a gather with these windows (every row block's)."""
+    return [
+        (base + (first * n_cols + windows[w][0]) * item, count * item)
+        for lo, hi in _row_blocks(urows, n_cols * item, cap)
+        for w, first, _, count in _block_reads(urows[lo:hi], n_cols, windows, item, gap, cap)
+    ]
+
+
+def _direct_pays(path, base, urows, n_cols, item, cap, buffered, direct) -> bool:
     """Whether to read with ``O_DIRECT``: the page cache would read over :data:`DIRECT_RATIO` × the
     sectors the exact runs span, those are at least :data:`DIRECT_MIN_BYTES`, and they are not
-    cached already (a cached read is a copy from memory; a direct one would go to the disk)."""
+    cached already (a cached read is a copy from memory; a direct one would go to the disk).
+    ``buffered`` and ``direct`` are each plan's ``(windows, gap)``."""
     if not getattr(os, "O_DIRECT", 0):
         return False
+    direct_reads = _read_list(base, urows, n_cols, direct[0], item, direct[1], cap)
     sectors = _span_bytes(direct_reads, SECTOR)
     if sectors < DIRECT_MIN_BYTES:
         return False
-    pages = _span_bytes(_read_list(base, urows, n_cols, windows, item, gap, cap), 4096)
+    pages = _span_bytes(_read_list(base, urows, n_cols, buffered[0], item, buffered[1], cap), 4096)
     if pages <= DIRECT_RATIO * sectors:
         return False
     step = max(1, len(direct_reads) // 16)
@@ -343,11 +355,10 @@ def _gather_block(path, base, n_cols, dtype, urows, ucols, windows, gap, cap, di
 
     item = dtype.itemsize
     # Every (window, row group) is one read into its own buffer; reads go out in file order.
-    plans = []  # (window index, first row, last row, buffer)
-    for w, (a, b) in enumerate(windows):
-        for first, last in _row_groups(urows, n_cols, b - a, item, gap, cap):
-            count = (last - first) * n_cols + (b - a)  # elements from (first, a) to (last, b)
-            plans.append((w, first, last, torch.empty(count, dtype=dtype)))
+    plans = [  # (window index, first row, last row, buffer)
+        (w, first, last, torch.empty(count, dtype=dtype))
+        for w, first, last, count in _block_reads(urows, n_cols, windows, item, gap, cap)
+    ]
     ranges = [
         (base + (first * n_cols + windows[w][0]) * item, memoryview(buf.view(torch.uint8).numpy()).cast("B"))
         for w, first, last, buf in plans

@@ -287,51 +287,36 @@ _SPECTRUM = (
 register_metric(
     "nonfinite", "NaN/±Inf entries of the whole tensor (left out of the other metrics; exact)", lambda v: v.nonfinite
 )
-register_metric(
-    "mean", f"mean of the entries; {_SAMPLE}", lambda v: v.moments.mean, estimated=_sampled, estimate=_BY_SAMPLE
-)
-register_metric(
-    "std",
-    f"standard deviation of the entries (ddof=0); {_SAMPLE}",
-    lambda v: v.moments.std,
-    estimated=_sampled,
-    estimate=_BY_SAMPLE,
-)
-register_metric(
-    "skewness",
-    f"skewness of the entries; {_SAMPLE}",
-    lambda v: v.moments.skewness,
-    estimated=_sampled,
-    estimate=_BY_SAMPLE,
-)
-register_metric(
+
+
+def _sampled_metric(name: str, description: str, fn) -> None:
+    """A value metric read from the 2M-entry sample of larger tensors (estimated there)."""
+    register_metric(name, description, fn, estimated=_sampled, estimate=_BY_SAMPLE)
+
+
+_sampled_metric("mean", f"mean of the entries; {_SAMPLE}", lambda v: v.moments.mean)
+_sampled_metric("std", f"standard deviation of the entries (ddof=0); {_SAMPLE}", lambda v: v.moments.std)
+_sampled_metric("skewness", f"skewness of the entries; {_SAMPLE}", lambda v: v.moments.skewness)
+_sampled_metric(
     "kurtosis",
     "excess kurtosis of the entries (Gaussian 0); estimated from a 2M-entry sample of larger tensors "
     f"({MEASURED_ERRORS['kurtosis']})",
     lambda v: v.moments.excess_kurtosis,
-    estimated=_sampled,
-    estimate=_BY_SAMPLE,
 )
-register_metric(
+_sampled_metric(
     "frac_3sigma",
     "share of entries beyond 3σ (Gaussian 0.0027); estimated from a 2M-entry sample of larger tensors",
     lambda v: v.moments.frac_beyond_3sigma,
-    estimated=_sampled,
-    estimate=_BY_SAMPLE,
 )
-register_metric(
+_sampled_metric(
     "frac_6sigma",
     "share of entries beyond 6σ (Gaussian 2e-9); estimated from a 2M-entry sample of larger tensors",
     lambda v: v.moments.frac_beyond_6sigma,
-    estimated=_sampled,
-    estimate=_BY_SAMPLE,
 )
-register_metric(
+_sampled_metric(
     "abs_max",
     "largest |entry| (of a 2M-entry sample of larger tensors: a lower bound there)",
     lambda v: max(abs(v.moments.min), abs(v.moments.max)),
-    estimated=_sampled,
-    estimate=_BY_SAMPLE,
 )
 register_metric(
     "alpha",

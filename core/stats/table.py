@@ -347,15 +347,8 @@ def stream_model_table(
     selected = select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors)
     total = len(selected)
     cache = cache and describe is None
-    params = {
-        "roles": list(roles) if roles is not None else None,
-        "include_vectors": include_vectors,
-        "seed": seed,
-        "max_elements": max_elements,
-        "max_side": max_side,
-        "exact_side": exact_side,
-        "rank": rank,
-    }
+    sizes = {"seed": seed, "max_elements": max_elements, "max_side": max_side, "exact_side": exact_side, "rank": rank}
+    params = {"roles": list(roles) if roles is not None else None, "include_vectors": include_vectors, **sizes}
     hashes = table_cache.file_keys(source) if cache else None
     cached = table_cache.read_rows(table_cache.table_key(hashes, selected, metrics, params)) if hashes else None
     rows: list[TensorRow] = []
@@ -363,17 +356,7 @@ def stream_model_table(
         iter(cached)
         if cached is not None
         else iter_tensor_metrics(
-            source,
-            metrics,
-            roles,
-            describe=describe,
-            include_vectors=include_vectors,
-            device=device,
-            seed=seed,
-            max_elements=max_elements,
-            max_side=max_side,
-            exact_side=exact_side,
-            rank=rank,
+            source, metrics, roles, describe=describe, include_vectors=include_vectors, device=device, **sizes
         )
     )
     progress(0.0, "")

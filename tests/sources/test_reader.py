@@ -124,11 +124,13 @@ def test_direct_reads_are_chosen_for_half_rows_off_the_page_grid_that_are_not_ca
         os.close(fd)
     urows, ucols = np.arange(rows), np.arange(n_cols // 2)
     windows = reader._windows(ucols, 2, reader.GAP_BYTES)
-    exact = reader._read_list(100, urows, n_cols, reader._windows(ucols, 2, reader.SECTOR), 2, reader.SECTOR, 64 << 20)
+    sectors = reader._windows(ucols, 2, reader.SECTOR)
+    exact = reader._read_list(100, urows, n_cols, sectors, 2, reader.SECTOR, 64 << 20)
     assert len(exact) == rows and reader._span_bytes(exact, 512) == rows * 4608
+    plans = (windows, reader.GAP_BYTES), (sectors, reader.SECTOR)  # buffered, direct
     assert reader._span_bytes(reader._read_list(100, urows, n_cols, windows, 2, reader.GAP_BYTES, 64 << 20), 4096) > (
         1.2 * rows * 4608
     )
-    assert reader._direct_pays(path, 100, urows, n_cols, windows, 2, reader.GAP_BYTES, 64 << 20, exact)
+    assert reader._direct_pays(path, 100, urows, n_cols, 2, 64 << 20, plans[0], plans[1])
     path.read_bytes()  # now cached: a copy from memory beats any disk read
-    assert not reader._direct_pays(path, 100, urows, n_cols, windows, 2, reader.GAP_BYTES, 64 << 20, exact)
+    assert not reader._direct_pays(path, 100, urows, n_cols, 2, 64 << 20, plans[0], plans[1])
