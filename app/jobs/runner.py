@@ -25,10 +25,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from app.jobs.loop import event_loop
 from app.qt import QtCore
+from core.errors import Cancelled
 from core.progress import CancelToken, Throttle
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,16 @@ class JobRunner:
             raise RuntimeError("the job runner is shut down")
         with self._lock:
             self._tokens.add(job.cancel)
-        self._executor.submit(self._work, job, on_progress, on_items, on_outcome)
+        queued = self._executor.submit(self._work, job, on_progress, on_items, on_outcome)
+        queued.add_done_callback(partial(self._dropped, job, on_outcome))
+
+    def _dropped(self, job: Job, on_outcome, queued: concurrent.futures.Future) -> None:
+        """A job still waiting for a worker when the runner shut down never runs: its awaiter
+        hears ``Cancelled`` all the same (it would wait for ever)."""
+        if queued.cancelled():
+            with self._lock:
+                self._tokens.discard(job.cancel)
+            self.post(on_outcome, False, Cancelled(f"{job.name}: the app is closing"))
 
     def post(self, callback: Callable[..., None], *args: Any) -> None:
         """From any thread: run ``callback(*args)`` on the GUI thread soon, after earlier posts."""

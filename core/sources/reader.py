@@ -332,21 +332,28 @@ def _read_list(base, urows, n_cols, windows, item, gap, cap) -> list[tuple[int, 
 
 
 def _direct_pays(path, base, urows, n_cols, item, cap, buffered, direct) -> bool:
-    """Whether to read with ``O_DIRECT``: the page cache would read over :data:`DIRECT_RATIO` × the
-    sectors the exact runs span, those are at least :data:`DIRECT_MIN_BYTES`, and they are not
-    cached already (a cached read is a copy from memory; a direct one would go to the disk).
-    ``buffered`` and ``direct`` are each plan's ``(windows, gap)``."""
+    """Whether to read with ``O_DIRECT``: it saves bytes (:func:`_direct_reads_saving`) and those
+    bytes are not cached already (a cached read is a copy from memory; a direct one would go to
+    the disk). ``buffered`` and ``direct`` are each plan's ``(windows, gap)``."""
+    reads = _direct_reads_saving(base, urows, n_cols, item, cap, buffered, direct)
+    if not reads:
+        return False
+    step = max(1, len(reads) // 16)
+    return not _is_cached(Path(path), [o for o, _ in reads[::step]])
+
+
+def _direct_reads_saving(base, urows, n_cols, item, cap, buffered, direct) -> list[tuple[int, int]]:
+    """The direct plan's reads when the page cache would read over :data:`DIRECT_RATIO` × the
+    sectors they span and those are at least :data:`DIRECT_MIN_BYTES`; else none (no ``O_DIRECT``
+    here: none)."""
     if not getattr(os, "O_DIRECT", 0):
-        return False
-    direct_reads = _read_list(base, urows, n_cols, direct[0], item, direct[1], cap)
-    sectors = _span_bytes(direct_reads, SECTOR)
+        return []
+    reads = _read_list(base, urows, n_cols, direct[0], item, direct[1], cap)
+    sectors = _span_bytes(reads, SECTOR)
     if sectors < DIRECT_MIN_BYTES:
-        return False
+        return []
     pages = _span_bytes(_read_list(base, urows, n_cols, buffered[0], item, buffered[1], cap), 4096)
-    if pages <= DIRECT_RATIO * sectors:
-        return False
-    step = max(1, len(direct_reads) // 16)
-    return not _is_cached(Path(path), [o for o, _ in direct_reads[::step]])
+    return reads if pages > DIRECT_RATIO * sectors else []
 
 
 def _gather_block(path, base, n_cols, dtype, urows, ucols, windows, gap, cap, direct=False):

@@ -27,6 +27,7 @@ class GuiDriver:
                 and self.window.preview.settled
                 and data.tensor == (tensor or ws.selected_tensor)
                 and ws.plan is not None
+                and ws.previewed_recipe is ws.plan.recipe  # not the last plan's (this one's may not have started)
                 and tuple(ws.plan.plan.tensor(data.tensor).shape) == tuple(data.target_shape)
             )
 

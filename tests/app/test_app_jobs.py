@@ -129,6 +129,26 @@ def test_cancel_stops_a_generator(qtbot, runner):
     assert len(items) < 100000
 
 
+def test_a_job_waiting_for_a_worker_at_shutdown_is_cancelled_not_lost(qtbot, app_loop):
+    """Closing the app drops the jobs no worker has started: their awaits raise ``Cancelled``
+    (they waited for ever, and the flows awaiting them with them)."""
+    from app.jobs import JobRunner
+
+    one = JobRunner(max_workers=1)
+    try:
+        busy, waiting = JobController(one), JobController(one)
+        first = start_awaiting(busy.run(Job("long", sleeper(total=20.0, steps=2000))))
+        second = start_awaiting(waiting.run(Job("queued", sleeper(result="never"))))
+        qtbot.wait(100)
+        assert not first.done() and not second.done()
+    finally:
+        one.shutdown(wait=True)
+    qtbot.waitUntil(lambda: first.done() and second.done(), timeout=5000)
+    assert isinstance(first.exception(), Cancelled)
+    assert isinstance(second.exception(), Cancelled) and "closing" in str(second.exception())
+    assert not waiting.running
+
+
 def test_new_run_supersedes_previous(qtbot, runner):
     controller = JobController(runner)
     first = Job("first", sleeper(total=5.0, steps=500, result="first"))

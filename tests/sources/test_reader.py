@@ -106,31 +106,93 @@ def test_direct_reads_reach_the_files_last_byte_and_say_when_it_is_truncated(tmp
         gather_2d(info.file, info.offsets[0], (333, 7), torch.float32, rows, None, direct=True)
 
 
-def test_direct_reads_are_chosen_for_half_rows_off_the_page_grid_that_are_not_cached(tmp_path):
-    """The first half of each 8 KB row, 100 bytes off the page grid: through the page cache each
-    4 KB run costs two pages; direct, nine sectors. A cached file stays buffered."""
+def _resident_fraction(path) -> float:
+    """The share of ``path``'s pages in the page cache, by ``mincore`` (the kernel's own answer,
+    not the reader's probe); mapping the file faults nothing in."""
+    import ctypes
+    import mmap
     import os
 
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = os.path.getsize(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        pages = -(-size // mmap.PAGESIZE)
+        vec = ctypes.create_string_buffer(pages)
+        try:
+            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(b & 1 for b in vec.raw) / pages
+
+
+def _half_rows_off_the_grid(tmp_path):
+    """The first half of each 8 KB row of a bf16 matrix stored 100 bytes off the page grid."""
     from core.sources import reader
 
     path = tmp_path / "m.bin"
     rows, n_cols = 512, 4096  # bf16: 8 KB rows, 4 MB in all
     path.write_bytes(bytes(100) + bytes(rows * n_cols * 2))
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
     urows, ucols = np.arange(rows), np.arange(n_cols // 2)
-    windows = reader._windows(ucols, 2, reader.GAP_BYTES)
-    sectors = reader._windows(ucols, 2, reader.SECTOR)
-    exact = reader._read_list(100, urows, n_cols, sectors, 2, reader.SECTOR, 64 << 20)
-    assert len(exact) == rows and reader._span_bytes(exact, 512) == rows * 4608
-    plans = (windows, reader.GAP_BYTES), (sectors, reader.SECTOR)  # buffered, direct
-    assert reader._span_bytes(reader._read_list(100, urows, n_cols, windows, 2, reader.GAP_BYTES, 64 << 20), 4096) > (
-        1.2 * rows * 4608
+    plans = (
+        (reader._windows(ucols, 2, reader.GAP_BYTES), reader.GAP_BYTES),
+        (reader._windows(ucols, 2, reader.SECTOR), reader.SECTOR),
     )
-    assert reader._direct_pays(path, 100, urows, n_cols, 2, 64 << 20, plans[0], plans[1])
-    path.read_bytes()  # now cached: a copy from memory beats any disk read
-    assert not reader._direct_pays(path, 100, urows, n_cols, 2, 64 << 20, plans[0], plans[1])
+    return path, (100, urows, n_cols, 2, 64 << 20, *plans)  # buffered, direct
+
+
+def test_direct_reads_save_bytes_for_half_rows_off_the_page_grid_but_not_for_whole_rows(tmp_path):
+    """Through the page cache each 4 KB run of a half row costs two pages; direct, nine sectors.
+    Whole rows on the grid cost the same both ways: buffered."""
+    from core.sources import reader
+
+    _, args = _half_rows_off_the_grid(tmp_path)
+    base, urows, n_cols, item, cap, buffered, direct = args
+    exact = reader._read_list(base, urows, n_cols, *direct[:1], item, direct[1], cap)
+    assert len(exact) == len(urows) and reader._span_bytes(exact, 512) == len(urows) * 4608
+    assert reader._span_bytes(reader._read_list(base, urows, n_cols, buffered[0], item, buffered[1], cap), 4096) > (
+        1.2 * len(urows) * 4608
+    )
+    assert reader._direct_reads_saving(*args) == exact
+    whole = np.arange(n_cols)
+    plans = [(reader._windows(whole, 2, gap), gap) for gap in (reader.GAP_BYTES, reader.SECTOR)]
+    assert reader._direct_reads_saving(4096, urows, n_cols, item, cap, *plans) == []
+
+
+def test_direct_reads_are_chosen_only_while_the_bytes_are_not_cached(tmp_path):
+    """The reader's cache probe (``RWF_NOWAIT``) agrees with ``mincore``: evicted, direct reads
+    pay; once read, a copy from memory beats any disk read. (A missed probe starts a few pages of
+    readahead, so the file is evicted again before each look.)"""
+    import os
+
+    from core.sources import reader
+
+    path, args = _half_rows_off_the_grid(tmp_path)
+
+    def evict():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        if _resident_fraction(path) > 0.1:
+            pytest.skip("this file system keeps the file in memory after POSIX_FADV_DONTNEED (tmpfs?)")
+
+    probes = [100 + i * 8192 for i in range(0, 512, 32)]
+    evict()
+    assert not reader._is_cached(path, probes)
+    evict()
+    assert reader._direct_pays(path, *args)
+    path.read_bytes()
+    assert _resident_fraction(path) == 1.0
+    assert reader._is_cached(path, probes)
+    assert not reader._direct_pays(path, *args)
