@@ -14,7 +14,11 @@ flushed (the flush counted in its wall time) and evicted after:
   reads to hash and scan a source it has not seen) and a second (same cache, cold page cache);
   ``mean_field``, ``distribution``, ``covariance`` and ``templates`` (with that cache);
 * a growth of an 8-layer 2048-wide llama to the 7B shape, against ``cp`` of as many bytes;
-* ``graft inspect`` (empty cache, then warm) and ``graft stats --json`` against the cold read pass;
+* ``graft inspect`` (empty cache, then warm) and ``graft stats --json`` against the cold read pass,
+  and the table against the matrix products its spectrum estimate cannot do without
+  (``stats_products``: a plain PyTorch loop of the four 48-column float32 products of the block
+  Krylov estimate, per matrix whose smaller side is over 512, on random matrices of the model's
+  shapes, nothing read);
 * a layer slice keeping layers 0, 2, 4, … (``--layer-map``) against mergekit's passthrough merge
   of the same single-layer slices (mergekit in a scratch venv, ``--mergekit-venv``; installed
   there when missing; skipped with a message when that fails), with the outputs compared tensor
@@ -72,6 +76,7 @@ JOBS = (
     "inspect_first",
     "inspect_second",
     "stats",
+    "stats_products",
     "slice_first",
     "slice_second",
     "mergekit",
@@ -312,6 +317,23 @@ print(f"pread {got} bytes in {len(ranges) // 3} runs")
 #: spawns the command, polls its VmHWM, reads its /proc/PID/io once it exits (a zombie still has
 #: it, its reaped children's counts included) and its ru_maxrss from wait4 (a peak over it and its
 #: descendants; from below it is bounded by this small meter's own, ``meter_hwm``).
+#: The table's spectrum-estimate products alone (core.stats.spectrum.top_eigenvalues: y = WΩ, then
+#: Z = WᵀQ and Y = WZ, then WᵀQ again, 48 columns each, on the smaller side) for each matrix shape
+#: in argv[1] (JSON [[rows, cols], …]); matrices whose smaller side is ≤ 512 are exact there (skipped).
+PRODUCTS = r"""
+import json, sys, time, torch
+shapes = [tuple(sorted(s)) for s in json.loads(sys.argv[1]) if min(s) > 512]
+matrices = {s: torch.rand(s) for s in sorted(set(shapes))}  # each distinct shape once (~0.8 GB here)
+t0 = time.perf_counter()
+for s in shapes:
+    w = matrices[s]  # the smaller side first, as the estimate works
+    y = w @ torch.randn(s[1], 48)
+    z = w.T @ y
+    y = w @ z
+    z = w.T @ y
+print(f"{len(shapes)} matrices, {time.perf_counter() - t0:.2f} s of products")
+"""
+
 METER = r"""
 import json, os, sys, time
 out, limit, cmd = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
@@ -611,6 +633,9 @@ def main() -> None:
         if "stats" in wanted:
             cache = Path(tempfile.mkdtemp(prefix="graft-cache-stats-", dir=work))
             bench.run("stats", graft_cmd("stats", str(src), "--json"), env=env(cache))
+        if "stats_products" in wanted:
+            shapes = json.dumps([list(shape) for _, shape in tensors_for(cfg) if len(shape) == 2])
+            bench.run("stats_products", [sys.executable, "-c", PRODUCTS, shapes])
         transfer("slice_first", caches["misc"], slice_args, keep=True)
         transfer("slice_second", caches["misc"], slice_args, keep=True)
         if mergekit is not None:
@@ -651,6 +676,7 @@ BASELINES = {
     "inspect_first": ("cat", "× cat"),
     "inspect_second": ("cat", "× cat"),
     "stats": ("cat", "× cat"),
+    "stats_products": ("cat", "× cat"),
     "slice_first": ("mergekit", "× mergekit"),
     "slice_second": ("mergekit", "× mergekit"),
     "mergekit": ("cp", "× cp"),
@@ -694,6 +720,11 @@ def report(bench: Bench, results: dict, size: int, needed: int) -> None:
                 f"{job}: read {r['read_bytes'] / GB:.3f} GB from disk = {r['read_bytes'] / needed:.2f}× the bytes needed"
             )
             results["jobs"][job]["read_over_needed"] = r["read_bytes"] / needed
+    stats, products = bench.median("stats"), bench.median("stats_products")
+    if stats is not None and products is not None:
+        ratio = stats["wall"] / products["wall"]
+        results["stats_over_products"] = ratio
+        print(f"stats table: {ratio:.2f}× its spectrum estimate's matrix products alone (nothing read)")
     if "slice_identical" in results:
         print(f"graft layer slice vs mergekit passthrough: {results['slice_identical']}")
     for note in results["notes"]:
