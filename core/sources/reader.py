@@ -175,7 +175,11 @@ def _read_direct(path: Path, ranges: list[tuple[int, memoryview]]) -> bool:
 
 def _is_cached(path: Path, offsets: list[int]) -> bool:
     """Whether most of the bytes at ``offsets`` are in the page cache already (``RWF_NOWAIT`` reads
-    of one byte each: they fail rather than wait for the disk). Unknown (no ``RWF_NOWAIT``): False."""
+    of one byte each: they fail rather than wait for the disk). Unknown (no ``RWF_NOWAIT``): False.
+
+    A missed probe still starts the kernel's readahead from its offset onwards (a few pages here;
+    more elsewhere), so the probes go from the last offset back to the first: none can be primed
+    by an earlier one."""
     nowait = getattr(os, "RWF_NOWAIT", None)
     if nowait is None or not offsets:
         return False
@@ -185,7 +189,7 @@ def _is_cached(path: Path, offsets: list[int]) -> bool:
         return False
     hits, probe = 0, bytearray(1)
     try:
-        for offset in offsets:
+        for offset in sorted(offsets, reverse=True):
             try:
                 hits += os.preadv(fd, [probe], offset, nowait) == 1
             except OSError:  # EAGAIN: on disk only
