@@ -187,7 +187,7 @@ class _Counting:
     """A source that counts the rows it hands out."""
 
     def __init__(self, source):
-        self.source, self.rows = source, 0
+        self.source, self.rows, self.gathered = source, 0, []
 
     def __getattr__(self, name):
         return getattr(self.source, name)
@@ -205,6 +205,7 @@ class _Counting:
     def read_gather(self, name, rows, cols):
         out = self.source.read_gather(name, rows, cols)
         self.rows += out.shape[0]
+        self.gathered += [] if rows is None else [int(r) for r in rows]
         return out
 
 
@@ -253,7 +254,7 @@ def test_covariance_reads_only_the_kept_block_and_keeps_its_row_scales(tmp_path)
     counting = _Counting(source)
     out = fill_tensor(plan, plan.tensor("0.weight"), counting)
     kept = plan.dims["h0"].index
-    assert counting.rows == len(kept) == 1024  # the kept rows, each read once: select's bytes
+    assert counting.rows == 1024 and sorted(counting.gathered) == sorted(kept)  # the kept rows, each once
     full = source.read("0.weight")[torch.tensor(kept)]
     # each target row has its kept source row's scale (the draw's noise: ~√(2/256) per row)
     ratio = out.std(1) / full.std(1)
