@@ -65,3 +65,40 @@ def check_device_available(name: str) -> None:
                 f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
                 "numbered from 0"
             )
+
+
+#: How matrix products may run: ``"auto"`` (bfloat16 where :func:`bf16_products_fast` says so,
+#: else float32), or one of them always.
+PRODUCT_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def bf16_products_fast(device) -> bool:
+    """Whether bfloat16 matrix products beat float32 ones by several times on ``device``.
+
+    True on a CPU with AMX tiles for bf16 (Sapphire Rapids and later Xeons: measured on this
+    2-core one, ``benchmarks/bench_products.py``, a 5504×2049 by 2049×2048 product runs 4.1–5.8× faster
+    and a 4096×4096 by 4096×48 one 4.8–5.1×) and on a CUDA GPU with bf16 tensor cores (compute
+    capability 8 and up). Elsewhere a bf16 product is emulated or no faster, so float32 is kept.
+    """
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(torch.device(device))[0] >= 8
+    if kind != "cpu":
+        return False
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    try:
+        return bool(capabilities().get("amx_bf16")) if capabilities else False
+    except Exception:  # an older torch, or a platform it cannot query: keep float32
+        return False
+
+
+def product_dtype(precision: str, device):
+    """The dtype the big matrix products of a sampling or statistics step run in, for a
+    :data:`PRODUCT_PRECISIONS` choice on ``device``."""
+    import torch
+
+    if precision == "bfloat16" or (precision == "auto" and bf16_products_fast(device)):
+        return torch.bfloat16
+    return torch.float32

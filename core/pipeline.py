@@ -144,6 +144,7 @@ def export_recipe(
             if key in cache:
                 written["provenance"][key] = cache[key]
         if name == last:  # every source byte is read: check them before the export is made visible
+            ledger.finish()
             ledger.verify(recipe.provenance, allow_changed=allow_changed_source)
             if hashing is not None:
                 shards = hashing.result()

@@ -26,12 +26,20 @@ multiply-adds instead of the rows³ and columns³ of covariance products and Cho
 ``select``'s time; reading the kept block only, 2.5–2.8× at 512 samples: what is left is the draw, the
 products with the 2 × ``samples`` sampled columns and one normal per output value.
 
+Two things make the draw cheaper (issue 17). The product runs in bfloat16 where that is several
+times faster (``products="auto"``: a CPU with AMX, a GPU with bf16 tensor cores; see
+:func:`_draw`), each value then within ~2⁻⁹ of its low-rank part, the precision of a bf16
+checkpoint. The normals (rows·columns plus the factors' noise: 1.8–2.2 per output value) are
+drawn in four fixed parts on two threads (:func:`core.strategies._common.fill_normal`; torch's CPU
+normal generator is single-threaded). On the Llama-2-7B shape at 1024 samples: 3.3× ``select``
+before, 2.03× after (26.7 s against 13.2 s, ``bench_7b.py --only select_second,covariance``); the
+normals are now the largest cost of their own (7.5 s of CPU of ~39 s in all threads).
+
 The default of 1024 samples is chosen by the validation loss, not the speed: on the demo (MiniLM-L6
 → 4 layers / 256 / 8 heads / 1024, ``benchmarks/bench_strategies.py``) 512 samples took 80 steps to
 reach the baseline's final loss (3.8×), final 4.53, and every row and column (what 1024 is there:
 no kept axis is longer) 40 steps (7.5×), final 4.42. The sampled covariances differ from the full
-ones by 33–44% (Frobenius) at 512 and 17–23% at 1024. On the Llama-2-7B shape 512 samples cost
-2.5–2.8× ``select``, 1024 3.3× (56.8 s against 17.4 s); ``--param samples=512`` (or 256) trades the
+ones by 33–44% (Frobenius) at 512 and 17–23% at 1024. ``--param samples=512`` (or 256) trades the
 estimate for speed.
 
 Conv kernels (4-D, e.g. the ViT patch embedding, out × in × kh × kw): every filter is drawn from
@@ -51,9 +59,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.devices import PRODUCT_PRECISIONS, product_dtype
 from core.errors import StrategyError
 from core.params import param
-from core.strategies._common import LOOKUP_HELP, LOOKUPS, device_generator, is_lookup
+from core.strategies._common import LOOKUP_HELP, LOOKUPS, device_generator, fill_normal, is_lookup
 from core.strategies.base import ValueStrategy, register
 from core.strategies.mean_field import RESCALES, fan_in_factor
 
@@ -84,6 +93,13 @@ class CovarianceParams:
     )
     rescale: str = param(
         "none", help="fan-in rescaling N→Ñ as in mean_field (none keeps the source's entry variance)", choices=RESCALES
+    )
+    products: str = param(
+        "auto",
+        help="dtype of the draw's big product: bfloat16 (factors rounded to bf16, float32 accumulation: each value "
+        "within ~2⁻⁹ of its low-rank part, 4–6× faster with AMX), float32, or auto (bfloat16 on a CPU with AMX "
+        "or a GPU with bf16 tensor cores, else float32)",
+        choices=PRODUCT_PRECISIONS,
     )
 
 
@@ -201,7 +217,7 @@ def _sample_factor(sample, variance, shrinkage: float, jitter: float):
     return x, rest.clamp_min(0).sqrt()
 
 
-def _draw(p, dr, q, dc, mean: float, gen, device):
+def _draw(p, dr, q, dc, mean: float, gen, device, products=None):
     """μ + A Z Bᵀ, float32 (rows × columns), for A = [P, diag(dr)], B = [Q, diag(dc)], Z i.i.d. N(0, 1).
 
     With Z = [[Z11, Z12], [Z21, Z22]] split like A's and B's columns,
@@ -210,6 +226,12 @@ def _draw(p, dr, q, dc, mean: float, gen, device):
     drawn in blocks straight into the one output — Z22 into it, Z21 into the left factor — and
     finished by one product each. The draws come in a fixed order: the same generator gives the
     same values on any machine of that device. P or Q may be None (a diagonal covariance).
+
+    ``products`` (default float32) is the dtype of the low-rank product: with bfloat16 both
+    factors are rounded to it (the mean row is left out and added in float32) and the product,
+    accumulated in float32 by the BLAS, is added to the float32 block — each drawn value then differs
+    from the float32 product by about 2⁻⁹ of the low-rank part, the precision of a bf16 checkpoint,
+    for a product 4–6× faster on a CPU with AMX (see :func:`core.devices.bf16_products_fast`).
     """
     import torch
 
@@ -217,13 +239,16 @@ def _draw(p, dr, q, dc, mean: float, gen, device):
     kq = 0 if q is None else q.shape[1]
     kp = 0 if p is None else p.shape[1]
     dr, dc = dr.to(device, torch.float32), dc.to(device, torch.float32)
+    low = products is not None and products != torch.float32
     right = torch.empty((kq + kp + 1, n), device=device)
     if q is not None:
         right[:kq] = q.T
     if p is not None:
-        z = torch.randn((kp, kq + n), generator=gen, device=device)
+        z = fill_normal(torch.empty((kp, kq + n), device=device), gen)
         torch.mul(z[:, kq:], dc, out=right[kq:-1])
-        if q is not None:
+        if q is not None and low:
+            right[kq:-1].add_(z[:, :kq].to(products) @ right[:kq].to(products))
+        elif q is not None:
             right[kq:-1].addmm_(z[:, :kq], right[:kq])
         del z
     right[-1] = mean
@@ -231,18 +256,26 @@ def _draw(p, dr, q, dc, mean: float, gen, device):
     if p is not None:
         left[:, kq:-1] = p
     left[:, -1] = 1.0
+    if low:  # the factors without the mean row and column; the mean is added in float32
+        right_low, left_low = right[:-1].to(products), torch.empty((m, kq + kp), device=device, dtype=products)
     out = torch.empty((m, n), device=device)
     rows = min(m, max(1, BLOCK_BYTES // (4 * max(n, kq))))
     noise = torch.empty((rows, kq), device=device)  # reused: a fresh buffer per block costs page faults
     for lo in range(0, m, rows):
         hi = min(m, lo + rows)
         block, scale = out[lo:hi], dr[lo:hi, None]
-        torch.randn((hi - lo, n), generator=gen, device=device, out=block)
+        fill_normal(block, gen)
         block.mul_(dc).mul_(scale)
         if q is not None:
-            z21 = torch.randn((hi - lo, kq), generator=gen, device=device, out=noise[: hi - lo])
+            z21 = fill_normal(noise[: hi - lo], gen)
             torch.mul(z21, scale, out=left[lo:hi, :kq])
-        block.addmm_(left[lo:hi], right)
+        if not low:
+            block.addmm_(left[lo:hi], right)
+        elif kq + kp:
+            left_low[lo:hi] = left[lo:hi, :-1]
+            block.add_(left_low[lo:hi] @ right_low).add_(mean)
+        else:
+            block.add_(mean)
     return out
 
 
@@ -303,7 +336,7 @@ class Covariance(ValueStrategy):
         else:
             dr = row_var.sqrt()
         if full[1]:
-            q, dc = _sample_factor((data.cols_at_rows - mu).T, col_var, lam, params.jitter)
+            q, dc = _sample_factor((data.cols_at_rows - mu).T.contiguous(), col_var, lam, params.jitter)
         else:
             dc = col_var.sqrt()
         del data
@@ -313,7 +346,9 @@ class Covariance(ValueStrategy):
             norm = float(col_mean.sqrt())
             dc = dc / norm
             q = None if q is None else q / norm
-        out = _draw(p, dr, q, dc, float(mu), device_generator(ctx, "z"), ctx.device)
+        out = _draw(
+            p, dr, q, dc, float(mu), device_generator(ctx, "z"), ctx.device, product_dtype(params.products, ctx.device)
+        )
         if inv_rows is not None:
             out = out.index_select(0, inv_rows.to(out.device))
         if inv_cols is not None:

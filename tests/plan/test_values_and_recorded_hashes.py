@@ -250,3 +250,52 @@ def test_recipe_fields_of_the_wrong_type_are_refused(tmp_path, capsys, change, n
     path = tmp_path / "recipe.json"
     path.write_text(json.dumps({"graft_recipe": 1, "source": "demo", **change}))
     fails(capsys, ["transfer", "--recipe", str(path), "--out", str(tmp_path / "o")], tmp_path / "o", needle)
+
+
+def test_a_nan_in_the_last_tensor_read_is_refused_before_the_export_is_made(demo_copy, tmp_path, capsys):
+    """The NaN/Inf count runs in the ledger's thread, one read behind: the last read is checked at the end."""
+    from core.plan import TargetSizes, make_plan
+
+    plan = make_plan(open_source(demo_copy), TargetSizes(layers=2))
+    last = next(t.source_name for t in reversed(plan.tensors) if t.source_name)
+    tensors = load_file(demo_copy / "model.safetensors")
+    tensors[last].view(-1)[-1] = float("nan")
+    save_file(tensors, demo_copy / "model.safetensors", metadata={"format": "pt"})
+    # as a hub-cache snapshot: the blob names are the file hashes, so no digest of the reads is
+    # taken (whose wait would also surface the count) and the ledger's check is the only one
+    snapshot = tmp_path / "hub" / "models--o--nan" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    for path in demo_copy.iterdir():
+        if path.is_file():
+            blob = snapshot.parents[1] / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+            blob.parent.mkdir(exist_ok=True)
+            shutil.copy(path, blob)
+            (snapshot / path.name).symlink_to(os.path.relpath(blob, snapshot))
+    assert open_source(snapshot).file_hashes()["model.safetensors"] == blob_name(demo_copy / "model.safetensors")
+    out = tmp_path / "out"
+    fails(capsys, ["transfer", str(snapshot), "--layers", "2", "--out", str(out)], out, "NaN/Inf", last)
+    assert main(["transfer", str(snapshot), "--layers", "2", "--out", str(out), "--allow-nonfinite"]) == 0
+
+
+def blob_name(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_read_ledger_raises_a_nan_at_the_next_read_or_at_finish_and_never_at_close(demo_copy):
+    from core.errors import SourceError
+    from core.provenance import ReadLedger
+
+    source = open_source(demo_copy)
+    ledger = ReadLedger(source)
+    ledger.record("a", b"", torch.tensor([1.0, float("nan")]))
+    with pytest.raises(SourceError, match="'a'"):
+        ledger.record("b", b"", torch.ones(3))
+    ledger.record("c", b"", torch.tensor([float("inf")], dtype=torch.bfloat16))
+    with pytest.raises(SourceError, match="'c'"):
+        ledger.finish()
+    ledger.record("d", b"", torch.tensor([float("nan")]))
+    ledger.close()  # an export that failed on its own error: the ledger's thread just stops
+    quiet = ReadLedger(source, allow_nonfinite=True)
+    quiet.record("e", b"", torch.tensor([float("nan")]))
+    quiet.finish()
+    quiet.close()

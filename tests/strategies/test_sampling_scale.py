@@ -13,7 +13,7 @@ from strategy_sources import save_tensors
 
 from core.plan import TargetSizes, make_plan
 from core.stats.student_t import student_t_mle
-from core.strategies._common import read_sample, spread_blocks
+from core.strategies._common import NORMAL_PARTS, NORMAL_SPLIT_MIN, fill_normal, read_sample, spread_blocks
 from core.strategies.covariance import _draw, _sample_factor, _spread
 from core.strategies.fits import student_t_float32, student_t_torch
 from core.strategies.templates import assemble, learn_templates, scalers_and_error, scalers_of
@@ -71,6 +71,45 @@ def test_factor_draw_has_the_factors_covariances():
         atol=0,
     )
     assert _draw(None, dr, None, dc, 1.0, torch.Generator().manual_seed(9), "cpu").shape == (6, 5)
+
+
+def test_a_draw_with_bf16_products_is_the_float32_draw_to_bf16_precision():
+    """Same generator, same noise: the bf16 product differs from the float32 one by the rounding of its
+    factors (~2⁻⁹ of the low-rank part), and the mean and the diagonal noise are added in float32."""
+    g = torch.Generator().manual_seed(5)
+    m, n, kp, kq = 300, 2000, 64, 48
+    p, dr = torch.randn(m, kp, generator=g) * 0.1, torch.rand(m, generator=g) * 0.3 + 0.1
+    q, dc = torch.randn(n, kq, generator=g) * 0.1, torch.rand(n, generator=g) * 0.3 + 0.1
+    high = _draw(p, dr, q, dc, 0.5, torch.Generator().manual_seed(9), "cpu")
+    low = _draw(p, dr, q, dc, 0.5, torch.Generator().manual_seed(9), "cpu", torch.bfloat16)
+    assert low.dtype == high.dtype == torch.float32 and low.shape == high.shape == (m, n)
+    diff = (low - high).double()
+    assert 0 < float(diff.abs().max()) < 0.05 * float((high - 0.5).std())
+    assert float(diff.std()) < 2**-7 * float((high - 0.5).std())
+    assert abs(float(diff.mean())) < 1e-4  # the mean is not rounded
+    torch.testing.assert_close(low, _draw(p, dr, q, dc, 0.5, torch.Generator().manual_seed(9), "cpu", torch.bfloat16))
+    only_mean = _draw(None, dr, None, dc, 0.5, torch.Generator().manual_seed(9), "cpu", torch.bfloat16)
+    torch.testing.assert_close(only_mean, _draw(None, dr, None, dc, 0.5, torch.Generator().manual_seed(9), "cpu"))
+
+
+def test_the_normal_fill_in_parts_is_standard_normal_and_the_same_on_any_number_of_threads():
+    n = 3 * NORMAL_SPLIT_MIN + 5  # parts of unequal length
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = fill_normal(torch.empty(n), torch.Generator().manual_seed(1))
+        torch.set_num_threads(1)
+        one = fill_normal(torch.empty(n), torch.Generator().manual_seed(1))
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(one, two, rtol=0, atol=0)
+    assert stats.kstest(two[:: n // 20_000].double().numpy(), "norm").pvalue > 1e-3
+    assert abs(float(two.double().mean())) < 5 / math.sqrt(n) and abs(float(two.double().std()) - 1) < 1e-3
+    quarter = n // NORMAL_PARTS  # the parts are independent streams, not one stream repeated
+    assert abs(float(torch.corrcoef(torch.stack([two[:quarter], two[quarter : 2 * quarter]]))[0, 1])) < 0.01
+    assert not torch.equal(two, fill_normal(torch.empty(n), torch.Generator().manual_seed(2)))
+    small = fill_normal(torch.empty(1000), torch.Generator().manual_seed(1))  # one part: the generator itself
+    torch.testing.assert_close(small, torch.empty(1000).normal_(generator=torch.Generator().manual_seed(1)))
 
 
 def test_streamed_templates_error_matches_the_explicit_reconstruction():

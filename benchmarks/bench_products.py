@@ -1,0 +1,124 @@
+"""The two kernels behind the covariance draw and the statistics table's spectrum estimate, each
+against its float32 / single-stream baseline in the same process, on CPU and (where there is one) CUDA.
+
+* Matrix products of the shapes they run (the Llama-2-7B shape shrunk to 2048/5504 with 1024
+  covariance samples; the 96-column Krylov estimate of 4096 × 4096 and 4096 × 11008 matrices):
+  float32 against bfloat16 (:func:`core.devices.bf16_products_fast` decides which one ``auto``
+  picks). On CPU also the whole Krylov estimate (:func:`core.stats.spectrum.top_eigenvalues`) on
+  one torch thread, as the table's workers run it.
+* The normal fill of a 16 MB block: torch's generator in one call against
+  :func:`core.strategies._common.fill_normal` (four parts on two threads).
+
+Measured on this machine (2-core Xeon with AMX, torch 2.13 CPU; ``python benchmarks/bench_products.py``):
+
+    cpu: bf16 products fast here: True
+      covariance draw 2048×2049 @ 2049×2048            f32    66.1 ms  bf16    10.3 ms  6.4×
+      covariance draw 5504×2049 @ 2049×2048            f32   170.1 ms  bf16    29.4 ms  5.8×
+      Krylov          4096×4096 @ 4096×48              f32     8.7 ms  bf16     1.8 ms  4.8×
+      Krylov          11008×4096 @ 4096×48             f32    25.7 ms  bf16     4.3 ms  5.9×
+      Krylov estimate 4096×4096 bf16 matrix            f32   126.0 ms  bf16    28.7 ms  4.4×
+      Krylov estimate 11008×4096 bf16 matrix           f32   346.2 ms  bf16    91.9 ms  3.8×
+    normal fill of 4M values: one call 19.4 ms, four parts on two threads 7.9 ms: 2.5×
+
+(an earlier run the same day: the draw products 4.1× and 5.9×, the normal fill 2.0×).
+
+Usage: python benchmarks/bench_products.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from core.devices import bf16_products_fast  # noqa: E402
+from core.strategies._common import fill_normal  # noqa: E402
+
+SHAPES = (
+    ("covariance draw", (2048, 2049), (2049, 2048)),
+    ("covariance draw", (5504, 2049), (2049, 2048)),
+    ("Krylov", (4096, 4096), (4096, 48)),
+    ("Krylov", (11008, 4096), (4096, 48)),
+)
+
+
+def timed(fn, repeat: int, device: str) -> float:
+    """Median seconds of ``fn()`` over ``repeat`` runs after one warm-up."""
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    fn()
+    sync()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def products(device: str, repeat: int) -> None:
+    print(f"{device}: bf16 products fast here: {bf16_products_fast(device)}")
+    gen = torch.Generator(device=device).manual_seed(0)
+    for label, (m, k), (_, n) in SHAPES:
+        a = torch.randn(m, k, generator=gen, device=device)
+        b = torch.randn(k, n, generator=gen, device=device)
+        a16, b16 = a.bfloat16(), b.bfloat16()
+        high = timed(lambda: a @ b, repeat, device)  # noqa: B023
+        low = timed(lambda: a16 @ b16, repeat, device)  # noqa: B023
+        shape = f"{m}×{k} @ {k}×{n}"
+        print(f"  {label:<16}{shape:<32} f32 {high * 1e3:7.1f} ms  bf16 {low * 1e3:7.1f} ms  {high / low:.1f}×")
+
+
+def krylov(repeat: int) -> None:
+    from core.stats.spectrum import top_eigenvalues
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the table's workers run it
+    try:
+        for shape in ((4096, 4096), (11008, 4096)):
+            w = (torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * 0.02).bfloat16()
+            high = timed(lambda: top_eigenvalues(w), repeat, "cpu")  # noqa: B023
+            low = timed(lambda: top_eigenvalues(w, products=torch.bfloat16), repeat, "cpu")  # noqa: B023
+            label = f"{shape[0]}×{shape[1]} bf16 matrix"
+            print(
+                f"  Krylov estimate {label:<32} f32 {high * 1e3:7.1f} ms  bf16 {low * 1e3:7.1f} ms  {high / low:.1f}×"
+            )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def normals(repeat: int) -> None:
+    out = torch.empty(4 << 20)
+    gen = torch.Generator().manual_seed(0)
+    one = timed(lambda: out.normal_(generator=gen), repeat, "cpu")
+    parts = timed(lambda: fill_normal(out, gen), repeat, "cpu")
+    print(
+        f"normal fill of 4M values: one call {one * 1e3:.1f} ms, four parts on two threads {parts * 1e3:.1f} ms: "
+        f"{one / parts:.1f}×"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    products("cpu", args.repeat)
+    krylov(args.repeat)
+    normals(args.repeat)
+    if torch.cuda.is_available():
+        products("cuda", args.repeat)
+    else:
+        print("no CUDA device here: the GPU rows are left out")
+
+
+if __name__ == "__main__":
+    main()
