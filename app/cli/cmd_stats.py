@@ -9,6 +9,7 @@ import textwrap
 
 from app.cli import command
 from app.cli.term import TerminalProgress, format_table
+from core.devices import PRODUCT_PRECISIONS
 
 TABLE_METRICS = ("std", "kurtosis", "alpha", "stable_rank", "row_corr_excess", "col_corr_excess", "top1_norm_ratio")
 #: Marks a value that is an estimate rather than exact (in the table, and in --tensor's spectrum).
@@ -26,6 +27,13 @@ def arguments(p) -> None:
     )
     p.add_argument("--roles", help="comma-separated roles to keep in the table (default: all matrices)")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: %(default)s)")
+    p.add_argument(
+        "--products",
+        choices=PRODUCT_PRECISIONS,
+        default="auto",
+        help="dtype of the spectrum estimate's products for bf16 matrices: bfloat16 (on a CPU with AMX 3–5× "
+        "faster, Ritz values within 0.2%% of float32's), float32, or auto (bfloat16 where it is fast; default)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = _metrics_help()
@@ -215,7 +223,7 @@ def _table(source, args) -> int:
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     roles = tuple(r.strip() for r in args.roles.split(",")) if args.roles else None
     progress = TerminalProgress("stats") if not args.json else (lambda f, m: None)
-    table = model_table(source, metrics, roles, device=args.device, progress=progress)
+    table = model_table(source, metrics, roles, device=args.device, products=args.products, progress=progress)
     advice = table.suggestions() if all(m in metrics for m in MEAN_FIELD_METRICS) else []
     line = nonfinite_line(table.nonfinite)
     if args.json:

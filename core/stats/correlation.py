@@ -72,7 +72,8 @@ class CorrelationMap:
 
 def pearson_rows(x: torch.Tensor) -> torch.Tensor:
     """Correlation matrix of the rows of ``x`` (k, m) → (k, k); constant rows correlate 0."""
-    x = x.double() if x.dtype == torch.float64 else to_float32(x)
+    # contiguous rows: a column subset arrives transposed, and row reductions over it are strided
+    x = (x.double() if x.dtype == torch.float64 else to_float32(x)).contiguous()
     x = x - x.mean(dim=1, keepdim=True)
     norm = x.norm(dim=1, keepdim=True)
     x = x / torch.where(norm > 0, norm, torch.ones_like(norm))

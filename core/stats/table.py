@@ -34,6 +34,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core.devices import product_dtype
 from core.errors import ArchitectureError
 from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
 from core.stats.meanfield import suggest
@@ -248,42 +251,84 @@ def iter_tensor_metrics(
     max_side: int | None = DEFAULT_MAX_SIDE,
     exact_side: int | None = DEFAULT_EXACT_SIDE,
     rank: int = DEFAULT_RANK,
+    products: str = "auto",
+    workers: int | None = None,
 ) -> Iterator[TensorRow]:
-    """Yield one :class:`TensorRow` per covered tensor, reading each tensor once (cancel = stop
-    iterating). The next tensor is read in a thread while this one is measured, so reading and
-    computing overlap; bf16/fp16 matrices are widened into one reused buffer."""
+    """Yield one :class:`TensorRow` per covered tensor, in order, reading each tensor once (cancel =
+    stop iterating). The next tensor is read in a thread while the current ones are measured, so
+    reading and computing overlap.
+
+    On CPU the tensors are measured ``workers`` at a time (default: torch's intra-op thread count,
+    at most :data:`MAX_WORKERS`), each in a thread of its own that runs torch single-threaded, with
+    its own widening buffer. The table's operations are small or memory-bound (a Krylov block is
+    4096 × 48): split over two threads each one waits on the other — on 2 cores the
+    Llama-2-7B shape's table took 63 s with one tensor at a time on two threads and 48 s on one
+    thread, and 1 tensor per core is faster again (``benchmarks/stats_steps.py``). Each tensor's
+    values are the same either way. ``workers=1`` measures in the caller's thread, as torch is set.
+    A CUDA device measures one tensor at a time.
+    """
     resolved = [METRICS.get(m) for m in metrics]
     selected = select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors)
-    workspace = Workspace()
-    for (t, column), tensor in zip(selected, _read_ahead(source, [t.name for t, _ in selected])):
-        view = TensorView(
-            tensor,
-            fan_in=t.fan_in,
-            device=device,
-            seed=seed,
-            max_elements=max_elements,
-            max_side=max_side,
-            exact_side=exact_side,
-            rank=rank,
-            workspace=workspace,
-        )
-        values = {m.name: m(view) for m in resolved}
-        estimated = tuple(m.name for m in resolved if not math.isnan(values[m.name]) and m.is_estimated(view))
-        yield TensorRow(t.name, t.layer, column, values, view.nonfinite, estimated)
-        del view, tensor
+    options = dict(device=device, seed=seed, max_elements=max_elements, max_side=max_side)
+    options.update(exact_side=exact_side, rank=rank, products=products)
+    if workers is None:
+        workers = min(MAX_WORKERS, torch.get_num_threads()) if torch.device(device).type == "cpu" else 1
+    tensors = _read_ahead(source, [t.name for t, _ in selected], depth=max(1, workers))
+    if workers <= 1:
+        workspace = Workspace()
+        for (t, column), tensor in zip(selected, tensors):
+            yield _measure(t, column, tensor, resolved, workspace, options)
+            del tensor
+        return
+    local = threading.local()
+
+    def measure(t, column, tensor) -> TensorRow:
+        if not hasattr(local, "workspace"):
+            torch.set_num_threads(1)  # this pool's thread only (torch's thread count is per thread)
+            local.workspace = Workspace()
+        return _measure(t, column, tensor, resolved, local.workspace, options)
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="graft-stats")
+    pending: deque = deque()
+    try:
+        for (t, column), tensor in zip(selected, tensors):
+            pending.append(pool.submit(measure, t, column, tensor))
+            del tensor
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        tensors.close()
 
 
-def _read_ahead(source, names: Sequence[str]) -> Iterator[torch.Tensor]:
+#: At most this many tensors are measured at once (one per core: the table is memory-bound beyond).
+MAX_WORKERS = 4
+
+
+def _measure(t, column, tensor, resolved, workspace, options) -> TensorRow:
+    view = TensorView(tensor, fan_in=t.fan_in, workspace=workspace, **options)
+    values = {m.name: m(view) for m in resolved}
+    estimated = tuple(m.name for m in resolved if not math.isnan(values[m.name]) and m.is_estimated(view))
+    return TensorRow(t.name, t.layer, column, values, view.nonfinite, estimated)
+
+
+def _read_ahead(source, names: Sequence[str], depth: int = 1) -> Iterator[torch.Tensor]:
     """``source.read`` of each name in order, the next one read in a thread meanwhile (the reads
-    are ``pread`` s that release the GIL). Closing the iterator waits for the read in flight."""
+    are ``pread`` s that release the GIL; with ``depth`` > 1, up to that many reads queue ahead).
+    Closing the iterator waits for the read in flight."""
     if not names:
         return
     pool = ThreadPoolExecutor(1, thread_name_prefix="graft-stats-read")
     try:
-        pending = pool.submit(source.read, names[0])
+        pending = deque(pool.submit(source.read, name) for name in names[:depth])
         for i in range(len(names)):
-            tensor = pending.result()
-            pending = pool.submit(source.read, names[i + 1]) if i + 1 < len(names) else None
+            tensor = pending.popleft().result()
+            if i + depth < len(names):
+                pending.append(pool.submit(source.read, names[i + depth]))
             yield tensor
             del tensor
     finally:
@@ -302,7 +347,7 @@ def model_table(
         options: those of :func:`stream_model_table`:
         describe: labelling callable (default ``core.architectures.describe``).
         include_vectors: also cover 1-D tensors (norms, biases; matrix metrics are NaN there).
-        device, seed, max_elements, max_side, exact_side, rank: see the statistics' docstrings
+        device, seed, max_elements, max_side, exact_side, rank, products: see the statistics' docstrings
             (:class:`core.stats.metrics.TensorView`).
         progress: ``progress(fraction, tensor name)`` after each tensor.
         cancel: checked before each tensor; raises ``Cancelled``.
@@ -332,6 +377,7 @@ def stream_model_table(
     max_side: int | None = DEFAULT_MAX_SIDE,
     exact_side: int | None = DEFAULT_EXACT_SIDE,
     rank: int = DEFAULT_RANK,
+    products: str = "auto",
     progress: ProgressFn = no_progress,
     cancel: CancelToken = NEVER_CANCELLED,
     cache: bool = True,
@@ -349,6 +395,8 @@ def stream_model_table(
     cache = cache and describe is None
     sizes = {"seed": seed, "max_elements": max_elements, "max_side": max_side, "exact_side": exact_side, "rank": rank}
     params = {"roles": list(roles) if roles is not None else None, "include_vectors": include_vectors, **sizes}
+    # the estimate's product dtype as resolved here: "auto" gives other values on another machine
+    params["products"] = str(product_dtype(products, device)).removeprefix("torch.")
     hashes = table_cache.file_keys(source) if cache else None
     cached = table_cache.read_rows(table_cache.table_key(hashes, selected, metrics, params)) if hashes else None
     rows: list[TensorRow] = []
@@ -356,7 +404,14 @@ def stream_model_table(
         iter(cached)
         if cached is not None
         else iter_tensor_metrics(
-            source, metrics, roles, describe=describe, include_vectors=include_vectors, device=device, **sizes
+            source,
+            metrics,
+            roles,
+            describe=describe,
+            include_vectors=include_vectors,
+            device=device,
+            products=products,
+            **sizes,
         )
     )
     progress(0.0, "")

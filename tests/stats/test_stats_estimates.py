@@ -14,7 +14,7 @@ from core.sources import open_source
 from core.stats import model_table, spectrum
 from core.stats.metrics import METRICS, TensorView
 from core.stats.sampling import count_nonfinite, row_sum_squares
-from core.stats.spectrum import DEFAULT_EXACT_SIDE, DEFAULT_RANK, KRYLOV_ERRORS, top_eigenvalues
+from core.stats.spectrum import BF16_RITZ_ERROR, DEFAULT_EXACT_SIDE, DEFAULT_RANK, KRYLOV_ERRORS, top_eigenvalues
 
 DEMO_MATRICES = (
     "encoder.layer.0.intermediate.dense.weight",  # 1536×384
@@ -46,6 +46,20 @@ def test_ritz_values_are_deterministic_lower_bounds_of_the_top_eigenvalues():
     assert np.all(a <= ev[: a.size] * (1 + 1e-5))
     assert a[0] == pytest.approx(ev[0], rel=2 * KRYLOV_ERRORS["sigma_max"])
     assert not np.array_equal(a, top_eigenvalues(w, seed=1))  # the seed is the start block's
+
+
+@pytest.mark.parametrize("name", DEMO_MATRICES)
+def test_bf16_products_move_the_ritz_values_by_less_than_the_stated_bound(name):
+    w = open_source("demo").read(name).bfloat16()  # a bf16 matrix: the products use it as stored
+    low, high = top_eigenvalues(w, products=torch.bfloat16), top_eigenvalues(w)
+    assert not np.array_equal(low, high)  # the bf16 path did run
+    np.testing.assert_allclose(low[:10], high[:10], rtol=BF16_RITZ_ERROR)
+    np.testing.assert_array_equal(low, top_eigenvalues(w, products=torch.bfloat16))  # deterministic
+    exact = np.linalg.eigvalsh((w.double() @ w.double().T).numpy())[::-1]
+    assert low[0] <= exact[0] * (1 + BF16_RITZ_ERROR)
+    # a float32 matrix is never rounded: bf16 products are for matrices stored in bf16
+    w32 = w.float()
+    np.testing.assert_array_equal(top_eigenvalues(w32, products=torch.bfloat16), top_eigenvalues(w32))
 
 
 def test_the_exact_side_threshold_decides():
@@ -105,11 +119,13 @@ def test_the_table_says_which_metrics_are_estimated(tmp_path, monkeypatch):
         np.testing.assert_array_equal(again.values[m], table.values[m])
 
 
-def test_the_estimate_of_the_table_matches_the_spectrum_function(tmp_path):
+@pytest.mark.parametrize("products", ["float32", "bfloat16"])
+def test_the_estimate_of_the_table_matches_the_spectrum_function(tmp_path, products):
     src = _checkpoint(tmp_path)
-    table = model_table(src, ("alpha", "stable_rank", "sigma_max"), cache=False)
+    table = model_table(src, ("alpha", "stable_rank", "sigma_max"), cache=False, products=products)
     w = src.read("model.layers.0.mlp.up_proj.weight")
-    ref = spectrum(w, exact_side=DEFAULT_EXACT_SIDE)
+    assert w.dtype == torch.bfloat16
+    ref = spectrum(w, exact_side=DEFAULT_EXACT_SIDE, products=getattr(torch, products))
     big = tuple(np.argwhere(table.names == "model.layers.0.mlp.up_proj.weight")[0])
     assert table.values["alpha"][big] == pytest.approx(ref.alpha, rel=1e-6)
     assert table.values["stable_rank"][big] == pytest.approx(ref.stable_rank, rel=1e-5)

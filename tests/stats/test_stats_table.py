@@ -139,3 +139,45 @@ def test_demo_model_tensor_and_table():
     table = model_table(src, ("kurtosis", "alpha"), roles=("attn.q", "mlp.down"))
     assert table.layers == tuple(range(6)) and table.columns == ("attn.q", "mlp.down")
     assert np.isfinite(table.values["alpha"]).all()
+
+
+def test_tensors_measured_in_parallel_give_the_rows_of_one_at_a_time_in_order(tmp_path):
+    from core.stats.table import iter_tensor_metrics, select_tensors
+
+    g = torch.Generator().manual_seed(3)
+    tensors = {  # bf16 and float32, tall and wide, one over the Krylov threshold, a NaN in one
+        f"model.layers.{i}.mlp.up_proj.weight": (torch.randn(520 + 8 * i, 600, generator=g) * 0.02).to(
+            torch.bfloat16 if i % 2 else torch.float32
+        )
+        for i in range(5)
+    }
+    tensors["model.layers.2.mlp.up_proj.weight"][3, 4] = float("nan")
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    source = open_source(tmp_path / "model.safetensors")
+    metrics = ("std", "kurtosis", "alpha", "stable_rank", "sigma_max", "row_corr_excess", "top1_norm_ratio")
+    one = list(iter_tensor_metrics(source, metrics, workers=1))
+    for workers in (2, 3):
+        rows = list(iter_tensor_metrics(source, metrics, workers=workers))
+        assert [r.name for r in rows] == [r.name for r in one] == [t.name for t, _ in select_tensors(source)]
+        for a, b in zip(rows, one):
+            assert a.nonfinite == b.nonfinite and a.estimated == b.estimated
+            np.testing.assert_array_equal(np.array(list(a.values.values())), np.array(list(b.values.values())))
+    by_name = {r.name: r for r in one}
+    bad, bf16 = by_name["model.layers.2.mlp.up_proj.weight"], by_name["model.layers.1.mlp.up_proj.weight"]
+    assert bad.nonfinite == 1 and np.isnan(bad.values["alpha"]) and not np.isnan(bf16.values["alpha"])
+    assert "alpha" in bf16.estimated  # 528 × 600: over the exact side, a Krylov estimate
+
+
+def test_a_table_stopped_early_stops_its_workers(tmp_path):
+    from core.stats.table import iter_tensor_metrics
+
+    g = torch.Generator().manual_seed(4)
+    tensors = {f"model.layers.{i}.mlp.up_proj.weight": torch.randn(64, 80, generator=g) for i in range(8)}
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    stream = iter_tensor_metrics(open_source(tmp_path / "model.safetensors"), ("std",), workers=2)
+    first = next(stream)
+    stream.close()
+    assert first.name == "model.layers.0.mlp.up_proj.weight"
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name.startswith(("graft-stats", "graft-stats-read"))]
