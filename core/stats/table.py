@@ -264,8 +264,10 @@ def iter_tensor_metrics(
     4096 × 48): split over two threads each one waits on the other — on 2 cores the
     Llama-2-7B shape's table took 63 s with one tensor at a time on two threads and 48 s on one
     thread, and 1 tensor per core is faster again (``benchmarks/stats_steps.py``). Each tensor's
-    values are the same either way. ``workers=1`` measures in the caller's thread, as torch is set.
-    A CUDA device measures one tensor at a time.
+    values are the same either way. While the workers run, torch is single-threaded in the whole
+    process (OpenMP's and MKL's thread counts are not per thread); the count is restored when the
+    iteration ends. ``workers=1`` measures in the caller's thread, as torch is set. A CUDA device
+    measures one tensor at a time.
     """
     resolved = [METRICS.get(m) for m in metrics]
     selected = select_tensors(source, roles=roles, describe=describe, include_vectors=include_vectors)
@@ -281,10 +283,12 @@ def iter_tensor_metrics(
             del tensor
         return
     local = threading.local()
+    threads = torch.get_num_threads()
 
     def measure(t, column, tensor) -> TensorRow:
         if not hasattr(local, "workspace"):
-            torch.set_num_threads(1)  # this pool's thread only (torch's thread count is per thread)
+            # OpenMP's and MKL's counts are the process's, whatever thread sets them: restored below
+            torch.set_num_threads(1)
             local.workspace = Workspace()
         return _measure(t, column, tensor, resolved, local.workspace, options)
 
@@ -303,6 +307,7 @@ def iter_tensor_metrics(
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
         tensors.close()
+        torch.set_num_threads(threads)
 
 
 #: At most this many tensors are measured at once (one per core: the table is memory-bound beyond).

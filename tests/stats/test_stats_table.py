@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,6 +156,7 @@ def test_tensors_measured_in_parallel_give_the_rows_of_one_at_a_time_in_order(tm
     save_file(tensors, str(tmp_path / "model.safetensors"))
     source = open_source(tmp_path / "model.safetensors")
     metrics = ("std", "kurtosis", "alpha", "stable_rank", "sigma_max", "row_corr_excess", "top1_norm_ratio")
+    threads = torch.get_num_threads()
     one = list(iter_tensor_metrics(source, metrics, workers=1))
     for workers in (2, 3):
         rows = list(iter_tensor_metrics(source, metrics, workers=workers))
@@ -162,10 +164,22 @@ def test_tensors_measured_in_parallel_give_the_rows_of_one_at_a_time_in_order(tm
         for a, b in zip(rows, one):
             assert a.nonfinite == b.nonfinite and a.estimated == b.estimated
             np.testing.assert_array_equal(np.array(list(a.values.values())), np.array(list(b.values.values())))
+    # the workers run torch on one thread each; the process's thread counts come back afterwards
+    assert torch.get_num_threads() == threads and _omp_mkl_threads() == threads
     by_name = {r.name: r for r in one}
     bad, bf16 = by_name["model.layers.2.mlp.up_proj.weight"], by_name["model.layers.1.mlp.up_proj.weight"]
     assert bad.nonfinite == 1 and np.isnan(bad.values["alpha"]) and not np.isnan(bf16.values["alpha"])
     assert "alpha" in bf16.estimated  # 528 × 600: over the exact side, a Krylov estimate
+
+
+def _omp_mkl_threads() -> int:
+    """torch's thread count in a thread started now: a worker's torch.set_num_threads(1) leaks into
+    OpenMP's process-wide default, which new threads start with (and the caller's ops slow down)."""
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    return seen[0]
 
 
 def test_a_table_stopped_early_stops_its_workers(tmp_path):
@@ -177,7 +191,6 @@ def test_a_table_stopped_early_stops_its_workers(tmp_path):
     stream = iter_tensor_metrics(open_source(tmp_path / "model.safetensors"), ("std",), workers=2)
     first = next(stream)
     stream.close()
+    assert _omp_mkl_threads() == torch.get_num_threads()
     assert first.name == "model.layers.0.mlp.up_proj.weight"
-    import threading
-
     assert not [t for t in threading.enumerate() if t.name.startswith(("graft-stats", "graft-stats-read"))]
