@@ -252,12 +252,15 @@ def _draw(p, dr, q, dc, mean: float, gen, device, products=None):
             right[kq:-1].addmm_(z[:, :kq], right[:kq])
         del z
     right[-1] = mean
-    left = torch.empty((m, kq + kp + 1), device=device)
+    # float32: the mean rides in the product (a row of μ, a column of ones); bf16: the factors
+    # without them, the left one made in bf16 (no float32 copy), the mean added in float32
+    left = torch.empty((m, kq + kp + (0 if low else 1)), device=device, dtype=products if low else torch.float32)
     if p is not None:
-        left[:, kq:-1] = p
-    left[:, -1] = 1.0
-    if low:  # the factors without the mean row and column; the mean is added in float32
-        right_low, left_low = right[:-1].to(products), torch.empty((m, kq + kp), device=device, dtype=products)
+        left[:, kq : kq + kp] = p
+    if low:
+        right = right[:-1].to(products)
+    else:
+        left[:, -1] = 1.0
     out = torch.empty((m, n), device=device)
     rows = min(m, max(1, BLOCK_BYTES // (4 * max(n, kq))))
     noise = torch.empty((rows, kq), device=device)  # reused: a fresh buffer per block costs page faults
@@ -268,14 +271,13 @@ def _draw(p, dr, q, dc, mean: float, gen, device, products=None):
         block.mul_(dc).mul_(scale)
         if q is not None:
             z21 = fill_normal(noise[: hi - lo], gen)
-            torch.mul(z21, scale, out=left[lo:hi, :kq])
+            torch.mul(z21, scale, out=left[lo:hi, :kq])  # rounded to bf16 here when low
         if not low:
             block.addmm_(left[lo:hi], right)
-        elif kq + kp:
-            left_low[lo:hi] = left[lo:hi, :-1]
-            block.add_(left_low[lo:hi] @ right_low).add_(mean)
-        else:
-            block.add_(mean)
+            continue
+        if kq + kp:
+            block.add_(left[lo:hi] @ right)
+        block.add_(mean)
     return out
 
 
