@@ -18,7 +18,8 @@ flushed (the flush counted in its wall time) and evicted after:
   and the table against the matrix products its spectrum estimate cannot do without
   (``stats_products``: a plain PyTorch loop of the four 48-column float32 products of the block
   Krylov estimate, per matrix whose smaller side is over 512, on random matrices of the model's
-  shapes, nothing read);
+  shapes, nothing read; the table itself runs them in bf16 on one thread per worker where bf16
+  products are fast, so on such a CPU this job is a float32 reference, not a floor);
 * a layer slice keeping layers 0, 2, 4, … (``--layer-map``) against mergekit's passthrough merge
   of the same single-layer slices (mergekit in a scratch venv, ``--mergekit-venv``; installed
   there when missing; skipped with a message when that fails), with the outputs compared tensor
