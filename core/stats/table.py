@@ -261,12 +261,13 @@ def iter_tensor_metrics(
     On CPU the tensors are measured ``workers`` at a time (default: torch's intra-op thread count,
     at most :data:`MAX_WORKERS`), each in a thread of its own that runs torch single-threaded, with
     its own widening buffer. The table's operations are small or memory-bound (a Krylov block is
-    4096 × 48): split over two threads each one waits on the other — on 2 cores the
-    Llama-2-7B shape's table took 63 s with one tensor at a time on two threads and 48 s on one
-    thread, and 1 tensor per core is faster again (``benchmarks/stats_steps.py``). Each tensor's
-    values are the same either way. While the workers run, torch is single-threaded in the whole
-    process (OpenMP's and MKL's thread counts are not per thread); the count is restored when the
-    iteration ends. ``workers=1`` measures in the caller's thread, as torch is set. A CUDA device
+    4096 × 48): split over two threads each one waits on the other. On 2 cores, the Llama-2-7B
+    shape's steps took 63 s with one tensor at a time on two threads and 39–48 s on one thread
+    (``benchmarks/stats_steps.py``, ``OMP_NUM_THREADS=1``); the whole table from a warm page
+    cache 43.0 s on one thread and 40.1 s with a worker per core (``graft stats --json``). Each
+    tensor's values are the same either way. While the workers run, torch is single-threaded in
+    the whole process (OpenMP's and MKL's thread counts are not per thread); the count is restored
+    when the iteration ends. ``workers=1`` measures in the caller's thread, as torch is set. A CUDA device
     measures one tensor at a time.
     """
     resolved = [METRICS.get(m) for m in metrics]

@@ -32,8 +32,8 @@ times faster (``products="auto"``: a CPU with AMX, a GPU with bf16 tensor cores;
 checkpoint. The normals (rows·columns plus the factors' noise: 1.8–2.2 per output value) are
 drawn in four fixed parts on two threads (:func:`core.strategies._common.fill_normal`; torch's CPU
 normal generator is single-threaded). On the Llama-2-7B shape at 1024 samples: 3.3× ``select``
-before, 2.03× after (26.7 s against 13.2 s, ``bench_7b.py --only select_second,covariance``); the
-normals are now the largest cost of their own (7.5 s of CPU of ~39 s in all threads).
+before, 2.0–2.4× after (25–28 s against select's 10–13 s, ``bench_7b.py``); the normals are now
+the largest cost of their own (7.1–7.5 s of CPU of ~31–39 s in all threads).
 
 The default of 1024 samples is chosen by the validation loss, not the speed: on the demo (MiniLM-L6
 → 4 layers / 256 / 8 heads / 1024, ``benchmarks/bench_strategies.py``) 512 samples took 80 steps to
