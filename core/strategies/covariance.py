@@ -42,7 +42,7 @@ no kept axis is longer) 40 steps (7.5×), final 4.42. The sampled covariances di
 ones by 33–44% (Frobenius) at 512 and 17–23% at 1024. ``--param samples=512`` (or 256) trades the
 estimate for speed.
 
-Those figures move with the draw itself. When the normals came to be filled in parts (below), the
+Those figures move with the draw itself. When the normals came to be filled in parts (above), the
 demo's MLP matrices got another draw from the same distribution (their factor noise is over 1M
 values; every other tensor stayed within 4e-7). The same benchmark then took 80 steps (3.8×),
 final 4.54, against 40 steps before — with float32 and bf16 products alike (80 and 80 steps, final
