@@ -46,8 +46,10 @@ Those figures move with the draw itself. When the normals came to be filled in p
 demo's MLP matrices got another draw from the same distribution (their factor noise is over 1M
 values; every other tensor stayed within 4e-7). The same benchmark then took 80 steps (3.8×),
 final 4.54, against 40 steps before — with float32 and bf16 products alike (80 and 80 steps, final
-4.540 and 4.541). The masked-LM head's calibrated scale moved from 0.5 to 0.3 with it. One draw
-on one seed does not rank the strategies: read their figures as a range.
+4.540 and 4.541). The masked-LM head's calibrated scale moved from 0.5 to 0.3 with it. Seeds 1 and
+2 (``--seed``: other draws and other batches) gave 50 steps (6.0×, head scale 0.5) and 120 steps
+(2.5×, head scale 0.2): on this benchmark covariance is 2.5–7.5× the baseline, and the head's
+calibrated scale moves with it. One draw on one seed does not rank the strategies.
 
 Conv kernels (4-D, e.g. the ViT patch embedding, out × in × kh × kw): every filter is drawn from
 N(μ_taps, Σ_taps), the mean and covariance of the kh·kw spatial taps over all source filters.
