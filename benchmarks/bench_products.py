@@ -12,15 +12,16 @@ against its float32 / single-stream baseline in the same process, on CPU and (wh
 Measured on this machine (2-core Xeon with AMX, torch 2.13 CPU; ``python benchmarks/bench_products.py``):
 
     cpu: bf16 products fast here: True
-      covariance draw 2048×2049 @ 2049×2048            f32    66.1 ms  bf16    10.3 ms  6.4×
-      covariance draw 5504×2049 @ 2049×2048            f32   170.1 ms  bf16    29.4 ms  5.8×
-      Krylov          4096×4096 @ 4096×48              f32     8.7 ms  bf16     1.8 ms  4.8×
-      Krylov          11008×4096 @ 4096×48             f32    25.7 ms  bf16     4.3 ms  5.9×
-      Krylov estimate 4096×4096 bf16 matrix            f32   126.0 ms  bf16    28.7 ms  4.4×
-      Krylov estimate 11008×4096 bf16 matrix           f32   346.2 ms  bf16    91.9 ms  3.8×
-    normal fill of 4M values: one call 19.4 ms, four parts on two threads 7.9 ms: 2.5×
+      covariance draw 2048×2049 @ 2049×2048            f32    57.3 ms  bf16    15.5 ms  3.7×
+      covariance draw 5504×2049 @ 2049×2048            f32   158.2 ms  bf16    31.0 ms  5.1×
+      Krylov          4096×4096 @ 4096×48              f32     8.2 ms  bf16     1.4 ms  5.9×
+      Krylov          11008×4096 @ 4096×48             f32    25.0 ms  bf16     4.0 ms  6.2×
+      Krylov estimate 4096×4096 bf16 matrix            f32   114.8 ms  bf16    30.4 ms  3.8×
+      Krylov estimate 11008×4096 bf16 matrix           f32   309.6 ms  bf16    94.2 ms  3.3×
+    normal fill of 4M values: one call 17.8 ms, four parts on two threads 7.9 ms: 2.3×
 
-(an earlier run the same day: the draw products 4.1× and 5.9×, the normal fill 2.0×).
+Best of ``--repeat`` runs each. Other runs the same day: the draw products 3.7–6.4× and 4.1–5.8×,
+the Krylov products 4.8–5.9× and 4.6–6.2×, the normal fill 2.0–2.5×.
 
 Usage: python benchmarks/bench_products.py [--repeat 5]
 """
@@ -29,11 +30,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_gpu  # noqa: E402
 import torch  # noqa: E402
 
 from core.devices import bf16_products_fast  # noqa: E402
@@ -48,21 +50,8 @@ SHAPES = (
 
 
 def timed(fn, repeat: int, device: str) -> float:
-    """Median seconds of ``fn()`` over ``repeat`` runs after one warm-up."""
-
-    def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    fn()
-    sync()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    """The best of ``repeat`` wall times of ``fn()`` after one warm-up (``bench_gpu.timed``)."""
+    return bench_gpu.timed(lambda _device: fn(), device, warmup=1, repeats=repeat)
 
 
 def products(device: str, repeat: int) -> None:

@@ -150,10 +150,10 @@ class TensorView:
         whole-matrix widening was 11 s of the Llama-2-7B-shape table's 73 s of CPU). The values are
         the same either way."""
         w = self.matrix_here
-        if w.dtype in (torch.bfloat16, torch.float16) and self.krylov_products is not None:
-            if not (self.krylov_products == torch.bfloat16 and w.dtype == torch.bfloat16):
-                return self.matrix32
-        return w
+        float32_estimate = self.krylov_products is not None and not (
+            self.krylov_products == torch.bfloat16 and w.dtype == torch.bfloat16
+        )
+        return self.matrix32 if float32_estimate and w.dtype in (torch.bfloat16, torch.float16) else w
 
     @cached_property
     def row_sq(self) -> torch.Tensor:

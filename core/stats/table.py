@@ -238,6 +238,10 @@ def select_tensors(
     return list(zip(items, _column_labels(items)))
 
 
+#: At most this many tensors are measured at once (one per core: the table is memory-bound beyond).
+MAX_WORKERS = 4
+
+
 def iter_tensor_metrics(
     source,
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -309,10 +313,6 @@ def iter_tensor_metrics(
         pool.shutdown(wait=True, cancel_futures=True)
         tensors.close()
         torch.set_num_threads(threads)
-
-
-#: At most this many tensors are measured at once (one per core: the table is memory-bound beyond).
-MAX_WORKERS = 4
 
 
 def _measure(t, column, tensor, resolved, workspace, options) -> TensorRow:
