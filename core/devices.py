@@ -77,7 +77,7 @@ def bf16_products_fast(device) -> bool:
 
     True on a CPU with AMX tiles for bf16 (Sapphire Rapids and later Xeons: measured on this
     2-core one, ``benchmarks/bench_products.py``, a 5504×2049 by 2049×2048 product runs 4.1–5.8× faster
-    and a 4096×4096 by 4096×48 one 4.8–5.1×) and on a CUDA GPU with bf16 tensor cores (compute
+    and a 4096×4096 by 4096×48 one 4.8–5.9×) and on a CUDA GPU with bf16 tensor cores (compute
     capability 8 and up). Elsewhere a bf16 product is emulated or no faster, so float32 is kept.
     """
     import torch
