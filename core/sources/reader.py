@@ -11,15 +11,16 @@ in parallel (the disk's queue, not one request at a time), in file order.
 
 The page cache still reads whole 4 KB pages, and a tensor's data rarely starts on a page: a shrink
 that keeps the first half of each 8 KB row then reads two pages per 4 KB run, 2× the bytes it needs
-(1.89× on the Llama-2-7B shape, the merged ranges 2.0×). ``GRAFT_READ_DIRECT=auto`` reads such runs
-unmerged with ``O_DIRECT`` instead when the buffered plan would read over :data:`DIRECT_RATIO` ×
-their 512-byte sectors and they are not in the page cache (:func:`_read_direct`): 1.12× the needed
-bytes on that shape. It is not the default because it trades bytes for requests (404,001 of them
-there), and on this project's 2-core machine's disk that cost more time than the extra bytes: the
-7B shrink took 45–48 s direct against 15 s buffered in the same hour (``benchmarks/bench_7b.py``;
-a standalone direct read of the same runs took 11.8 s on a quieter day). Storage that is metered
-or bandwidth-bound rather than request-bound is where it pays. ``always`` forces it; a file
-system without ``O_DIRECT`` reads buffered.
+(1.89× on the Llama-2-7B shape, the merged ranges 2.0×). So where the buffered plan would read over
+:data:`DIRECT_RATIO` × the 512-byte sectors of the runs, and they are not in the page cache, the
+runs are read unmerged with ``O_DIRECT`` instead (:func:`_gather_direct`): 1.12× the needed bytes
+on that shape. That is one request per run (404,001 there), too many for Python threads to issue
+quickly on two cores, so they go through the kernel's AIO interface, many in flight from one
+thread (:mod:`core.sources.aio`; threads where it is missing). On this project's 2-core machine
+the 7B shrink then reads 2.1 GB instead of 3.8 and takes 12–13 s instead of 16
+(``benchmarks/bench_7b.py``). ``GRAFT_READ_DIRECT=never`` reads everything through the page cache
+(for storage where a request costs far more than its bytes: a network disk with an IOPS quota);
+``always`` forces ``O_DIRECT``; a file system without it reads buffered.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ GAP_BYTES = int(os.environ.get("GRAFT_READ_GAP", 32 << 10))
 PIECE_BYTES = 8 << 20
 #: requests in flight at once (the disk's queue; threads release the GIL in ``pread``).
 QUEUE_DEPTH = 8
-#: ``never`` (default): read through the page cache; ``auto``: with ``O_DIRECT`` where the page
-#: cache would read over :data:`DIRECT_RATIO` × the bytes asked for and they are not cached;
-#: ``always``. Fewer bytes, many more requests: see the module docstring for when that pays.
-DIRECT = os.environ.get("GRAFT_READ_DIRECT", "never")
+#: ``auto`` (default): with ``O_DIRECT`` where the page cache would read over :data:`DIRECT_RATIO`
+#: × the sectors asked for and they are not cached; ``never``: through the page cache; ``always``.
+#: Fewer bytes, many more requests: see the module docstring for when that pays.
+DIRECT = os.environ.get("GRAFT_READ_DIRECT", "auto")
 #: the buffered plan's pages over the direct plan's sectors above which a read goes direct.
 DIRECT_RATIO = 1.2
 #: reads smaller than this in all stay buffered (a few requests: nothing to save).
@@ -75,20 +76,13 @@ def _pread_into(fd: int, view: memoryview, offset: int, path: Path) -> None:
         done += n
 
 
-def read_ranges(
-    path: Path, ranges: list[tuple[int, memoryview]], *, sequential: bool = False, direct: bool = False
-) -> None:
+def read_ranges(path: Path, ranges: list[tuple[int, memoryview]], *, sequential: bool = False) -> None:
     """Fill each ``(file offset, buffer)`` of ``ranges`` from ``path`` (several requests in flight).
-
-    ``direct``: read through ``O_DIRECT`` (:func:`_read_direct`) where the file system allows it,
-    else as usual.
 
     Raises:
         SourceError: the file cannot be opened or ends early.
     """
     if not ranges:
-        return
-    if direct and _read_direct(Path(path), ranges):
         return
     fd = _open(Path(path), sequential)
     try:
@@ -102,73 +96,6 @@ def read_ranges(
         with ThreadPoolExecutor(min(QUEUE_DEPTH, len(pieces))) as pool:
             for future in [pool.submit(_pread_into, fd, view, offset, Path(path)) for offset, view in pieces]:
                 future.result()
-    finally:
-        os.close(fd)
-
-
-def _read_direct(path: Path, ranges: list[tuple[int, memoryview]]) -> bool:
-    """Read ``ranges`` with ``O_DIRECT``: each one's sector-aligned span into an aligned scratch
-    buffer, then its bytes into place. False (nothing read) where the file system refuses ``O_DIRECT``.
-
-    Why: through the page cache a read costs whole 4 KB pages, and a shrink's kept runs (the first
-    half of each row, say) rarely start on a page: a 4 KB run then costs 8 KB. Sectors are 512
-    bytes, so the same run costs 4.5 KB direct. Requests are many and small, so several are in
-    flight at once (:data:`QUEUE_DEPTH` threads; ``preadv`` releases the GIL).
-    """
-    import mmap
-
-    flag = getattr(os, "O_DIRECT", 0)
-    if not flag:
-        return False
-    try:
-        fd = os.open(path, os.O_RDONLY | flag | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return False  # not supported here (tmpfs, some network file systems): read buffered
-    try:
-        pieces = []  # (offset, view): at most PIECE_BYTES each
-        for offset, view in ranges:
-            for start in range(0, len(view), PIECE_BYTES):
-                pieces.append((offset + start, view[start : start + PIECE_BYTES]))
-        workers = max(1, min(QUEUE_DEPTH, len(pieces)))
-
-        def read_all(part: list[tuple[int, memoryview]], align: int) -> None:
-            scratch = mmap.mmap(-1, PIECE_BYTES + 2 * 4096)  # page-aligned: any sector size
-            buffer = memoryview(scratch)
-            try:
-                for offset, view in part:
-                    lo = offset - offset % align
-                    hi = -(-(offset + len(view)) // align) * align
-                    got = 0
-                    while got < hi - lo:
-                        n = os.preadv(fd, [buffer[got : hi - lo]], lo + got)
-                        if n == 0:
-                            break  # the file's end, inside the last sector
-                        got += n
-                    if got < offset + len(view) - lo:
-                        raise SourceError(
-                            f"{path.name} ended before byte {offset + len(view):,}; the file is truncated: re-download it"
-                        )
-                    view[:] = buffer[offset - lo : offset - lo + len(view)]
-            finally:
-                del buffer, scratch  # freed here (no close: slices may still be alive in a traceback)
-
-        def run(align: int) -> None:
-            if workers == 1:
-                read_all(pieces, align)
-                return
-            with ThreadPoolExecutor(workers) as pool:  # interleaved: the requests go out in file order
-                for future in [pool.submit(read_all, pieces[w::workers], align) for w in range(workers)]:
-                    future.result()
-
-        try:
-            run(SECTOR)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            run(4096)  # a device with 4 KB logical blocks
-        return True
-    except OSError as exc:
-        raise SourceError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
 
@@ -197,11 +124,6 @@ def _is_cached(path: Path, offsets: list[int]) -> bool:
     finally:
         os.close(fd)
     return hits * 2 > len(offsets)
-
-
-def _span_bytes(reads: list[tuple[int, int]], unit: int) -> int:
-    """Bytes of the ``unit``-sized blocks that the ``(offset, count)`` reads touch."""
-    return sum((-(-(o + n) // unit) - o // unit) * unit for o, n in reads if n)
 
 
 def _runs(sorted_unique: np.ndarray) -> list[tuple[int, int]]:
@@ -265,7 +187,7 @@ def gather_2d(
         rows, cols: source positions in target order (repeats allowed), or None for all.
         gap: merge ranges closer than this (default :data:`GAP_BYTES`).
         cap: the largest single read.
-        direct: True reads the exact runs with ``O_DIRECT`` (:func:`_read_direct`); None decides
+        direct: True reads the exact runs with ``O_DIRECT`` (:func:`_gather_direct`); None decides
             (:data:`DIRECT`, :func:`_direct_pays`); False never.
 
     Returns:
@@ -289,12 +211,15 @@ def gather_2d(
         direct = {"always": True, "never": False}.get(DIRECT)  # None: decide (``auto``)
     if direct is not False:
         exact = _windows(ucols, item, SECTOR)  # merged only within a sector
-        direct = direct or _direct_pays(path, base, urows, n_cols, item, cap, (windows, gap), (exact, SECTOR))
+        direct = direct or _direct_pays(path, base, urows, n_cols, item, (windows, gap), exact)
         if direct:
             windows, gap = exact, SECTOR
     blocks, bytes_read = [], 0
     for lo, hi in _row_blocks(urows, row_bytes, cap):  # memory stays bounded
-        block, n = _gather_block(path, base, n_cols, dtype, urows[lo:hi], ucols, windows, gap, cap, direct)
+        got = _gather_direct(Path(path), base, n_cols, dtype, urows[lo:hi], ucols, windows) if direct else None
+        if got is None:  # buffered (or O_DIRECT refused: the same exact runs through the page cache)
+            got = _gather_block(path, base, n_cols, dtype, urows[lo:hi], ucols, windows, gap, cap)
+        block, n = got
         blocks.append(block)
         bytes_read += n
     out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, 0)
@@ -326,41 +251,59 @@ def _block_reads(urows, n_cols: int, windows, item: int, gap: int, cap: int):
             yield w, first, last, (last - first) * n_cols + (b - a)
 
 
-def _read_list(base, urows, n_cols, windows, item, gap, cap) -> list[tuple[int, int]]:
-    """The ``(file offset, bytes)`` reads of a gather with these windows (every row block's)."""
-    return [
-        (base + (first * n_cols + windows[w][0]) * item, count * item)
-        for lo, hi in _row_blocks(urows, n_cols * item, cap)
-        for w, first, _, count in _block_reads(urows[lo:hi], n_cols, windows, item, gap, cap)
-    ]
+def _direct_spans(base: int, rows: np.ndarray, n_cols: int, item: int, a: int, b: int, align: int):
+    """Each row's direct read of columns ``[a, b)``: ``(file offsets, pads, spans)``, the offsets
+    and spans ``align``-aligned and ``pad`` the bytes before the run within its span."""
+    starts = base + (rows.astype(np.int64) * n_cols + a) * item
+    lows = starts - starts % align
+    pads = starts - lows
+    return lows, pads, -(-(pads + (b - a) * item) // align) * align
 
 
-def _direct_pays(path, base, urows, n_cols, item, cap, buffered, direct) -> bool:
-    """Whether to read with ``O_DIRECT``: it saves bytes (:func:`_direct_reads_saving`) and those
-    bytes are not cached already (a cached read is a copy from memory; a direct one would go to
-    the disk). ``buffered`` and ``direct`` are each plan's ``(windows, gap)``."""
-    reads = _direct_reads_saving(base, urows, n_cols, item, cap, buffered, direct)
-    if not reads:
+def _buffered_pages(base: int, urows: np.ndarray, n_cols: int, item: int, windows, gap: int) -> int:
+    """Bytes of the 4 KB pages the buffered plan's reads touch (each window's rows grouped where
+    the bytes between them are under ``gap``, as :func:`_row_groups` does without its size cap)."""
+    rows = urows.astype(np.int64)
+    total = 0
+    for a, b in windows:
+        between = np.diff(rows) * n_cols * item - (b - a) * item
+        breaks = np.flatnonzero(between >= gap)
+        firsts = rows[np.concatenate(([0], breaks + 1))]
+        lasts = rows[np.concatenate((breaks, [len(rows) - 1]))]
+        starts = base + (firsts * n_cols + a) * item
+        ends = base + (lasts * n_cols + b) * item
+        total += int((-(-ends // 4096) - starts // 4096).sum()) * 4096
+    return total
+
+
+def _direct_pays(path, base, urows, n_cols, item, buffered, exact) -> bool:
+    """Whether to read with ``O_DIRECT``: it saves bytes (:func:`_direct_saves`) and those bytes
+    are not cached already (a cached read is a copy from memory; a direct one would go to the
+    disk). ``buffered`` is the buffered plan's ``(windows, gap)``, ``exact`` the direct plan's windows."""
+    offsets = _direct_saves(base, urows, n_cols, item, buffered, exact)
+    if not len(offsets):
         return False
-    step = max(1, len(reads) // 16)
-    return not _is_cached(Path(path), [o for o, _ in reads[::step]])
+    step = max(1, len(offsets) // 16)
+    return not _is_cached(Path(path), offsets[::step].tolist())
 
 
-def _direct_reads_saving(base, urows, n_cols, item, cap, buffered, direct) -> list[tuple[int, int]]:
-    """The direct plan's reads when the page cache would read over :data:`DIRECT_RATIO` × the
-    sectors they span and those are at least :data:`DIRECT_MIN_BYTES`; else none (no ``O_DIRECT``
-    here: none)."""
+def _direct_saves(base, urows, n_cols, item, buffered, exact) -> np.ndarray:
+    """The direct reads' file offsets when the page cache would read over :data:`DIRECT_RATIO` ×
+    the sectors they span and those are at least :data:`DIRECT_MIN_BYTES`; else none (no
+    ``O_DIRECT`` here: none)."""
+    none = np.zeros(0, dtype=np.int64)
     if not getattr(os, "O_DIRECT", 0):
-        return []
-    reads = _read_list(base, urows, n_cols, direct[0], item, direct[1], cap)
-    sectors = _span_bytes(reads, SECTOR)
+        return none
+    spans = [_direct_spans(base, urows, n_cols, item, a, b, SECTOR) for a, b in exact]
+    sectors = sum(int(s.sum()) for _, _, s in spans)
     if sectors < DIRECT_MIN_BYTES:
-        return []
-    pages = _span_bytes(_read_list(base, urows, n_cols, buffered[0], item, buffered[1], cap), 4096)
-    return reads if pages > DIRECT_RATIO * sectors else []
+        return none
+    if _buffered_pages(base, urows, n_cols, item, *buffered) <= DIRECT_RATIO * sectors:
+        return none
+    return np.sort(np.concatenate([lows for lows, _, _ in spans]))
 
 
-def _gather_block(path, base, n_cols, dtype, urows, ucols, windows, gap, cap, direct=False):
+def _gather_block(path, base, n_cols, dtype, urows, ucols, windows, gap, cap):
     """The kept columns of the sorted unique rows ``urows``: ``(tensor, bytes read)``."""
     import torch
 
@@ -374,7 +317,7 @@ def _gather_block(path, base, n_cols, dtype, urows, ucols, windows, gap, cap, di
         (base + (first * n_cols + windows[w][0]) * item, memoryview(buf.view(torch.uint8).numpy()).cast("B"))
         for w, first, last, buf in plans
     ]
-    read_ranges(Path(path), sorted(ranges, key=lambda r: r[0]), direct=direct)
+    read_ranges(Path(path), sorted(ranges, key=lambda r: r[0]))
     parts = []
     for w, (a, b) in enumerate(windows):
         in_window = ucols[(ucols >= a) & (ucols < b)] - a
@@ -394,6 +337,118 @@ def _gather_block(path, base, n_cols, dtype, urows, ucols, windows, gap, cap, di
         parts.append(piece)
     out = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
     return out.contiguous(), sum(len(view) for _, view in ranges)
+
+
+def _gather_direct(path: Path, base: int, n_cols: int, dtype, urows: np.ndarray, ucols: np.ndarray, windows):
+    """The kept columns of the sorted unique rows ``urows`` read with ``O_DIRECT``, one request per
+    row and column window: ``(tensor, bytes read)``, or None where the file system refuses
+    ``O_DIRECT`` (nothing read).
+
+    Every row's sector-aligned span lands in its own slot of one aligned buffer (slots as wide as
+    the widest span), so the requests need no per-row Python objects, and the kept bytes come out
+    of the buffer with one strided copy per distinct offset into a sector (one when the rows are
+    whole sectors long, as a bf16 row of 4096 or 11008 values is).
+    """
+
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | flag | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None  # not supported here (tmpfs, some network file systems)
+    try:
+        try:
+            return _gather_direct_aligned(fd, path, base, n_cols, dtype, urows, ucols, windows, SECTOR)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            return _gather_direct_aligned(fd, path, base, n_cols, dtype, urows, ucols, windows, 4096)
+    except OSError as exc:
+        raise SourceError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def _gather_direct_aligned(fd, path, base, n_cols, dtype, urows, ucols, windows, align: int):
+    import torch
+
+    item = dtype.itemsize
+    rows = urows.astype(np.int64)
+    parts, total = [], 0
+    for a, b in windows:
+        length = (b - a) * item
+        lows, pads, spans = _direct_spans(base, rows, n_cols, item, a, b, align)  # ascending
+        slot = int(spans.max())
+        buffer = _aligned(len(rows) * slot)
+        _direct_reads(fd, path, buffer, lows, spans, pads + length, slot)
+        total += len(rows) * length  # the runs asked for (as the buffered plan counts its ranges)
+        slots = buffer.reshape(len(rows), slot)
+        kept = np.empty((len(rows), length), dtype=np.uint8)
+        for pad in np.unique(pads).tolist():
+            if len(pads) and pads[0] == pad and (pads == pad).all():
+                kept[:] = slots[:, pad : pad + length]
+            else:
+                pick = np.flatnonzero(pads == pad)
+                kept[pick] = slots[pick, pad : pad + length]
+        piece = torch.from_numpy(kept).view(dtype)
+        in_window = ucols[(ucols >= a) & (ucols < b)] - a
+        if len(in_window) != b - a:
+            piece = piece.index_select(1, torch.from_numpy(in_window))
+        parts.append(piece)
+    out = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+    return out.contiguous(), total
+
+
+def _aligned(nbytes: int) -> np.ndarray:
+    """``nbytes`` of uint8 starting on a 4 KB boundary (what ``O_DIRECT`` needs of a buffer)."""
+    raw = np.empty(nbytes + 4096, dtype=np.uint8)
+    skip = -raw.ctypes.data % 4096
+    return raw[skip : skip + nbytes]
+
+
+def _direct_reads(fd: int, path: Path, buffer: np.ndarray, lows, spans, needed, slot: int) -> None:
+    """Read ``spans[i]`` bytes at file offset ``lows[i]`` into ``buffer[i * slot:]`` for every i:
+    through Linux AIO where there is a context (:mod:`core.sources.aio`), else (and for any read
+    that came back short) :data:`QUEUE_DEPTH` requests in flight from threads (``preadv``
+    releases the GIL), each taking every n-th request so they go out in file order. A read that
+    ends before ``needed[i]`` bytes (the file's end) is a truncated file."""
+    from core.sources import aio
+
+    view = memoryview(buffer)
+    count = len(lows)
+    got = None
+    if aio.available():  # one thread, many requests in flight (see core.sources.aio)
+        got = aio.read_many(fd, buffer, np.arange(count, dtype=np.int64) * slot, lows, spans)
+    if got is not None:
+        short = np.flatnonzero(got < needed)  # the file's end, or a partial read: finished below
+        lows, spans, needed = lows[short].tolist(), spans[short].tolist(), needed[short].tolist()
+        slots = (short * slot).tolist()
+    else:
+        lows, spans, needed = lows.tolist(), spans.tolist(), needed.tolist()
+        slots = [i * slot for i in range(count)]
+    count = len(lows)
+    workers = max(1, min(QUEUE_DEPTH, count))
+
+    def part(first: int) -> None:
+        for i in range(first, count, workers):
+            at, span, got = slots[i], spans[i], 0
+            while got < span:
+                n = os.preadv(fd, [view[at + got : at + span]], lows[i] + got)
+                if n == 0:
+                    break  # the file's end, inside the last sector
+                got += n
+            if got < needed[i]:
+                end = lows[i] + needed[i]
+                raise SourceError(f"{path.name} ended before byte {end:,}; the file is truncated: re-download it")
+
+    if workers == 1:
+        if count:
+            part(0)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(part, w) for w in range(workers)]:
+            future.result()
 
 
 def read_range(path: Path, offset: int, count: int, dtype):

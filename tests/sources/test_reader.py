@@ -40,9 +40,12 @@ KINDS = ["all", "first", "spread", "perm", "repeat"]
 
 @pytest.mark.parametrize("rows_kind", KINDS)
 @pytest.mark.parametrize("cols_kind", KINDS)
-@pytest.mark.parametrize("gap", [0, 64, 1 << 20, "direct"])
-def test_gather_equals_indexing(stored, rows_kind, cols_kind, gap):
+@pytest.mark.parametrize("gap", [0, 64, 1 << 20, "direct", "direct-threads"])
+def test_gather_equals_indexing(stored, rows_kind, cols_kind, gap, monkeypatch):
     source, tensors = stored
+    if gap == "direct-threads":  # O_DIRECT reads from threads, as where the kernel has no AIO
+        monkeypatch.setenv("GRAFT_AIO", "0")
+        gap = "direct"
     rng = np.random.default_rng(1)
     info = source.tensors["a"]
     full = tensors["a"]
@@ -142,29 +145,27 @@ def _half_rows_off_the_grid(tmp_path):
     rows, n_cols = 512, 4096  # bf16: 8 KB rows, 4 MB in all
     path.write_bytes(bytes(100) + bytes(rows * n_cols * 2))
     urows, ucols = np.arange(rows), np.arange(n_cols // 2)
-    plans = (
-        (reader._windows(ucols, 2, reader.GAP_BYTES), reader.GAP_BYTES),
-        (reader._windows(ucols, 2, reader.SECTOR), reader.SECTOR),
-    )
-    return path, (100, urows, n_cols, 2, 64 << 20, *plans)  # buffered, direct
+    buffered = (reader._windows(ucols, 2, reader.GAP_BYTES), reader.GAP_BYTES)
+    return path, (100, urows, n_cols, 2, buffered, reader._windows(ucols, 2, reader.SECTOR))
 
 
 def test_direct_reads_save_bytes_for_half_rows_off_the_page_grid_but_not_for_whole_rows(tmp_path):
-    """Through the page cache each 4 KB run of a half row costs two pages; direct, nine sectors.
-    Whole rows on the grid cost the same both ways: buffered."""
+    """Through the page cache each 4 KB run of a half row costs two pages (the plan merges the
+    rows: every page); direct, nine sectors. Whole rows on the grid cost the same both ways: buffered."""
     from core.sources import reader
 
     _, args = _half_rows_off_the_grid(tmp_path)
-    base, urows, n_cols, item, cap, buffered, direct = args
-    exact = reader._read_list(base, urows, n_cols, *direct[:1], item, direct[1], cap)
-    assert len(exact) == len(urows) and reader._span_bytes(exact, 512) == len(urows) * 4608
-    assert reader._span_bytes(reader._read_list(base, urows, n_cols, buffered[0], item, buffered[1], cap), 4096) > (
-        1.2 * len(urows) * 4608
-    )
-    assert reader._direct_reads_saving(*args) == exact
+    base, urows, n_cols, item, buffered, exact = args
+    assert exact == [(0, 2048)]
+    lows, pads, spans = reader._direct_spans(base, urows, n_cols, item, 0, 2048, reader.SECTOR)
+    assert (pads == 100).all() and (spans == 4608).all() and (lows == base - 100 + urows * 8192).all()
+    # merged: every page up to the last run's end (the last row's second half is not read)
+    assert reader._buffered_pages(base, urows, n_cols, item, *buffered) == 1024 * 4096
+    assert reader._buffered_pages(base, urows, n_cols, item, exact, 0) == 512 * 2 * 4096  # unmerged: 2 pages each
+    assert (reader._direct_saves(*args) == lows).all()
     whole = np.arange(n_cols)
-    plans = [(reader._windows(whole, 2, gap), gap) for gap in (reader.GAP_BYTES, reader.SECTOR)]
-    assert reader._direct_reads_saving(4096, urows, n_cols, item, cap, *plans) == []
+    plans = [reader._windows(whole, 2, gap) for gap in (reader.GAP_BYTES, reader.SECTOR)]
+    assert len(reader._direct_saves(4096, urows, n_cols, item, (plans[0], reader.GAP_BYTES), plans[1])) == 0
 
 
 def test_direct_reads_are_chosen_only_while_the_bytes_are_not_cached(tmp_path):
