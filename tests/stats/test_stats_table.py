@@ -194,3 +194,39 @@ def test_a_table_stopped_early_stops_its_workers(tmp_path):
     assert _omp_mkl_threads() == torch.get_num_threads()
     assert first.name == "model.layers.0.mlp.up_proj.weight"
     assert not [t for t in threading.enumerate() if t.name.startswith(("graft-stats", "graft-stats-read"))]
+
+
+def test_views_compute_their_cached_values_at_the_same_time():
+    """The table's workers each measure their own TensorView: the views' cached values must not share
+    a lock (functools.cached_property on Python 3.11 holds one per class, so the workers took turns).
+    Two instances wait for each other inside the computation: a shared lock would time the barrier out."""
+    import threading
+
+    from core.stats.metrics import TensorView, cached_property
+
+    assert isinstance(TensorView.__dict__["spectrum"], cached_property)
+    barrier = threading.Barrier(2, timeout=10)
+
+    class View:
+        calls = 0
+
+        @cached_property
+        def value(self):
+            View.calls += 1
+            barrier.wait()  # both computations inside at once
+            return id(self)
+
+    views, errors = [View(), View()], []
+
+    def use(view):
+        try:
+            assert view.value == id(view) and view.value == id(view)  # the second read is the cached one
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=use, args=(v,)) for v in views]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and View.calls == 2
