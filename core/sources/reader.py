@@ -17,8 +17,9 @@ runs are read unmerged with ``O_DIRECT`` instead (:func:`_gather_direct`): 1.12�
 on that shape. That is one request per run (404,001 there), too many for Python threads to issue
 quickly on two cores, so they go through the kernel's AIO interface, many in flight from one
 thread (:mod:`core.sources.aio`; threads where it is missing). On this project's 2-core machine
-the 7B shrink then reads 2.1 GB instead of 3.8 and takes 12–13 s instead of 16
-(``benchmarks/bench_7b.py``). ``GRAFT_READ_DIRECT=never`` reads everything through the page cache
+the 7B shrink then reads 2.1–2.2 GB instead of 3.8 (1.14× the needed bytes) and takes 0.37–0.39×
+the one-``pread``-per-run floor (``benchmarks/bench_7b.py``); written to /dev/shm in the same
+minutes it took 12.1–12.7 s direct against 15.8–15.9 s buffered. ``GRAFT_READ_DIRECT=never`` reads everything through the page cache
 (for storage where a request costs far more than its bytes: a network disk with an IOPS quota);
 ``always`` forces ``O_DIRECT``; a file system without it reads buffered.
 """
