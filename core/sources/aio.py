@@ -93,6 +93,8 @@ class _Context:
         handle = ctypes.c_ulong(0)
         _call(self._setup, ctypes.c_long(depth), ctypes.byref(handle))
         self.handle = handle.value
+        self.pid = os.getpid()
+        self.events = np.zeros(depth, dtype=EVENT)  # completions land here
 
     def submit(self, pointers: int, count: int) -> int:
         try:
@@ -150,8 +152,6 @@ def _thread_context() -> _Context | None:
             context = _Context(DEPTH)
         except OSError:
             return None
-        context.pid = os.getpid()
-        context.events = np.zeros(DEPTH, dtype=EVENT)
         _local.context = context
     return context
 
@@ -189,6 +189,9 @@ def read_many(
     results = np.zeros(count, dtype=np.int64)
     if count == 0:
         return results
+    context = _thread_context()
+    if context is None:
+        return None
     blocks = np.zeros(count, dtype=IOCB)
     blocks["data"] = np.arange(count, dtype=np.uint64)
     blocks["opcode"] = IOCB_CMD_PREAD
@@ -197,9 +200,6 @@ def read_many(
     blocks["nbytes"] = counts
     blocks["offset"] = offsets
     pointers = blocks.ctypes.data + np.arange(count, dtype=np.uint64) * IOCB.itemsize
-    context = _thread_context()
-    if context is None:
-        return None
     depth = min(DEPTH, count)
     events = context.events
     submitted = done = 0

@@ -350,7 +350,6 @@ def _gather_direct(path: Path, base: int, n_cols: int, dtype, urows: np.ndarray,
     of the buffer with one strided copy per distinct offset into a sector (one when the rows are
     whole sectors long, as a bf16 row of 4096 or 11008 values is).
     """
-
     flag = getattr(os, "O_DIRECT", 0)
     if not flag:
         return None
@@ -386,10 +385,11 @@ def _gather_direct_aligned(fd, path, base, n_cols, dtype, urows, ucols, windows,
         total += len(rows) * length  # the runs asked for (as the buffered plan counts its ranges)
         slots = buffer.reshape(len(rows), slot)
         kept = np.empty((len(rows), length), dtype=np.uint8)
-        for pad in np.unique(pads).tolist():
-            if len(pads) and pads[0] == pad and (pads == pad).all():
-                kept[:] = slots[:, pad : pad + length]
-            else:
+        distinct = np.unique(pads).tolist()
+        if len(distinct) == 1:  # rows whole sectors long: one strided copy
+            kept[:] = slots[:, distinct[0] : distinct[0] + length]
+        else:
+            for pad in distinct:
                 pick = np.flatnonzero(pads == pad)
                 kept[pick] = slots[pick, pad : pad + length]
         piece = torch.from_numpy(kept).view(dtype)

@@ -15,6 +15,8 @@ from core.sources.reader import _aligned
 
 @pytest.fixture
 def direct_file(tmp_path):
+    # without AIO or O_DIRECT there is nothing here to test: the reader then uses threads,
+    # covered by test_reader.py's "direct-threads" gathers
     if not aio.available():
         pytest.skip("this kernel gives no AIO context")
     path = tmp_path / "data.bin"

@@ -200,8 +200,6 @@ def test_views_compute_their_cached_values_at_the_same_time():
     """The table's workers each measure their own TensorView: the views' cached values must not share
     a lock (functools.cached_property on Python 3.11 holds one per class, so the workers took turns).
     Two instances wait for each other inside the computation: a shared lock would time the barrier out."""
-    import threading
-
     from core.stats.metrics import TensorView, cached_property
 
     assert isinstance(TensorView.__dict__["spectrum"], cached_property)
