@@ -45,7 +45,7 @@ last row is the honest warning for 7B-sized matrices: with *exact* eigenvalues, 
 top 2.3% of the spectrum moves α by a median 23% and up to 190%. The estimated α of a 4096-side
 matrix tells a heavy tail (α < 4) from a random-like one (α > 6); it is not WeightWatcher's number.
 
-bf16 products (``--bf16``; the table's Krylov estimate of a bf16 matrix on a CPU with AMX):
+bf16 products (``--bf16``; the table's Krylov estimate of a bf16 matrix on a CPU with AMX or AVX-512 BF16):
 
     bf16 products, 39 demo matrices in bf16: top-10 Ritz values vs float32 products: median 0.00038, max 0.00072; top Ritz value vs exact λ_max: -0.038 … +0.0007
     4096×11008 Student-t(3): top-10 Ritz values vs float32 products: max 0.001

@@ -15,7 +15,7 @@ numbers in :data:`MEASURED_ERRORS`, repeated in each metric's help):
 - spectrum metrics (``alpha``, ``stable_rank``, ``sigma_max``): exact (float64 Gram of the
   smaller side, every eigenvalue) when the smaller side is ≤ ``exact_side`` (512); above it the
   top 96 eigenvalues are estimated by a fixed-seed block Krylov method in float32, or with
-  bf16 products for a bf16 matrix where those are fast (a CPU with AMX: Ritz values within
+  bf16 products for a bf16 matrix where those are fast (a CPU with AMX or AVX-512 BF16: Ritz values within
   0.2% of float32's; :func:`core.stats.spectrum.top_eigenvalues`); ‖W‖_F is always exact;
 - value metrics (``std``, ``kurtosis``, …): exact up to 2M entries; larger tensors use a
   stratified fixed-seed sample of 2M entries;
@@ -92,7 +92,7 @@ class TensorView:
             :mod:`core.stats.spectrum`).
         workspace: a :class:`Workspace` to widen bf16/fp16 matrices into (None: a new tensor).
         products: a :data:`core.devices.PRODUCT_PRECISIONS` choice for the spectrum estimate's
-            products: with bfloat16 (``"auto"``: on a CPU with AMX or a recent GPU) a bf16
+            products: with bfloat16 (``"auto"``: on a CPU with AMX or AVX-512 BF16, or a recent GPU) a bf16
             matrix's estimate multiplies the matrix as stored (see
             :func:`core.stats.spectrum.top_eigenvalues`).
     """

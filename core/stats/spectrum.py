@@ -345,7 +345,7 @@ def top_eigenvalues(
     comes back rounded to bf16. The subspace is then spanned by the rounded blocks, and each Ritz
     value moves by the rounding of Z's entries, which averages over their length: within
     :data:`BF16_RITZ_ERROR` of the float32 products' (measured), far below the Krylov estimate's
-    own error, for products 3–5× faster on a CPU with AMX. Any other combination runs in float32.
+    own error, for products 3–5× faster on a CPU with AMX or AVX-512 BF16. Any other combination runs in float32.
 
     Args:
         w: (n, m) float32 matrix (bf16/fp16 are widened unless kept for bf16 products; fp64 is

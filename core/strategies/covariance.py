@@ -27,7 +27,7 @@ multiply-adds instead of the rows³ and columns³ of covariance products and Cho
 products with the 2 × ``samples`` sampled columns and one normal per output value.
 
 Two things make the draw cheaper (issue 17). The product runs in bfloat16 where that is several
-times faster (``products="auto"``: a CPU with AMX, a GPU with bf16 tensor cores; see
+times faster (``products="auto"``: a CPU with AMX or AVX-512 BF16, a GPU with bf16 tensor cores; see
 :func:`_draw`), each value then within ~2⁻⁹ of its low-rank part, the precision of a bf16
 checkpoint. The normals (rows·columns plus the factors' noise: 1.8–2.2 per output value) are
 drawn in four fixed parts on two threads (:func:`core.strategies._common.fill_normal`; torch's CPU
@@ -106,7 +106,7 @@ class CovarianceParams:
     products: str = param(
         "auto",
         help="dtype of the draw's big product: bfloat16 (factors rounded to bf16, float32 accumulation: each value "
-        "within ~2⁻⁹ of its low-rank part, 4–6× faster with AMX), float32, or auto (bfloat16 on a CPU with AMX "
+        "within ~2⁻⁹ of its low-rank part, 4–6× faster with AMX or AVX-512 BF16), float32, or auto (bfloat16 on a CPU with AMX or AVX-512 BF16 "
         "or a GPU with bf16 tensor cores, else float32)",
         choices=PRODUCT_PRECISIONS,
     )
@@ -240,7 +240,7 @@ def _draw(p, dr, q, dc, mean: float, gen, device, products=None):
     factors are rounded to it (the mean row is left out and added in float32) and the product,
     accumulated in float32 by the BLAS, is added to the float32 block — each drawn value then differs
     from the float32 product by about 2⁻⁹ of the low-rank part, the precision of a bf16 checkpoint,
-    for a product 4–6× faster on a CPU with AMX (see :func:`core.devices.bf16_products_fast`).
+    for a product 4–6× faster on a CPU with AMX or AVX-512 BF16 (see :func:`core.devices.bf16_products_fast`).
     """
     import torch
 
