@@ -21,7 +21,7 @@ from core.provenance import BackgroundHashes, ReadLedger, check_finite, scans_ca
 from core.provenance import record as record_provenance
 from core.recipe import Recipe
 from core.sources import Source
-from core.transfer import LEDGER_KEY, fill_tensor, output_dtype
+from core.transfer import LEDGER_KEY, ReadAhead, output_dtype
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,10 @@ def export_recipe(
     cache: dict = {LEDGER_KEY: ledger}
     by_name = {t.name: t for t in plan.tensors}
     last = plan.tensors[-1].name if plan.tensors else None
+    reader = ReadAhead(plan, source, device=recipe.device, cache=cache)
 
     def produce(name: str):
-        out = fill_tensor(plan, by_name[name], source, device=recipe.device, cache=cache)
+        out = reader.fill(by_name[name])
         # export_checkpoint writes the recipe after the last tensor, so what strategies fitted
         # on the way (distribution parameters, WAVE reconstruction errors) lands in it.
         for key in RECORDED_CACHE_KEYS:
@@ -210,6 +211,7 @@ def export_recipe(
             cancel=cancel,
         )
     finally:
+        reader.close()
         ledger.close()
     return out
 

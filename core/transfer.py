@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterator
 
 from core.architectures.spec import FAMILIES, axis_atoms, is_concat
@@ -138,14 +139,29 @@ class FillContext:
         coalesced ``pread``\\ s, see :mod:`core.sources.reader`), on the CPU, then moves the result
         to ``device``.
         """
+        request = self.gather_request(name)
+        if request is None:  # a scalar
+            return self.source.read(name or self.tensor.source_name).to(self.device)
+        name, rows, cols = request
+        data = self.source.read_gather(name, rows, cols)
+        if cols is not None:
+            data = data.reshape(self.shape)
+        if tuple(data.shape) != self.shape:
+            raise PlanError(
+                f"{self.tensor.name}: gathered shape {tuple(data.shape)} differs from the planned {self.shape}"
+            )
+        return data.to(self.device)
+
+    def gather_request(self, name: str | None = None):
+        """The ``(name, rows, cols)`` :meth:`gather` passes to ``source.read_gather`` (None for a scalar)."""
         import numpy as np
 
         name = name or self.tensor.source_name
         if name is None:
             raise StrategyError(f"{self.tensor.name} has no source tensor; choose a strategy that needs none")
         shape = self.tensor.source_shape
-        if not shape:  # a scalar
-            return self.source.read(name).to(self.device)
+        if not shape:
+            return None
         idx0 = self.index(0)
         rows = None if idx0 is None else idx0.numpy()
         cols = None
@@ -155,14 +171,7 @@ class FillContext:
             for axis, idx in enumerate(trailing, start=1):
                 positions = np.arange(shape[axis]) if idx is None else idx.numpy()
                 cols = (cols[:, None] * shape[axis] + positions[None, :]).reshape(-1)
-        data = self.source.read_gather(name, rows, cols)
-        if cols is not None:
-            data = data.reshape(self.shape)
-        if tuple(data.shape) != self.shape:
-            raise PlanError(
-                f"{self.tensor.name}: gathered shape {tuple(data.shape)} differs from the planned {self.shape}"
-            )
-        return data.to(self.device)
+        return name, rows, cols
 
     def read_rows(self, name: str, start: int, stop: int):
         """Rows ``[start, stop)`` of a source tensor (its leading axis) on ``device``: only their bytes are read."""
@@ -205,6 +214,50 @@ def fill_tensor(plan: Plan, tensor: TensorPlan, source, *, device: str = "cpu", 
 
         out = out.to(torch.promote_types(out.dtype, torch.float32)) / divisor
     return add_expert_noise(plan, tensor, out)
+
+
+def planned_reads(plan: Plan, tensor: TensorPlan, source) -> list[tuple]:
+    """The ``read_gather`` requests ``tensor``'s strategy declares it will make (see
+    :meth:`core.strategies.base.ValueStrategy.reads`); none where it cannot say."""
+    strategy = registry.get(tensor.strategy)
+    try:
+        params = registry.make_params(tensor.strategy, tensor.params)
+        return strategy.reads(params, FillContext(plan, tensor, source))
+    except Exception:  # a hint only: the tensor's own fill reports what is wrong, in its turn
+        log.debug("no read-ahead for %s", tensor.name, exc_info=True)
+        return []
+
+
+class ReadAhead:
+    """:func:`fill_tensor` over a plan's tensors in file order, each next tensor's declared reads
+    read in the background meanwhile (:class:`core.sources.prefetch.Prefetcher`; same bytes).
+
+    ``GRAFT_PREFETCH=0`` turns the reading ahead off (to measure what it saves). Call
+    :meth:`close` when done (or failed).
+    """
+
+    def __init__(self, plan: Plan, source, *, device: str = "cpu", cache: dict | None = None) -> None:
+        from core.sources.prefetch import Prefetcher
+
+        self.plan, self.device, self.cache = plan, device, cache
+        self._source = source
+        self._ahead = Prefetcher(source) if os.environ.get("GRAFT_PREFETCH", "1") != "0" else None
+        self._next = {t.name: n for t, n in zip(plan.tensors, plan.tensors[1:])}
+
+    def fill(self, tensor: TensorPlan):
+        if self._ahead is None:
+            return fill_tensor(self.plan, tensor, self._source, device=self.device, cache=self.cache)
+        following = self._next.get(tensor.name)
+        if following is not None:
+            self._ahead.schedule(following.name, planned_reads(self.plan, following, self._source))
+        try:
+            return fill_tensor(self.plan, tensor, self._ahead, device=self.device, cache=self.cache)
+        finally:
+            self._ahead.retire(tensor.name)
+
+    def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
 
 
 def copied_expert(plan: Plan, tensor: TensorPlan) -> int | None:
@@ -293,12 +346,16 @@ def materialize(
     cache = {} if cache is None else cache
     total = sum(t.numel for t in plan.tensors) or 1
     done = 0
-    for tensor in plan.tensors:
-        cancel.check()
-        out = fill_tensor(plan, tensor, source, device=device, cache=cache).to(output_dtype(tensor, dtype))
-        done += tensor.numel
-        progress(done / total, tensor.name)
-        yield tensor.name, out.cpu()
+    reader = ReadAhead(plan, source, device=device, cache=cache)
+    try:
+        for tensor in plan.tensors:
+            cancel.check()
+            out = reader.fill(tensor).to(output_dtype(tensor, dtype))
+            done += tensor.numel
+            progress(done / total, tensor.name)
+            yield tensor.name, out.cpu()
+    finally:
+        reader.close()
 
 
 def build_state_dict(plan: Plan, source, *, device: str = "cpu", dtype: str | None = None, **kw) -> dict:

@@ -163,3 +163,22 @@ class ValueStrategy:
     def fill(self, params, ctx):
         """Return the target tensor, shape ``ctx.shape`` (any float dtype; export casts)."""
         raise NotImplementedError
+
+    def reads(self, params, ctx) -> list[tuple]:
+        """The ``(name, rows, cols)`` requests :meth:`fill` will make of ``ctx.source.read_gather``,
+        where they are known before it runs (none by default).
+
+        A transfer reads them for the next tensor while this one is computed
+        (:class:`core.sources.prefetch.Prefetcher`): a request left out here is read when asked,
+        one listed but never asked is dropped. Only the timing changes, never the bytes.
+        """
+        return []
+
+
+def gather_reads(ctx) -> list[tuple]:
+    """What ``ctx.gather()`` will read (for :meth:`ValueStrategy.reads`): one request, or none
+    for a scalar or a tensor without a source."""
+    if ctx.tensor.source_name is None:
+        return []
+    request = ctx.gather_request()
+    return [] if request is None else [request]

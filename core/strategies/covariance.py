@@ -33,7 +33,10 @@ checkpoint. The normals (rows·columns plus the factors' noise: 1.8–2.2 per ou
 drawn in four fixed parts on two threads (:func:`core.strategies._common.fill_normal`; torch's CPU
 normal generator is single-threaded). On the Llama-2-7B shape at 1024 samples: 3.3× ``select``
 before, 2.0–2.4× after (25–28 s against select's 10–13 s, ``bench_7b.py``); the normals are now
-the largest cost of their own (7.1–7.5 s of CPU of ~31–39 s in all threads).
+the largest cost of their own (7.1–7.5 s of CPU of ~31–39 s in all threads). A transfer reads the
+next tensor's kept block while this one is drawn (:meth:`Covariance.reads`,
+:class:`core.sources.prefetch.Prefetcher`): on a 2-core Zen 5 VM (bf16 products), cold, output to
+/dev/shm, 13.9–14.4 s against 16.5–19.5 s without (``GRAFT_PREFETCH=0``), 1.7× ``select``.
 
 The default of 1024 samples is chosen by the validation loss, not the speed: on the demo (MiniLM-L6
 → 4 layers / 256 / 8 heads / 1024, ``benchmarks/bench_strategies.py``) 512 samples took 80 steps to
@@ -72,7 +75,7 @@ from core.devices import PRODUCT_PRECISIONS, product_dtype
 from core.errors import StrategyError
 from core.params import param
 from core.strategies._common import LOOKUP_HELP, LOOKUPS, device_generator, fill_normal, is_lookup
-from core.strategies.base import ValueStrategy, register
+from core.strategies.base import ValueStrategy, gather_reads, register
 from core.strategies.mean_field import RESCALES, fan_in_factor
 
 
@@ -164,6 +167,11 @@ def _distinct(index, n: int):
         return index, None
     positions, inverse = torch.unique(index, return_inverse=True)
     return positions, inverse
+
+
+def _kept(ctx, live):
+    """:func:`_distinct` of the matrix's two axes (``live``: their positions in the source shape)."""
+    return tuple(_distinct(ctx.index(axis), ctx.source_shape[axis]) for axis in live)
 
 
 class _Kept:
@@ -298,22 +306,45 @@ class Covariance(ValueStrategy):
     default_index = "cyclic"
     can_grow = True
 
-    def fill(self, params, ctx):
+    @staticmethod
+    def _kind(params, ctx) -> str:
+        """How :meth:`fill` makes this tensor: ``"gather"``, ``"conv"`` or ``"matrix"``."""
         if params.lookups == "select" and is_lookup(ctx.tensor):
-            return ctx.gather()
+            return "gather"
         src_shape, shape = ctx.source_shape, ctx.shape
         if len(src_shape) == 4:
+            return "conv"
+        live = [a for a, n in enumerate(src_shape) if n != 1]
+        if len(live) <= 1:
+            return "gather"
+        if len(live) > 2 or any(shape[a] != 1 for a in range(len(shape)) if a not in live):
+            raise StrategyError(
+                f"covariance sampling handles matrices and 4-D conv kernels, not "
+                f"{ctx.tensor.name} of shape {tuple(src_shape)}; assign it another strategy"
+            )
+        return "matrix"
+
+    def reads(self, params, ctx):
+        try:
+            kind = self._kind(params, ctx)
+        except StrategyError:  # fill says so
+            return []
+        if kind == "gather":
+            return gather_reads(ctx)
+        if kind == "matrix" and len(ctx.source_shape) == 2:
+            (keep_rows, _), (keep_cols, _) = _kept(ctx, [0, 1])
+            return [(ctx.tensor.source_name, keep_rows.numpy(), keep_cols.numpy())]
+        return []
+
+    def fill(self, params, ctx):
+        kind = self._kind(params, ctx)
+        if kind == "gather":
+            return ctx.gather()
+        if kind == "conv":
             out = self._conv(params, ctx)
         else:
-            live = [a for a, n in enumerate(src_shape) if n != 1]
-            if len(live) <= 1:
-                return ctx.gather()
-            if len(live) > 2 or any(shape[a] != 1 for a in range(len(shape)) if a not in live):
-                raise StrategyError(
-                    f"covariance sampling handles matrices and 4-D conv kernels, not "
-                    f"{ctx.tensor.name} of shape {tuple(src_shape)}; assign it another strategy"
-                )
-            out = self._matrix(params, ctx, live).reshape(shape)
+            live = [a for a, n in enumerate(ctx.source_shape) if n != 1]
+            out = self._matrix(params, ctx, live).reshape(ctx.shape)
         factor = fan_in_factor(params.rescale, ctx.fan_in_ratio())
         return out.mul_(factor) if factor != 1.0 else out
 
@@ -325,8 +356,7 @@ class Covariance(ValueStrategy):
             not (n > params.max_dim or (idx is not None and idx.numel() > params.max_dim))
             for n, idx in zip(shape, index)
         ]
-        keep_rows, inv_rows = _distinct(index[0], shape[0])
-        keep_cols, inv_cols = _distinct(index[1], shape[1])
+        (keep_rows, inv_rows), (keep_cols, inv_cols) = _kept(ctx, live)
         if len(ctx.source_shape) == 2:  # only the kept rows' kept columns are read, as select reads them
             x = ctx.source.read_gather(name, keep_rows.numpy(), keep_cols.numpy()).float()
         else:  # singleton axes around the matrix: a small table, read whole

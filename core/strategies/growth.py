@@ -49,7 +49,7 @@ from core.architectures.spec import LM_HEAD_MARKERS, axis_atoms, is_concat
 from core.params import param
 from core.strategies._common import add_paired_noise, along
 from core.strategies._growth_checks import growth_exactness
-from core.strategies.base import ValueStrategy, register
+from core.strategies.base import ValueStrategy, gather_reads, register
 
 __all__ = ["Growth", "GrowthParams", "growth_exactness", "tied_growth_warning"]
 
@@ -163,6 +163,10 @@ class Growth(ValueStrategy):
     Params = GrowthParams
     default_index = "cyclic"
     can_grow = True
+
+    def reads(self, params, ctx):
+        t = ctx.tensor
+        return [] if t.new_layer and t.writes_residual else gather_reads(ctx)
 
     def fill(self, params, ctx):
         import torch

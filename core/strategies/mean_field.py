@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from core.params import param
 from core.strategies._common import add_noise
-from core.strategies.base import ValueStrategy, register
+from core.strategies.base import ValueStrategy, gather_reads, register
 
 RESCALES = ("none", "mean_field", "variance")
 
@@ -81,6 +81,9 @@ class MeanField(ValueStrategy):
     Params = MeanFieldParams
     default_index = "iid"
     can_grow = True
+
+    def reads(self, params, ctx):
+        return gather_reads(ctx)
 
     def fill(self, params, ctx):
         data = ctx.gather()

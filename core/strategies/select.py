@@ -8,7 +8,7 @@ Shrinking only: a larger target is refused by the plan with the strategies that 
 
 from __future__ import annotations
 
-from core.strategies.base import ValueStrategy, register
+from core.strategies.base import ValueStrategy, gather_reads, register
 
 
 @register
@@ -19,3 +19,6 @@ class Select(ValueStrategy):
 
     def fill(self, params, ctx):
         return ctx.gather()
+
+    def reads(self, params, ctx):
+        return gather_reads(ctx)
