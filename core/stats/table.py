@@ -9,9 +9,13 @@ Exact and estimated: each row says which of its metrics are estimates for that t
 each metric's description says when it is estimated, how far off that was measured to be, and
 for how many of the table's tensors (rules and bounds: :mod:`core.stats.metrics`). Spectra of
 matrices whose smaller side exceeds 512 are estimated from their top 96 eigenvalues: on 2 shared
-CPU cores a 4096×11008 bf16 matrix costs ~0.5 s instead of ~7 s, but a Llama-2-7B-shaped table
-still takes 17–36× a cold ``cat`` of its shards, not issue 17's 3× (measured and extrapolated by
-``benchmarks/bench_stats.py --shape 7b --layers 2``). Each tensor's
+CPU cores a 4096×11008 bf16 matrix costs ~0.1–0.5 s instead of ~7 s. The whole Llama-2-7B-shaped
+table (``graft stats --json``, cold) took 14.0–14.7 s on a 2-core Zen 5 VM with bf16 products:
+3.1× a cold ``cat`` of its shards in one run, 0.8× in another when the disk was slower
+(``benchmarks/bench_7b.py``); it was 30 s there before its reads went around the page cache
+(:func:`core.sources.reader.one_pass`) and numpy's BLAS stopped spinning beside the workers
+(:func:`_single_threaded_numpy_blas`). On a 2-core AVX2 CPU (float32 products) it took 91 s, 7× a
+fast ``cat``, before those two changes. Each tensor's
 role and layer come from ``core.architectures.describe(source)``; pass ``describe=`` to label
 tensors another way (any callable returning objects with ``name``, ``role``, ``layer`` and
 optionally ``kind``/``fan_in``). Checkpoints no spec describes fall back to a generic labelling:
@@ -31,6 +35,7 @@ NaN (see :mod:`core.stats.metrics`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -46,6 +51,7 @@ import torch
 from core.devices import product_dtype
 from core.errors import ArchitectureError
 from core.progress import NEVER_CANCELLED, CancelToken, ProgressFn, no_progress
+from core.sources.reader import one_pass
 from core.stats.meanfield import suggest
 from core.stats.metrics import DEFAULT_METRICS, MEAN_FIELD_METRICS, METRICS, TensorView, Workspace
 from core.stats.sampling import DEFAULT_MAX_ELEMENTS, DEFAULT_SEED
@@ -284,12 +290,39 @@ def iter_tensor_metrics(
     options.update(exact_side=exact_side, rank=rank, products=products)
     if workers is None:
         workers = min(MAX_WORKERS, torch.get_num_threads()) if torch.device(device).type == "cpu" else 1
+    with _single_threaded_numpy_blas():
+        yield from _measure_all(selected, resolved, options, source, workers)
+
+
+@contextlib.contextmanager
+def _single_threaded_numpy_blas():
+    """numpy's BLAS (OpenBLAS in the wheels) on one thread while the table runs.
+
+    The table's numpy calls are small (the 96 × 96 Ritz matrix's ``eigvalsh``, a ≤ 512-side Gram's),
+    but after each one OpenBLAS's own threads spin waiting for more work, on the cores the workers
+    need: on a 2-core Zen 5 the cold Llama-2-7B-shape table spent 9.4 s of its 41 s of CPU in those
+    threads, and took 21.2 s where one-thread OpenBLAS took 16.2 s (``OPENBLAS_NUM_THREADS=1``). The
+    limit is the process's while it holds, and restored after.
+    """
+    from threadpoolctl import threadpool_limits
+
+    limiter = threadpool_limits(limits=1, user_api="blas")
+    try:
+        yield
+    finally:
+        limiter.restore_original_limits()
+
+
+def _measure_all(selected, resolved, options, source, workers) -> Iterator[TensorRow]:
     tensors = _read_ahead(source, [t.name for t, _ in selected], depth=max(1, workers))
     if workers <= 1:
         workspace = Workspace()
-        for (t, column), tensor in zip(selected, tensors):
-            yield _measure(t, column, tensor, resolved, workspace, options)
-            del tensor
+        try:
+            for (t, column), tensor in zip(selected, tensors):
+                yield _measure(t, column, tensor, resolved, workspace, options)
+                del tensor
+        finally:
+            tensors.close()
         return
     local = threading.local()
     threads = torch.get_num_threads()
@@ -337,13 +370,18 @@ def _read_ahead(source, names: Sequence[str], depth: int = 1) -> Iterator[torch.
     Closing the iterator waits for the read in flight."""
     if not names:
         return
+
+    def read(name: str) -> torch.Tensor:
+        with one_pass():  # each tensor read once: O_DIRECT where it is not cached (core.sources.reader)
+            return source.read(name)
+
     pool = ThreadPoolExecutor(1, thread_name_prefix="graft-stats-read")
     try:
-        pending = deque(pool.submit(source.read, name) for name in names[:depth])
+        pending = deque(pool.submit(read, name) for name in names[:depth])
         for i in range(len(names)):
             tensor = pending.popleft().result()
             if i + depth < len(names):
-                pending.append(pool.submit(source.read, names[i + depth]))
+                pending.append(pool.submit(read, names[i + depth]))
             yield tensor
             del tensor
     finally:

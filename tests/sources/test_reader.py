@@ -206,3 +206,88 @@ def test_direct_reads_are_chosen_only_while_the_bytes_are_not_cached(tmp_path):
     assert _resident_fraction(path) == 1.0
     assert reader._is_cached(path, probes)
     assert not reader._direct_pays(path, *args)
+
+
+@pytest.mark.parametrize("pad", [0, 8, 100, 4094])
+@pytest.mark.parametrize("aio", ["1", "0"])
+def test_whole_tensor_direct_reads_equal_the_stored_bytes(tmp_path, monkeypatch, pad, aio):
+    """A tensor of several read pieces (9 MB), stored ``pad`` bytes off the sector grid, read with
+    ``O_DIRECT`` (through AIO, and from threads): the same values as read through the page cache,
+    and the file's last bytes reached when it ends inside a sector."""
+    from core.sources import reader
+
+    monkeypatch.setenv("GRAFT_AIO", aio)
+    values = torch.arange(9 * (1 << 20) // 2 + 3, dtype=torch.int16).view(torch.bfloat16)  # ends off the grid
+    path = tmp_path / "m.bin"
+    path.write_bytes(bytes(pad) + values.view(torch.uint8).numpy().tobytes())
+    direct = reader._read_range_direct(path, pad, values.numel(), torch.bfloat16, probe=False)
+    if direct is None:
+        pytest.skip("this file system has no O_DIRECT: whole tensors are read through the page cache")
+    buffered = reader.read_range(path, pad, values.numel(), torch.bfloat16)  # cached now: the probe says so
+    assert torch.equal(direct.view(torch.int16), values.view(torch.int16))
+    assert torch.equal(buffered.view(torch.int16), values.view(torch.int16))
+
+
+def test_whole_tensor_direct_reads_say_when_the_file_is_cut_short(tmp_path):
+    from core.errors import SourceError
+    from core.sources import reader
+
+    path = tmp_path / "m.bin"
+    path.write_bytes(bytes(2 << 20))
+    if reader._read_range_direct(path, 0, 1 << 20, torch.float16, probe=False) is None:
+        pytest.skip("this file system has no O_DIRECT")
+    with pytest.raises(SourceError, match="truncated"):
+        reader._read_range_direct(path, 4096, 1 << 20, torch.float16, probe=False)  # 4 KB short
+    assert reader._read_range_direct(path, 1, 1000, torch.float16, probe=False) is None  # not element-aligned
+
+
+def test_a_stats_table_of_a_source_read_direct_equals_one_read_through_the_cache(tmp_path, monkeypatch):
+    """Whole tensors over 1 MB are read with O_DIRECT where they are not cached: the table's
+    numbers are the same as with every read through the page cache."""
+    from core.sources import reader
+    from core.stats.table import model_table
+
+    g = torch.Generator().manual_seed(1)
+    tensors = {f"layers.{i}.w": torch.randn(600, 1000, generator=g).to(torch.bfloat16) for i in range(2)}
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    tables = {}
+    for mode in ("always", "never"):
+        monkeypatch.setattr(reader, "DIRECT", mode)
+        table = model_table(open_source(tmp_path / "model.safetensors"), cache=False)
+        tables[mode] = list(table.cells())
+    assert len(tables["always"]) == 2 and tables["always"] == tables["never"]
+
+
+def test_the_stats_tables_pass_reads_around_the_page_cache_and_a_plain_read_through_it(tmp_path, monkeypatch):
+    """Inside ``one_pass`` (the statistics table's read thread) an uncached tensor is read with
+    O_DIRECT, leaving the page cache as it was; a plain ``Source.read`` (a preview, read again
+    soon) goes through it. ``mincore`` is the judge."""
+    import os
+
+    from core.sources import reader
+
+    monkeypatch.setattr(reader, "DIRECT", "auto")
+    w = torch.randn(1024, 1024)  # 4 MB
+    save_file({"w": w}, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    path = tmp_path / "model.safetensors"
+    source = open_source(path)
+
+    def evict():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        if _resident_fraction(path) > 0.1:
+            pytest.skip("this file system keeps the file in memory after POSIX_FADV_DONTNEED (tmpfs?)")
+
+    evict()
+    if reader._read_range_direct(path, source.tensors["w"].offsets[0], w.numel(), torch.float32, probe=False) is None:
+        pytest.skip("this file system has no O_DIRECT")
+    evict()
+    with reader.one_pass():
+        assert torch.equal(source.read("w"), w)
+    assert _resident_fraction(path) < 0.5
+    assert torch.equal(source.read("w"), w)
+    assert _resident_fraction(path) > 0.9
