@@ -9,7 +9,8 @@ memory), :func:`estimate` computes from the source's tensors and the target size
   product; a fixed axis — vocab, positions — keeps the source's size), its bytes in the export
   dtype, and the total;
 * the memory to build the largest one: strategies compute in float32 and the export casts, so
-  about two float32 copies of it plus one gather block;
+  about two float32 copies of it, the tensor before it waiting to be written, the next one's
+  source bytes read ahead, and one gather block;
 * the memory of the plan itself: its tensor table and the Python lists of its dimension maps.
 
 :func:`check_memory` refuses a plan whose largest tensor or whose table cannot fit in this
@@ -105,8 +106,9 @@ def estimate(spec, source, target_sizes: dict[str, int], dtype: str | None = Non
     per_layer = sum(target_sizes.get(d, 0) for d in ("ffn", "heads", "kv_heads"))
     plan_bytes = n_tensors * PLAN_ROW_BYTES + (per_layer * n_layers + target_sizes.get("hidden", 0)) * PLAN_INDEX_BYTES
     # a tensor being built (float32 work copies) + the one before it waiting to be written (the
-    # export's one-tensor pipeline, core.export.writer) + one block of source reads
-    build = 2 * 4 * largest[3] + largest[2] + GATHER_BYTES
+    # export's one-tensor pipeline, core.export.writer) + the next one's source bytes read ahead
+    # (core.sources.prefetch; about its size) + one block of source reads
+    build = 2 * 4 * largest[3] + 2 * largest[2] + GATHER_BYTES
     return Estimate(total, largest[0], largest[1], largest[2], build, plan_bytes, n_tensors)
 
 
