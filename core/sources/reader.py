@@ -351,6 +351,18 @@ def _gather_block(path, base, n_cols, dtype, urows, ucols, windows, gap, cap):
     return out.contiguous(), sum(len(view) for _, view in ranges)
 
 
+def _open_direct(path: Path) -> int | None:
+    """``path`` opened read-only with ``O_DIRECT``, or None where there is none (tmpfs, some
+    network file systems, a platform without the flag)."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return None
+    try:
+        return os.open(path, os.O_RDONLY | flag | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+
+
 def _gather_direct(path: Path, base: int, n_cols: int, dtype, urows: np.ndarray, ucols: np.ndarray, windows):
     """The kept columns of the sorted unique rows ``urows`` read with ``O_DIRECT``, one request per
     row and column window: ``(tensor, bytes read)``, or None where the file system refuses
@@ -361,13 +373,9 @@ def _gather_direct(path: Path, base: int, n_cols: int, dtype, urows: np.ndarray,
     of the buffer with one strided copy per distinct offset into a sector (one when the rows are
     whole sectors long, as a bf16 row of 4096 or 11008 values is).
     """
-    flag = getattr(os, "O_DIRECT", 0)
-    if not flag:
+    fd = _open_direct(path)
+    if fd is None:
         return None
-    try:
-        fd = os.open(path, os.O_RDONLY | flag | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None  # not supported here (tmpfs, some network file systems)
     try:
         try:
             return _gather_direct_aligned(fd, path, base, n_cols, dtype, urows, ucols, windows, SECTOR)
@@ -533,16 +541,14 @@ def _read_range_direct(path: Path, offset: int, count: int, dtype, *, probe: boo
     """
     import torch
 
-    flag = getattr(os, "O_DIRECT", 0)
     nbytes = count * dtype.itemsize
-    if not flag or offset % dtype.itemsize:
+    if offset % dtype.itemsize:
         return None
     if probe and _is_cached(path, np.linspace(offset, offset + nbytes - 1, 16).astype(np.int64).tolist()):
         return None
-    try:
-        fd = os.open(path, os.O_RDONLY | flag | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None  # not supported here (tmpfs, some network file systems)
+    fd = _open_direct(path)
+    if fd is None:
+        return None
     try:
         for align in (SECTOR, 4096):  # 4096 where the device refuses 512-byte requests
             low = offset // align * align

@@ -137,6 +137,20 @@ def _resident_fraction(path) -> float:
     return sum(b & 1 for b in vec.raw) / pages
 
 
+def _evict(path) -> None:
+    """Drop ``path`` from the page cache (skips the test where the file system keeps it: tmpfs)."""
+    import os
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    if _resident_fraction(path) > 0.1:
+        pytest.skip("this file system keeps the file in memory after POSIX_FADV_DONTNEED (tmpfs?)")
+
+
 def _half_rows_off_the_grid(tmp_path):
     """The first half of each 8 KB row of a bf16 matrix stored 100 bytes off the page grid."""
     from core.sources import reader
@@ -179,16 +193,6 @@ def test_direct_reads_are_chosen_only_while_the_bytes_are_not_cached(tmp_path):
 
     path, args = _half_rows_off_the_grid(tmp_path)
 
-    def evict():
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-        if _resident_fraction(path) > 0.1:
-            pytest.skip("this file system keeps the file in memory after POSIX_FADV_DONTNEED (tmpfs?)")
-
     fd = os.open(path, os.O_RDONLY)
     try:  # just written, so cached: a file system without RWF_NOWAIT reads refuses the flag itself
         os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
@@ -198,9 +202,9 @@ def test_direct_reads_are_chosen_only_while_the_bytes_are_not_cached(tmp_path):
     finally:
         os.close(fd)
     probes = [100 + i * 8192 for i in range(0, 512, 32)]
-    evict()
+    _evict(path)
     assert not reader._is_cached(path, probes)
-    evict()
+    _evict(path)
     assert reader._direct_pays(path, *args)
     path.read_bytes()
     assert _resident_fraction(path) == 1.0
@@ -262,7 +266,6 @@ def test_the_stats_tables_pass_reads_around_the_page_cache_and_a_plain_read_thro
     """Inside ``one_pass`` (the statistics table's read thread) an uncached tensor is read with
     O_DIRECT, leaving the page cache as it was; a plain ``Source.read`` (a preview, read again
     soon) goes through it. ``mincore`` is the judge."""
-    import os
 
     from core.sources import reader
 
@@ -272,20 +275,10 @@ def test_the_stats_tables_pass_reads_around_the_page_cache_and_a_plain_read_thro
     path = tmp_path / "model.safetensors"
     source = open_source(path)
 
-    def evict():
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-        if _resident_fraction(path) > 0.1:
-            pytest.skip("this file system keeps the file in memory after POSIX_FADV_DONTNEED (tmpfs?)")
-
-    evict()
+    _evict(path)
     if reader._read_range_direct(path, source.tensors["w"].offsets[0], w.numel(), torch.float32, probe=False) is None:
         pytest.skip("this file system has no O_DIRECT")
-    evict()
+    _evict(path)
     with reader.one_pass():
         assert torch.equal(source.read("w"), w)
     assert _resident_fraction(path) < 0.5
