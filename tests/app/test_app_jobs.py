@@ -179,7 +179,9 @@ def test_queue_runs_in_order_and_cancels(qtbot, runner):
     queue.cancel(c)
     assert c.state == CANCELLED
     assert await_result(qtbot, a, timeout=5000) == "a"
-    qtbot.waitUntil(lambda: b.state == "running", timeout=5000)
+    # "running" is set when b is handed to a worker; its function starts a moment later (a cancel
+    # before that ends it without a call): wait for the call, which the order below checks
+    qtbot.waitUntil(lambda: b.state == "running" and "b" in order, timeout=5000)
     queue.cancel(b)
     with pytest.raises(Cancelled):
         await_result(qtbot, b, timeout=5000)
