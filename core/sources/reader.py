@@ -377,16 +377,25 @@ def _gather_direct(path: Path, base: int, n_cols: int, dtype, urows: np.ndarray,
     if fd is None:
         return None
     try:
+        return _at_sector_size(
+            path, lambda align: _gather_direct_aligned(fd, path, base, n_cols, dtype, urows, ucols, windows, align)
+        )
+    finally:
+        os.close(fd)
+
+
+def _at_sector_size(path: Path, attempt):
+    """``attempt(align)`` with 512-byte alignment, again with 4096 where the device refuses that
+    (``EINVAL``); any other ``OSError`` is the file's, said in one sentence."""
+    try:
         try:
-            return _gather_direct_aligned(fd, path, base, n_cols, dtype, urows, ucols, windows, SECTOR)
+            return attempt(SECTOR)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
-            return _gather_direct_aligned(fd, path, base, n_cols, dtype, urows, ucols, windows, 4096)
+            return attempt(4096)
     except OSError as exc:
         raise SourceError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
-    finally:
-        os.close(fd)
 
 
 def _gather_direct_aligned(fd, path, base, n_cols, dtype, urows, ucols, windows, align: int):
@@ -549,21 +558,18 @@ def _read_range_direct(path: Path, offset: int, count: int, dtype, *, probe: boo
     fd = _open_direct(path)
     if fd is None:
         return None
+
+    def attempt(align: int):
+        low = offset // align * align
+        span = -(-(offset + nbytes) // align) * align - low
+        buffer = _aligned(span)
+        starts = np.arange(0, span, PIECE_BYTES, dtype=np.int64)
+        spans = np.minimum(PIECE_BYTES, span - starts)
+        needed = np.minimum(spans, offset + nbytes - low - starts)  # the last sector may pass the file's end
+        _direct_reads(fd, path, buffer, low + starts, spans, needed, PIECE_BYTES)
+        return torch.from_numpy(buffer[offset - low : offset - low + nbytes]).view(dtype)
+
     try:
-        for align in (SECTOR, 4096):  # 4096 where the device refuses 512-byte requests
-            low = offset // align * align
-            span = -(-(offset + nbytes) // align) * align - low
-            buffer = _aligned(span)
-            starts = np.arange(0, span, PIECE_BYTES, dtype=np.int64)
-            spans = np.minimum(PIECE_BYTES, span - starts)
-            needed = np.minimum(spans, offset + nbytes - low - starts)  # the last sector may pass the file's end
-            try:
-                _direct_reads(fd, path, buffer, low + starts, spans, needed, PIECE_BYTES)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL or align == 4096:
-                    raise SourceError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
-                continue
-            skip = offset - low
-            return torch.from_numpy(buffer[skip : skip + nbytes]).view(dtype)
+        return _at_sector_size(path, attempt)
     finally:
         os.close(fd)

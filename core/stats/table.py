@@ -10,9 +10,9 @@ each metric's description says when it is estimated, how far off that was measur
 for how many of the table's tensors (rules and bounds: :mod:`core.stats.metrics`). Spectra of
 matrices whose smaller side exceeds 512 are estimated from their top 96 eigenvalues: on 2 shared
 CPU cores a 4096×11008 bf16 matrix costs ~0.1–0.5 s instead of ~7 s. The whole Llama-2-7B-shaped
-table (``graft stats --json``, cold) took 14.0–14.7 s on a 2-core Zen 5 VM with bf16 products:
-3.1× a cold ``cat`` of its shards in one run, 0.8× in another when the disk was slower
-(``benchmarks/bench_7b.py``); it was 30 s there before its reads went around the page cache
+table (``graft stats --json``, cold) took 13.6–14.6 s on a 2-core Zen 5 VM with bf16 products:
+2.05–2.25× a cold ``cat`` of its shards in the same runs (``benchmarks/bench_7b.py``; 3.1× in an
+earlier one with a faster ``cat``, 0.8× when the disk was slower); it was 30 s there before its reads went around the page cache
 (:func:`core.sources.reader.one_pass`) and numpy's BLAS stopped spinning beside the workers
 (:func:`_single_threaded_numpy_blas`). On a 2-core AVX2 CPU (float32 products) it took 91 s, 7× a
 fast ``cat``, before those two changes. Each tensor's

@@ -307,43 +307,43 @@ class Covariance(ValueStrategy):
     can_grow = True
 
     @staticmethod
-    def _kind(params, ctx) -> str:
-        """How :meth:`fill` makes this tensor: ``"gather"``, ``"conv"`` or ``"matrix"``."""
+    def _kind(params, ctx) -> tuple[str, list[int]]:
+        """How :meth:`fill` makes this tensor (``"gather"``, ``"conv"`` or ``"matrix"``), and for a
+        matrix the positions of its two axes longer than 1 in the source shape."""
         if params.lookups == "select" and is_lookup(ctx.tensor):
-            return "gather"
+            return "gather", []
         src_shape, shape = ctx.source_shape, ctx.shape
         if len(src_shape) == 4:
-            return "conv"
+            return "conv", []
         live = [a for a, n in enumerate(src_shape) if n != 1]
         if len(live) <= 1:
-            return "gather"
+            return "gather", []
         if len(live) > 2 or any(shape[a] != 1 for a in range(len(shape)) if a not in live):
             raise StrategyError(
                 f"covariance sampling handles matrices and 4-D conv kernels, not "
                 f"{ctx.tensor.name} of shape {tuple(src_shape)}; assign it another strategy"
             )
-        return "matrix"
+        return "matrix", live
 
     def reads(self, params, ctx):
         try:
-            kind = self._kind(params, ctx)
+            kind, live = self._kind(params, ctx)
         except StrategyError:  # fill says so
             return []
         if kind == "gather":
             return gather_reads(ctx)
         if kind == "matrix" and len(ctx.source_shape) == 2:
-            (keep_rows, _), (keep_cols, _) = _kept(ctx, [0, 1])
+            (keep_rows, _), (keep_cols, _) = _kept(ctx, live)
             return [(ctx.tensor.source_name, keep_rows.numpy(), keep_cols.numpy())]
         return []
 
     def fill(self, params, ctx):
-        kind = self._kind(params, ctx)
+        kind, live = self._kind(params, ctx)
         if kind == "gather":
             return ctx.gather()
         if kind == "conv":
             out = self._conv(params, ctx)
         else:
-            live = [a for a, n in enumerate(ctx.source_shape) if n != 1]
             out = self._matrix(params, ctx, live).reshape(ctx.shape)
         factor = fan_in_factor(params.rescale, ctx.fan_in_ratio())
         return out.mul_(factor) if factor != 1.0 else out
