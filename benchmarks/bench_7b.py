@@ -13,8 +13,12 @@ flushed (the flush counted in its wall time) and evicted after:
 * that shrink with ``select``: a first run (a fresh, empty ``GRAFT_CACHE_DIR``: whatever Graft
   reads to hash and scan a source it has not seen) and a second (same cache, cold page cache);
   ``mean_field``, ``distribution``, ``covariance`` and ``templates`` (with that cache);
+  ``covariance_f32``: covariance as a CPU without fast bf16 products draws it (``--param
+  products=float32``), and ``covariance_f32_blas`` the same through torch's BLAS alone
+  (``GRAFT_FLOAT32_GEMM=blas``; on an Intel CPU the two are the same run);
 * a growth of an 8-layer 2048-wide llama to the 7B shape, against ``cp`` of as many bytes;
-* ``graft inspect`` (empty cache, then warm) and ``graft stats --json`` against the cold read pass,
+* ``graft inspect`` (empty cache, then warm) and ``graft stats --json`` against the cold read pass
+  (``stats_f32``, ``stats_f32_blas``: with ``--products float32``, as ``covariance_f32`` above),
   and the table against the matrix products its spectrum estimate cannot do without
   (``stats_products``: a plain PyTorch loop of the four 48-column float32 products of the block
   Krylov estimate, per matrix whose smaller side is over 512, on random matrices of the model's
@@ -72,11 +76,15 @@ JOBS = (
     "mean_field",
     "distribution",
     "covariance",
+    "covariance_f32",
+    "covariance_f32_blas",
     "templates",
     "growth",
     "inspect_first",
     "inspect_second",
     "stats",
+    "stats_f32",
+    "stats_f32_blas",
     "stats_products",
     "slice_first",
     "slice_second",
@@ -597,11 +605,13 @@ def main() -> None:
             cmd = graft_cmd("inspect", str(source))
             subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env(cache)}, capture_output=True, check=True)
 
-        def transfer(job: str, cache: Path, extra: list[str], source: Path = src, keep: bool = False) -> None:
+        def transfer(
+            job: str, cache: Path, extra: list[str], source: Path = src, keep: bool = False, more_env=None
+        ) -> None:
             if job in wanted:
                 cmd = graft_cmd("transfer", str(source), *extra, "--max-shard-size", shard_size)
                 cmd += ["--out", str(out / job), "--force"]
-                bench.run(job, cmd, outputs=[out / job], env=env(cache), keep_outputs=keep)
+                bench.run(job, cmd, outputs=[out / job], env={**env(cache), **(more_env or {})}, keep_outputs=keep)
 
         # a second run's cache without its first run (--only / --skip): filled untimed by an inspect
         if "select_first" not in wanted and {"select_second", *SAMPLING} & set(wanted):
@@ -619,6 +629,11 @@ def main() -> None:
         transfer("select_second", caches["select"], target_args)
         for strategy in SAMPLING:
             transfer(strategy, caches["select"], [*target_args, "--strategy", strategy])
+        # covariance as a CPU without fast bf16 products draws it: float32 products, through the library
+        # core.devices.onednn_products picks here, then through torch's BLAS (MKL on x86)
+        f32 = [*target_args, "--strategy", "covariance", "--param", "products=float32"]
+        transfer("covariance_f32", caches["select"], f32)
+        transfer("covariance_f32_blas", caches["select"], f32, more_env={"GRAFT_FLOAT32_GEMM": "blas"})
         if "growth" in wanted:
             grow_cache = Path(tempfile.mkdtemp(prefix="graft-cache-growth-", dir=work))
             # untimed: the growth source's shard hashes and NaN scan into the cache (as a second run's)
@@ -634,6 +649,12 @@ def main() -> None:
         if "stats" in wanted:
             cache = Path(tempfile.mkdtemp(prefix="graft-cache-stats-", dir=work))
             bench.run("stats", graft_cmd("stats", str(src), "--json"), env=env(cache))
+        # the table as a CPU without fast bf16 products makes it, through oneDNN where Graft picks it, then the BLAS
+        for job, gemm in (("stats_f32", "auto"), ("stats_f32_blas", "blas")):
+            if job in wanted:
+                cache = Path(tempfile.mkdtemp(prefix="graft-cache-stats-", dir=work))
+                cmd = graft_cmd("stats", str(src), "--json", "--products", "float32")
+                bench.run(job, cmd, env={**env(cache), "GRAFT_FLOAT32_GEMM": gemm})
         if "stats_products" in wanted:
             shapes = json.dumps([list(shape) for _, shape in tensors_for(cfg) if len(shape) == 2])
             bench.run("stats_products", [sys.executable, "-c", PRODUCTS, shapes])
@@ -672,11 +693,15 @@ BASELINES = {
     "mean_field": ("select_second", "× select"),
     "distribution": ("select_second", "× select"),
     "covariance": ("select_second", "× select"),
+    "covariance_f32": ("select_second", "× select"),
+    "covariance_f32_blas": ("select_second", "× select"),
     "templates": ("select_second", "× select"),
     "growth": ("cp", "× cp (same bytes)"),
     "inspect_first": ("cat", "× cat"),
     "inspect_second": ("cat", "× cat"),
     "stats": ("cat", "× cat"),
+    "stats_f32": ("cat", "× cat"),
+    "stats_f32_blas": ("cat", "× cat"),
     "stats_products": ("cat", "× cat"),
     "slice_first": ("mergekit", "× mergekit"),
     "slice_second": ("mergekit", "× mergekit"),
@@ -702,12 +727,12 @@ def report(bench: Bench, results: dict, size: int, needed: int) -> None:
         rows.append((job, r, ratio, what))
     print()
     print(
-        f"{'job':<15} {'wall s':>8} {'ratio':>24} {'GB read':>8} {'GB written':>10} {'GB rchar':>9} {'peak RSS MB':>11}"
+        f"{'job':<19} {'wall s':>8} {'ratio':>24} {'GB read':>8} {'GB written':>10} {'GB rchar':>9} {'peak RSS MB':>11}"
     )
     for job, r, ratio, what in rows:
         shown = f"{ratio:.2f}{what}" if ratio is not None else "—"
         print(
-            f"{job:<15} {r['wall']:8.2f} {shown:>24} {r['read_bytes'] / GB:8.3f} {r['write_bytes'] / GB:10.3f} "
+            f"{job:<19} {r['wall']:8.2f} {shown:>24} {r['read_bytes'] / GB:8.3f} {r['write_bytes'] / GB:10.3f} "
             f"{r['rchar'] / GB:9.3f} {r['peak_rss'] / 1e6:11.0f}"
         )
     print(f"\nsource {size / GB:.3f} GB")

@@ -24,6 +24,19 @@ On a 2-core Zen 5 EPYC (AVX-512 BF16, no AMX; ``--repeat 3``): the draw products
 the Krylov products 3.0× and 3.5×, the whole estimates 3.4× and 3.8×, the normal fill 1.0× (one
 call already fills 4M values in 10.8 ms there).
 
+Float32 through torch's BLAS (MKL) against oneDNN (:func:`core.devices.onednn_products`, which
+``auto`` picks on an AMD CPU), on the same Zen 5 (``--repeat 3``, two runs):
+
+    cpu: float32 products through oneDNN here (auto): True
+      covariance draw 2048×2049 @ 2049×2048            BLAS    79.4 ms  oneDNN    41.1 ms  1.9×
+      covariance draw 5504×2049 @ 2049×2048            BLAS   214.6 ms  oneDNN   119.7 ms  1.8×
+      float32 draw    2048×2048, 1024 samples          BLAS   143.3 ms  oneDNN    80.0 ms  1.8×
+      float32 draw    5504×2048, 1024 samples          BLAS   334.0 ms  oneDNN   199.0 ms  1.7×
+      Krylov estimate 4096×4096 bf16 matrix            BLAS   125.5 ms  oneDNN    78.1 ms  1.6×
+      Krylov estimate 11008×4096 bf16 matrix           BLAS   338.6 ms  oneDNN   207.8 ms  1.6×
+
+(the other run: products 2.1× and 2.1×, draws 1.7× and 1.8×).
+
 Best of ``--repeat`` runs each. Other runs the same day: the draw products 3.7–6.4× and 4.1–5.8×,
 the Krylov products 4.8–5.9× and 4.6–6.2×, the normal fill 2.0–2.5×.
 
@@ -108,6 +121,70 @@ def krylov(repeat: int) -> None:
         torch.set_num_threads(threads)
 
 
+def float32_gemms(repeat: int) -> None:
+    """The draw's float32 products (``out += left @ right``) through torch's BLAS and through oneDNN
+    (:class:`core.devices.RightProduct`, ``GRAFT_FLOAT32_GEMM``), and the whole float32 draw of a
+    2048 × 2048 and a 5504 × 2048 matrix at 1024 samples (:func:`core.strategies.covariance._draw`)
+    each way, and the float32 Krylov estimate on one thread: what a CPU without fast bf16 products runs."""
+    import os
+
+    from core.devices import RightProduct, onednn_products
+    from core.strategies.covariance import _draw
+
+    print(f"cpu: float32 products through oneDNN here (auto): {onednn_products('cpu')}")
+    saved = os.environ.get("GRAFT_FLOAT32_GEMM")
+    gen = torch.Generator().manual_seed(0)
+    try:
+        for label, (m, k), (_, n) in SHAPES[:2]:
+            left, right, out = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen), torch.zeros(m, n)
+            took = {}
+            for gemm in ("blas", "onednn"):
+                os.environ["GRAFT_FLOAT32_GEMM"] = gemm
+                product = RightProduct(right, "cpu")
+                took[gemm] = timed(lambda: product.add_to(out, left), repeat, "cpu")  # noqa: B023
+            shape = f"{m}×{k} @ {k}×{n}"
+            print(
+                f"  {label:<16}{shape:<32} BLAS {took['blas'] * 1e3:7.1f} ms  oneDNN {took['onednn'] * 1e3:7.1f} ms  "
+                f"{took['blas'] / took['onednn']:.1f}×"
+            )
+        for m, n in ((2048, 2048), (5504, 2048)):
+            p, q = torch.randn(m, 1024, generator=gen), torch.randn(n, 1024, generator=gen)
+            dr, dc = torch.rand(m, generator=gen) + 0.1, torch.rand(n, generator=gen) + 0.1
+            took = {}
+            for gemm in ("blas", "onednn"):
+                os.environ["GRAFT_FLOAT32_GEMM"] = gemm
+                draw_gen = torch.Generator().manual_seed(1)
+                took[gemm] = timed(lambda: _draw(p, dr, q, dc, 0.0, draw_gen, "cpu"), repeat, "cpu")  # noqa: B023
+            label = f"{m}×{n}, 1024 samples"
+            print(
+                f"  float32 draw    {label:<32} BLAS {took['blas'] * 1e3:7.1f} ms  oneDNN {took['onednn'] * 1e3:7.1f} ms  "
+                f"{took['blas'] / took['onednn']:.1f}×"
+            )
+        from core.stats.spectrum import top_eigenvalues
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as the table's workers run it
+        try:
+            for shape in ((4096, 4096), (11008, 4096)):
+                w = (torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * 0.02).bfloat16()
+                took = {}
+                for gemm in ("blas", "onednn"):
+                    os.environ["GRAFT_FLOAT32_GEMM"] = gemm
+                    took[gemm] = timed(lambda: top_eigenvalues(w), repeat, "cpu")  # noqa: B023
+                label = f"{shape[0]}×{shape[1]} bf16 matrix"
+                print(
+                    f"  Krylov estimate {label:<32} BLAS {took['blas'] * 1e3:7.1f} ms  oneDNN {took['onednn'] * 1e3:7.1f} ms  "
+                    f"{took['blas'] / took['onednn']:.1f}×"
+                )
+        finally:
+            torch.set_num_threads(threads)
+    finally:
+        if saved is None:
+            os.environ.pop("GRAFT_FLOAT32_GEMM", None)
+        else:
+            os.environ["GRAFT_FLOAT32_GEMM"] = saved
+
+
 def normals(repeat: int) -> None:
     out = torch.empty(4 << 20)
     gen = torch.Generator().manual_seed(0)
@@ -125,6 +202,7 @@ def main() -> None:
     args = parser.parse_args()
     products("cpu", args.repeat)
     krylov(args.repeat)
+    float32_gemms(args.repeat)
     normals(args.repeat)
     if torch.cuda.is_available():
         products("cuda", args.repeat)

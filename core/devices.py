@@ -121,3 +121,93 @@ def _warn_slow_bf16() -> None:
         "this CPU has no fast bfloat16 matrix products (neither AMX nor AVX-512 BF16): products=bfloat16 can take hundreds of "
         "times longer than float32 here; use products=auto or float32"
     )
+
+
+#: Which library runs the big float32 products on a CPU: ``"auto"`` (:func:`onednn_products`),
+#: ``"blas"`` (torch's BLAS: MKL on x86) or ``"onednn"``; set by ``GRAFT_FLOAT32_GEMM`` to compare.
+FLOAT32_GEMMS = ("auto", "blas", "onednn")
+
+
+def onednn_products(device) -> bool:
+    """Whether the big float32 products of a draw on ``device`` go through oneDNN instead of torch's BLAS.
+
+    True on an AMD (or Hygon) x86 CPU when this torch has oneDNN, the case ``GRAFT_FLOAT32_GEMM``
+    (``auto``, ``blas``, ``onednn``) does not override. torch's BLAS on x86 is MKL, which picks its
+    kernels by the CPU's vendor: on an AMD CPU it runs its AVX2 kernels, whatever the CPU has, while
+    oneDNN picks them by the instruction sets it finds. On a 2-core Zen 5 EPYC (AVX-512)
+    ``benchmarks/bench_products.py`` measured the covariance draw's products 1.8–2.1× faster
+    through oneDNN (about 300–380 GFLOP/s against MKL's 140–190), the whole float32 draw 1.7–1.8×,
+    the statistics table's float32 Krylov estimate 1.6×. On an Intel CPU MKL is kept.
+    Told apart by the SSE4a flag (AMD's alone) or the CPU's name, not by timing: a choice that
+    gives the same bytes on every run of one machine (the two libraries sum in other orders, so
+    the values differ between them in the last bits).
+    """
+    import os
+
+    import torch
+
+    choice = os.environ.get("GRAFT_FLOAT32_GEMM", "auto")
+    if choice not in FLOAT32_GEMMS:
+        from core.errors import RecipeError
+
+        raise RecipeError(f"GRAFT_FLOAT32_GEMM={choice!r} is unknown; set it to {', '.join(FLOAT32_GEMMS)} or unset it")
+    if torch.device(device).type != "cpu" or choice == "blas" or not torch.backends.mkldnn.is_available():
+        return False
+    if _onednn_linear() is None:
+        return False
+    if choice == "onednn":
+        return True
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    try:
+        found = capabilities() if capabilities else {}
+    except Exception:  # an older torch, or a platform it cannot query: keep the BLAS
+        return False
+    name = str(found.get("cpu_name", ""))
+    return bool(found.get("sse4a")) or name.startswith(("AMD", "Hygon"))
+
+
+def _onednn_linear():
+    """torch's oneDNN linear layer on plain (strided) tensors, or None where this torch lacks it.
+
+    ``torch.ops.mkldnn._linear_pointwise(x, w, bias, "none", [], "")`` is ``x @ wᵀ``, the op
+    torch's compiler emits for a linear layer on a CPU; it reads ``w`` through its strides, so a
+    transposed view needs no copy.
+    """
+    import torch
+
+    try:
+        return torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def onednn_matmul(a, b):
+    """``a @ b`` of float32 CPU matrices through oneDNN's linear layer (``x @ wᵀ``), each operand read
+    through its strides: ``a`` row-major is the layer's input and ``bᵀ`` its weight; ``a`` a
+    transposed view (``xᵀ``, as the spectrum estimate's ``Wᵀ Q``) is the weight of ``(bᵀ a)ᵀ``
+    instead, only the thin ``bᵀ`` copied (reading a transposed input was 2–3× slower there).
+    Needs :func:`onednn_products`; the result may be a transposed view."""
+    linear = _onednn_linear()
+    if not a.is_contiguous() and a.T.is_contiguous():
+        return linear(b.T.contiguous(), a, None, "none", [], "").T
+    return linear(a.contiguous(), b.T, None, "none", [], "")
+
+
+class RightProduct:
+    """``out += left @ right`` for many row blocks ``left`` against one float32 ``right`` (k × n).
+
+    Through oneDNN where :func:`onednn_products` says so (:func:`onednn_matmul`: ``right`` read in
+    place, as the transposed weight of a linear layer), else torch's BLAS, accumulating straight
+    into ``out``.
+    """
+
+    def __init__(self, right, device) -> None:
+        self._right = right
+        self._onednn = bool(right.shape[0]) and onednn_products(device)
+
+    def add_to(self, out, left) -> None:
+        """``out += left @ right`` (float32; ``out`` is rows × n)."""
+        if self._onednn:
+            out.add_(onednn_matmul(left, self._right))
+        else:
+            out.addmm_(left, self._right)

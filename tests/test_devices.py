@@ -62,3 +62,73 @@ def test_asking_for_bf16_where_it_is_emulated_warns_once(cpu_flags, caplog):
 
 def test_a_device_that_is_neither_cpu_nor_cuda_keeps_float32():
     assert not bf16_products_fast("meta")
+
+
+# -- which library runs the big float32 products -----------------------------------------------
+
+needs_onednn = pytest.mark.skipif(
+    devices._onednn_linear() is None or not torch.backends.mkldnn.is_available(),
+    reason="this torch build has no oneDNN linear layer (torch.ops.mkldnn._linear_pointwise)",
+)
+ZEN3_EPYC = {"avx2": True, "fma3": True, "sse4a": True, "cpu_name": "AMD EPYC 7B13"}
+ICE_LAKE = {"avx2": True, "avx512_f": True, "cpu_name": "Intel(R) Xeon(R) Platinum 8375C CPU"}
+
+
+@needs_onednn
+@pytest.mark.parametrize(
+    ("flags", "onednn"),
+    [
+        (ZEN3_EPYC, True),
+        ({**ZEN5_EPYC, "sse4a": True}, True),
+        ({"avx2": True, "cpu_name": "Hygon C86 7285"}, True),
+        (ICE_LAKE, False),
+        (SAPPHIRE_RAPIDS, False),
+        ({}, False),
+    ],
+)
+def test_float32_products_go_through_onednn_on_amd_cpus_only(cpu_flags, monkeypatch, flags, onednn):
+    monkeypatch.delenv("GRAFT_FLOAT32_GEMM", raising=False)
+    cpu_flags(flags)
+    assert devices.onednn_products("cpu") is onednn
+    assert not devices.onednn_products("meta")
+
+
+@needs_onednn
+def test_the_environment_picks_the_float32_library_and_a_typo_is_one_sentence(cpu_flags, monkeypatch):
+    from core.errors import RecipeError
+
+    cpu_flags(ICE_LAKE)
+    monkeypatch.setenv("GRAFT_FLOAT32_GEMM", "onednn")
+    assert devices.onednn_products("cpu")
+    cpu_flags(ZEN3_EPYC)
+    monkeypatch.setenv("GRAFT_FLOAT32_GEMM", "blas")
+    assert not devices.onednn_products("cpu")
+    monkeypatch.setenv("GRAFT_FLOAT32_GEMM", "mkl")
+    with pytest.raises(RecipeError, match="GRAFT_FLOAT32_GEMM='mkl' is unknown; set it to auto, blas, onednn"):
+        devices.onednn_products("cpu")
+
+
+@needs_onednn
+def test_onednn_products_equal_the_blas_ones_for_every_operand_layout():
+    g = torch.Generator().manual_seed(0)
+    x, b = torch.randn(300, 200, generator=g), torch.randn(200, 48, generator=g)
+    q = torch.randn(300, 48, generator=g)
+    cases = [
+        (x, b),  # row-major times row-major
+        (x.T, q),  # a transposed view: Wᵀ Q, as the spectrum estimate asks
+        (x[:, :150], b[:150]),  # column slices (strided rows)
+        (x, torch.randn(48, 200, generator=g).T),  # a transposed right operand
+    ]
+    for a, right in cases:
+        out = devices.onednn_matmul(a, right)
+        assert out.shape == (a.shape[0], right.shape[1])
+        torch.testing.assert_close(out, a @ right, rtol=1e-5, atol=1e-4)
+    # a right factor used for many row blocks: accumulated into the output, as the BLAS's addmm
+    right = torch.randn(200, 96, generator=g)
+    for onednn in (True, False):
+        product = devices.RightProduct(right, "cpu")
+        product._onednn = onednn
+        out = torch.ones(300, 96)
+        for lo in range(0, 300, 128):
+            product.add_to(out[lo : lo + 128], x[lo : lo + 128])
+        torch.testing.assert_close(out, 1 + x @ right, rtol=1e-5, atol=1e-4)

@@ -37,6 +37,10 @@ the largest cost of their own (7.1–7.5 s of CPU of ~31–39 s in all threads).
 next tensor's kept block while this one is drawn (:meth:`Covariance.reads`,
 :class:`core.sources.prefetch.Prefetcher`): on a 2-core Zen 5 VM (bf16 products), cold, output to
 /dev/shm, 13.9–14.4 s against 16.5–19.5 s without (``GRAFT_PREFETCH=0``), 1.7× ``select``.
+Without fast bf16 products the draw is float32; on an AMD CPU its products then go through oneDNN
+(:class:`core.devices.RightProduct`; MKL, torch's BLAS, runs AVX2 kernels there): on that Zen 5
+with ``--param products=float32``, 2.03× ``select`` against 2.59× through MKL (medians of two
+interleaved rounds of ``bench_7b.py``: 22.2 s and 28.2 s, select 10.9 s).
 
 The default of 1024 samples is chosen by the validation loss, not the speed: on the demo (MiniLM-L6
 → 4 layers / 256 / 8 heads / 1024, ``benchmarks/bench_strategies.py``) 512 samples took 80 steps to
@@ -71,7 +75,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.devices import PRODUCT_PRECISIONS, product_dtype
+from core.devices import PRODUCT_PRECISIONS, RightProduct, product_dtype
 from core.errors import StrategyError
 from core.params import param
 from core.strategies._common import LOOKUP_HELP, LOOKUPS, device_generator, fill_normal, is_lookup
@@ -266,7 +270,7 @@ def _draw(p, dr, q, dc, mean: float, gen, device, products=None):
         if q is not None and low:
             right[kq:-1].add_(z[:, :kq].to(products) @ right[:kq].to(products))
         elif q is not None:
-            right[kq:-1].addmm_(z[:, :kq], right[:kq])
+            RightProduct(right[:kq], device).add_to(right[kq:-1], z[:, :kq])
         del z
     right[-1] = mean
     # float32: the mean rides in the product (a row of μ, a column of ones); bf16: the factors
@@ -278,6 +282,7 @@ def _draw(p, dr, q, dc, mean: float, gen, device, products=None):
         right = right[:-1].to(products)
     else:
         left[:, -1] = 1.0
+        product = RightProduct(right, device)
     out = torch.empty((m, n), device=device)
     rows = min(m, max(1, BLOCK_BYTES // (4 * max(n, kq))))
     noise = torch.empty((rows, kq), device=device)  # reused: a fresh buffer per block costs page faults
@@ -290,7 +295,7 @@ def _draw(p, dr, q, dc, mean: float, gen, device, products=None):
             z21 = fill_normal(noise[: hi - lo], gen)
             torch.mul(z21, scale, out=left[lo:hi, :kq])  # rounded to bf16 here when low
         if not low:
-            block.addmm_(left[lo:hi], right)
+            product.add_to(block, left[lo:hi])
             continue
         if kq + kp:
             block.add_(left[lo:hi] @ right)

@@ -92,6 +92,45 @@ def test_a_draw_with_bf16_products_is_the_float32_draw_to_bf16_precision():
     torch.testing.assert_close(only_mean, _draw(None, dr, None, dc, 0.5, torch.Generator().manual_seed(9), "cpu"))
 
 
+@pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN: its float32 draw is the BLAS one"
+)
+def test_a_float32_draw_through_onednn_is_the_blas_draw_to_float32_precision(monkeypatch):
+    """On an AMD CPU the float32 products run through oneDNN (core.devices.onednn_products): the same
+    noise, the same values but for the order of the sums, and the same bytes on every run."""
+    g = torch.Generator().manual_seed(5)
+    m, n, kp, kq = 300, 700, 64, 48
+    p, dr = torch.randn(m, kp, generator=g) * 0.1, torch.rand(m, generator=g) * 0.3 + 0.1
+    q, dc = torch.randn(n, kq, generator=g) * 0.1, torch.rand(n, generator=g) * 0.3 + 0.1
+    draws = {}
+    for gemm in ("blas", "onednn", "onednn"):
+        monkeypatch.setenv("GRAFT_FLOAT32_GEMM", gemm)
+        out = _draw(p, dr, q, dc, 0.5, torch.Generator().manual_seed(9), "cpu")
+        if gemm in draws:
+            torch.testing.assert_close(out, draws[gemm], rtol=0, atol=0)
+        draws[gemm] = out
+    torch.testing.assert_close(draws["onednn"], draws["blas"], rtol=1e-5, atol=1e-6)
+    assert float((draws["blas"] - 0.5).std()) > 0.1
+
+
+@pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN: its products are the BLAS ones"
+)
+def test_the_spectrum_estimate_through_onednn_is_the_blas_estimate(monkeypatch):
+    from core.stats.spectrum import top_eigenvalues
+
+    g = torch.Generator().manual_seed(2)
+    u, _ = torch.linalg.qr(torch.randn(700, 400, generator=g))
+    v, _ = torch.linalg.qr(torch.randn(400, 400, generator=g))
+    w = (u * 0.97 ** torch.arange(400.0)) @ v.T  # σ_i = 0.97^i
+    estimates = {}
+    for gemm in ("blas", "onednn"):
+        monkeypatch.setenv("GRAFT_FLOAT32_GEMM", gemm)
+        estimates[gemm] = top_eigenvalues(w, rank=64, block=16)
+    np.testing.assert_allclose(estimates["onednn"], estimates["blas"], rtol=1e-4)
+    np.testing.assert_allclose(estimates["blas"][:8], 0.97 ** (2 * np.arange(8)), rtol=1e-3)
+
+
 def test_the_normal_fill_in_parts_is_standard_normal_and_the_same_on_any_number_of_threads():
     n = 3 * NORMAL_SPLIT_MIN + 5  # parts of unequal length
     threads = torch.get_num_threads()
