@@ -95,5 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _exit_past_teardown(code: int) -> None:
+    """Leave a torchrun worker without the interpreter's teardown: its work is done and written,
+    and the process group destroyed, but Gloo's C++ threads can still be torn down after Python's
+    (a rank then aborts with "terminate called without an active exception", and torchrun fails
+    the whole run: seen once in CI here; pytorch/pytorch#179291 describes the race)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _exit_past_teardown(status)
+    sys.exit(status)
