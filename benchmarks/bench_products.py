@@ -35,12 +35,15 @@ Float32 through torch's BLAS (MKL) against oneDNN (:func:`core.devices.onednn_pr
       Krylov estimate 4096×4096 bf16 matrix            BLAS   125.5 ms  oneDNN    78.1 ms  1.6×
       Krylov estimate 11008×4096 bf16 matrix           BLAS   338.6 ms  oneDNN   207.8 ms  1.6×
 
-(the other run: products 2.1× and 2.1×, draws 1.7× and 1.8×).
+(the other run: products 2.1× and 2.1×, draws 1.7× and 1.8×). With oneDNN held to AVX2, as on a
+CPU without AVX-512 (``ONEDNN_MAX_CPU_ISA=AVX2 … --float32-only``; MKL runs AVX2 kernels on AMD
+anyway), the draw's products and the draws ran 0.96–1.2× MKL's, the Krylov estimates 1.1×: ``auto``
+keeps MKL on such a CPU.
 
 Best of ``--repeat`` runs each. Other runs the same day: the draw products 3.7–6.4× and 4.1–5.8×,
 the Krylov products 4.8–5.9× and 4.6–6.2×, the normal fill 2.0–2.5×.
 
-Usage: python benchmarks/bench_products.py [--repeat 5]
+Usage: python benchmarks/bench_products.py [--repeat 5] [--float32-only]
 """
 
 from __future__ import annotations
@@ -199,7 +202,15 @@ def normals(repeat: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--float32-only",
+        action="store_true",
+        help="only BLAS against oneDNN in float32 (with ONEDNN_MAX_CPU_ISA=AVX2 bf16 products are emulated: minutes)",
+    )
     args = parser.parse_args()
+    if args.float32_only:
+        float32_gemms(args.repeat)
+        return
     products("cpu", args.repeat)
     krylov(args.repeat)
     float32_gemms(args.repeat)

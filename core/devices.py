@@ -131,14 +131,16 @@ FLOAT32_GEMMS = ("auto", "blas", "onednn")
 def onednn_products(device) -> bool:
     """Whether the big float32 products of a draw on ``device`` go through oneDNN instead of torch's BLAS.
 
-    True on an AMD (or Hygon) x86 CPU when this torch has oneDNN, the case ``GRAFT_FLOAT32_GEMM``
-    (``auto``, ``blas``, ``onednn``) does not override. torch's BLAS on x86 is MKL, which picks its
-    kernels by the CPU's vendor: on an AMD CPU it runs its AVX2 kernels, whatever the CPU has, while
-    oneDNN picks them by the instruction sets it finds. On a 2-core Zen 5 EPYC (AVX-512)
-    ``benchmarks/bench_products.py`` measured the covariance draw's products 1.8–2.1× faster
-    through oneDNN (about 300–380 GFLOP/s against MKL's 140–190), the whole float32 draw 1.7–1.8×,
-    the statistics table's float32 Krylov estimate 1.6×. On an Intel CPU MKL is kept.
-    Told apart by the SSE4a flag (AMD's alone) or the CPU's name, not by timing: a choice that
+    True on an AMD (or Hygon) x86 CPU with AVX-512 (Zen 4 and later) when this torch has oneDNN,
+    the case ``GRAFT_FLOAT32_GEMM`` (``auto``, ``blas``, ``onednn``) does not override. torch's BLAS
+    on x86 is MKL, which picks its kernels by the CPU's vendor: on an AMD CPU it runs its AVX2
+    kernels, whatever the CPU has, while oneDNN picks them by the instruction sets it finds. On a
+    2-core Zen 5 EPYC ``benchmarks/bench_products.py`` measured the covariance draw's products
+    1.8–2.1× faster through oneDNN (about 300–400 GFLOP/s against MKL's 140–210), the whole float32
+    draw 1.7–1.8×, the statistics table's float32 Krylov estimate 1.6×. With oneDNN held to AVX2
+    there (``ONEDNN_MAX_CPU_ISA=AVX2``, as on a Zen 2 or 3) oneDNN's products and draws ran 0.96–1.2× MKL's,
+    so an AMD CPU without AVX-512 keeps MKL, as an Intel CPU does. Told apart by the
+    SSE4a flag (AMD's alone) or the CPU's name, and the AVX-512F flag, not by timing: a choice that
     gives the same bytes on every run of one machine (the two libraries sum in other orders, so
     the values differ between them in the last bits).
     """
@@ -162,8 +164,8 @@ def onednn_products(device) -> bool:
         found = capabilities() if capabilities else {}
     except Exception:  # an older torch, or a platform it cannot query: keep the BLAS
         return False
-    name = str(found.get("cpu_name", ""))
-    return bool(found.get("sse4a")) or name.startswith(("AMD", "Hygon"))
+    amd = bool(found.get("sse4a")) or str(found.get("cpu_name", "")).startswith(("AMD", "Hygon"))
+    return amd and bool(found.get("avx512_f"))
 
 
 def _onednn_linear():

@@ -37,10 +37,11 @@ the largest cost of their own (7.1–7.5 s of CPU of ~31–39 s in all threads).
 next tensor's kept block while this one is drawn (:meth:`Covariance.reads`,
 :class:`core.sources.prefetch.Prefetcher`): on a 2-core Zen 5 VM (bf16 products), cold, output to
 /dev/shm, 13.9–14.4 s against 16.5–19.5 s without (``GRAFT_PREFETCH=0``), 1.7× ``select``.
-Without fast bf16 products the draw is float32; on an AMD CPU its products then go through oneDNN
-(:class:`core.devices.RightProduct`; MKL, torch's BLAS, runs AVX2 kernels there): on that Zen 5
-with ``--param products=float32``, 2.03× ``select`` against 2.59× through MKL (medians of two
-interleaved rounds of ``bench_7b.py``: 22.2 s and 28.2 s, select 10.9 s).
+Without fast bf16 products the draw is float32. On an AMD CPU with AVX-512 its products then go
+through oneDNN (:class:`core.devices.RightProduct`; MKL, torch's BLAS, runs AVX2 kernels there): on
+that Zen 5 with ``--param products=float32``, 2.03× ``select`` against 2.59× through MKL (medians of
+two interleaved rounds of ``bench_7b.py``: 22.2 s and 28.2 s, select 10.9 s). The MKL figure is what
+a CPU with AVX2 alone (and no bf16) can expect at these 2 cores: there the two libraries run alike.
 
 The default of 1024 samples is chosen by the validation loss, not the speed: on the demo (MiniLM-L6
 → 4 layers / 256 / 8 heads / 1024, ``benchmarks/bench_strategies.py``) 512 samples took 80 steps to
