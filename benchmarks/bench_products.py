@@ -49,6 +49,7 @@ Usage: python benchmarks/bench_products.py [--repeat 5] [--float32-only]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -129,59 +130,48 @@ def float32_gemms(repeat: int) -> None:
     (:class:`core.devices.RightProduct`, ``GRAFT_FLOAT32_GEMM``), and the whole float32 draw of a
     2048 × 2048 and a 5504 × 2048 matrix at 1024 samples (:func:`core.strategies.covariance._draw`)
     each way, and the float32 Krylov estimate on one thread: what a CPU without fast bf16 products runs."""
-    import os
-
     from core.devices import RightProduct, onednn_products
+    from core.stats.spectrum import top_eigenvalues
     from core.strategies.covariance import _draw
+
+    def both(label: str, run) -> None:
+        """Time ``run()`` under each library's ``GRAFT_FLOAT32_GEMM`` (``run`` reads it when called)."""
+        took = {}
+        for gemm in ("blas", "onednn"):
+            os.environ["GRAFT_FLOAT32_GEMM"] = gemm
+            took[gemm] = timed(run(), repeat, "cpu")
+        print(
+            f"  {label:<48} BLAS {took['blas'] * 1e3:7.1f} ms  oneDNN {took['onednn'] * 1e3:7.1f} ms  "
+            f"{took['blas'] / took['onednn']:.1f}×"
+        )
 
     print(f"cpu: float32 products through oneDNN here (auto): {onednn_products('cpu')}")
     saved = os.environ.get("GRAFT_FLOAT32_GEMM")
     gen = torch.Generator().manual_seed(0)
+    threads = torch.get_num_threads()
     try:
         for label, (m, k), (_, n) in SHAPES[:2]:
             left, right, out = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen), torch.zeros(m, n)
-            took = {}
-            for gemm in ("blas", "onednn"):
-                os.environ["GRAFT_FLOAT32_GEMM"] = gemm
-                product = RightProduct(right, "cpu")
-                took[gemm] = timed(lambda: product.add_to(out, left), repeat, "cpu")  # noqa: B023
-            shape = f"{m}×{k} @ {k}×{n}"
-            print(
-                f"  {label:<16}{shape:<32} BLAS {took['blas'] * 1e3:7.1f} ms  oneDNN {took['onednn'] * 1e3:7.1f} ms  "
-                f"{took['blas'] / took['onednn']:.1f}×"
-            )
+
+            def product(left=left, right=right, out=out):
+                made = RightProduct(right, "cpu")
+                return lambda: made.add_to(out, left)
+
+            both(f"{label:<16}{m}×{k} @ {k}×{n}", product)
         for m, n in ((2048, 2048), (5504, 2048)):
             p, q = torch.randn(m, 1024, generator=gen), torch.randn(n, 1024, generator=gen)
             dr, dc = torch.rand(m, generator=gen) + 0.1, torch.rand(n, generator=gen) + 0.1
-            took = {}
-            for gemm in ("blas", "onednn"):
-                os.environ["GRAFT_FLOAT32_GEMM"] = gemm
-                draw_gen = torch.Generator().manual_seed(1)
-                took[gemm] = timed(lambda: _draw(p, dr, q, dc, 0.0, draw_gen, "cpu"), repeat, "cpu")  # noqa: B023
-            label = f"{m}×{n}, 1024 samples"
-            print(
-                f"  float32 draw    {label:<32} BLAS {took['blas'] * 1e3:7.1f} ms  oneDNN {took['onednn'] * 1e3:7.1f} ms  "
-                f"{took['blas'] / took['onednn']:.1f}×"
-            )
-        from core.stats.spectrum import top_eigenvalues
 
-        threads = torch.get_num_threads()
+            def draw(p=p, dr=dr, q=q, dc=dc):
+                return lambda: _draw(p, dr, q, dc, 0.0, torch.Generator().manual_seed(1), "cpu")
+
+            both(f"float32 draw    {m}×{n}, 1024 samples", draw)
         torch.set_num_threads(1)  # as the table's workers run it
-        try:
-            for shape in ((4096, 4096), (11008, 4096)):
-                w = (torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * 0.02).bfloat16()
-                took = {}
-                for gemm in ("blas", "onednn"):
-                    os.environ["GRAFT_FLOAT32_GEMM"] = gemm
-                    took[gemm] = timed(lambda: top_eigenvalues(w), repeat, "cpu")  # noqa: B023
-                label = f"{shape[0]}×{shape[1]} bf16 matrix"
-                print(
-                    f"  Krylov estimate {label:<32} BLAS {took['blas'] * 1e3:7.1f} ms  oneDNN {took['onednn'] * 1e3:7.1f} ms  "
-                    f"{took['blas'] / took['onednn']:.1f}×"
-                )
-        finally:
-            torch.set_num_threads(threads)
+        for shape in ((4096, 4096), (11008, 4096)):
+            w = (torch.randn(*shape, generator=torch.Generator().manual_seed(1)) * 0.02).bfloat16()
+            both(f"Krylov estimate {shape[0]}×{shape[1]} bf16 matrix", lambda w=w: lambda: top_eigenvalues(w))
     finally:
+        torch.set_num_threads(threads)
         if saved is None:
             os.environ.pop("GRAFT_FLOAT32_GEMM", None)
         else:

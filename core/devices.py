@@ -94,12 +94,20 @@ def bf16_products_fast(device) -> bool:
         return torch.cuda.is_available() and torch.cuda.get_device_capability(torch.device(device))[0] >= 8
     if kind != "cpu":
         return False
+    found = _cpu_flags()
+    return bool(found.get("amx_bf16") or found.get("avx512_bf16"))
+
+
+def _cpu_flags() -> dict:
+    """torch's report of this CPU (flags, name); empty where it cannot be read (an older torch, or
+    a platform it cannot query), which keeps every choice made from it at its default."""
+    import torch
+
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     try:
-        found = capabilities() if capabilities else {}
-    except Exception:  # an older torch, or a platform it cannot query: keep float32
-        return False
-    return bool(found.get("amx_bf16") or found.get("avx512_bf16"))
+        return capabilities() if capabilities else {}
+    except Exception:
+        return {}
 
 
 def product_dtype(precision: str, device):
@@ -153,17 +161,13 @@ def onednn_products(device) -> bool:
         from core.errors import RecipeError
 
         raise RecipeError(f"GRAFT_FLOAT32_GEMM={choice!r} is unknown; set it to {', '.join(FLOAT32_GEMMS)} or unset it")
-    if torch.device(device).type != "cpu" or choice == "blas" or not torch.backends.mkldnn.is_available():
+    if torch.device(device).type != "cpu" or choice == "blas":
         return False
-    if _onednn_linear() is None:
+    if not torch.backends.mkldnn.is_available() or _onednn_linear() is None:
         return False
     if choice == "onednn":
         return True
-    capabilities = getattr(torch.cpu, "get_capabilities", None)
-    try:
-        found = capabilities() if capabilities else {}
-    except Exception:  # an older torch, or a platform it cannot query: keep the BLAS
-        return False
+    found = _cpu_flags()
     amd = bool(found.get("sse4a")) or str(found.get("cpu_name", "")).startswith(("AMD", "Hygon"))
     return amd and bool(found.get("avx512_f"))
 

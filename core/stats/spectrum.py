@@ -369,7 +369,8 @@ def top_eigenvalues(
     generator = torch.Generator().manual_seed(seed)
     work = torch.float32 if low else x.dtype  # the dtype of the basis and of what the products return
 
-    # float32 on an AMD CPU with AVX-512: oneDNN's products, 2–3× torch's BLAS there, the estimate 1.6× (core.devices.onednn_products)
+    # float32 on an AMD CPU with AVX-512: oneDNN's products, 2–3× torch's BLAS there, the estimate
+    # 1.6× (core.devices.onednn_products)
     onednn = x.dtype == torch.float32 and x.device.type == "cpu" and min(n, m) > 0 and onednn_products(x.device)
 
     def times(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
